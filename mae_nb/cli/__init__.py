@@ -1,0 +1,46 @@
+"""The ``mae-nb`` command. Each sub-command lives in its own module with ``add_parser``.
+
+Errors that mae-nb raises on purpose are printed as one line (``mae-nb: error: ...``) with
+exit status 2; anything else is a bug and shows its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from mae_nb import __version__
+from mae_nb.errors import MaeNbError
+
+#: Sub-command modules of ``mae_nb.cli``, in the order ``mae-nb --help`` lists them.
+COMMANDS = ["run", "data"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mae-nb",
+        description="mae-nb: a notebook course on masked autoencoders for spatial imagery.",
+    )
+    parser.add_argument("--version", action="version", version=f"mae-nb {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMANDS:
+        importlib.import_module(f"mae_nb.cli.{name}").add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (MaeNbError, FileExistsError, ValueError) as exc:
+        print(f"mae-nb: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("mae-nb: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,133 @@
+"""Data for the course: registry, GeoTIFF helpers, synthetic scenes, tiling.
+
+The one call notebooks need is :func:`load_sample`: a real sample when one is cached,
+mirrored or downloadable, otherwise the synthetic scene, with a visible notice saying so.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mae_nb.data.geotiff import Raster, composite, read_raster, stretch, with_array, write_raster
+from mae_nb.data.registry import (
+    REGISTRY,
+    Dataset,
+    RemoteFile,
+    cache_dir,
+    fetch,
+    get,
+    locate,
+    mirror_dirs,
+    status,
+)
+from mae_nb.data.synthetic import CLASS_NAMES, SyntheticScene, synthetic_scene
+from mae_nb.data.tiling import Tiles, tile, untile
+from mae_nb.errors import DataUnavailableError
+
+__all__ = [
+    "CLASS_NAMES", "REGISTRY", "Dataset", "Raster", "RemoteFile", "Sample", "SyntheticScene",
+    "Tiles", "cache_dir", "composite", "fetch", "get", "load_sample", "locate", "mirror_dirs",
+    "read_raster", "status", "stretch", "synthetic_path", "synthetic_scene", "tile", "untile",
+    "with_array", "write_raster",
+]
+
+
+@dataclass
+class Sample:
+    """An image for a chapter: where it came from, its pixels and (when known) its labels.
+
+    ``source`` is ``"real"`` or ``"synthetic"``; ``rgb`` gives the 1-based bands of a true-colour
+    composite; ``labels`` is an (H, W) land-cover map (synthetic scenes) or None.
+    """
+
+    name: str
+    source: str
+    path: Path
+    raster: Raster
+    rgb: list[int]
+    labels: np.ndarray | None = None
+    class_names: tuple[str, ...] | None = None
+    notice: str = ""
+
+    @property
+    def image(self) -> np.ndarray:
+        return self.raster.array
+
+    @property
+    def valid(self) -> np.ndarray:
+        return self.raster.valid
+
+
+def synthetic_path(height: int = 256, width: int | None = None, bands: int = 6, seed: int = 0,
+                   collar: bool = False) -> tuple[Path, Path]:
+    """GeoTIFFs (image, labels) of a synthetic scene in the cache, written on first use."""
+    width = height if width is None else width
+    stem = f"synthetic_{height}x{width}_{bands}b_seed{seed}{'_collar' if collar else ''}"
+    folder = cache_dir() / "synthetic"
+    image, labels = folder / f"{stem}.tif", folder / f"{stem}_labels.tif"
+    if not (image.exists() and labels.exists()):
+        scene = synthetic_scene(height, width, bands, seed, collar=collar)
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp_image, tmp_labels = image.with_suffix(".tmp.tif"), labels.with_suffix(".tmp.tif")
+        scene.to_geotiff(tmp_image, tmp_labels, overwrite=True)
+        tmp_image.replace(image)
+        tmp_labels.replace(labels)
+    return image, labels
+
+
+def _real_path(name: str, download: bool) -> Path:
+    dataset = get(name)
+    if dataset.kind != "geotiff":
+        raise ValueError(
+            f"load_sample reads single GeoTIFF samples; {name!r} is a {dataset.kind} dataset "
+            "(use mae_nb.data.fetch for its files)"
+        )
+    return fetch(name, download=download)[dataset.files[0].name]
+
+
+def load_sample(
+    name: str | None = "landsat7-olinda",
+    *,
+    bands: int = 6,
+    size: int = 256,
+    seed: int = 0,
+    download: bool = True,
+    collar: bool = False,
+    quiet: bool = False,
+) -> Sample:
+    """A real sample by registry ``name``, or the synthetic scene when it cannot be had.
+
+    ``name=None`` asks for the synthetic scene directly (``bands`` x ``size`` x ``size``,
+    ``seed``). When a real sample is unavailable (offline, no mirror), a notice is printed
+    and the synthetic scene with the same band count is returned instead; ``Sample.source``
+    says which one you got.
+    """
+    notice = ""
+    if name is not None:
+        try:
+            path = _real_path(name, download)
+            dataset = get(name)
+            raster = read_raster(path)
+            if dataset.meta.get("band_names"):
+                raster.band_names = list(dataset.meta["band_names"])[: raster.count]
+            rgb = dataset.meta.get("rgb", [1, 2, 3] if raster.count >= 3 else [1, 1, 1])
+            return Sample(name, "real", path, raster, list(rgb))
+        except DataUnavailableError as exc:
+            notice = (
+                f"NOTICE: the real sample {name!r} is not available here ({exc}). "
+                f"Falling back to the synthetic scene ({bands} bands, {size} x {size} px)."
+            )
+            if not quiet:
+                print(notice)
+            warnings.warn(notice, stacklevel=2)
+    image_path, labels_path = synthetic_path(size, size, bands, seed, collar=collar)
+    raster = read_raster(image_path)
+    labels = read_raster(labels_path).array[0]
+    from mae_nb.data.synthetic import rgb_bands_for, band_centres
+
+    rgb = rgb_bands_for(band_centres(bands)[0]) if bands >= 3 else [1] * 3
+    return Sample("synthetic", "synthetic", image_path, raster, rgb, labels, CLASS_NAMES, notice)

@@ -1,0 +1,233 @@
+"""GeoTIFF helpers: read (bands, windows, nodata), display stretch, composites, write back.
+
+Band indexes are 1-based, as in rasterio and GDAL: ``bands=[3, 2, 1]`` is the usual
+true-colour order of a blue-green-red(-NIR...) file. Arrays are ``(C, H, W)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from mae_nb.errors import RasterError
+
+Window = tuple[int, int, int, int]  # (row_off, col_off, height, width)
+
+
+@dataclass
+class Raster:
+    """An image with its georeferencing.
+
+    ``array``: (C, H, W), the file's dtype. ``valid``: (H, W) bool, False where every band is
+    nodata (or the dataset mask says so). ``transform`` maps pixel (col, row) to map (x, y).
+    """
+
+    array: np.ndarray
+    valid: np.ndarray
+    crs: object
+    transform: object
+    nodata: float | None = None
+    band_names: list[str] = field(default_factory=list)
+    path: Path | None = None
+
+    @property
+    def count(self) -> int:
+        return self.array.shape[0]
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.array.shape[1], self.array.shape[2]
+
+    def __repr__(self) -> str:  # arrays are long; say what matters
+        c, h, w = self.array.shape
+        return (
+            f"Raster({c} bands x {h} x {w}, {self.array.dtype}, crs={self.crs}, "
+            f"nodata={self.nodata}, valid={self.valid.mean():.1%}, path={self.path})"
+        )
+
+    def xy(self, rows, cols):
+        """Map coordinates of pixel centres ``(rows, cols)`` (scalars or arrays)."""
+        from rasterio.transform import xy
+
+        return xy(self.transform, rows, cols, offset="center")
+
+
+def _open(path: str | Path):
+    import rasterio
+    from rasterio.errors import RasterioIOError
+
+    path = Path(path)
+    if not path.exists():
+        raise RasterError(f"no file at {path}: expected a GeoTIFF (or another raster GDAL can read)")
+    if path.is_dir():
+        raise RasterError(f"{path} is a folder, not a raster file")
+    try:
+        return rasterio.open(path)
+    except RasterioIOError as exc:
+        raise RasterError(
+            f"{path} is not a raster GDAL can read ({exc}); expected a GeoTIFF such as the course's "
+            "samples (`mae-nb data list`)"
+        ) from None
+
+
+def check_bands(bands: Sequence[int] | None, count: int, path: object = "the raster") -> list[int]:
+    """1-based band indexes, checked against ``count``."""
+    if bands is None:
+        return list(range(1, count + 1))
+    bands = [int(b) for b in bands]
+    bad = [b for b in bands if not 1 <= b <= count]
+    if bad or not bands:
+        raise RasterError(
+            f"band index {bad[0] if bad else '(none)'} is out of range for {path}, which has "
+            f"{count} band(s): use 1-based indexes 1..{count}"
+        )
+    return bands
+
+
+def check_window(window: Window | None, height: int, width: int, path: object = "the raster") -> Window:
+    """A ``(row_off, col_off, height, width)`` window that lies inside the image."""
+    if window is None:
+        return (0, 0, height, width)
+    r, c, h, w = (int(v) for v in window)
+    if h <= 0 or w <= 0 or r < 0 or c < 0 or r + h > height or c + w > width:
+        raise RasterError(
+            f"window (row_off={r}, col_off={c}, height={h}, width={w}) is outside {path}, which is "
+            f"{height} rows x {width} cols; expected 0 <= row_off, row_off + height <= {height}, "
+            f"0 <= col_off, col_off + width <= {width}"
+        )
+    return (r, c, h, w)
+
+
+def read_raster(
+    path: str | Path,
+    bands: Sequence[int] | None = None,
+    window: Window | None = None,
+) -> Raster:
+    """Read a GeoTIFF: all bands or ``bands`` (1-based), the whole image or a ``window``.
+
+    ``window`` is ``(row_off, col_off, height, width)``. Pixels are invalid where every band
+    equals the nodata value (or the file's internal mask is 0).
+    """
+    from rasterio.windows import Window as RioWindow
+    from rasterio.windows import transform as window_transform
+
+    with _open(path) as src:
+        idx = check_bands(bands, src.count, path)
+        r, c, h, w = check_window(window, src.height, src.width, path)
+        rio_window = RioWindow(c, r, w, h)
+        array = src.read(idx, window=rio_window)
+        masks = src.read_masks(idx, window=rio_window)
+        valid = (masks > 0).any(axis=0)
+        names = [src.descriptions[i - 1] or f"band {i}" for i in idx]
+        return Raster(
+            array=array,
+            valid=valid,
+            crs=src.crs,
+            transform=window_transform(rio_window, src.transform),
+            nodata=src.nodata,
+            band_names=names,
+            path=Path(path),
+        )
+
+
+def write_raster(
+    path: str | Path,
+    array: np.ndarray,
+    *,
+    like: Raster | None = None,
+    crs: object = None,
+    transform: object = None,
+    nodata: float | None = None,
+    valid: np.ndarray | None = None,
+    band_names: Sequence[str] | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Write ``array`` (C, H, W) or (H, W) as a tiled, compressed GeoTIFF.
+
+    Georeferencing comes from ``like`` unless given. Where ``valid`` is False, pixels are set
+    to ``nodata``. An existing file is never replaced unless ``overwrite=True``.
+    """
+    import rasterio
+
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} already exists; pass overwrite=True (or --overwrite) to replace it")
+    array = np.asarray(array)
+    if array.ndim == 2:
+        array = array[None]
+    if array.ndim != 3:
+        raise RasterError(f"expected an array of shape (C, H, W) or (H, W), got {array.shape}")
+    if like is not None:
+        crs = like.crs if crs is None else crs
+        transform = like.transform if transform is None else transform
+        nodata = like.nodata if nodata is None else nodata
+    if valid is not None:
+        if nodata is None:
+            nodata = 0 if np.issubdtype(array.dtype, np.integer) else float("nan")
+        array = np.where(valid[None], array, np.asarray(nodata, dtype=array.dtype))
+    c, h, w = array.shape
+    profile = dict(
+        driver="GTiff", height=h, width=w, count=c, dtype=array.dtype, crs=crs,
+        transform=transform, nodata=nodata, compress="deflate",
+    )
+    if h >= 256 and w >= 256:
+        profile.update(tiled=True, blockxsize=256, blockysize=256)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(array)
+        for i, name in enumerate(band_names or [], start=1):
+            dst.set_band_description(i, name)
+    return path
+
+
+def stretch(
+    array: np.ndarray,
+    low: float = 2.0,
+    high: float = 98.0,
+    valid: np.ndarray | None = None,
+) -> np.ndarray:
+    """Per-band percentile stretch to float32 in [0, 1] for display.
+
+    ``array``: (C, H, W) or (H, W). Percentiles are taken over ``valid`` pixels only (nodata
+    would otherwise pull the low end down); invalid pixels come out as 0.
+    """
+    if not 0 <= low < high <= 100:
+        raise ValueError(f"percentiles must satisfy 0 <= low < high <= 100, got low={low}, high={high}")
+    a = np.asarray(array, dtype=np.float32)
+    squeeze = a.ndim == 2
+    if squeeze:
+        a = a[None]
+    mask = np.ones(a.shape[1:], bool) if valid is None else np.asarray(valid, bool)
+    mask = mask & np.isfinite(a).all(axis=0)
+    out = np.zeros_like(a)
+    if mask.any():
+        for i, band in enumerate(a):
+            lo, hi = np.percentile(band[mask], [low, high])
+            out[i] = np.clip((band - lo) / max(hi - lo, 1e-12), 0, 1)
+    out[:, ~mask] = 0
+    return out[0] if squeeze else out
+
+
+def composite(
+    array: np.ndarray,
+    bands: Sequence[int] = (1, 2, 3),
+    valid: np.ndarray | None = None,
+    low: float = 2.0,
+    high: float = 98.0,
+) -> np.ndarray:
+    """An (H, W, 3) display image from three 1-based ``bands`` of ``array`` (C, H, W), stretched."""
+    bands = check_bands(bands, array.shape[0], "the array")
+    if len(bands) != 3:
+        raise ValueError(f"a composite needs exactly 3 bands (red, green, blue), got {len(bands)}")
+    rgb = stretch(array[[b - 1 for b in bands]], low, high, valid)
+    return np.moveaxis(rgb, 0, -1)
+
+
+def with_array(raster: Raster, array: np.ndarray) -> Raster:
+    """The same georeferencing with another array of the same height and width."""
+    if array.shape[-2:] != raster.array.shape[-2:]:
+        raise RasterError(f"expected an array of {raster.shape} pixels, got {array.shape[-2:]}")
+    return replace(raster, array=array if array.ndim == 3 else array[None])

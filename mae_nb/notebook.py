@@ -1,0 +1,129 @@
+"""Conventions every chapter notebook follows, and the lint that checks them.
+
+A chapter ``notebooks/NN_topic.ipynb`` opens with a markdown cell (title, what you will
+learn, estimated CPU run time, Colab and Binder badges pointing at the notebook itself),
+then the install cell (a no-op where ``mae_nb`` is importable, so Colab users get the
+package from the repository), then exactly one ``parameters``-tagged cell with at least
+``SMOKE``, then derived values. Outputs and execution counts are never committed.
+
+``new_chapter`` builds such a notebook from cells, so authors write prose and code and the
+conventions come for free; ``lint_notebook`` lists what a notebook gets wrong.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Sequence
+
+from mae_nb import DEFAULT_BRANCH, REPOSITORY
+
+#: Environment variable a test sets to install ``mae_nb`` from a working tree instead of GitHub.
+INSTALL_SPEC_ENV = "MAE_NB_INSTALL_SPEC"
+INSTALL_SPEC = f"mae-nb @ git+https://github.com/{REPOSITORY}@{DEFAULT_BRANCH}"
+
+INSTALL_CELL = f'''# Colab or a fresh environment: install the course's package first (a no-op when it is there).
+import importlib.util, os, subprocess, sys
+
+if importlib.util.find_spec("mae_nb") is None:
+    spec = os.environ.get("{INSTALL_SPEC_ENV}", "{INSTALL_SPEC}")
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", spec], check=True)'''
+
+
+def colab_url(notebook: str | Path) -> str:
+    return f"https://colab.research.google.com/github/{REPOSITORY}/blob/{DEFAULT_BRANCH}/notebooks/{Path(notebook).name}"
+
+
+def binder_url(notebook: str | Path) -> str:
+    return f"https://mybinder.org/v2/gh/{REPOSITORY}/{DEFAULT_BRANCH}?labpath=notebooks%2F{Path(notebook).name}"
+
+
+def badges(notebook: str | Path) -> str:
+    return (
+        f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]({colab_url(notebook)}) "
+        f"[![Binder](https://mybinder.org/badge_logo.svg)]({binder_url(notebook)})"
+    )
+
+
+def header(notebook: str | Path, title: str, learn: Sequence[str], minutes: str) -> str:
+    """The first markdown cell of a chapter."""
+    items = "\n".join(f"- {item}" for item in learn)
+    return (
+        f"# {title}\n\n{badges(notebook)}\n\n**What you will learn**\n\n{items}\n\n"
+        f"**Estimated run time on a laptop CPU:** {minutes}. "
+        "Set `SMOKE = True` in the parameters cell for a run of seconds."
+    )
+
+
+def new_chapter(path: str | Path, title: str, learn: Sequence[str], minutes: str,
+                parameters: str, cells: Sequence[tuple[str, str]]) -> Path:
+    """Write a chapter notebook: header, install cell, ``parameters`` cell, then ``cells``.
+
+    ``cells`` are ``("md", text)`` or ``("code", source)`` pairs. ``parameters`` is the source
+    of the parameters cell; it must assign ``SMOKE``.
+    """
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+    path = Path(path)
+    nb = new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["language_info"] = {"name": "python"}
+    params = new_code_cell(parameters.strip())
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [new_markdown_cell(header(path, title, learn, minutes)), new_code_cell(INSTALL_CELL), params]
+    for kind, text in cells:
+        if kind not in ("md", "code"):
+            raise ValueError(f"cell kind must be 'md' or 'code', got {kind!r}")
+        nb.cells.append(new_markdown_cell(text.strip()) if kind == "md" else new_code_cell(text.strip()))
+    for i, cell in enumerate(nb.cells):
+        cell["id"] = f"cell-{i:02d}"
+    nbformat.validate(nb)
+    path.write_text(nbformat.writes(nb) + "\n")
+    return path
+
+
+_LINK = re.compile(r"\((https://(?:colab\.research\.google\.com|mybinder\.org)/[^)\s]+)\)")
+
+
+def lint_notebook(path: str | Path) -> list[str]:
+    """Problems with a chapter notebook; an empty list means it follows the conventions."""
+    import nbformat
+
+    path = Path(path)
+    problems: list[str] = []
+    if not re.fullmatch(r"\d\d_[a-z0-9_]+\.ipynb", path.name):
+        problems.append(f"name {path.name!r} is not NN_topic.ipynb")
+    try:
+        nb = nbformat.read(path, as_version=4)
+    except Exception as exc:  # not JSON, not a notebook
+        return [f"not a readable notebook: {exc}"]
+    cells = nb.cells
+    if not cells or cells[0].cell_type != "markdown" or not cells[0].source.startswith("# "):
+        problems.append("first cell must be a markdown title (# ...)")
+    else:
+        first = cells[0].source
+        links = _LINK.findall(first)
+        for expected in (colab_url(path), binder_url(path)):
+            if expected not in links:
+                problems.append(f"first cell lacks the badge link {expected}")
+        for link in links:
+            if link not in (colab_url(path), binder_url(path)) and "assets" not in link and "badge" not in link:
+                problems.append(f"badge link {link} does not point at this notebook")
+        for needed in ("What you will learn", "Estimated run time"):
+            if needed not in first:
+                problems.append(f"first cell lacks '{needed}'")
+    if len(cells) < 2 or cells[1].cell_type != "code" or cells[1].source.strip() != INSTALL_CELL:
+        problems.append("second cell must be the install cell (mae_nb.notebook.INSTALL_CELL)")
+    tagged = [c for c in cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    if len(tagged) != 1:
+        problems.append(f"expected exactly one cell tagged 'parameters', found {len(tagged)}")
+    elif not re.search(r"^SMOKE\s*=", tagged[0].source, re.M):
+        problems.append("the parameters cell must assign SMOKE")
+    for i, c in enumerate(cells):
+        if c.cell_type == "code" and (c.get("outputs") or c.get("execution_count") is not None):
+            problems.append(f"cell {i} has outputs or an execution count committed (strip them)")
+    sources = "\n".join(c.source for c in cells if c.cell_type == "code")
+    if "record_metrics(" not in sources:
+        problems.append("no code cell calls record_metrics (the runner and tests need its metrics)")
+    return problems

@@ -1,0 +1,305 @@
+"""Executing the course's notebooks headless with papermill, and recording their metrics.
+
+A notebook records its key numbers with :func:`record_metrics`. Run by the runner, they go
+to ``<out>/<notebook>.metrics.json`` next to the executed copy; the runner's summary
+(``<out>/summary.md`` and ``summary.json``) lists each notebook's status, run time and
+metrics, and ``tests/test_notebooks.py`` compares them with committed baselines.
+
+Parameters given with ``-p`` must exist in the notebook's ``parameters`` cell: an unknown
+name is an error (papermill itself would only warn and the run would silently ignore it).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import resource
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from mae_nb.errors import NotebookError
+
+METRICS_ENV = "MAE_NB_METRICS_FILE"
+KERNEL_NAME = "mae-nb"
+DEFAULT_TIMEOUT = 1800  # seconds any one cell may run
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+def peak_memory_mb() -> float:
+    """Peak resident memory of this process (for a notebook: its kernel) in MiB."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 1024 / (1024 if sys.platform == "darwin" else 1)
+
+
+def record_metrics(metrics: Mapping[str, float], *, data: str = "synthetic") -> dict[str, Any]:
+    """Record a notebook's key numbers; call it in the notebook's last code cell.
+
+    ``metrics``: name -> finite number. ``data``: which data the numbers come from
+    (``"synthetic"`` or ``"real"``), because baselines differ between them. The kernel's
+    peak memory is added as ``peak_memory_mb``. Run by the runner, the record is written
+    next to the executed notebook; run by hand, it is only printed.
+    """
+    if data not in ("synthetic", "real"):
+        raise ValueError(f"data must be 'synthetic' or 'real', got {data!r}")
+    clean: dict[str, float] = {}
+    for name, value in metrics.items():
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"metric {name!r} must be a number, got {value!r}") from None
+        if not math.isfinite(number):
+            raise ValueError(f"metric {name!r} is {number}; a recorded metric must be finite")
+        clean[str(name)] = number
+    record = {"data": data, "metrics": clean, "peak_memory_mb": round(peak_memory_mb(), 1)}
+    target = os.environ.get(METRICS_ENV)
+    if target:
+        path = Path(target)
+        previous = json.loads(path.read_text()) if path.exists() else {"metrics": {}}
+        previous["metrics"].update(clean)
+        record = {**record, "metrics": previous["metrics"]}
+        path.write_text(json.dumps(record, indent=2, sort_keys=True))
+    width = max((len(k) for k in clean), default=0)
+    print(f"Recorded metrics ({data} data):")
+    for name, value in clean.items():
+        print(f"  {name:<{width}}  {value:.4g}")
+    return record
+
+
+# --------------------------------------------------------------------------- notebooks
+
+
+def notebooks_dir() -> Path:
+    """The course's ``notebooks/`` folder: next to the package in a checkout, else ``./notebooks``."""
+    here = Path(__file__).resolve().parents[1] / "notebooks"
+    return here if here.is_dir() else Path.cwd() / "notebooks"
+
+
+def list_notebooks(folder: Path | None = None) -> list[Path]:
+    folder = notebooks_dir() if folder is None else folder
+    return sorted(p for p in folder.glob("[0-9][0-9]_*.ipynb"))
+
+
+def resolve_notebooks(names: Iterable[str] | None = None, folder: Path | None = None) -> list[Path]:
+    """Paths of the notebooks named by path, file name, stem or number prefix (``"04"``)."""
+    available = list_notebooks(folder)
+    if not names:
+        if not available:
+            raise NotebookError(f"no notebooks (NN_name.ipynb) found in {folder or notebooks_dir()}")
+        return available
+    found = []
+    for name in names:
+        p = Path(name)
+        if p.suffix == ".ipynb" and p.is_file():
+            found.append(p.resolve())
+            continue
+        matches = [a for a in available if a.name == name or a.stem == name or a.name.startswith(f"{name}_")]
+        if len(matches) != 1:
+            listing = ", ".join(a.stem for a in available) or "(none)"
+            what = "matches several notebooks" if matches else "is not a notebook of the course"
+            raise NotebookError(f"{name!r} {what}; expected one of: {listing} (or a path to an .ipynb file)")
+        found.append(matches[0])
+    return found
+
+
+def notebook_parameters(path: Path) -> dict[str, Any]:
+    """Parameter names and defaults of a notebook's ``parameters`` cell."""
+    import papermill
+
+    return {name: info["default"] for name, info in papermill.inspect_notebook(str(path)).items()}
+
+
+def check_parameters(path: Path, parameters: Mapping[str, Any]) -> None:
+    """Fail early when ``parameters`` names something the notebook does not have."""
+    known = notebook_parameters(path)
+    unknown = [p for p in parameters if p not in known]
+    if unknown:
+        raise NotebookError(
+            f"{path.name} has no parameter {unknown[0]!r}; its parameters are: "
+            + (", ".join(known) or "(none)")
+        )
+
+
+def parse_value(text: str) -> Any:
+    """A ``-p NAME VALUE`` value as papermill's CLI reads it: YAML (numbers, booleans, lists), else text."""
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def ensure_kernel() -> str:
+    """A Jupyter kernelspec for this very Python (``mae-nb``), so notebooks run in this environment."""
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    try:
+        spec = KernelSpecManager().get_kernel_spec(KERNEL_NAME)
+        if spec.argv and Path(spec.argv[0]).resolve() == Path(sys.executable).resolve():
+            return KERNEL_NAME
+    except NoSuchKernel:
+        pass
+    try:
+        from ipykernel.kernelspec import install
+
+        install(kernel_name=KERNEL_NAME, display_name="Python (mae-nb)", prefix=sys.prefix)
+        return KERNEL_NAME
+    except OSError:  # read-only environment: the native kernel of this Python is the next best
+        return "python3"
+
+
+@dataclass
+class NotebookResult:
+    """What happened to one notebook."""
+
+    notebook: str
+    status: str  # "ok" or "failed"
+    seconds: float
+    output: str
+    metrics: dict[str, float] = field(default_factory=dict)
+    data: str | None = None
+    peak_memory_mb: float | None = None
+    error: str = ""
+
+
+def run_notebook(
+    path: Path,
+    out_dir: Path,
+    parameters: Mapping[str, Any] | None = None,
+    *,
+    smoke: bool = False,
+    timeout: int = DEFAULT_TIMEOUT,
+    kernel_name: str | None = None,
+) -> NotebookResult:
+    """Execute one notebook into ``out_dir`` with its folder as working directory."""
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    path = Path(path).resolve()
+    if not path.is_file():
+        raise NotebookError(f"no notebook at {path}")
+    params = dict(parameters or {})
+    if smoke:
+        params.setdefault("SMOKE", True)
+    check_parameters(path, params)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    output = out_dir / path.name
+    metrics_file = out_dir / f"{path.stem}.metrics.json"
+    if metrics_file.exists():
+        metrics_file.unlink()
+    old = os.environ.get(METRICS_ENV)
+    os.environ[METRICS_ENV] = str(metrics_file.resolve())
+    start = time.perf_counter()
+    error, status = "", "ok"
+    try:
+        papermill.execute_notebook(
+            str(path),
+            str(output),
+            parameters=params,
+            cwd=str(path.parent),
+            kernel_name=kernel_name or ensure_kernel(),
+            execution_timeout=timeout,
+            progress_bar=False,
+            log_output=False,
+        )
+    except PapermillExecutionError as exc:
+        status = "failed"
+        error = (
+            f"{path.name}: cell {exc.exec_count} (execution count) failed with "
+            f"{exc.ename}: {exc.evalue}. The executed notebook with the traceback is {output}"
+        )
+    except Exception as exc:  # kernel died, timeout, ...
+        status = "failed"
+        error = f"{path.name}: {type(exc).__name__}: {exc}. Partial output: {output}"
+    finally:
+        if old is None:
+            os.environ.pop(METRICS_ENV, None)
+        else:
+            os.environ[METRICS_ENV] = old
+    seconds = time.perf_counter() - start
+    result = NotebookResult(path.stem, status, round(seconds, 1), str(output), error=error)
+    if metrics_file.exists():
+        record = json.loads(metrics_file.read_text())
+        result.metrics = record.get("metrics", {})
+        result.data = record.get("data")
+        result.peak_memory_mb = record.get("peak_memory_mb")
+    elif status == "ok":
+        result.status = "failed"
+        result.error = f"{path.name} ran but recorded no metrics (it must call mae_nb.record_metrics)"
+    return result
+
+
+def run_notebooks(
+    names: Iterable[str] | None = None,
+    *,
+    smoke: bool = False,
+    parameters: Mapping[str, Any] | None = None,
+    out_dir: str | Path = "build",
+    timeout: int = DEFAULT_TIMEOUT,
+    folder: Path | None = None,
+    echo=print,
+) -> list[NotebookResult]:
+    """Execute notebooks in order (all by default) and write ``summary.md``/``summary.json``.
+
+    Every notebook is checked (exists, parameters known) before the first one runs.
+    Notebooks after a failure still run, so one broken chapter does not hide another.
+    """
+    paths = resolve_notebooks(names, folder)
+    params = dict(parameters or {})
+    if smoke:
+        params.setdefault("SMOKE", True)
+    for p in paths:
+        check_parameters(p, params)
+    out = Path(out_dir)
+    executed = out / "executed"
+    kernel = ensure_kernel()
+    results = []
+    for i, p in enumerate(paths, 1):
+        echo(f"[{i}/{len(paths)}] {p.stem} ...")
+        result = run_notebook(p, executed, params, timeout=timeout, kernel_name=kernel)
+        results.append(result)
+        mem = f", peak {result.peak_memory_mb:.0f} MiB" if result.peak_memory_mb else ""
+        echo(f"[{i}/{len(paths)}] {p.stem}: {result.status} in {result.seconds:.1f} s{mem}")
+        if result.error:
+            echo(f"    {result.error}")
+    write_summary(results, out, smoke=smoke, parameters=params)
+    return results
+
+
+def write_summary(results: list[NotebookResult], out: Path, *, smoke: bool, parameters: Mapping) -> Path:
+    """``summary.md`` (a table a person reads) and ``summary.json`` (for tools) under ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "summary.json").write_text(
+        json.dumps({"smoke": smoke, "parameters": dict(parameters), "notebooks": [asdict(r) for r in results]},
+                   indent=2, default=str)
+    )
+    total = sum(r.seconds for r in results)
+    lines = [
+        "# mae-nb notebook run",
+        "",
+        f"Mode: {'smoke' if smoke else 'full'}; parameters: {dict(parameters) or 'defaults'}; "
+        f"total {total:.1f} s; {sum(r.status == 'ok' for r in results)}/{len(results)} ok.",
+        "",
+        "| notebook | status | time (s) | peak memory (MiB) | data | metrics |",
+        "|---|---|---:|---:|---|---|",
+    ]
+    for r in results:
+        metrics = ", ".join(f"{k}={v:.4g}" for k, v in r.metrics.items()) or "-"
+        link = os.path.relpath(r.output, out)
+        lines.append(
+            f"| [{r.notebook}]({link}) | {r.status} | {r.seconds:.1f} | "
+            f"{r.peak_memory_mb or '-'} | {r.data or '-'} | {metrics} |"
+        )
+    failed = [r for r in results if r.error]
+    if failed:
+        lines += ["", "## Failures", ""] + [f"- {r.error}" for r in failed]
+    path = out / "summary.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path
