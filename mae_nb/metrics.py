@@ -1,0 +1,111 @@
+"""Image and classification metrics over valid pixels only.
+
+Images are numpy arrays or torch tensors of shape (C, H, W) or (N, C, H, W); ``valid`` is a
+bool mask (H, W) or (N, H, W), False for nodata. Non-finite pixels (NaN, inf) in either
+image are excluded as well, so a nodata hole never poisons a score. SSIM comes from
+scikit-image; classification scores from scikit-learn.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _np(a) -> np.ndarray:
+    if hasattr(a, "detach"):
+        a = a.detach().float().cpu().numpy()
+    return np.asarray(a, dtype=np.float64)
+
+
+def _prepare(pred, target, valid):
+    p, t = _np(pred), _np(target)
+    if p.shape != t.shape:
+        raise ValueError(f"pred and target must have the same shape, got {p.shape} and {t.shape}")
+    if p.ndim == 3:
+        p, t = p[None], t[None]
+    if p.ndim != 4:
+        raise ValueError(f"expected images of shape (C, H, W) or (N, C, H, W), got {p.shape}")
+    n, c, h, w = p.shape
+    m = np.ones((n, h, w), bool) if valid is None else np.asarray(_np(valid) > 0, bool)
+    if m.ndim == 2:
+        m = np.broadcast_to(m, (n, h, w))
+    if m.shape != (n, h, w):
+        raise ValueError(f"valid must have shape (H, W) or (N, H, W) = {(n, h, w)}, got {m.shape}")
+    m = m & np.isfinite(p).all(axis=1) & np.isfinite(t).all(axis=1)
+    if not m.any():
+        raise ValueError("no valid pixel to score: every pixel is nodata or non-finite")
+    return p, t, m
+
+
+def mse(pred, target, valid=None, per_band: bool = False):
+    """Mean squared error over valid pixels (float, or (C,) array with ``per_band``)."""
+    p, t, m = _prepare(pred, target, valid)
+    sq = (p - t) ** 2  # (N, C, H, W)
+    per = np.array([sq[:, b][m].mean() for b in range(p.shape[1])])
+    return per if per_band else float(sq.transpose(1, 0, 2, 3)[:, m].mean())
+
+
+def psnr(pred, target, data_range: float = 1.0, valid=None, per_band: bool = False):
+    """Peak signal-to-noise ratio in dB, ``10 log10(data_range^2 / MSE)``, over valid pixels."""
+    err = np.asarray(mse(pred, target, valid, per_band), dtype=np.float64)
+    with np.errstate(divide="ignore"):
+        out = 10 * np.log10(data_range**2 / np.maximum(err, 1e-20))
+    return out if per_band else float(out)
+
+
+def ssim(pred, target, data_range: float = 1.0, valid=None, per_band: bool = False):
+    """Structural similarity (scikit-image, Gaussian window) averaged over valid pixels.
+
+    The SSIM map is computed per band and image; invalid pixels are set to 0 in both images
+    before filtering, then left out of the mean.
+    """
+    from skimage.metrics import structural_similarity
+
+    p, t, m = _prepare(pred, target, valid)
+    n, c, h, w = p.shape
+    if min(h, w) < 7:
+        raise ValueError(f"SSIM needs images of at least 7 x 7 pixels, got {h} x {w}")
+    # invalid pixels: the same value in both images, so they add no error inside the window
+    t = np.where(m[:, None], t, 0.0)
+    p = np.where(m[:, None], p, 0.0)
+    scores = np.zeros(c)
+    for b in range(c):
+        vals = []
+        for i in range(n):
+            _, smap = structural_similarity(
+                t[i, b], p[i, b], data_range=data_range, gaussian_weights=True, sigma=1.5,
+                use_sample_covariance=False, full=True,
+            )
+            vals.append(smap[m[i]])
+        scores[b] = np.concatenate(vals).mean()
+    return scores if per_band else float(scores.mean())
+
+
+def classification_report(y_true, y_pred, n_classes: int | None = None, ignore_label: int | None = None) -> dict:
+    """Overall accuracy, average (per-class) accuracy, Cohen's kappa, confusion matrix.
+
+    Labels are integers 0..n_classes-1; pixels whose true label is ``ignore_label`` are
+    left out. Classes absent from ``y_true`` do not count in the average accuracy.
+    """
+    from sklearn.metrics import cohen_kappa_score, confusion_matrix
+
+    yt, yp = np.asarray(_np(y_true), int).ravel(), np.asarray(_np(y_pred), int).ravel()
+    if yt.shape != yp.shape:
+        raise ValueError(f"y_true and y_pred must have the same length, got {yt.size} and {yp.size}")
+    if ignore_label is not None:
+        keep = yt != ignore_label
+        yt, yp = yt[keep], yp[keep]
+    if yt.size == 0:
+        raise ValueError("no labelled sample to score")
+    n = int(max(yt.max(), yp.max()) + 1) if n_classes is None else int(n_classes)
+    cm = confusion_matrix(yt, yp, labels=list(range(n)))
+    support = cm.sum(axis=1)
+    per_class = np.divide(np.diag(cm), support, out=np.full(n, np.nan), where=support > 0)
+    kappa = cohen_kappa_score(yt, yp, labels=list(range(n)))
+    return {
+        "oa": float(np.trace(cm) / cm.sum()),
+        "aa": float(np.nanmean(per_class)),
+        "kappa": float(0.0 if np.isnan(kappa) else kappa),
+        "confusion": cm,
+        "per_class": per_class,
+    }
