@@ -13,6 +13,21 @@ from matplotlib.figure import Figure
 
 from mae_nb.data.geotiff import composite, stretch
 
+def _show_figures_inline() -> None:
+    """In a Jupyter kernel, make returned Figures display (``%matplotlib inline``), once."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    ip = get_ipython()
+    if ip is None or getattr(ip, "kernel", None) is None:
+        return
+    if Figure not in ip.display_formatter.formatters["image/png"].type_printers:
+        ip.run_line_magic("matplotlib", "inline")
+
+
+_show_figures_inline()
+
 #: Colours of the synthetic scene's land-cover classes (water, forest, young crop, mature
 #: crop, grassland, bare soil, urban, road); index 0 is unlabelled.
 LAND_COVER_COLOURS = ["#000000", "#2b6cb0", "#1e5631", "#a4de02", "#4c9a2a", "#c2d96b", "#a0522d", "#d1495b", "#555555"]
@@ -154,4 +169,14 @@ def plot_spectra(spectra: dict[str, np.ndarray], wavelengths: np.ndarray | None 
     if title:
         ax.set_title(title)
     ax.legend(fontsize=8, ncol=2)
+    return fig
+
+
+def show_images(images: dict[str, np.ndarray], size: float = 3.6, cmap: str = "gray") -> Figure:
+    """Named images side by side: (H, W, 3) in [0, 1] as colour, (H, W) with ``cmap``."""
+    fig, axes = _figure(1, len(images), size)
+    for ax, (name, img) in zip(axes[0], images.items()):
+        ax.imshow(img, cmap=None if np.ndim(img) == 3 else cmap)
+        ax.set_title(name, fontsize=10)
+        ax.set_axis_off()
     return fig

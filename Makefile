@@ -1,0 +1,38 @@
+# mae-nb: every target sets itself up from nothing (a project-local .venv, reused between runs).
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.mae-nb-installed
+# `make run SMOKE=1` for the fast CI-sized run; `make run NB="03 04"` for some chapters only.
+SMOKE  ?=
+NB     ?=
+OUT    ?= build
+
+.PHONY: help install run test lab clean
+
+help:
+	@echo "make run    execute every notebook headless (papermill) -> $(OUT)/summary.md"
+	@echo "make test   run the test suite (executes every notebook in smoke mode)"
+	@echo "make lab    open JupyterLab at the first chapter"
+	@echo "make clean  remove $(OUT)/ (the .venv stays)"
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "mae-nb needs Python >= 3.10, found " + sys.version.split()[0]'
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[test]"
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/mae-nb run $(NB) $(if $(SMOKE),--smoke) --out $(OUT)
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab notebooks/00_spatial_data_tour.ipynb
+
+clean:
+	rm -rf $(OUT)
