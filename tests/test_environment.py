@@ -1,0 +1,49 @@
+"""The launch environments agree with the package: conda (Binder) deps, postBuild, CI, README."""
+
+from __future__ import annotations
+
+import re
+import pytest
+
+tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+# conda-forge names of PyPI packages where they differ
+CONDA_NAME = {"torch": "pytorch-cpu"}
+
+
+def _name(spec: str) -> str:
+    return re.split(r"[<>=!~\[ ;]", spec, maxsplit=1)[0].strip().lower()
+
+
+def test_environment_yml_lists_every_dependency_of_the_package():
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    needed = {CONDA_NAME.get(_name(d), _name(d)) for d in pyproject["project"]["dependencies"]}
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    assert env["channels"] == ["conda-forge"], "environment.yml must resolve from conda-forge alone"
+    listed = {_name(d) for d in env["dependencies"] if isinstance(d, str)}
+    assert needed - listed == set(), f"environment.yml lacks {sorted(needed - listed)}"
+    assert "pytorch" not in listed, "use pytorch-cpu from conda-forge, not the frozen pytorch package"
+    assert "torchvision" in listed, "timm needs torchvision"
+
+
+def test_postbuild_installs_the_package_and_stops_on_errors():
+    text = (ROOT / "postBuild").read_text()
+    assert re.search(r"^set -e", text, re.M), "postBuild must stop on the first error (set -e)"
+    assert re.search(r"pip install .*--no-deps.* -e \.|pip install .*-e \.", text), "postBuild must install mae_nb"
+
+
+def test_ci_runs_the_readme_test_command():
+    readme = (ROOT / "README.md").read_text()
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "make test" in readme and "make run" in readme
+    assert re.search(r"^make test$", ci, re.M)
+
+
+def test_python_requirement_is_at_least_310():
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert pyproject["project"]["requires-python"] == ">=3.10"
+    assert pyproject["project"]["scripts"]["mae-nb"] == "mae_nb.cli:main"

@@ -1,0 +1,94 @@
+"""Reading, stretching, compositing and writing GeoTIFFs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mae_nb.data import composite, read_raster, stretch, synthetic_scene, write_raster
+from mae_nb.errors import RasterError
+
+
+@pytest.fixture
+def scene_tif(tmp_path):
+    scene = synthetic_scene(64, 80, bands=6, seed=3, collar=True)
+    path = scene.to_geotiff(tmp_path / "scene.tif")
+    return scene, path
+
+
+def test_read_keeps_bands_georeferencing_and_nodata(scene_tif):
+    scene, path = scene_tif
+    r = read_raster(path)
+    assert r.array.shape == (6, 64, 80) and r.array.dtype == np.uint16
+    assert r.crs == scene.crs and r.transform == scene.transform and r.nodata == 0
+    np.testing.assert_array_equal(r.valid, scene.valid)
+    assert r.band_names == scene.band_names
+
+
+def test_read_chosen_bands_and_window(scene_tif):
+    scene, path = scene_tif
+    full = read_raster(path)
+    part = read_raster(path, bands=[4, 3, 2], window=(10, 20, 16, 24))
+    np.testing.assert_array_equal(part.array, full.array[[3, 2, 1], 10:26, 20:44])
+    # the window's transform puts its first pixel where it was in the full image
+    assert part.xy(0, 0) == full.xy(10, 20)
+
+
+def test_not_a_raster_is_a_clear_error(tmp_path):
+    text = tmp_path / "notes.txt"
+    text.write_text("not an image")
+    with pytest.raises(RasterError, match="not a raster"):
+        read_raster(text)
+    with pytest.raises(RasterError, match="no file at"):
+        read_raster(tmp_path / "missing.tif")
+
+
+def test_band_out_of_range_names_the_valid_range(scene_tif):
+    with pytest.raises(RasterError, match=r"band index 7 is out of range .* 6 band\(s\): use 1-based indexes 1..6"):
+        read_raster(scene_tif[1], bands=[1, 7])
+    with pytest.raises(RasterError, match="band index 0"):
+        read_raster(scene_tif[1], bands=[0])
+
+
+def test_window_outside_the_image_is_refused(scene_tif):
+    with pytest.raises(RasterError, match=r"outside .* 64 rows x 80 cols"):
+        read_raster(scene_tif[1], window=(60, 0, 10, 10))
+    with pytest.raises(RasterError, match="outside"):
+        read_raster(scene_tif[1], window=(0, -1, 10, 10))
+
+
+def test_write_round_trip_and_no_silent_overwrite(scene_tif, tmp_path):
+    _, path = scene_tif
+    src = read_raster(path)
+    out = tmp_path / "copy.tif"
+    ratio = (src.array[3].astype("float32") / np.maximum(src.array[2], 1))
+    write_raster(out, ratio, like=src, nodata=float("nan"), valid=src.valid)
+    back = read_raster(out)
+    assert back.crs == src.crs and back.transform == src.transform
+    np.testing.assert_array_equal(back.valid, src.valid)
+    np.testing.assert_allclose(back.array[0][src.valid], ratio[src.valid])
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        write_raster(out, ratio, like=src)
+    write_raster(out, ratio * 0, like=src, overwrite=True)
+    assert read_raster(out).array[0][src.valid].max() == 0
+
+
+def test_stretch_ignores_nodata_and_clips():
+    band = np.concatenate([np.zeros(50), np.linspace(100, 200, 50)]).reshape(1, 10, 10)
+    valid = band[0] > 0
+    out = stretch(band, 0, 100, valid=valid)
+    assert out[0][valid].min() == 0 and out[0][valid].max() == 1
+    assert np.all(out[0][~valid] == 0)
+    counted = stretch(band, 0, 100)  # nodata counted: valid pixels squeezed into the top half
+    assert counted[0][valid].min() == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="percentiles"):
+        stretch(band, 50, 10)
+
+
+def test_composite_picks_bands_in_order():
+    img = np.stack([np.full((4, 4), v, float) for v in (1, 2, 3)]) + np.random.default_rng(0).random((3, 4, 4))
+    rgb = composite(img, (3, 2, 1), low=0, high=100)
+    assert rgb.shape == (4, 4, 3)
+    np.testing.assert_allclose(rgb[..., 0], stretch(img[2], 0, 100))
+    with pytest.raises(ValueError, match="exactly 3 bands"):
+        composite(img, (1, 2))

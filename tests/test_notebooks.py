@@ -1,0 +1,75 @@
+"""Every chapter: follows the conventions, runs in smoke mode, and keeps its metrics.
+
+Notebooks run in order in one session cache (chapter 04 reuses chapter 03's checkpoint), and
+their recorded metrics are compared with ``tests/baselines/<notebook>.json`` for the data they
+ran on (``synthetic`` or ``real``): a silent quality regression fails here, not only a crash.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from mae_nb.notebook import lint_notebook
+from mae_nb.runner import list_notebooks, run_notebook
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = list_notebooks(ROOT / "notebooks")
+BASELINES = ROOT / "tests" / "baselines"
+SMOKE_BUDGET_S = 90
+
+
+def test_the_course_has_its_first_chapter():
+    assert NOTEBOOKS, "no notebooks found"
+    assert NOTEBOOKS[0].name == "00_spatial_data_tour.ipynb"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_follows_the_conventions(path):
+    assert lint_notebook(path) == []
+
+
+def check_against_baseline(metrics: dict, data: str, baseline: dict) -> list[str]:
+    """Problems of ``metrics`` against ``baseline[data]``: {name: {min|max|value+atol}}."""
+    if data not in baseline:
+        return [f"no baseline for {data!r} data (sections: {sorted(baseline)})"]
+    problems = []
+    for name, spec in baseline[data].items():
+        if name not in metrics:
+            problems.append(f"metric {name!r} was not recorded")
+            continue
+        v = metrics[name]
+        if "min" in spec and v < spec["min"]:
+            problems.append(f"{name} = {v:.4g} fell below its baseline minimum {spec['min']}")
+        if "max" in spec and v > spec["max"]:
+            problems.append(f"{name} = {v:.4g} rose above its baseline maximum {spec['max']}")
+        if "value" in spec and abs(v - spec["value"]) > spec.get("atol", 0):
+            problems.append(f"{name} = {v:.4g} differs from {spec['value']} by more than {spec.get('atol', 0)}")
+    return problems
+
+
+def test_baseline_check_catches_regressions():
+    base = {"synthetic": {"psnr": {"min": 20}, "loss": {"value": 0.1, "atol": 0.01}}}
+    assert check_against_baseline({"psnr": 25, "loss": 0.105}, "synthetic", base) == []
+    assert "fell below" in check_against_baseline({"psnr": 19, "loss": 0.1}, "synthetic", base)[0]
+    assert "differs" in check_against_baseline({"psnr": 25, "loss": 0.2}, "synthetic", base)[0]
+    assert "not recorded" in check_against_baseline({"loss": 0.1}, "synthetic", base)[0]
+    assert "no baseline" in check_against_baseline({}, "real", base)[0]
+
+
+@pytest.mark.notebook
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_runs_in_smoke_mode_and_keeps_its_metrics(path, tmp_path_factory):
+    out = tmp_path_factory.mktemp(path.stem)
+    result = run_notebook(path, out, smoke=True, timeout=600)
+    assert result.status == "ok", result.error
+    assert result.seconds < SMOKE_BUDGET_S, f"smoke run took {result.seconds:.0f} s"
+    assert result.peak_memory_mb is not None and result.peak_memory_mb < 2048, (
+        f"kernel peak memory {result.peak_memory_mb} MiB exceeds Binder's 2 GB"
+    )
+    baseline_file = BASELINES / f"{path.stem}.json"
+    assert baseline_file.exists(), f"{baseline_file} is missing"
+    baseline = json.loads(baseline_file.read_text())
+    assert check_against_baseline(result.metrics, result.data, baseline) == []
