@@ -1,0 +1,836 @@
+"""Reconstructing images with a masked autoencoder: one crop, many passes, or a whole scene.
+
+:func:`reconstruct` is the one call the chapters use. It hides a share of an image's patches,
+lets the model predict them, and returns everything Meta's demo shows (original, masked input,
+prediction, prediction pasted into the visible patches) plus the masks, a per-patch error and
+PSNR/SSIM on the masked patches and on the whole crop.
+
+**Iterations.** ``iterations`` is the number of passes through the model. Two modes say what a
+pass sees:
+
+- ``mode="chained"`` (the study's "three iterations of 25 %"): pass 1 masks a random
+  ``mask_ratio`` of the patches of the image and pastes the prediction into them; pass ``k``
+  masks a *fresh* random ``mask_ratio`` of the patches of pass ``k - 1``'s pasted output (the
+  masks are independent, so a patch may be masked twice or never) and pastes again. Each pass
+  changes only the patches it masked. After ``K`` passes a patch was replaced with probability
+  ``1 - (1 - mask_ratio) ** K`` (58 % for 3 x 25 %).
+- ``mode="covering"``: the patches are shuffled once and cut into disjoint groups of the size one
+  pass masks; pass ``k`` masks group ``k`` of the *original* image. After all groups
+  (``ceil(L / masked_per_pass)``, which is ``ceil(1 / mask_ratio)`` up to rounding) every patch
+  has been predicted exactly once, from the true pixels around it: a complete prediction of
+  the image. ``iterations=None`` means all groups; fewer passes are allowed, more are an error.
+
+**Units and normalization.** Images are ``(C, H, W)`` arrays in their own units (uint8 digital
+numbers, reflectance, ...); every output is float32 in the same units. The model sees
+``(image - mean) / std`` per band, with ``mean`` and ``std`` in the image's units. By default
+(``normalize="auto"``) a 3-band image gets ImageNet's statistics, as Meta's RGB models were
+trained (uint8 is read as ``value / 255``, an image within [0, 1] as is, anything else is mapped
+to [0, 1] by its 1st and 99th percentiles over all bands); other band counts get their own
+per-band mean and standard deviation.
+
+**Size.** Images must be at least one patch tall and wide. An image that is not a multiple of
+the patch size is *cropped* at the bottom and right to the largest multiple (never padded:
+padding would hand the model invented pixels); ``Reconstruction.crop`` says how much was kept.
+A model with a fixed input size (Meta's 224 x 224) needs exactly that size after cropping; for
+anything larger use :func:`reconstruct_scene`.
+
+**Nodata.** Pixels that are NaN or not ``valid`` are given the band mean before the model sees
+them, are NaN in every output array, and are left out of every metric.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from mae_nb import metrics
+from mae_nb.masking import check_mask_ratio
+
+#: ImageNet statistics of RGB images scaled to [0, 1] (what Meta's MAE checkpoints expect).
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+MODES = ("chained", "covering")
+PRECISIONS = ("fp32", "bf16")
+
+#: The study's scenarios (name -> mask_ratio, iterations, mode) and the covering mode.
+STUDY_SCENARIOS = {
+    "25%": (0.25, 1, "chained"),
+    "50%": (0.50, 1, "chained"),
+    "3x25%": (0.25, 3, "chained"),
+    "covering 25%": (0.25, None, "covering"),
+}
+
+
+# --------------------------------------------------------------------------- normalization
+
+
+@dataclass
+class Normalization:
+    """Per-band affine map to the model's input: ``x = (image - mean) / std``.
+
+    ``mean``, ``std``: (C,) in the image's units. ``data_range``: the span of valid values in
+    those units, used by PSNR and SSIM. ``kind``: ``"imagenet"``, ``"per-band"`` or ``"given"``.
+    """
+
+    mean: np.ndarray
+    std: np.ndarray
+    data_range: float
+    kind: str
+
+    def apply(self, image: np.ndarray) -> np.ndarray:
+        """image: (..., C, H, W) -> normalized float32 of the same shape."""
+        return ((image - self.mean[:, None, None]) / self.std[:, None, None]).astype(np.float32)
+
+    def invert(self, x: np.ndarray) -> np.ndarray:
+        """normalized (..., C, H, W) -> the image's units, float32."""
+        return (x * self.std[:, None, None] + self.mean[:, None, None]).astype(np.float32)
+
+
+def _unit_range(image: np.ndarray, valid: np.ndarray, dtype) -> tuple[float, float]:
+    """The (low, high) values that map to 0 and 1 for an RGB model."""
+    if np.dtype(dtype) == np.uint8:
+        return 0.0, 255.0
+    values = image[:, valid]
+    values = values[np.isfinite(values)]
+    if values.size and values.min() >= 0 and values.max() <= 1:
+        return 0.0, 1.0
+    lo, hi = np.percentile(values, [1, 99]) if values.size else (0.0, 1.0)
+    return float(lo), float(max(hi, lo + 1e-6))
+
+
+def normalization(
+    image: np.ndarray,
+    kind: str = "auto",
+    valid: np.ndarray | None = None,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    dtype=None,
+) -> Normalization:
+    """The normalization of ``image`` (C, H, W): ImageNet for RGB, per-band statistics otherwise.
+
+    ``kind``: ``"auto"`` (ImageNet for 3 bands, else per-band), ``"imagenet"`` or ``"per-band"``.
+    ``mean`` and ``std`` (C,), in the image's units, override the computed ones. Statistics use
+    ``valid`` finite pixels only. ``dtype``: the image's original dtype (uint8 means 0..255).
+    """
+    image = np.asarray(image)
+    dtype = image.dtype if dtype is None else dtype
+    c = image.shape[0]
+    valid = np.ones(image.shape[1:], bool) if valid is None else np.asarray(valid, bool)
+    valid = valid & np.isfinite(image).all(axis=0)
+    if kind not in ("auto", "imagenet", "per-band"):
+        raise ValueError(f"normalize must be 'auto', 'imagenet' or 'per-band', got {kind!r}")
+    if not valid.any():
+        raise ValueError("the image has no valid pixel (all nodata or NaN); nothing to reconstruct")
+    pixels = image[:, valid].astype(np.float64)  # (C, n)
+    data_range = float(pixels.max() - pixels.min()) or 1.0
+    if kind == "auto":
+        kind = "imagenet" if c == 3 else "per-band"
+    if kind == "imagenet":
+        if c != 3:
+            raise ValueError(f"ImageNet normalization needs 3 bands (red, green, blue), got {c}; "
+                             "use normalize='per-band' or pick bands=[r, g, b]")
+        lo, hi = _unit_range(image, valid, dtype)
+        m = lo + np.asarray(IMAGENET_MEAN) * (hi - lo)
+        s = np.asarray(IMAGENET_STD) * (hi - lo)
+        data_range = hi - lo
+    else:
+        m = pixels.mean(axis=1)
+        s = np.maximum(pixels.std(axis=1), 1e-6 * max(data_range, 1e-12))
+    if mean is not None or std is not None:
+        if mean is None or std is None:
+            raise ValueError("give both mean and std (one value per band), or neither")
+        m = np.asarray(mean, np.float64).reshape(-1)
+        s = np.asarray(std, np.float64).reshape(-1)
+        if m.size != c or s.size != c:
+            raise ValueError(f"mean and std need one value per band ({c}), got {m.size} and {s.size}")
+        if (s <= 0).any():
+            raise ValueError(f"std must be positive, got {s.tolist()}")
+        kind = "given"
+    return Normalization(m.astype(np.float32), s.astype(np.float32), float(data_range), kind)
+
+
+# --------------------------------------------------------------------------- the model's geometry
+
+
+@dataclass(frozen=True)
+class ModelGeometry:
+    """What reconstruct needs to know about an MAE: patch size, band count, input size."""
+
+    patch_size: int
+    in_chans: int
+    img_size: tuple[int, int] | None  # None: the model takes any multiple of patch_size
+    built_size: tuple[int, int] | None = None  # the size the model was built (and trained) for
+
+
+def model_geometry(model: torch.nn.Module) -> ModelGeometry:
+    """Patch size, ``in_chans`` and fixed input size (if any) of an MAE with timm's PatchEmbed."""
+    pe = getattr(model, "patch_embed", None)
+    if pe is None or not hasattr(model, "forward_encoder") or not hasattr(model, "forward_decoder"):
+        raise TypeError(
+            f"expected a masked autoencoder with patch_embed, forward_encoder and forward_decoder "
+            f"(mae_nb.models.mae.MaskedAutoencoderViT), got {type(model).__name__}"
+        )
+    p = pe.patch_size
+    p = int(p[0] if isinstance(p, (tuple, list)) else p)
+    in_chans = int(getattr(model, "in_chans", None) or pe.proj.in_channels)
+    size = getattr(pe, "img_size", None)
+    built = None
+    if size is not None:
+        built = (int(size[0]), int(size[1])) if isinstance(size, (tuple, list)) else (int(size), int(size))
+    # timm's PatchEmbed with strict_img_size=False (mae_nb's MAE) takes any multiple of the patch size
+    dynamic = (not getattr(pe, "strict_img_size", True)) or bool(getattr(pe, "dynamic_img_size", False))
+    if size is not None and not dynamic:
+        size = (int(size[0]), int(size[1])) if isinstance(size, (tuple, list)) else (int(size), int(size))
+    else:
+        size = None
+    return ModelGeometry(p, in_chans, size, built)
+
+
+def model_normalization(model, normalize: str = "auto", mean=None, std=None):
+    """The ``(normalize, mean, std)`` to use for ``model``: the caller's, else what the model says.
+
+    A model loaded by :mod:`mae_nb.models.mae` carries ``pretrained_cfg["mean"/"std"]``:
+    ImageNet's for Meta's RGB checkpoints (then ``"imagenet"``, which scales the image to [0, 1]
+    first), or the per-band statistics chapter 03 trained with, in the image's units (then used as
+    given).
+    """
+    if mean is not None or std is not None or normalize != "auto":
+        return normalize, mean, std
+    cfg = getattr(model, "pretrained_cfg", None) or {}
+    m, s = cfg.get("mean"), cfg.get("std")
+    if m is None or s is None:
+        return normalize, None, None
+    if len(m) == 3 and np.allclose(m, IMAGENET_MEAN) and np.allclose(s, IMAGENET_STD):
+        return "imagenet", None, None
+    return normalize, m, s
+
+
+# --------------------------------------------------------------------------- passes
+
+
+def _check_common(mask_ratio, iterations, mode, precision, num_patches):
+    if mode not in MODES:
+        raise ValueError(f"mode must be 'chained' or 'covering', got {mode!r}")
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
+    ratio = check_mask_ratio(mask_ratio, num_patches)
+    if ratio == 0:
+        if mode == "covering":
+            raise ValueError("covering mode needs mask_ratio > 0 (with 0 no patch is ever predicted)")
+    masked = num_patches - int(num_patches * (1 - ratio))
+    groups = math.ceil(num_patches / masked) if masked else 1
+    if iterations is None:
+        iterations = groups if mode == "covering" else 1
+    if isinstance(iterations, bool) or int(iterations) != iterations or iterations < 1:
+        raise ValueError(f"iterations must be a whole number >= 1, got {iterations}")
+    iterations = int(iterations)
+    if mode == "covering" and iterations > groups:
+        raise ValueError(
+            f"covering mode with mask_ratio={mask_ratio} covers all {num_patches} patches in "
+            f"{groups} passes; iterations must be at most {groups}, got {iterations} "
+            "(use mode='chained' for more passes)"
+        )
+    return ratio, iterations, masked
+
+
+def pass_noise(mode: str, num_patches: int, mask_ratio: float, iterations: int,
+               generator: torch.Generator) -> tuple[torch.Tensor, list[float]]:
+    """The mask noise of each pass, (K, L), and the mask_ratio to hand the model in each pass.
+
+    The model keeps the ``int(L * (1 - ratio))`` patches with the smallest noise. Chained
+    passes draw fresh uniform noise. Covering passes give the group to mask noise in [1, 2) and
+    the rest noise in [0, 1), with a ratio chosen so that exactly the group is masked.
+    """
+    length = num_patches
+    if mode == "chained":
+        return torch.rand(iterations, length, generator=generator), [mask_ratio] * iterations
+    masked = length - int(length * (1 - mask_ratio))
+    perm = torch.randperm(length, generator=generator)
+    groups = perm.split(masked)[:iterations]
+    noise = torch.rand(iterations, length, generator=generator)
+    ratios = []
+    for k, g in enumerate(groups):
+        noise[k, g] += 1.0
+        ratios.append((len(g) - 0.5) / length)  # int(L * (1 - r)) = L - len(g) exactly
+    return noise, ratios
+
+
+def _takes_grid(fn) -> bool:
+    import inspect
+
+    try:
+        return "grid_hw" in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _run_model(model, x, ratio, noise, precision):
+    """One masked pass: x (N, C, H, W) normalized, noise (N, L) -> pred (N, C, H, W), mask (N, L)."""
+    device = x.device
+    p = model_geometry(model).patch_size
+    grid = (x.shape[2] // p, x.shape[3] // p)
+    dec_kw = {"grid_hw": grid} if _takes_grid(model.forward_decoder) else {}
+    unp_kw = {"grid_hw": grid} if _takes_grid(model.unpatchify) else {}
+    if precision == "bf16":
+        ctx = torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    else:
+        ctx = torch.autocast(device_type=device.type, enabled=False)
+    with ctx:
+        latent, mask, ids_restore = model.forward_encoder(x, ratio, noise=noise)
+        pred = model.forward_decoder(latent, ids_restore, **dec_kw)
+    pred = model.unpatchify(pred.float(), **unp_kw)
+    return pred, mask.float()
+
+
+@torch.inference_mode()
+def run_passes(model, x: torch.Tensor, mask_ratio: float, iterations: int, mode: str,
+               noise: torch.Tensor, ratios: Sequence[float], precision: str = "fp32"):
+    """Run ``iterations`` masked passes on a batch; the core of :func:`reconstruct`.
+
+    x: (N, C, H, W) normalized. noise: (K, N, L). Returns ``pasted`` (N, C, H, W) (the image
+    after the last pass), ``prediction`` (N, C, H, W) (the model's raw output of the last
+    pass), ``masks`` (K, N, L) (1 = masked in that pass) and ``steps`` (K, N, C, H, W) (the
+    pasted image after each pass).
+    """
+    geom = model_geometry(model)
+    p = geom.patch_size
+    n, _, h, w = x.shape
+    gh, gw = h // p, w // p
+    original = x
+    current = x
+    steps, masks = [], []
+    prediction = None
+    for k in range(iterations):
+        source = current if mode == "chained" else original
+        pred, mask = _run_model(model, source, ratios[k], noise[k], precision)
+        expected = noise[k].argsort(dim=1).argsort(dim=1) >= int(mask.shape[1] * (1 - ratios[k]))
+        if not torch.equal(mask.bool(), expected.to(mask.device)):
+            raise RuntimeError("the model did not mask the patches its noise chose; reconstruct needs "
+                               "forward_encoder(imgs, mask_ratio, noise) to keep the lowest-noise patches")
+        pix = mask.reshape(n, gh, 1, gw, 1).expand(n, gh, p, gw, p).reshape(n, 1, h, w)
+        current = torch.where(pix > 0, pred, current)
+        steps.append(current)
+        masks.append(mask)
+        prediction = pred
+    return current, prediction, torch.stack(masks), torch.stack(steps)
+
+
+# --------------------------------------------------------------------------- one image
+
+
+@dataclass
+class Reconstruction:
+    """Everything one :func:`reconstruct` call produced. Images are (C, H, W) float32 in the
+    input's units with NaN at nodata; masks are True where a patch was masked.
+
+    - ``original``: the input (after band selection and cropping).
+    - ``masked``: the original with every patch masked in any pass set to NaN (Meta's "masked").
+    - ``prediction``: the model's output for all patches in the last pass (Meta's "reconstruction").
+    - ``pasted``: the final image: predictions in the masked patches, the input elsewhere
+      (Meta's "reconstruction + visible").
+    - ``mask``: (gh, gw) patches masked in at least one pass; ``pass_masks``: (K, gh, gw);
+      ``pixel_mask``: (H, W); ``steps``: (K, C, H, W) the pasted image after each pass.
+    - ``patch_error``: (gh, gw) mean squared error of ``pasted`` per patch over valid pixels
+      (0 where a patch was never masked, NaN where it has no valid pixel).
+    - ``psnr_masked``/``ssim_masked``: ``pasted`` vs ``original`` on valid pixels of masked
+      patches (NaN if none); ``psnr``/``ssim``: on all valid pixels of the crop.
+    """
+
+    original: np.ndarray
+    masked: np.ndarray
+    prediction: np.ndarray
+    pasted: np.ndarray
+    mask: np.ndarray
+    pixel_mask: np.ndarray
+    pass_masks: np.ndarray
+    steps: np.ndarray
+    valid: np.ndarray
+    patch_error: np.ndarray
+    psnr_masked: float
+    ssim_masked: float
+    psnr: float
+    ssim: float
+    mask_ratio: float
+    iterations: int
+    mode: str
+    seed: int
+    patch_size: int
+    normalization: Normalization
+    crop: tuple[int, int] = (0, 0)  # rows, cols cut from the bottom and right
+    precision: str = "fp32"
+    seconds: float = 0.0
+
+    @property
+    def data_range(self) -> float:
+        return self.normalization.data_range
+
+    @property
+    def masked_share(self) -> float:
+        """Share of patches masked in at least one pass."""
+        return float(self.mask.mean())
+
+    def scores(self) -> dict[str, float]:
+        return {"psnr_masked": self.psnr_masked, "ssim_masked": self.ssim_masked,
+                "psnr": self.psnr, "ssim": self.ssim, "masked_share": self.masked_share}
+
+    def rgb(self, bands: Sequence[int] | None = None, low: float = 1.0,
+            high: float = 99.0) -> dict[str, np.ndarray]:
+        """Display images (H, W, 3) in [0, 1] of the four panels, all with the original's stretch.
+
+        ``bands``: 1-based bands for red, green, blue (default 1, 2, 3; a 1-band image is grey).
+        Masked patches in ``masked`` are mid-grey; nodata is black.
+        """
+        c = self.original.shape[0]
+        bands = list(bands) if bands is not None else ([1, 2, 3] if c >= 3 else [1, 1, 1])
+        idx = [b - 1 for b in bands]
+        ref = self.original[idx]
+        ok = self.valid & np.isfinite(ref).all(axis=0)
+        lo = np.array([np.percentile(b[ok], low) if ok.any() else 0 for b in ref])[:, None, None]
+        hi = np.array([np.percentile(b[ok], high) if ok.any() else 1 for b in ref])[:, None, None]
+        out = {}
+        for name in ("original", "masked", "prediction", "pasted"):
+            a = (getattr(self, name)[idx] - lo) / np.maximum(hi - lo, 1e-12)
+            a = np.clip(np.moveaxis(a, 0, -1), 0, 1)
+            fill = np.where(self.valid & (self.pixel_mask if name == "masked" else False), 0.5, 0.0)
+            a = np.where(np.isfinite(a), a, fill[..., None])
+            out[name] = a.astype(np.float32)
+        return out
+
+
+def _as_image(image, bands) -> tuple[np.ndarray, object]:
+    if hasattr(image, "raster"):  # a mae_nb.data.Sample
+        image = image.raster
+    if hasattr(image, "array") and hasattr(image, "valid"):  # a Raster
+        image = image.array
+    if isinstance(image, torch.Tensor):
+        image = image.detach().cpu().numpy()
+    image = np.asarray(image)
+    if image.ndim == 4 and image.shape[0] == 1:
+        image = image[0]
+    if image.ndim == 2:
+        image = image[None]
+    if image.ndim != 3:
+        raise ValueError(f"expected one image of shape (C, H, W), got shape {image.shape}")
+    if bands is not None:
+        c = image.shape[0]
+        bands = [int(b) for b in bands]
+        bad = [b for b in bands if not 1 <= b <= c]
+        if bad or not bands:
+            raise ValueError(f"band {bad[0] if bad else '(none)'} is out of range: the image has {c} "
+                             f"band(s); use 1-based indexes 1..{c}, e.g. bands=[3, 2, 1]")
+        image = image[[b - 1 for b in bands]]
+    return image, image.dtype
+
+
+def _check_geometry(image_shape, geom: ModelGeometry):
+    c, h, w = image_shape
+    p = geom.patch_size
+    if c != geom.in_chans:
+        hint = " pick three with bands=[r, g, b] (1-based)" if geom.in_chans == 3 and c > 3 else ""
+        raise ValueError(f"the image has {c} band(s) but the model expects in_chans={geom.in_chans};{hint}"
+                         if hint else f"the image has {c} band(s) but the model expects in_chans={geom.in_chans}")
+    if h < p or w < p:
+        raise ValueError(f"the image is {h} x {w} pixels, smaller than one {p} x {p} patch")
+    hc, wc = h // p * p, w // p * p
+    if geom.img_size is not None and (hc, wc) != geom.img_size:
+        raise ValueError(
+            f"the model takes {geom.img_size[0]} x {geom.img_size[1]} images; this one is {h} x {w}"
+            f"{f' ({hc} x {wc} after cropping to whole patches)' if (hc, wc) != (h, w) else ''}. "
+            "Cut a crop of the model's size, or use reconstruct_scene for a large image"
+        )
+    return hc, wc
+
+
+def _patch_mse(pasted, original, valid, p):
+    c, h, w = original.shape
+    gh, gw = h // p, w // p
+    sq = np.where(valid[None], (pasted - original) ** 2, 0.0).reshape(c, gh, p, gw, p)
+    cnt = valid.reshape(gh, p, gw, p).sum(axis=(1, 3)) * c
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (sq.sum(axis=(0, 2, 4)) / cnt).astype(np.float32)
+
+
+def _scores(pasted, original, valid, pixel_mask, data_range):
+    def both(region):
+        if not region.any():
+            return float("nan"), float("nan")
+        return (metrics.psnr(pasted, original, data_range=data_range, valid=region),
+                metrics.ssim(pasted, original, data_range=data_range, valid=region)
+                if min(original.shape[1:]) >= 7 else float("nan"))
+
+    pm, sm = both(valid & pixel_mask)
+    pa, sa = both(valid)
+    return pm, sm, pa, sa
+
+
+def _model_device(model) -> torch.device:
+    try:
+        return next(model.parameters()).device
+    except StopIteration:
+        return torch.device("cpu")
+
+
+def reconstruct(
+    model: torch.nn.Module,
+    image,
+    mask_ratio: float = 0.75,
+    iterations: int | None = None,
+    seed: int = 0,
+    mode: str = "chained",
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    valid: np.ndarray | None = None,
+    *,
+    bands: Sequence[int] | None = None,
+    normalize: str = "auto",
+    precision: str = "fp32",
+) -> Reconstruction:
+    """Mask ``mask_ratio`` of the patches of ``image``, let ``model`` predict them, ``iterations`` times.
+
+    image: (C, H, W) array or tensor (or a :class:`~mae_nb.data.Raster`/``Sample``), any dtype.
+    ``bands``: 1-based bands to use (``[3, 2, 1]`` for an RGB composite of a Landsat file).
+    ``mode``: ``"chained"`` (default; each pass masks a fresh random ``mask_ratio`` of the
+    previous pass's pasted output, ``iterations`` defaults to 1) or ``"covering"`` (disjoint
+    masks on the original, ``iterations`` defaults to all ``ceil(1 / mask_ratio)`` groups, so
+    every patch is predicted exactly once); see the module docstring. ``seed`` fixes the masks.
+    ``mean``/``std``: per-band normalization in the image's units (default: ``normalize``).
+    ``valid``: (H, W) bool, False at nodata (NaN pixels are nodata too).
+    ``precision="bf16"``: run the model under bfloat16 autocast (faster on CPUs with bf16
+    units, within about 0.1 dB PSNR of fp32); ``"fp32"`` (default) is exact.
+    """
+    start = time.perf_counter()
+    geom = model_geometry(model)
+    image, dtype = _as_image(image, bands)
+    _, h0, w0 = image.shape
+    hc, wc = _check_geometry(image.shape, geom)
+    p = geom.patch_size
+    length = (hc // p) * (wc // p)
+    ratio, iterations, _ = _check_common(mask_ratio, iterations, mode, precision, length)
+    if valid is None:
+        valid = np.ones((h0, w0), bool)
+    valid = np.asarray(valid, bool)
+    if valid.shape != (h0, w0):
+        raise ValueError(f"valid must have the image's shape {(h0, w0)}, got {valid.shape}")
+    image = image[:, :hc, :wc].astype(np.float32)
+    valid = valid[:hc, :wc] & np.isfinite(image).all(axis=0)
+    normalize, mean, std = model_normalization(model, normalize, mean, std)
+    norm = normalization(image, normalize, valid, mean, std, dtype)
+
+    x = np.where(valid[None], norm.apply(np.nan_to_num(image)), 0.0).astype(np.float32)
+    device = _model_device(model)
+    generator = torch.Generator().manual_seed(int(seed))
+    noise, ratios = pass_noise(mode, length, ratio, iterations, generator)
+    was_training = model.training
+    model.eval()
+    try:
+        pasted, pred, masks, steps = run_passes(
+            model, torch.from_numpy(x)[None].to(device), ratio, iterations, mode,
+            noise[:, None].to(device), ratios, precision)
+    finally:
+        model.train(was_training)
+
+    gh, gw = hc // p, wc // p
+    pass_masks = masks[:, 0].reshape(iterations, gh, gw).bool().cpu().numpy()
+    mask = pass_masks.any(axis=0)
+    pixel_mask = np.kron(mask, np.ones((p, p), bool)).astype(bool)
+    nan = np.float32("nan")
+
+    def out(t):
+        a = norm.invert(t.float().cpu().numpy())
+        return np.where(valid, a, nan).astype(np.float32)
+
+    original = np.where(valid[None], image, nan).astype(np.float32)
+    pasted_np = out(pasted[0])
+    masked = np.where(pixel_mask[None], nan, original).astype(np.float32)
+    pm, sm, pa, sa = _scores(pasted_np, original, valid, pixel_mask, norm.data_range)
+    return Reconstruction(
+        original=original, masked=masked, prediction=out(pred[0]), pasted=pasted_np, mask=mask,
+        pixel_mask=pixel_mask, pass_masks=pass_masks, steps=out(steps[:, 0]), valid=valid,
+        patch_error=_patch_mse(pasted_np, original, valid, p), psnr_masked=pm, ssim_masked=sm,
+        psnr=pa, ssim=sa, mask_ratio=ratio, iterations=iterations, mode=mode, seed=int(seed),
+        patch_size=p, normalization=norm, crop=(h0 - hc, w0 - wc), precision=precision,
+        seconds=time.perf_counter() - start,
+    )
+
+
+# --------------------------------------------------------------------------- whole scenes
+
+
+@dataclass
+class SceneResult:
+    """What :func:`reconstruct_scene` wrote and measured.
+
+    ``psnr``: the reconstruction vs the source over all valid pixels (in the source's units,
+    ``data_range`` from the normalization); ``tiles``: tiles run through the model (``skipped``:
+    tiles with no valid pixel, left as nodata).
+    """
+
+    out_path: Path
+    error_path: Path
+    shape: tuple[int, int]
+    bands: list[int]
+    tile_size: int
+    overlap: int
+    tiles: int
+    skipped: int
+    seconds: float
+    psnr: float
+    mean_error: float
+    normalization: Normalization = field(repr=False)
+
+    @property
+    def tiles_per_second(self) -> float:
+        return self.tiles / self.seconds if self.seconds > 0 else float("nan")
+
+
+def blend_weights(size: int, overlap: int) -> np.ndarray:
+    """(size, size) weights that ramp linearly from the tile's edge over ``overlap`` pixels.
+
+    Where tiles overlap, their outputs are averaged with these weights, so seams fade out.
+    """
+    i = np.arange(size, dtype=np.float64) + 0.5
+    ramp = np.minimum(i, size - i) / max(overlap, 1)
+    ramp = np.clip(ramp, 1e-3, 1.0)
+    return np.outer(ramp, ramp).astype(np.float32)
+
+
+def scene_normalization(src, bands: list[int], kind: str = "auto", mean=None, std=None,
+                        max_side: int = 1024) -> Normalization:
+    """The normalization of a whole raster from a decimated read (at most ``max_side`` pixels a side)."""
+    from rasterio.enums import Resampling
+
+    factor = max(1, math.ceil(max(src.height, src.width) / max_side))
+    shape = (len(bands), max(1, src.height // factor), max(1, src.width // factor))
+    data = src.read(bands, out_shape=shape, resampling=Resampling.nearest).astype(np.float32)
+    valid = (src.read_masks(bands, out_shape=shape, resampling=Resampling.nearest) > 0).any(axis=0)
+    return normalization(data, kind, valid, mean, std, dtype=src.dtypes[bands[0] - 1])
+
+
+def _to_dtype(a: np.ndarray, dtype: str, nodata, valid: np.ndarray) -> np.ndarray:
+    """Float (C, h, w) -> the output dtype; nodata where not valid, never by accident elsewhere."""
+    dt = np.dtype(dtype)
+    if np.issubdtype(dt, np.integer):
+        info = np.iinfo(dt)
+        out = np.clip(np.rint(np.nan_to_num(a)), info.min, info.max).astype(dt)
+        if nodata is not None and info.min <= nodata <= info.max:
+            nd = dt.type(nodata)
+            out[(out == nd) & valid[None]] = nd + 1 if nd < info.max else nd - 1
+    else:
+        out = a.astype(dt)
+    if nodata is not None:
+        out[:, ~valid] = dt.type(nodata)
+    elif not np.issubdtype(dt, np.integer):
+        out[:, ~valid] = np.nan
+    return out
+
+
+class _BlockWriter:
+    """Collects finished rows and writes them to a tiled GeoTIFF whole block-rows at a time."""
+
+    def __init__(self, dst, block: int):
+        self.dst, self.block, self.row, self.parts = dst, block, 0, []
+
+    def add(self, rows: np.ndarray, final: bool = False) -> None:
+        from rasterio.windows import Window
+
+        if rows is not None and rows.shape[1]:
+            self.parts.append(rows)
+        pending = sum(p.shape[1] for p in self.parts)
+        n = pending if final else (self.row + pending) // self.block * self.block - self.row
+        if n <= 0:
+            return
+        data = np.concatenate(self.parts, axis=1)
+        self.dst.write(data[:, :n], window=Window(0, self.row, data.shape[2], n))
+        self.row += n
+        self.parts = [data[:, n:]] if n < data.shape[1] else []
+
+
+def reconstruct_scene(
+    model: torch.nn.Module,
+    in_path: str | Path,
+    out_path: str | Path,
+    *,
+    mask_ratio: float = 0.25,
+    iterations: int | None = None,
+    mode: str = "chained",
+    seed: int = 0,
+    bands: Sequence[int] | None = None,
+    overlap: int | None = None,
+    batch_size: int = 4,
+    normalize: str = "auto",
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    precision: str = "fp32",
+    error_path: str | Path | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+    tile_size: int | None = None,
+) -> SceneResult:
+    """Reconstruct a GeoTIFF of any size tile by tile; write the reconstruction and an error map.
+
+    The scene is cut into tiles of the model's input size that overlap by ``overlap`` pixels
+    (default: an eighth of a tile); each tile is reconstructed as :func:`reconstruct` does
+    (``mask_ratio``, ``iterations``, ``mode``; tile ``i`` uses the masks of seed ``(seed, i)``),
+    and overlapping tiles are blended with :func:`blend_weights`. Tiles are read and results
+    written in windows, one strip of tiles at a time, so memory does not grow with the number
+    of rows and grows with the width only by one strip. The normalization is computed once for
+    the whole scene (from a decimated read), so tiles agree.
+
+    Outputs: ``out_path``, the reconstruction with the source's dtype, CRS, transform and nodata
+    (a valid pixel that would round to the nodata value is moved one step off it); and
+    ``error_path`` (default ``<out>_error.tif``), float32, the per-pixel root-mean-square error
+    over bands in the source's units, NaN at nodata. Existing files are never replaced unless
+    ``overwrite=True``. Files are written under a temporary name and renamed when complete.
+    """
+    import rasterio
+    from rasterio.windows import Window
+    from tqdm.auto import tqdm
+
+    from mae_nb.data.geotiff import _open, check_bands
+    from mae_nb.data.tiling import tile_starts
+
+    geom = model_geometry(model)
+    in_path, out_path = Path(in_path), Path(out_path)
+    error_path = Path(error_path) if error_path is not None else out_path.with_name(out_path.stem + "_error.tif")
+    with _open(in_path) as src:
+        idx = check_bands(bands, src.count, in_path)
+        if len(idx) != geom.in_chans:
+            raise ValueError(f"{in_path.name} gives {len(idx)} band(s) ({idx}) but the model expects "
+                             f"in_chans={geom.in_chans}; choose bands with bands=[...] (--bands)")
+        for path in (out_path, error_path):
+            if path.exists() and path.resolve() == in_path.resolve():
+                raise ValueError(f"the output {path} is the input file; choose another output path")
+            if path.exists() and not overwrite:
+                raise FileExistsError(f"{path} already exists; pass overwrite=True (or --overwrite) to replace it")
+        if out_path.resolve() == error_path.resolve():
+            raise ValueError("the reconstruction and the error map need different paths")
+        size = int(tile_size or (geom.built_size[0] if geom.built_size else 224))
+        if geom.img_size is not None and (size, size) != geom.img_size:
+            raise ValueError(f"tile_size must be the model's input size {geom.img_size}, got {size}")
+        p = geom.patch_size
+        if size % p:
+            raise ValueError(f"tile_size {size} is not a multiple of the patch size {p}")
+        overlap = size // 8 if overlap is None else int(overlap)
+        if not 0 <= overlap <= size // 2:
+            raise ValueError(f"overlap must be between 0 and half a tile ({size // 2} px), got {overlap}")
+        if int(batch_size) < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        length = (size // p) ** 2
+        ratio, iterations, _ = _check_common(mask_ratio, iterations, mode, precision, length)
+        normalize, mean, std = model_normalization(model, normalize, mean, std)
+        norm = scene_normalization(src, idx, normalize, mean, std)
+
+        h, w, c = src.height, src.width, len(idx)
+        stride = size - overlap
+        row_starts = tile_starts(max(h, size), size, stride)
+        col_starts = tile_starts(max(w, size), size, stride)
+        weights = blend_weights(size, overlap)
+        dtype = src.dtypes[idx[0] - 1]
+        nodata = src.nodata
+        block = 256
+        profile = dict(driver="GTiff", height=h, width=w, crs=src.crs, transform=src.transform,
+                       compress="deflate", tiled=True, blockxsize=block, blockysize=block, BIGTIFF="IF_SAFER")
+        tmp_out = out_path.with_name(f".{out_path.name}.partial")
+        tmp_err = error_path.with_name(f".{error_path.name}.partial")
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        error_path.parent.mkdir(parents=True, exist_ok=True)
+        device = _model_device(model)
+        was_training = model.training
+        model.eval()
+        n_tiles, skipped, sq_sum, abs_sum, count = 0, 0, 0.0, 0.0, 0
+        start = time.perf_counter()
+        try:
+            with rasterio.Env(GDAL_CACHEMAX=64), \
+                    rasterio.open(tmp_out, "w", count=c, dtype=dtype, nodata=nodata, **profile) as dst, \
+                    rasterio.open(tmp_err, "w", count=1, dtype="float32", nodata=float("nan"), **profile) as edst:
+                for i, b in enumerate(idx, start=1):
+                    dst.set_band_description(i, src.descriptions[b - 1] or f"band {b}")
+                edst.set_band_description(1, "reconstruction RMSE over bands")
+                out_writer, err_writer = _BlockWriter(dst, block), _BlockWriter(edst, block)
+                acc = np.zeros((c, size, w), np.float32)
+                wsum = np.zeros((size, w), np.float32)
+                top = 0  # scene row of acc[:, 0]
+                bar = tqdm(total=len(row_starts) * len(col_starts), unit="tile", disable=not progress,
+                           desc=f"reconstruct {in_path.name}")
+                tile_index = 0
+                for ri, r0 in enumerate(row_starts):
+                    jobs = [(tile_index + j, r0, c0) for j, c0 in enumerate(col_starts)]
+                    tile_index += len(jobs)
+                    for k in range(0, len(jobs), int(batch_size)):
+                        batch = jobs[k:k + int(batch_size)]
+                        reads = []
+                        for t, rr, cc in batch:
+                            win = Window(cc, rr, size, size)
+                            boundless = rr + size > h or cc + size > w
+                            arr = src.read(idx, window=win, boundless=boundless,
+                                           fill_value=nodata if nodata is not None else 0).astype(np.float32)
+                            ok = (src.read_masks(idx, window=win, boundless=boundless) > 0).any(axis=0)
+                            ok &= np.isfinite(arr).all(axis=0)
+                            if boundless:  # outside the scene is nodata, whatever the file says
+                                ok[max(0, h - rr):, :] = False
+                                ok[:, max(0, w - cc):] = False
+                            reads.append((t, rr, cc, arr, ok))
+                        run = [x for x in reads if x[4].any()]
+                        skipped += len(reads) - len(run)
+                        if run:
+                            x = np.stack([np.where(ok[None], norm.apply(np.nan_to_num(arr)), 0.0)
+                                          for _, _, _, arr, ok in run]).astype(np.float32)
+                            noises = []
+                            for t, *_ in run:
+                                g = torch.Generator().manual_seed(
+                                    int(np.random.SeedSequence([int(seed), int(t)]).generate_state(1)[0]))
+                                nz, ratios = pass_noise(mode, length, ratio, iterations, g)
+                                noises.append(nz)
+                            noise = torch.stack(noises, dim=1).to(device)
+                            pasted = run_passes(model, torch.from_numpy(x).to(device), ratio, iterations,
+                                                mode, noise, ratios, precision)[0]
+                            pasted = norm.invert(pasted.float().cpu().numpy())
+                            for (t, rr, cc, arr, ok), y in zip(run, pasted):
+                                hh, ww = min(size, h - rr), min(size, w - cc)
+                                wt = (weights * ok)[:hh, :ww]
+                                acc[:, rr - top:rr - top + hh, cc:cc + ww] += y[:, :hh, :ww] * wt
+                                wsum[rr - top:rr - top + hh, cc:cc + ww] += wt
+                            n_tiles += len(run)
+                        bar.update(len(batch))
+                    # rows above the next strip are final: write them, keep the overlap
+                    last = ri == len(row_starts) - 1
+                    done = h if last else int(row_starts[ri + 1])
+                    n = done - top
+                    if n > 0:
+                        ws = wsum[:n]
+                        ok = ws > 0
+                        rec = acc[:, :n] / np.where(ok, ws, 1.0)
+                        orig = src.read(idx, window=Window(0, top, w, n)).astype(np.float32)
+                        err = np.sqrt(np.mean((rec - orig) ** 2, axis=0))
+                        err = np.where(ok, err, np.nan).astype(np.float32)
+                        sq_sum += float(np.sum(err[ok].astype(np.float64) ** 2) * c)
+                        abs_sum += float(np.sum(err[ok], dtype=np.float64))
+                        count += int(ok.sum())
+                        out_writer.add(_to_dtype(rec, dtype, nodata, ok), final=last)
+                        err_writer.add(err[None], final=last)
+                        keep = size - n
+                        acc[:, :keep] = acc[:, n:n + keep]
+                        acc[:, keep:] = 0
+                        wsum[:keep] = wsum[n:n + keep]
+                        wsum[keep:] = 0
+                        top = done
+                bar.close()
+            tmp_out.replace(out_path)
+            tmp_err.replace(error_path)
+        finally:
+            model.train(was_training)
+            for tmp in (tmp_out, tmp_err):
+                if tmp.exists():
+                    tmp.unlink()
+    mse = sq_sum / max(count * c, 1)
+    psnr = 10 * math.log10(norm.data_range ** 2 / max(mse, 1e-20)) if count else float("nan")
+    return SceneResult(out_path, error_path, (h, w), idx, size, overlap, n_tiles, skipped,
+                       time.perf_counter() - start, psnr, abs_sum / max(count, 1), norm)
