@@ -599,8 +599,9 @@ def spatial_split(
     Among ``attempts`` seeded random assignments, the one whose per-class shares are closest
     to ``fractions`` and that puts every class in train and test is kept. If none does, a
     ``ValueError`` names the classes that never reach the test (or train) split and what to
-    change; ``require_all_classes=False`` returns the best split anyway and records them in
-    ``.missing``.
+    change; ``require_all_classes=False`` returns the best split anyway (with a warning) and
+    records them in ``.missing``. Classes missing from val only are recorded there silently
+    (val serves model selection; its scores then cover fewer classes).
     """
     labels = np.asarray(labels)
     if labels.ndim != 2:
@@ -644,7 +645,7 @@ def spatial_split(
             + "; ".join(parts) + f"; grid {grid}, buffer {buffer} px). Try a finer grid (more, smaller "
             "blocks), a smaller patch_size/buffer, another seed, or require_all_classes=False."
         )
-    if missing:
+    if missing.get("train") or missing.get("test"):
         warnings.warn(f"spatial split: classes missing per split: {missing}", stacklevel=2)
     lab = labels > 0
     return SpatialSplit(
