@@ -1,0 +1,1044 @@
+"""MAE features for spatial analysis: embeddings, error maps, and how well they separate land cover.
+
+The encoder of a masked autoencoder turns each patch into a vector (an *embedding*). With no
+patch masked (``mask_ratio`` 0, every token visible, in its own order) the encoder's output
+describes every place of an image. This module extracts those vectors for one crop or for a
+whole scene (tiled at the model's input size), keeps where each one lies (pixel rows/cols and
+map x/y through the raster's transform), and measures what they are worth with scikit-learn:
+PCA maps, k-means clusters against land-cover labels (adjusted Rand index), a logistic
+regression probe on a spatially disjoint split (accuracy, macro-F1), and the reconstruction
+error as an anomaly detector (precision/recall of the top-k patches).
+
+**Pools.** ``pool="patch"``: one embedding per patch, a (gh, gw, D) grid over the scene.
+``pool="cls"``: the cls token of each tile; ``pool="mean"``: the mean of a tile's patch tokens;
+both give one embedding per tile, a grid of tiles. ``block``: the output of encoder block
+``block`` (0-based; negative counts from the end; default the last), always followed by the
+encoder's final LayerNorm (as timm's ``get_intermediate_layers(norm=True)``), so blocks are on
+one scale.
+
+**Scenarios** (the first study's question: do features *after* 50 % masking or three passes of
+25 % separate land cover better than after 25 %?). ``scenario="25%"``, ``"50%"`` or ``"3x25%"``
+first reconstructs each tile as :func:`mae_nb.reconstruct.reconstruct` does (chained passes,
+seeded per tile), then embeds the reconstruction with no masking; ``"none"`` embeds the image
+itself. The *error map* of a scenario is the per-patch, per-band mean squared error of the
+reconstruction in normalized units (see :func:`error_map`): single-pass scenarios use the
+covering mode (disjoint masks, every patch predicted exactly once, from the true pixels
+around it); ``3x25%`` is averaged over ``repeats`` chained draws.
+
+**Units.** The model sees per-band standardized pixels: ImageNet statistics for Meta's RGB
+checkpoints, otherwise the scene's own per-band mean and standard deviation (so a model trained
+on uint8 Landsat tiles can be applied to a reflectance scene). Images that are not a multiple
+of the patch size are cropped at the bottom and right, as :func:`mae_nb.reconstruct.reconstruct` does.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from mae_nb.reconstruct import IMAGENET_MEAN, IMAGENET_STD, model_geometry, normalization, pass_noise, run_passes
+
+__all__ = [
+    "ERROR_SCENARIOS", "POOLS", "SCENARIOS", "Detection", "Embeddings", "PCAMap", "ProbeResult",
+    "SpatialSplit", "adjusted_rand", "answer_study", "compare_scenarios", "detect_top_k",
+    "embed_image", "encoder_tokens", "error_map", "kmeans_map", "linear_probe", "load_or_train_course_model",
+    "model_bands", "patch_fraction", "patch_labels", "pca_map", "pixel_features", "plant_cloud",
+    "plant_stripe", "scene_embeddings", "spatial_split", "train_tiny_mae", "write_embeddings",
+]
+
+#: Masking scenarios whose reconstruction is embedded: name -> (mask_ratio, iterations, mode), None = the image.
+SCENARIOS: dict[str, tuple[float, int, str] | None] = {
+    "none": None,
+    "25%": (0.25, 1, "chained"),
+    "50%": (0.50, 1, "chained"),
+    "3x25%": (0.25, 3, "chained"),
+}
+
+#: How each scenario's error map is measured (keyword arguments of :func:`error_map`).
+ERROR_SCENARIOS: dict[str, dict[str, Any]] = {
+    "25%": dict(mask_ratio=0.25, mode="covering"),
+    "50%": dict(mask_ratio=0.50, mode="covering"),
+    "3x25%": dict(mask_ratio=0.25, iterations=3, mode="chained", repeats=4),
+}
+
+POOLS = ("patch", "cls", "mean")
+
+
+# --------------------------------------------------------------------------- the result
+
+
+@dataclass
+class Embeddings:
+    """Vectors on a grid of cells over a scene, with where each cell lies.
+
+    - ``values``: (gh, gw, D) float32, NaN where a cell is not ``valid``.
+    - ``rows``, ``cols``: (gh,), (gw,) the top-left pixel of each cell in the scene.
+    - ``cell_size``: pixels per cell side (the patch size, or the tile size for cls/mean pools).
+    - ``valid``: (gh, gw) bool, cells with at least half of their pixels valid.
+    - ``tile_rows``, ``tile_cols``: top-left pixels of the tiles the encoder saw (its context).
+    - ``transform``, ``crs``: the scene's georeferencing (None for a bare array).
+    - ``scene_shape``: (H, W) of the scene before cropping to whole patches.
+    - ``pool``, ``block``, ``scenario``, ``source``: what the values are.
+    """
+
+    values: np.ndarray
+    rows: np.ndarray
+    cols: np.ndarray
+    cell_size: int
+    valid: np.ndarray
+    scene_shape: tuple[int, int]
+    tile_size: int
+    tile_rows: np.ndarray
+    tile_cols: np.ndarray
+    transform: Any = None
+    crs: Any = None
+    pool: str = "patch"
+    block: int | None = None
+    scenario: str = "none"
+    source: str = ""
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """The grid (gh, gw)."""
+        return self.values.shape[0], self.values.shape[1]
+
+    @property
+    def dim(self) -> int:
+        return self.values.shape[2]
+
+    def flat(self, where: np.ndarray | None = None) -> np.ndarray:
+        """(N, D) vectors of the cells where ``where`` (default: ``valid``) is True, row-major."""
+        where = self.valid if where is None else np.asarray(where, bool) & self.valid
+        return self.values[where]
+
+    def pixel_centres(self) -> tuple[np.ndarray, np.ndarray]:
+        """(gh, gw) pixel coordinates (row, col) of each cell's centre (corner-based: a cell
+        starting at pixel 0 of size 8 has its centre at 4.0)."""
+        r = self.rows[:, None] + self.cell_size / 2
+        c = self.cols[None, :] + self.cell_size / 2
+        return np.broadcast_to(r, self.shape).astype(float), np.broadcast_to(c, self.shape).astype(float)
+
+    @property
+    def xy(self) -> tuple[np.ndarray, np.ndarray]:
+        """(gh, gw) map coordinates (x, y) of each cell's centre (pixel units without a transform)."""
+        r, c = self.pixel_centres()
+        if self.transform is None:
+            return c.copy(), r.copy()
+        t = self.transform
+        x = t.a * c + t.b * r + t.c
+        y = t.d * c + t.e * r + t.f
+        return x, y
+
+    def grid_transform(self):
+        """The affine transform of the cell grid (one cell = one pixel), for writing a GeoTIFF.
+
+        Needs evenly spaced cells (patch grids always are; tile grids whose last tile is flush
+        with the scene's edge are not).
+        """
+        from rasterio.transform import Affine
+
+        s = self.cell_size
+        for name, starts in (("rows", self.rows), ("cols", self.cols)):
+            if len(starts) > 1 and not np.array_equal(np.diff(starts), np.full(len(starts) - 1, s)):
+                raise ValueError(f"the cells' {name} are not evenly spaced by {s} px (a tile grid whose last "
+                                 "tile is flush with the edge); use pool='patch' to write a GeoTIFF")
+        base = self.transform if self.transform is not None else Affine.identity()
+        return base @ Affine.translation(int(self.cols[0]), int(self.rows[0])) @ Affine.scale(s)
+
+    def __repr__(self) -> str:
+        gh, gw = self.shape
+        return (f"Embeddings({self.pool}, {gh} x {gw} cells of {self.cell_size} px, D={self.dim}, "
+                f"block={self.block}, scenario={self.scenario!r}, valid={self.valid.mean():.0%}, "
+                f"source={self.source!r})")
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def _as_scene(image, bands=None):
+    """(array (C, H, W) float32, valid (H, W) or None, transform, crs) from an array, Raster or Sample."""
+    transform = crs = valid = None
+    if hasattr(image, "raster"):  # a Sample
+        image = image.raster
+    if hasattr(image, "array") and hasattr(image, "transform"):  # a Raster
+        transform, crs, valid = image.transform, image.crs, image.valid
+        image = image.array
+    if isinstance(image, torch.Tensor):
+        image = image.detach().cpu().numpy()
+    image = np.asarray(image)
+    if image.ndim == 2:
+        image = image[None]
+    if image.ndim != 3:
+        raise ValueError(f"expected an image of shape (C, H, W), got shape {image.shape}")
+    dtype = image.dtype
+    if bands is not None:
+        c = image.shape[0]
+        bands = [int(b) for b in bands]
+        bad = [b for b in bands if not 1 <= b <= c]
+        if bad or not bands:
+            raise ValueError(f"band {bad[0] if bad else '(none)'} is out of range: the image has {c} band(s); "
+                             f"use 1-based indexes 1..{c}")
+        image = image[[b - 1 for b in bands]]
+    return image.astype(np.float32), valid, transform, crs, dtype
+
+
+def model_bands(model, sample) -> list[int]:
+    """1-based bands of ``sample`` to feed ``model``: all of them when the counts match, its RGB
+    composite (``sample.rgb``) for a 3-band model."""
+    in_chans = model_geometry(model).in_chans
+    count = sample.raster.count if hasattr(sample, "raster") else np.asarray(sample).shape[0]
+    if count == in_chans:
+        return list(range(1, count + 1))
+    if in_chans == 3 and hasattr(sample, "rgb"):
+        return list(sample.rgb)
+    raise ValueError(f"the model takes in_chans={in_chans} bands, the image has {count} and no RGB "
+                     "composite is known; pass bands=[...] explicitly")
+
+
+def _is_imagenet(model) -> bool:
+    cfg = getattr(model, "pretrained_cfg", None) or {}
+    m, s = cfg.get("mean"), cfg.get("std")
+    return (m is not None and s is not None and len(m) == 3
+            and np.allclose(m, IMAGENET_MEAN) and np.allclose(s, IMAGENET_STD))
+
+
+def _prepare(model, image, valid, bands, normalize, tile_size=None):
+    """Crop to whole patches, normalize, and check the scene holds at least one tile."""
+    geom = model_geometry(model)
+    arr, rvalid, transform, crs, dtype = _as_scene(image, bands)
+    c, h, w = arr.shape
+    if c != geom.in_chans:
+        raise ValueError(f"the image has {c} band(s) but the model expects in_chans={geom.in_chans}; "
+                         "choose bands with bands=[...] (1-based), e.g. mae_nb.features.model_bands(model, sample)")
+    valid = rvalid if valid is None else np.asarray(valid, bool)
+    valid = np.ones((h, w), bool) if valid is None else valid
+    if valid.shape != (h, w):
+        raise ValueError(f"valid must have the image's shape {(h, w)}, got {valid.shape}")
+    p = geom.patch_size
+    size = int(tile_size or (geom.img_size or geom.built_size or (224, 224))[0])
+    if size % p:
+        raise ValueError(f"tile_size {size} is not a multiple of the patch size {p}")
+    if h < size or w < size:
+        raise ValueError(f"the scene ({h} x {w} px) is smaller than one tile of the model ({size} x {size} px); "
+                         f"use a larger scene, or a model built for smaller tiles")
+    hc, wc = h // p * p, w // p * p
+    arr, valid = arr[:, :hc, :wc], valid[:hc, :wc] & np.isfinite(arr[:, :hc, :wc]).all(axis=0)
+    if normalize == "auto":
+        normalize = "imagenet" if _is_imagenet(model) else "per-band"
+    norm = normalization(arr, normalize, valid, dtype=dtype)
+    x = np.where(valid[None], norm.apply(np.nan_to_num(arr)), 0.0).astype(np.float32)
+    return x, valid, transform, crs, (h, w), size, p, norm
+
+
+def _tile_seed(seed: int, index: int) -> torch.Generator:
+    return torch.Generator().manual_seed(int(np.random.SeedSequence([int(seed), int(index)]).generate_state(1)[0]))
+
+
+def _scenario(name: str):
+    if name not in SCENARIOS:
+        raise ValueError(f"unknown scenario {name!r}; choose one of {', '.join(map(repr, SCENARIOS))}")
+    return SCENARIOS[name]
+
+
+# --------------------------------------------------------------------------- the encoder
+
+
+def _block_index(model, block: int | None) -> int:
+    depth = len(model.blocks)
+    if block is None:
+        return depth - 1
+    if isinstance(block, bool) or int(block) != block or not -depth <= block < depth:
+        raise ValueError(f"block must be an encoder block index in [{-depth}, {depth - 1}] "
+                         f"(the encoder has {depth} blocks), got {block!r}")
+    return int(block) % depth
+
+
+@torch.inference_mode()
+def encoder_tokens(model, imgs: torch.Tensor, block: int | None = None) -> torch.Tensor:
+    """The encoder's tokens with no patch masked, in the patches' own order.
+
+    imgs: (N, C, H, W) normalized -> (N, 1 + L, D), the cls token first, patches row-major.
+    ``block``: stop after this encoder block (0-based, negative from the end; default the last);
+    the encoder's final LayerNorm is applied either way. Equals
+    ``model.forward_encoder(imgs, 0.0, noise=arange(L))[0]`` for the last block.
+    """
+    grid = model.check_imgs(imgs)
+    last = _block_index(model, block)
+    pos = model.position_embeddings(grid)
+    x = model.patch_embed(imgs) + pos[:, 1:, :]
+    cls = (model.cls_token + pos[:, :1, :]).expand(x.shape[0], -1, -1)
+    x = torch.cat([cls, x], dim=1)
+    for blk in model.blocks[: last + 1]:
+        x = blk(x)
+    return model.norm(x)
+
+
+def _pool(tokens: torch.Tensor, pool: str, grid: tuple[int, int]) -> torch.Tensor:
+    """tokens (N, 1 + L, D) -> (N, gh, gw, D) for "patch", (N, D) for "cls"/"mean"."""
+    if pool == "patch":
+        return tokens[:, 1:].reshape(tokens.shape[0], grid[0], grid[1], tokens.shape[2])
+    if pool == "cls":
+        return tokens[:, 0]
+    return tokens[:, 1:].mean(dim=1)
+
+
+def _check_pool(pool: str) -> None:
+    if pool not in POOLS:
+        raise ValueError(f"pool must be one of {', '.join(map(repr, POOLS))}, got {pool!r}")
+
+
+def embed_image(model, image, pool: str = "patch", block: int | None = None, *, bands=None,
+                normalize: str = "auto") -> np.ndarray:
+    """Embeddings of one crop (C, H, W) of the model's input size: (gh, gw, D) for ``pool="patch"``,
+    (D,) for ``"cls"``/``"mean"``. No patch is masked."""
+    _check_pool(pool)
+    x, *_ , size, p, _ = _prepare(model, image, None, bands, normalize)
+    if x.shape[1:] != (size, size):
+        raise ValueError(f"embed_image takes one crop of the model's size ({size} x {size} px), got "
+                         f"{x.shape[1]} x {x.shape[2]}; use scene_embeddings for a larger image")
+    device = _device(model)
+    model.eval()
+    tokens = encoder_tokens(model, torch.from_numpy(x)[None].to(device), block)
+    return _pool(tokens, pool, (size // p, size // p))[0].float().cpu().numpy()
+
+
+def _device(model) -> torch.device:
+    try:
+        return next(model.parameters()).device
+    except StopIteration:
+        return torch.device("cpu")
+
+
+def _iter_tiles(x, valid, size, batch_size):
+    from mae_nb.data.tiling import tile
+
+    tiles = tile(x, size, stride=size, valid=valid, min_valid=0.0)
+    for k in range(0, len(tiles), batch_size):
+        yield k, tiles, slice(k, k + batch_size)
+
+
+def _reconstruct_batch(model, xb: torch.Tensor, indices, scenario: tuple, seed: int, precision="fp32"):
+    """Chained/covering passes on a batch of normalized tiles (mae_nb.reconstruct.run_passes)."""
+    ratio, iterations, mode = scenario
+    p = model_geometry(model).patch_size
+    length = (xb.shape[2] // p) * (xb.shape[3] // p)
+    if iterations is None:
+        iterations = math.ceil(length / (length - int(length * (1 - ratio))))
+    noises, ratios = [], None
+    for t in indices:
+        nz, ratios = pass_noise(mode, length, ratio, iterations, _tile_seed(seed, t))
+        noises.append(nz)
+    noise = torch.stack(noises, dim=1).to(xb.device)  # (K, n, L)
+    pasted, _, masks, _ = run_passes(model, xb, ratio, iterations, mode, noise, ratios, precision)
+    return pasted, masks
+
+
+def scene_embeddings(
+    model,
+    image,
+    *,
+    pool: str = "patch",
+    block: int | None = None,
+    scenario: str = "none",
+    seed: int = 0,
+    valid: np.ndarray | None = None,
+    bands: Sequence[int] | None = None,
+    normalize: str = "auto",
+    tile_size: int | None = None,
+    batch_size: int = 16,
+    progress: bool = False,
+    source: str = "",
+) -> Embeddings:
+    """Embeddings of a whole scene, tile by tile, with their positions.
+
+    image: (C, H, W) array, a :class:`~mae_nb.data.Raster` or a ``Sample`` (then ``transform``
+    and ``crs`` come along). The scene is cropped to whole patches and cut into tiles of the
+    model's input size (``tile_size``), every ``tile_size`` pixels, the last row and column of
+    tiles flush with the edge (where two tiles overlap, a patch's embedding is their mean).
+    ``pool``: "patch" (grid of patches), "cls" or "mean" (grid of tiles). ``block``: encoder
+    block. ``scenario``: "none" (the image) or a masking scenario of :data:`SCENARIOS`, whose
+    reconstruction (seeded by ``seed`` and the tile's index) is embedded instead.
+    """
+    from tqdm.auto import tqdm
+
+    _check_pool(pool)
+    recon = _scenario(scenario)
+    x, valid, transform, crs, scene_shape, size, p, _ = _prepare(model, image, valid, bands, normalize, tile_size)
+    _block_index(model, block)
+    hc, wc = valid.shape
+    g = size // p
+    device = _device(model)
+    was_training = model.training
+    model.eval()
+    from mae_nb.data.tiling import tile
+
+    tiles = tile(x, size, stride=size, valid=valid, min_valid=0.0)
+    tile_rows, tile_cols = np.unique(tiles.rows), np.unique(tiles.cols)
+    if pool == "patch":
+        total = np.zeros((hc // p, wc // p, 0), np.float64)
+        count = np.zeros((hc // p, wc // p), np.float64)
+    else:
+        total = np.zeros((len(tile_rows), len(tile_cols), 0), np.float64)
+    try:
+        for k in tqdm(range(0, len(tiles), batch_size), disable=not progress, desc=f"embed ({scenario})", unit="batch"):
+            sl = slice(k, k + batch_size)
+            xb = torch.from_numpy(tiles.tiles[sl]).to(device)
+            if recon is not None:
+                vb = torch.from_numpy(tiles.valid[sl])[:, None].to(device)
+                pasted, _ = _reconstruct_batch(model, xb, range(k, k + len(xb)), recon, seed)
+                xb = torch.where(vb, pasted, xb)
+            out = _pool(encoder_tokens(model, xb, block), pool, (g, g)).float().cpu().numpy().astype(np.float64)
+            if total.shape[2] == 0:
+                total = np.zeros(total.shape[:2] + (out.shape[-1],), np.float64)
+            for v, r, c in zip(out, tiles.rows[sl], tiles.cols[sl]):
+                if pool == "patch":
+                    total[r // p:r // p + g, c // p:c // p + g] += v
+                    count[r // p:r // p + g, c // p:c // p + g] += 1
+                else:
+                    total[np.searchsorted(tile_rows, r), np.searchsorted(tile_cols, c)] = v
+    finally:
+        model.train(was_training)
+    if pool == "patch":
+        values = total / np.maximum(count, 1)[..., None]
+        rows, cols, cell = np.arange(hc // p) * p, np.arange(wc // p) * p, p
+    else:
+        values, rows, cols, cell = total, tile_rows, tile_cols, size
+    cell_valid = patch_fraction(valid, rows, cols, cell) >= 0.5
+    values = np.where(cell_valid[..., None], values, np.nan).astype(np.float32)
+    return Embeddings(values, rows, cols, cell, cell_valid, scene_shape, size, tile_rows, tile_cols,
+                      transform, crs, pool, _block_index(model, block), scenario, source)
+
+
+def error_map(
+    model,
+    image,
+    mask_ratio: float = 0.25,
+    iterations: int | None = None,
+    mode: str = "covering",
+    *,
+    repeats: int = 1,
+    seed: int = 0,
+    valid: np.ndarray | None = None,
+    bands: Sequence[int] | None = None,
+    normalize: str = "auto",
+    tile_size: int | None = None,
+    batch_size: int = 16,
+    source: str = "",
+) -> Embeddings:
+    """Reconstruction error per patch and band, over a whole scene: values (gh, gw, C).
+
+    Each tile is reconstructed as :func:`mae_nb.reconstruct.reconstruct` does (same masks for the
+    same seed and tile); the error of a patch is the mean squared difference between the
+    reconstruction and the image over its valid pixels, per band, in normalized units (so bands
+    weigh alike), averaged over the passes/draws in which the patch was masked. ``mode="covering"``
+    (default): disjoint masks, every patch predicted exactly once per draw from the true pixels
+    around it. ``mode="chained"``: the study's passes; a patch never masked in any of the
+    ``repeats`` draws (seeds ``seed``, ``seed + 1``, ...) is NaN and not ``valid``.
+    Use ``values.mean(-1)`` as an anomaly score.
+    """
+    if int(repeats) != repeats or repeats < 1:
+        raise ValueError(f"repeats must be a whole number >= 1, got {repeats}")
+    if mode not in ("chained", "covering"):
+        raise ValueError(f"mode must be 'chained' or 'covering', got {mode!r}")
+    x, valid, transform, crs, scene_shape, size, p, _ = _prepare(model, image, valid, bands, normalize, tile_size)
+    from mae_nb.masking import check_mask_ratio
+
+    length = (size // p) ** 2
+    check_mask_ratio(mask_ratio, length)
+    if mode == "covering" and mask_ratio == 0:
+        raise ValueError("covering mode needs mask_ratio > 0 (with 0 no patch is ever predicted)")
+    if iterations is not None and (int(iterations) != iterations or iterations < 1):
+        raise ValueError(f"iterations must be a whole number >= 1, got {iterations}")
+    if mode == "chained" and iterations is None:
+        iterations = 1
+    hc, wc = valid.shape
+    g, c = size // p, x.shape[0]
+    total = np.zeros((hc // p, wc // p, c), np.float64)
+    count = np.zeros((hc // p, wc // p), np.float64)
+    device = _device(model)
+    was_training = model.training
+    model.eval()
+    from mae_nb.data.tiling import tile
+
+    tiles = tile(x, size, stride=size, valid=valid, min_valid=0.0)
+    try:
+        for rep in range(int(repeats)):
+            for k in range(0, len(tiles), batch_size):
+                sl = slice(k, k + batch_size)
+                xb = torch.from_numpy(tiles.tiles[sl]).to(device)
+                vb = torch.from_numpy(tiles.valid[sl]).to(device)
+                pasted, masks = _reconstruct_batch(model, xb, range(k, k + len(xb)),
+                                                   (mask_ratio, iterations, mode), seed + rep)
+                sq = ((pasted.float() - xb) ** 2 * vb[:, None]).reshape(len(xb), c, g, p, g, p).sum(dim=(3, 5))
+                npx = vb.float().reshape(len(xb), g, p, g, p).sum(dim=(2, 4))  # (n, g, g)
+                err = (sq / npx.clamp(min=1)[:, None]).permute(0, 2, 3, 1).cpu().numpy()  # (n, g, g, C)
+                hit = (masks.amax(dim=0) > 0).reshape(len(xb), g, g).cpu().numpy()  # masked in any pass
+                for e, h_, r, cc in zip(err, hit, tiles.rows[sl], tiles.cols[sl]):
+                    total[r // p:r // p + g, cc // p:cc // p + g] += e * h_[..., None]
+                    count[r // p:r // p + g, cc // p:cc // p + g] += h_
+    finally:
+        model.train(was_training)
+    rows, cols = np.arange(hc // p) * p, np.arange(wc // p) * p
+    cell_valid = (patch_fraction(valid, rows, cols, p) >= 0.5) & (count > 0)
+    values = np.where(cell_valid[..., None], total / np.maximum(count, 1)[..., None], np.nan).astype(np.float32)
+    name = f"{mode} {mask_ratio:g}" + (f" x{iterations}" if iterations else "")
+    return Embeddings(values, rows, cols, p, cell_valid, scene_shape, size, np.unique(tiles.rows),
+                      np.unique(tiles.cols), transform, crs, "error", None, name, source,
+                      meta={"repeats": int(repeats), "units": "MSE of normalized pixels, per band"})
+
+
+def pixel_features(image, patch_size: int, *, valid=None, bands=None, tile_size: int | None = None,
+                   source: str = "raw pixels") -> Embeddings:
+    """The baseline: each patch's own pixels, per-band standardized and flattened, (gh, gw, p*p*C).
+
+    Cells are laid out as :func:`scene_embeddings` lays out patches, so the two compare cell by cell.
+    """
+    arr, rvalid, transform, crs, dtype = _as_scene(image, bands)
+    c, h, w = arr.shape
+    p = int(patch_size)
+    if p < 1 or h < p or w < p:
+        raise ValueError(f"the scene ({h} x {w} px) is smaller than one {p} x {p} patch")
+    valid = rvalid if valid is None else np.asarray(valid, bool)
+    valid = np.ones((h, w), bool) if valid is None else valid
+    if valid.shape != (h, w):
+        raise ValueError(f"valid must have the image's shape {(h, w)}, got {valid.shape}")
+    hc, wc = h // p * p, w // p * p
+    arr, valid = arr[:, :hc, :wc], valid[:hc, :wc] & np.isfinite(arr[:, :hc, :wc]).all(axis=0)
+    norm = normalization(arr, "per-band", valid, dtype=dtype)
+    x = np.where(valid[None], norm.apply(np.nan_to_num(arr)), 0.0)
+    gh, gw = hc // p, wc // p
+    values = x.reshape(c, gh, p, gw, p).transpose(1, 3, 2, 4, 0).reshape(gh, gw, p * p * c)
+    rows, cols = np.arange(gh) * p, np.arange(gw) * p
+    cell_valid = patch_fraction(valid, rows, cols, p) >= 0.5
+    size = int(tile_size or p)
+    from mae_nb.data.tiling import tile_starts
+
+    values = np.where(cell_valid[..., None], values, np.nan).astype(np.float32)
+    return Embeddings(values, rows, cols, p, cell_valid, (h, w), size,
+                      tile_starts(hc, min(size, hc), min(size, hc)), tile_starts(wc, min(size, wc), min(size, wc)),
+                      transform, crs, "pixels", None, "none", source)
+
+
+# --------------------------------------------------------------------------- labels on the grid
+
+
+def patch_fraction(mask: np.ndarray, rows: np.ndarray, cols: np.ndarray, size: int) -> np.ndarray:
+    """(gh, gw) share of True pixels of ``mask`` (H, W) in each cell (rows[i], cols[j], size)."""
+    mask = np.asarray(mask, bool)
+    cum = np.pad(mask.cumsum(0).cumsum(1), ((1, 0), (1, 0)))  # integral image
+    r0, c0 = np.asarray(rows)[:, None], np.asarray(cols)[None, :]
+    r1, c1 = np.minimum(r0 + size, mask.shape[0]), np.minimum(c0 + size, mask.shape[1])
+    area = (r1 - r0) * (c1 - c0)
+    return (cum[r1, c1] - cum[r0, c1] - cum[r1, c0] + cum[r0, c0]) / np.maximum(area, 1)
+
+
+def _check_labels_shape(labels: np.ndarray, emb: Embeddings, what: str = "labels map") -> None:
+    if labels.shape != tuple(emb.scene_shape):
+        raise ValueError(f"the {what} has shape {labels.shape} but the scene is {emb.scene_shape[0]} x "
+                         f"{emb.scene_shape[1]} px; give a map of the same scene, pixel for pixel")
+
+
+def patch_labels(labels: np.ndarray, emb: Embeddings, min_fraction: float = 0.5) -> np.ndarray:
+    """Majority land-cover label of each cell of ``emb``: (gh, gw) int, 0 where the majority class
+    covers less than ``min_fraction`` of the cell, the cell is unlabelled (0) or not valid.
+
+    labels: (H, W) ints, 0 = unlabelled, the same shape as the scene ``emb`` was computed on.
+    """
+    labels = np.asarray(labels)
+    if labels.ndim != 2:
+        raise ValueError(f"labels must be a 2-D (H, W) map, got shape {labels.shape}")
+    _check_labels_shape(labels, emb)
+    if not 0 < min_fraction <= 1:
+        raise ValueError(f"min_fraction must be in (0, 1], got {min_fraction}")
+    labels = labels.astype(np.int64)
+    out = np.zeros(emb.shape, np.int64)
+    s = emb.cell_size
+    n = int(labels.max()) + 1 if labels.size else 1
+    for i, r in enumerate(emb.rows):
+        for j, c in enumerate(emb.cols):
+            counts = np.bincount(labels[r:r + s, c:c + s].ravel(), minlength=n)
+            area = counts.sum()
+            counts[0] = 0
+            k = int(counts.argmax())
+            if counts[k] > 0 and counts[k] >= min_fraction * area:
+                out[i, j] = k
+    return np.where(emb.valid, out, 0)
+
+
+# --------------------------------------------------------------------------- looking at embeddings
+
+
+@dataclass
+class PCAMap:
+    """``components``: (gh, gw, k) PCA scores (NaN where not valid); ``rgb``: (gh, gw, 3) the first
+    three stretched to [0, 1] for display; ``explained``: (k,) explained variance ratios."""
+
+    components: np.ndarray
+    rgb: np.ndarray
+    explained: np.ndarray
+    pca: Any = field(repr=False, default=None)
+
+
+def pca_map(emb: Embeddings, n_components: int = 3, seed: int = 0) -> PCAMap:
+    """PCA (scikit-learn) of the valid cells' vectors; the first three components as a false-colour map."""
+    from sklearn.decomposition import PCA
+
+    data = emb.flat()
+    k = int(n_components)
+    if k < 1 or k > min(data.shape):
+        raise ValueError(f"n_components must be in [1, {min(data.shape)}] for {data.shape[0]} cells of "
+                         f"dimension {data.shape[1]}, got {n_components}")
+    pca = PCA(n_components=k, random_state=seed).fit(data)
+    comps = np.full(emb.shape + (k,), np.nan, np.float32)
+    comps[emb.valid] = pca.transform(data)
+    rgb = np.zeros(emb.shape + (3,), np.float32)
+    for i in range(min(3, k)):
+        v = comps[..., i][emb.valid]
+        lo, hi = np.percentile(v, [2, 98])
+        rgb[..., i] = np.where(emb.valid, np.clip((comps[..., i] - lo) / max(hi - lo, 1e-12), 0, 1), 0)
+    if k < 3:
+        rgb[..., k:] = rgb[..., :1]
+    return PCAMap(comps, rgb, pca.explained_variance_ratio_.astype(np.float32), pca)
+
+
+def kmeans_map(emb: Embeddings, n_clusters: int = 8, seed: int = 0, standardize: bool = True) -> np.ndarray:
+    """k-means (scikit-learn) clusters of the valid cells: (gh, gw) int in 0..n_clusters-1, -1 elsewhere."""
+    from sklearn.cluster import KMeans
+    from sklearn.preprocessing import StandardScaler
+
+    data = emb.flat()
+    if not 2 <= n_clusters <= len(data):
+        raise ValueError(f"n_clusters must be in [2, {len(data)}] (valid cells), got {n_clusters}")
+    if standardize:
+        data = StandardScaler().fit_transform(data)
+    km = KMeans(n_clusters=int(n_clusters), n_init=4, random_state=seed).fit(data)
+    out = np.full(emb.shape, -1, np.int64)
+    out[emb.valid] = km.labels_
+    return out
+
+
+def adjusted_rand(clusters: np.ndarray, labels: np.ndarray) -> float:
+    """Adjusted Rand index (scikit-learn) between a cluster map and a label grid, both (gh, gw),
+    over cells that are labelled (> 0) and clustered (>= 0). 1 = the same partition, ~0 = chance."""
+    from sklearn.metrics import adjusted_rand_score
+
+    clusters, labels = np.asarray(clusters), np.asarray(labels)
+    if clusters.shape != labels.shape:
+        raise ValueError(f"the cluster map {clusters.shape} and the label grid {labels.shape} differ in shape; "
+                         "compute the label grid with patch_labels(labels, emb) for the same embeddings")
+    keep = (labels > 0) & (clusters >= 0)
+    if keep.sum() < 2:
+        raise ValueError("fewer than 2 cells are both labelled and clustered; nothing to compare")
+    return float(adjusted_rand_score(labels[keep], clusters[keep]))
+
+
+# --------------------------------------------------------------------------- spatially disjoint probe
+
+
+@dataclass
+class SpatialSplit:
+    """Cells for training and testing a probe: ``train``, ``test`` (gh, gw) bool, never both;
+    ``boundary``: the pixel column (or row) where "halves" cut; ``overlap_pixels``: pixels that a
+    train cell and a test cell share (0 by construction)."""
+
+    train: np.ndarray
+    test: np.ndarray
+    scheme: str
+    boundary: int | None = None
+    overlap_pixels: int = 0
+
+    def describe(self) -> str:
+        where = f" at pixel {self.boundary}" if self.boundary is not None else ""
+        return (f"{self.scheme}{where}: {int(self.train.sum())} train cells, {int(self.test.sum())} test "
+                f"cells, {self.overlap_pixels} shared pixels")
+
+
+def _footprint(emb: Embeddings, cells: np.ndarray) -> np.ndarray:
+    out = np.zeros(emb.scene_shape, bool)
+    s = emb.cell_size
+    for i, j in zip(*np.nonzero(cells)):
+        out[emb.rows[i]:emb.rows[i] + s, emb.cols[j]:emb.cols[j] + s] = True
+    return out
+
+
+def spatial_split(emb: Embeddings, scheme: str = "halves", *, test_fraction: float = 0.5, axis: int = 1,
+                  block: int = 2) -> SpatialSplit:
+    """A spatially disjoint train/test split of the cells of ``emb``.
+
+    ``"halves"``: train on one side (left for ``axis=1``, top for ``axis=0``), test on the other;
+    the cut lies on a boundary between the encoder's tiles nearest to ``1 - test_fraction`` of the
+    scene, so no test embedding was computed from pixels a training embedding saw. ``"blocks"``:
+    a checkerboard of ``block`` x ``block`` tiles. Any test cell that would share a pixel with a
+    training cell is dropped, so ``overlap_pixels`` is 0.
+    """
+    if scheme not in ("halves", "blocks"):
+        raise ValueError(f"scheme must be 'halves' or 'blocks', got {scheme!r}")
+    if not 0 < test_fraction < 1:
+        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
+    if axis not in (0, 1):
+        raise ValueError(f"axis must be 0 (top/bottom) or 1 (left/right), got {axis}")
+    starts = emb.rows if axis == 0 else emb.cols
+    tiles = emb.tile_rows if axis == 0 else emb.tile_cols
+    length = emb.scene_shape[axis]
+    boundary = None
+    if scheme == "halves":
+        t = emb.tile_size
+        candidates = [int(s) for s in tiles[1:] if not any(o < s < o + t for o in tiles)]
+        if not candidates:
+            raise ValueError("the scene holds a single tile across; a spatial split needs at least two tiles "
+                             f"along {'rows' if axis == 0 else 'columns'}")
+        target = (1 - test_fraction) * length
+        boundary = min(candidates, key=lambda s: abs(s - target))
+        side = starts >= boundary
+        train = ~side[:, None] if axis == 0 else ~side[None, :]
+        train = np.broadcast_to(train, emb.shape).copy()
+    else:
+        if int(block) != block or block < 1:
+            raise ValueError(f"block must be a positive whole number of tiles, got {block}")
+        span = emb.tile_size * int(block)
+        bi = (emb.rows[:, None] // span) + (emb.cols[None, :] // span)
+        train = (bi % 2) == 0
+    test = ~train
+    train, test = train & emb.valid, test & emb.valid
+    if train.any() and test.any():
+        shared = _footprint(emb, train)
+        s = emb.cell_size
+        for i, j in zip(*np.nonzero(test)):
+            if shared[emb.rows[i]:emb.rows[i] + s, emb.cols[j]:emb.cols[j] + s].any():
+                test[i, j] = False
+    overlap = int((_footprint(emb, train) & _footprint(emb, test)).sum())
+    return SpatialSplit(train, test, scheme, boundary, overlap)
+
+
+@dataclass
+class ProbeResult:
+    """A linear probe's scores on the test cells: ``accuracy``, ``macro_f1`` (scikit-learn),
+    ``classes`` used, ``dropped`` (class -> training cells, classes left out as too rare),
+    ``prediction`` (gh, gw) with 0 outside the test cells."""
+
+    accuracy: float
+    macro_f1: float
+    n_train: int
+    n_test: int
+    classes: list[int]
+    dropped: dict[int, int]
+    prediction: np.ndarray = field(repr=False)
+
+
+def linear_probe(emb: Embeddings, labels: np.ndarray, split: SpatialSplit, *, min_per_class: int = 5,
+                 rare: str = "raise", C: float = 1.0, max_iter: int = 2000, seed: int = 0) -> ProbeResult:
+    """Logistic regression (scikit-learn, on standardized features) from cell vectors to labels.
+
+    labels: (gh, gw) per-cell labels (:func:`patch_labels`), 0 = unlabelled. Trained on
+    ``split.train``, scored on ``split.test``. A class with fewer than ``min_per_class``
+    training cells raises a ValueError naming it (``rare="raise"``), or is left out of training
+    and testing (``rare="drop"``; listed in ``dropped``).
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import accuracy_score, f1_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    labels = np.asarray(labels)
+    if labels.shape != emb.shape:
+        raise ValueError(f"the label grid has shape {labels.shape} but the embeddings are a {emb.shape} grid; "
+                         "use patch_labels(labels_map, emb) to put a pixel map on the same grid")
+    if rare not in ("raise", "drop"):
+        raise ValueError(f"rare must be 'raise' or 'drop', got {rare!r}")
+    if split.train.shape != emb.shape:
+        raise ValueError(f"the split is for a {split.train.shape} grid, the embeddings are {emb.shape}")
+    finite = np.isfinite(emb.values).all(axis=-1) & emb.valid
+    train = split.train & finite & (labels > 0)
+    test = split.test & finite & (labels > 0)
+    if (train & test).any():
+        raise ValueError("the split's train and test cells overlap; use spatial_split")
+    classes, counts = np.unique(labels[train], return_counts=True)
+    rare_classes = {int(k): int(n) for k, n in zip(classes, counts) if n < min_per_class}
+    test_only = sorted(set(np.unique(labels[test]).tolist()) - set(classes.tolist()))
+    for k in test_only:
+        rare_classes[int(k)] = 0
+    if rare_classes and rare == "raise":
+        detail = ", ".join(f"class {k}: {n}" for k, n in sorted(rare_classes.items()))
+        raise ValueError(
+            f"too few training cells for the probe ({detail}; at least min_per_class={min_per_class} each). "
+            "Use a larger scene or another split, lower min_per_class, or pass rare='drop' to leave these classes out")
+    keep = np.array([k for k in classes if int(k) not in rare_classes], dtype=np.int64)
+    if len(keep) < 2:
+        raise ValueError(
+            f"the probe needs at least 2 classes with {min_per_class} or more training cells; the training "
+            f"side has {dict(zip(classes.tolist(), counts.tolist())) or 'no labelled cells'}. "
+            "Use a larger scene or another split")
+    train &= np.isin(labels, keep)
+    test &= np.isin(labels, keep)
+    if not test.any():
+        raise ValueError("no labelled test cell of a trained class; use another split")
+    clf = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=max_iter, random_state=seed))
+    with np.errstate(all="ignore"):
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", category=UserWarning)
+            from sklearn.exceptions import ConvergenceWarning
+
+            warnings.simplefilter("ignore", category=ConvergenceWarning)
+            clf.fit(emb.values[train].astype(np.float64), labels[train])
+            pred = clf.predict(emb.values[test].astype(np.float64))
+    y = labels[test]
+    prediction = np.zeros(emb.shape, np.int64)
+    prediction[test] = pred
+    return ProbeResult(float(accuracy_score(y, pred)), float(f1_score(y, pred, average="macro", zero_division=0)),
+                       int(train.sum()), int(test.sum()), keep.tolist(), rare_classes, prediction)
+
+
+# --------------------------------------------------------------------------- anomalies
+
+
+def plant_stripe(image: np.ndarray, start: int, width: int = 4, axis: int = 1, brightness: float = 3.0,
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """A copy of ``image`` (C, H, W) with a bright stripe (a sensor artefact): ``width`` columns
+    (``axis=1``) or rows (``axis=0``) from ``start`` set to ``brightness`` times each band's 99th
+    percentile. Returns (image float32, mask (H, W) bool of the stripe's pixels)."""
+    image = np.asarray(image, np.float32)
+    if image.ndim != 3:
+        raise ValueError(f"expected an image of shape (C, H, W), got {image.shape}")
+    n = image.shape[1 + axis]
+    if not 0 <= start < n or width < 1 or start + width > n:
+        raise ValueError(f"the stripe [{start}, {start + width}) must lie inside the image's {n} "
+                         f"{'rows' if axis == 0 else 'columns'}")
+    out = image.copy()
+    mask = np.zeros(image.shape[1:], bool)
+    if axis == 1:
+        mask[:, start:start + width] = True
+    else:
+        mask[start:start + width, :] = True
+    level = brightness * np.nanpercentile(image.reshape(image.shape[0], -1), 99, axis=1)
+    out[:, mask] = level[:, None]
+    return out, mask
+
+
+def plant_cloud(image: np.ndarray, centre: tuple[int, int], radius: float, *, seed: int = 0,
+                brightness: float = 1.5) -> tuple[np.ndarray, np.ndarray]:
+    """A copy of ``image`` (C, H, W) under a soft, bright synthetic cloud around ``centre`` (row, col).
+
+    The cloud's opacity falls off from the centre with a little seeded texture; each band tends
+    to ``brightness`` times its 99th percentile under it. Returns (image float32, mask (H, W) bool
+    where the opacity exceeds 0.5).
+    """
+    from scipy import ndimage
+
+    image = np.asarray(image, np.float32)
+    if image.ndim != 3:
+        raise ValueError(f"expected an image of shape (C, H, W), got {image.shape}")
+    if radius <= 0:
+        raise ValueError(f"radius must be positive, got {radius}")
+    _, h, w = image.shape
+    rr, cc = np.mgrid[:h, :w]
+    d = np.hypot(rr - centre[0], cc - centre[1]) / radius
+    texture = ndimage.gaussian_filter(np.random.default_rng(seed).normal(size=(h, w)), radius / 4)
+    texture /= max(np.abs(texture).max(), 1e-9)
+    alpha = np.clip(1.2 - d + 0.3 * texture, 0, 1) ** 0.7
+    white = brightness * np.nanpercentile(image.reshape(image.shape[0], -1), 99, axis=1)
+    out = image * (1 - alpha) + white[:, None, None] * alpha
+    return out.astype(np.float32), alpha > 0.5
+
+
+@dataclass
+class Detection:
+    """Top-k anomaly detection on a grid: ``flagged`` (gh, gw) the k highest-scoring cells;
+    ``precision``, ``recall`` (scikit-learn) against the true anomalous cells."""
+
+    precision: float
+    recall: float
+    k: int
+    n_true: int
+    flagged: np.ndarray = field(repr=False)
+
+
+def detect_top_k(scores: np.ndarray, truth: np.ndarray, k: int | None = None,
+                 valid: np.ndarray | None = None) -> Detection:
+    """Flag the ``k`` cells with the highest ``scores`` (gh, gw) (default k: the number of true
+    cells) and score them against ``truth`` (gh, gw) bool with precision and recall."""
+    from sklearn.metrics import precision_score, recall_score
+
+    scores, truth = np.asarray(scores, np.float64), np.asarray(truth, bool)
+    if scores.shape != truth.shape:
+        raise ValueError(f"scores {scores.shape} and truth {truth.shape} must be grids of the same shape")
+    valid = np.isfinite(scores) if valid is None else np.asarray(valid, bool) & np.isfinite(scores)
+    n_true = int((truth & valid).sum())
+    k = n_true if k is None else int(k)
+    if not 1 <= k <= int(valid.sum()):
+        raise ValueError(f"k must be in [1, {int(valid.sum())}] (valid cells), got {k}"
+                         + (" (no true anomalous cell: pass k)" if n_true == 0 else ""))
+    order = np.argsort(np.where(valid, scores, -np.inf), axis=None, kind="stable")[::-1][:k]
+    flagged = np.zeros(scores.shape, bool)
+    flagged.flat[order] = True
+    y, f = truth[valid], flagged[valid]
+    return Detection(float(precision_score(y, f, zero_division=0)), float(recall_score(y, f, zero_division=0)),
+                     k, n_true, flagged)
+
+
+# --------------------------------------------------------------------------- the study's question
+
+
+def compare_scenarios(model, image, labels: np.ndarray, *, scenarios: Sequence[str] = ("none", "25%", "50%", "3x25%"),
+                      seeds: Sequence[int] = (0, 1, 2), kinds: Sequence[str] = ("embedding", "error"),
+                      block: int | None = None, bands=None, n_clusters: int | None = None,
+                      split_scheme: str = "halves", min_per_class: int = 5, progress: bool = True) -> list[dict]:
+    """Probe and cluster features of each masking scenario over seeds: one row per
+    (kind, scenario, seed) with accuracy, macro_f1 (probe on a spatially disjoint split) and ari
+    (k-means with as many clusters as classes vs the labels).
+
+    ``kinds``: "embedding" (patch embeddings of the scenario's reconstruction, :func:`scene_embeddings`)
+    and "error" (log per-band error map of the scenario, :data:`ERROR_SCENARIOS`; not defined for "none").
+    labels: (H, W) land-cover map of the scene.
+    """
+    from tqdm.auto import tqdm
+
+    jobs = [(k, s, seed) for k in kinds for s in scenarios for seed in seeds if not (k == "error" and s == "none")]
+    for k in kinds:
+        if k not in ("embedding", "error"):
+            raise ValueError(f"kinds must be 'embedding' and/or 'error', got {k!r}")
+    for s in scenarios:
+        _scenario(s)
+    rows, grid, split = [], None, None
+    for kind, scen, seed in tqdm(jobs, disable=not progress, desc="scenarios x seeds"):
+        if kind == "embedding":
+            emb = scene_embeddings(model, image, block=block, scenario=scen, seed=seed, bands=bands)
+        else:
+            err = error_map(model, image, seed=seed, bands=bands, **ERROR_SCENARIOS[scen])
+            emb = replace(err, values=np.log10(np.maximum(err.values, 1e-8)))
+        if grid is None:
+            grid = patch_labels(labels, emb)
+            split = spatial_split(emb, split_scheme)
+        probe = linear_probe(emb, grid, split, min_per_class=min_per_class, rare="drop", seed=seed)
+        k = n_clusters or len(np.unique(grid[grid > 0]))
+        ari = adjusted_rand(kmeans_map(emb, k, seed=seed), grid)
+        rows.append(dict(kind=kind, scenario=scen, seed=seed, accuracy=probe.accuracy, macro_f1=probe.macro_f1, ari=ari))
+    return rows
+
+
+def answer_study(rows: list[dict], metric: str = "macro_f1", reference: str = "25%", margin: float = 0.02) -> dict:
+    """The study's question answered from ``rows`` of :func:`compare_scenarios`.
+
+    For each kind and each scenario other than ``reference``: the mean over seeds of the paired
+    difference in ``metric`` and its standard error; the verdict is "better" / "worse" when the
+    mean difference exceeds both ``margin`` and twice its standard error, else "no clear difference".
+    Returns {"table": [...], "text": a plain answer}.
+    """
+    table, lines = [], []
+    for kind in dict.fromkeys(r["kind"] for r in rows):
+        ref = {r["seed"]: r[metric] for r in rows if r["kind"] == kind and r["scenario"] == reference}
+        if not ref:
+            continue
+        for scen in dict.fromkeys(r["scenario"] for r in rows if r["kind"] == kind):
+            if scen == reference:
+                continue
+            d = np.array([r[metric] - ref[r["seed"]] for r in rows
+                          if r["kind"] == kind and r["scenario"] == scen and r["seed"] in ref])
+            if not len(d):
+                continue
+            mean = float(d.mean())
+            se = float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("nan")
+            clear = abs(mean) > margin and (np.isnan(se) or abs(mean) > 2 * se)
+            verdict = ("better" if mean > 0 else "worse") if clear else "no clear difference"
+            table.append(dict(kind=kind, scenario=scen, reference=reference, metric=metric,
+                              mean_difference=mean, standard_error=se, n=len(d), verdict=verdict))
+            lines.append(f"{kind}s after {scen} vs after {reference}: {metric} {mean:+.3f} "
+                         f"(± {se:.3f} s.e., {len(d)} seeds): {verdict}")
+    return {"table": table, "text": "\n".join(lines)}
+
+
+# --------------------------------------------------------------------------- GeoTIFF
+
+
+def write_embeddings(path: str | Path, emb: Embeddings, n_components: int | None = 8, *,
+                     overwrite: bool = False) -> Path:
+    """Write ``emb`` as a multi-band GeoTIFF on its cell grid, with the scene's CRS and a transform
+    scaled to the cells (one pixel per patch), NaN at invalid cells, so GIS tools can read it.
+
+    ``n_components``: write that many PCA components (bands "PC1", ...), or all ``D`` dimensions
+    (``None``; bands "dim 0", ...). An existing file is never replaced unless ``overwrite=True``.
+    """
+    from mae_nb.data.geotiff import write_raster
+
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} already exists; pass overwrite=True to replace it")
+    transform = emb.grid_transform()
+    if n_components is None:
+        data = np.moveaxis(emb.values, -1, 0)
+        names = [f"dim {i}" for i in range(emb.dim)]
+    else:
+        comps = pca_map(emb, n_components).components
+        data = np.moveaxis(comps, -1, 0)
+        names = [f"PC{i + 1}" for i in range(comps.shape[-1])]
+    return write_raster(path, data.astype(np.float32), crs=emb.crs, transform=transform, nodata=float("nan"),
+                        valid=emb.valid, band_names=names, overwrite=overwrite)
+
+
+# --------------------------------------------------------------------------- a model to embed with
+
+
+def train_tiny_mae(image, *, valid=None, bands=None, tile_size: int = 64, stride: int = 16, epochs: int = 5,
+                   mask_ratio: float = 0.75, lr: float = 1e-3, batch_size: int = 32, seed: int = 0,
+                   progress: bool = True):
+    """Train the tiny MAE preset (``mae_vit_tiny_patch8``) briefly on tiles of ``image`` (C, H, W).
+
+    The stand-in when chapter 03's checkpoint is missing: tiles every ``stride`` px, per-band
+    standardized by the scene's statistics (saved as ``pretrained_cfg["mean"/"std"]``), random
+    90-degree rotations and flips, MAE loss at ``mask_ratio``. Returns the model in eval mode.
+    """
+    from mae_nb.data.tiling import tile
+    from mae_nb.models.mae import create_mae
+    from mae_nb.train import fit
+
+    arr, rvalid, _, _, dtype = _as_scene(image, bands)
+    valid = rvalid if valid is None else np.asarray(valid, bool)
+    valid = np.ones(arr.shape[1:], bool) if valid is None else valid
+    if min(arr.shape[1:]) < tile_size:
+        raise ValueError(f"the scene ({arr.shape[1]} x {arr.shape[2]} px) is smaller than one {tile_size} px tile")
+    norm = normalization(arr, "per-band", valid, dtype=dtype)
+    x = np.where(valid[None], norm.apply(np.nan_to_num(arr)), 0.0).astype(np.float32)
+    tiles = tile(x, tile_size, stride=stride, valid=valid, min_valid=0.9)
+    if len(tiles) == 0:
+        raise ValueError("no tile of the scene is at least 90% valid; nothing to train on")
+    torch.manual_seed(seed)
+    model = create_mae("mae_vit_tiny_patch8", img_size=tile_size, in_chans=arr.shape[0])
+
+    def loss_fn(m, xb):
+        k = int(torch.randint(4, (1,)))
+        xb = torch.rot90(xb, k, (2, 3))
+        if bool(torch.rand(1) < 0.5):
+            xb = xb.flip(3)
+        return m(xb, mask_ratio)[0]
+
+    history = fit(model, torch.from_numpy(tiles.tiles), loss_fn, epochs=epochs, lr=lr, batch_size=batch_size,
+                  weight_decay=0.05, seed=seed, progress=progress, desc="tiny MAE")
+    model.pretrained_cfg.update(mean=norm.mean.tolist(), std=norm.std.tolist(), source="trained by train_tiny_mae",
+                                history=history.train)
+    return model.cpu().eval()
+
+
+def load_or_train_course_model(image=None, *, epochs: int = 5, seed: int = 0, bands=None, progress: bool = True,
+                               quiet: bool = False):
+    """Chapter 03's tiny MAE (:func:`mae_nb.models.mae.load_course_checkpoint`), or, when that
+    checkpoint is missing, the tiny preset trained here for ``epochs`` on ``image`` with a notice.
+    ``model.pretrained_cfg["source"]`` says which."""
+    from mae_nb.errors import DataUnavailableError
+    from mae_nb.models.mae import load_course_checkpoint
+
+    try:
+        return load_course_checkpoint()
+    except DataUnavailableError as exc:
+        if image is None:
+            raise
+        if not quiet:
+            print(f"NOTICE: {exc}. Training the tiny preset here for {epochs} epoch(s) instead "
+                  "(weaker than chapter 03's model).")
+        return train_tiny_mae(image, bands=bands, epochs=epochs, seed=seed, progress=progress)
