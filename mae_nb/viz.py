@@ -180,3 +180,115 @@ def show_images(images: dict[str, np.ndarray], size: float = 3.6, cmap: str = "g
         ax.set_title(name, fontsize=10)
         ax.set_axis_off()
     return fig
+
+
+# --------------------------------------------------------------------------- hyperspectral classification (chapter 07)
+
+
+def plot_label_efficiency(rows, metric: str = "oa", models: Sequence[str] | None = None,
+                          title: str | None = None) -> Figure:
+    """Accuracy against the share of training labels, one line per model: mean ± std over seeds.
+
+    ``rows``: :func:`mae_nb.finetune.label_efficiency`'s list of dicts (``model``,
+    ``fraction``, ``metric``; one per run). The x axis is logarithmic.
+    """
+    rows = list(rows)
+    if not rows:
+        raise ValueError("rows is empty: run mae_nb.finetune.label_efficiency first")
+    if metric not in rows[0]:
+        raise ValueError(f"metric {metric!r} is not in the rows; they have {sorted(rows[0])}")
+    names = list(dict.fromkeys(r["model"] for r in rows)) if models is None else list(models)
+    fig, axes = _figure(1, 1, 4.6)
+    fig.set_size_inches(6.8, 4.4)
+    ax = axes[0, 0]
+    for i, name in enumerate(names):
+        fractions = sorted({r["fraction"] for r in rows if r["model"] == name})
+        if not fractions:
+            raise ValueError(f"model {name!r} is not in the rows")
+        values = [[r[metric] for r in rows if r["model"] == name and r["fraction"] == f] for f in fractions]
+        mean = np.array([np.mean(v) for v in values]) * 100
+        std = np.array([np.std(v) for v in values]) * 100
+        ax.plot(fractions, mean, marker="osD^vP*X"[i % 8], label=name)
+        if any(len(v) > 1 for v in values):
+            ax.fill_between(fractions, mean - std, mean + std, alpha=0.15)
+    ax.set_xscale("log")
+    ticks = sorted({r["fraction"] for r in rows})
+    ax.set_xticks(ticks, [f"{f * 100:g} %" for f in ticks])
+    ax.minorticks_off()
+    label = {"oa": "overall accuracy", "aa": "average accuracy", "kappa": "Cohen's kappa"}.get(metric, metric)
+    ax.set_xlabel("share of the training labels used")
+    ax.set_ylabel(f"{label} (x 100)" if metric == "kappa" else f"{label} (%)")
+    ax.set_title(title or f"Label efficiency: {label} on the test split", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def plot_confusion(confusion, class_names: Sequence[str] | None = None, normalize: bool = True,
+                   title: str | None = None) -> Figure:
+    """A confusion matrix (K, K) (rows = true class, columns = predicted), rows normalized by default."""
+    cm = np.asarray(confusion, dtype=np.float64)
+    if cm.ndim != 2 or cm.shape[0] != cm.shape[1]:
+        raise ValueError(f"confusion must be a square (K, K) matrix, got shape {cm.shape}")
+    k = cm.shape[0]
+    names = list(class_names) if class_names is not None else [str(i + 1) for i in range(k)]
+    if len(names) != k:
+        raise ValueError(f"{len(names)} class names for a {k} x {k} confusion matrix")
+    shown = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1) if normalize else cm
+    fig, axes = _figure(1, 1)
+    fig.set_size_inches(2.8 + 0.5 * k, 2.2 + 0.45 * k)
+    ax = axes[0, 0]
+    im = ax.imshow(shown, cmap="Blues", vmin=0, vmax=1 if normalize else None)
+    top = shown.max() or 1
+    for i in range(k):
+        for j in range(k):
+            if cm[i, j]:
+                ax.text(j, i, f"{shown[i, j]:.2f}" if normalize else f"{int(cm[i, j])}", ha="center",
+                        va="center", fontsize=7, color="white" if shown[i, j] > 0.6 * top else "black")
+    ax.set_xticks(range(k), names, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(k), names, fontsize=8)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.set_title(title or ("confusion matrix (each row sums to 1)" if normalize else "confusion matrix (pixels)"),
+                 fontsize=10)
+    fig.colorbar(im, ax=ax, shrink=0.8)
+    return fig
+
+
+def plot_classification_maps(labels: np.ndarray, predictions, class_names: Sequence[str] | None = None,
+                             test_mask: np.ndarray | None = None) -> Figure:
+    """Ground truth (H, W) next to one or more predicted maps.
+
+    labels: (H, W), 0 = unlabelled, classes 1..K; ``predictions``: an (H, W) map or
+    ``{title: (H, W) map}``. With ``test_mask`` (H, W) bool, the test region is outlined on
+    the ground truth and each map's accuracy on the labelled test pixels is in its title.
+    """
+    from matplotlib.patches import Patch
+
+    labels = np.asarray(labels)
+    if labels.ndim != 2:
+        raise ValueError(f"labels must be an (H, W) map, got shape {labels.shape}")
+    maps = dict(predictions) if isinstance(predictions, dict) else {"prediction": predictions}
+    if not maps:
+        raise ValueError("predictions is empty; give an (H, W) map or {title: map}")
+    for name, m in maps.items():
+        if np.shape(m) != labels.shape:
+            raise ValueError(f"map {name!r} has shape {np.shape(m)}, the labels {labels.shape}")
+    k = len(class_names) if class_names is not None else int(max(labels.max(), *(np.max(m) for m in maps.values())))
+    cmap = land_cover_cmap(k)
+    fig, axes = _figure(1, 1 + len(maps), 3.4)
+    panels = [("ground truth", labels)] + list(maps.items())
+    sel = None if test_mask is None else np.asarray(test_mask, bool) & (labels > 0)
+    for i, (ax, (name, m)) in enumerate(zip(axes[0], panels)):
+        m = np.asarray(m)
+        ax.imshow(m, cmap=cmap, vmin=0, vmax=k, interpolation="nearest")
+        if sel is not None and i > 0 and sel.any():
+            name = f"{name}\ntest OA {(m[sel] == labels[sel]).mean():.1%}"
+        ax.set_title(name, fontsize=9)
+        ax.set_axis_off()
+    if test_mask is not None:
+        axes[0, 0].contour(np.asarray(test_mask, float), levels=[0.5], colors="white", linewidths=0.8)
+    names = list(class_names) if class_names is not None else [f"class {i}" for i in range(1, k + 1)]
+    handles = [Patch(color=cmap(i + 1), label=names[i]) for i in range(k)]
+    axes[0, -1].legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=7, frameon=False)
+    return fig
