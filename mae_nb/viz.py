@@ -184,6 +184,56 @@ def show_images(images: dict[str, np.ndarray], size: float = 3.6, cmap: str = "g
 
 # --------------------------------------------------------------------------- hyperspectral classification (chapter 07)
 
+def plot_mae_reconstruction(original: np.ndarray, masked: np.ndarray, prediction: np.ndarray,
+                            pasted: np.ndarray, title: str | None = None, size: float = 3.2) -> Figure:
+    """Meta's MAE demo figure: original, masked, reconstruction, reconstruction + visible.
+
+    Each image is (H, W, 3) in [0, 1] (values outside are clipped); (N, H, W, 3) stacks give
+    one row per sample. ``masked`` usually shows the hidden patches grey or black.
+    """
+    panels = [np.asarray(a, dtype=float) for a in (original, masked, prediction, pasted)]
+    if any(p.shape != panels[0].shape for p in panels) or panels[0].ndim not in (3, 4) or panels[0].shape[-1] != 3:
+        raise ValueError("original, masked, prediction and pasted must share a shape (H, W, 3) or (N, H, W, 3), "
+                         f"got {[p.shape for p in panels]}")
+    rows = [list(p) for p in panels] if panels[0].ndim == 4 else [[p] for p in panels]
+    n = len(rows[0])
+    fig, axes = _figure(n, 4, size)
+    names = ("original", "masked", "reconstruction", "reconstruction + visible")
+    for col, (name, images) in enumerate(zip(names, rows)):
+        for row, img in enumerate(images):
+            ax = axes[row, col]
+            ax.imshow(np.clip(img, 0, 1))
+            ax.set_axis_off()
+            if row == 0:
+                ax.set_title(name, fontsize=11)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def plot_loss_curve(history, keys: Sequence[str] = ("loss",), title: str | None = None,
+                    logy: bool = False) -> Figure:
+    """Per-epoch training (solid) and validation (dashed) curves of a :class:`mae_nb.train.History`."""
+    fig, axes = _figure(1, 1, 4.0)
+    ax = axes[0, 0]
+    fig.set_size_inches(6.0, 3.6)
+    for key in keys:
+        for part, style in ((history.train, "-"), (history.val, "--")):
+            if key in part and part[key]:
+                label = f"{'train' if part is history.train else 'val'} {key}"
+                ax.plot(np.arange(1, len(part[key]) + 1), part[key], style, marker="." if len(part[key]) < 30 else None,
+                        label=label)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(", ".join(keys))
+    if logy:
+        ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=9)
+    if title:
+        ax.set_title(title)
+    return fig
+
+
 
 def plot_label_efficiency(rows, metric: str = "oa", models: Sequence[str] | None = None,
                           title: str | None = None) -> Figure:
