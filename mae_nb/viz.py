@@ -182,8 +182,6 @@ def show_images(images: dict[str, np.ndarray], size: float = 3.6, cmap: str = "g
     return fig
 
 
-# --------------------------------------------------------------------------- hyperspectral classification (chapter 07)
-
 def plot_mae_reconstruction(original: np.ndarray, masked: np.ndarray, prediction: np.ndarray,
                             pasted: np.ndarray, title: str | None = None, size: float = 3.2) -> Figure:
     """Meta's MAE demo figure: original, masked, reconstruction, reconstruction + visible.
@@ -234,6 +232,7 @@ def plot_loss_curve(history, keys: Sequence[str] = ("loss",), title: str | None 
     return fig
 
 
+# --------------------------------------------------------------------------- hyperspectral classification (chapter 07)
 
 def plot_label_efficiency(rows, metric: str = "oa", models: Sequence[str] | None = None,
                           title: str | None = None) -> Figure:
