@@ -272,21 +272,16 @@ def _takes_grid(fn) -> bool:
         return False
 
 
-def _run_model(model, x, ratio, noise, precision):
+def _run_model(model, x, ratio, noise):
     """One masked pass: x (N, C, H, W) normalized, noise (N, L) -> pred (N, C, H, W), mask (N, L)."""
-    device = x.device
     p = model_geometry(model).patch_size
     grid = (x.shape[2] // p, x.shape[3] // p)
     dec_kw = {"grid_hw": grid} if _takes_grid(model.forward_decoder) else {}
     unp_kw = {"grid_hw": grid} if _takes_grid(model.unpatchify) else {}
-    if precision == "bf16":
-        ctx = torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-    else:
-        ctx = torch.autocast(device_type=device.type, enabled=False)
-    with ctx:
-        latent, mask, ids_restore = model.forward_encoder(x, ratio, noise=noise)
-        pred = model.forward_decoder(latent, ids_restore, **dec_kw)
-    pred = model.unpatchify(pred.float(), **unp_kw)
+    latent, mask, ids_restore = model.forward_encoder(x, ratio, noise=noise)
+    pred = model.forward_decoder(latent, ids_restore, **dec_kw)
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        pred = model.unpatchify(pred.float(), **unp_kw)
     return pred, mask.float()
 
 
@@ -304,19 +299,70 @@ def run_passes(model, x: torch.Tensor, mask_ratio: float, iterations: int, mode:
     p = geom.patch_size
     n, _, h, w = x.shape
     gh, gw = h // p, w // p
-    original = x
-    current = x
+    # one autocast context for all passes: the bf16 copies of the weights are made once, not per pass
+    if precision == "bf16":
+        ctx = torch.autocast(device_type=x.device.type, dtype=torch.bfloat16)
+    else:
+        ctx = torch.autocast(device_type=x.device.type, enabled=False)
+    with ctx:
+        if precision == "bf16":
+            from torch.func import functional_call
+
+            runner = _PassRunner(model)
+            weights = {f"model.{k}": v for k, v in _bf16_weights(model).items()}
+            return functional_call(runner, weights, (x, iterations, mode, noise, ratios, p, n, gh, gw, h, w),
+                                   strict=False)
+        return _passes(model, x, iterations, mode, noise, ratios, p, n, gh, gw, h, w)
+
+
+class _PassRunner(torch.nn.Module):
+    """Wraps a model so ``torch.func.functional_call`` can run the passes with other weights."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, *args):
+        return _passes(self.model, *args)
+
+
+_BF16_CACHE: dict[int, tuple[object, tuple, dict]] = {}
+
+
+def _bf16_weights(model) -> dict[str, torch.Tensor]:
+    """bfloat16 copies of the weights of ``model``'s linear and convolution layers, made once.
+
+    Autocast would otherwise cast every weight again on every pass. The copies are remade when
+    any parameter changes (its version counter moves); norms stay in float32, as autocast wants.
+    """
+    import weakref
+
+    params = dict(model.named_parameters())
+    versions = tuple(t._version for t in params.values())
+    hit = _BF16_CACHE.get(id(model))
+    if hit is not None and hit[0]() is model and hit[1] == versions:
+        return hit[2]
+    wanted = {f"{name}.{t}" for name, mod in model.named_modules()
+              if isinstance(mod, (torch.nn.Linear, torch.nn.Conv2d)) for t in ("weight", "bias")}
+    weights = {k: v.detach().to(torch.bfloat16) for k, v in params.items() if k in wanted}
+    _BF16_CACHE.clear()  # one model at a time: the copies of ViT-L take 0.6 GB
+    _BF16_CACHE[id(model)] = (weakref.ref(model), versions, weights)
+    return weights
+
+
+def _passes(model, x, iterations, mode, noise, ratios, p, n, gh, gw, h, w):
+    original = current = x
     steps, masks = [], []
     prediction = None
     for k in range(iterations):
         source = current if mode == "chained" else original
-        pred, mask = _run_model(model, source, ratios[k], noise[k], precision)
+        pred, mask = _run_model(model, source, ratios[k], noise[k])
         expected = noise[k].argsort(dim=1).argsort(dim=1) >= int(mask.shape[1] * (1 - ratios[k]))
         if not torch.equal(mask.bool(), expected.to(mask.device)):
             raise RuntimeError("the model did not mask the patches its noise chose; reconstruct needs "
                                "forward_encoder(imgs, mask_ratio, noise) to keep the lowest-noise patches")
         pix = mask.reshape(n, gh, 1, gw, 1).expand(n, gh, p, gw, p).reshape(n, 1, h, w)
-        current = torch.where(pix > 0, pred, current)
+        current = torch.where(pix > 0, pred, current).float()
         steps.append(current)
         masks.append(mask)
         prediction = pred
@@ -492,6 +538,7 @@ def reconstruct(
     bands: Sequence[int] | None = None,
     normalize: str = "auto",
     precision: str = "fp32",
+    data_range: float | None = None,
 ) -> Reconstruction:
     """Mask ``mask_ratio`` of the patches of ``image``, let ``model`` predict them, ``iterations`` times.
 
@@ -505,6 +552,7 @@ def reconstruct(
     ``valid``: (H, W) bool, False at nodata (NaN pixels are nodata too).
     ``precision="bf16"``: run the model under bfloat16 autocast (faster on CPUs with bf16
     units, within about 0.1 dB PSNR of fp32); ``"fp32"`` (default) is exact.
+    ``data_range``: the value span PSNR and SSIM use (default: see :func:`normalization`).
     """
     start = time.perf_counter()
     geom = model_geometry(model)
@@ -523,6 +571,10 @@ def reconstruct(
     valid = valid[:hc, :wc] & np.isfinite(image).all(axis=0)
     normalize, mean, std = model_normalization(model, normalize, mean, std)
     norm = normalization(image, normalize, valid, mean, std, dtype)
+    if data_range is not None:
+        if not float(data_range) > 0:
+            raise ValueError(f"data_range must be positive, got {data_range}")
+        norm.data_range = float(data_range)
 
     x = np.where(valid[None], norm.apply(np.nan_to_num(image)), 0.0).astype(np.float32)
     device = _model_device(model)
@@ -834,3 +886,233 @@ def reconstruct_scene(
     psnr = 10 * math.log10(norm.data_range ** 2 / max(mse, 1e-20)) if count else float("nan")
     return SceneResult(out_path, error_path, (h, w), idx, size, overlap, n_tiles, skipped,
                        time.perf_counter() - start, psnr, abs_sum / max(count, 1), norm)
+
+
+# --------------------------------------------------------------------------- the study's comparison
+
+
+def interpolate_masked(original: np.ndarray, pixel_mask: np.ndarray, valid: np.ndarray,
+                       sigma: float) -> np.ndarray:
+    """A baseline without a model: fill masked pixels by blurring the visible ones into them.
+
+    Normalized convolution: ``blur(image * visible) / blur(visible)`` with a Gaussian of
+    ``sigma`` pixels, per band. original: (C, H, W); returns (C, H, W) with the visible pixels
+    unchanged.
+    """
+    from scipy.ndimage import gaussian_filter
+
+    seen = (valid & ~pixel_mask).astype(np.float64)
+    img = np.nan_to_num(original.astype(np.float64))
+    out = original.astype(np.float32).copy()
+    den = gaussian_filter(seen, sigma, mode="nearest")
+    for b in range(original.shape[0]):
+        num = gaussian_filter(img[b] * seen, sigma, mode="nearest")
+        fill = num / np.maximum(den, 1e-12)
+        out[b] = np.where(pixel_mask & valid, fill, out[b])
+    return out
+
+
+def detail_ratio(pasted: np.ndarray, original: np.ndarray, region: np.ndarray) -> float:
+    """How much fine detail the reconstruction has where it was predicted: mean gradient magnitude
+    of ``pasted`` over ``region`` divided by the original's (1 = as detailed, < 1 = blurrier).
+    """
+    def grad(a):
+        a = np.nan_to_num(a.astype(np.float64))
+        gy, gx = np.gradient(a, axis=(1, 2))
+        return np.sqrt(gx ** 2 + gy ** 2).mean(axis=0)
+
+    if not region.any():
+        return float("nan")
+    return float(grad(pasted)[region].mean() / max(grad(original)[region].mean(), 1e-12))
+
+
+def pick_crops(image: np.ndarray, size: int, n: int, valid: np.ndarray | None = None) -> list[tuple[int, int]]:
+    """``n`` top-left corners of ``size`` x ``size`` crops without nodata, spread over the image.
+
+    image: (C, H, W). Crops come from a grid with half-tile stride (all of them fully valid),
+    evenly spaced through it, so the choice is deterministic. Fewer are returned if fewer exist.
+    """
+    from mae_nb.data.tiling import tile
+
+    tiles = tile(np.zeros((1,) + image.shape[1:], np.uint8), size, max(1, size // 2), valid=valid, min_valid=1.0)
+    if len(tiles) == 0:
+        raise ValueError(f"no {size} x {size} crop without nodata fits in this {image.shape[1]} x {image.shape[2]} image")
+    pick = np.unique(np.linspace(0, len(tiles) - 1, min(n, len(tiles))).round().astype(int))
+    return [(int(tiles.rows[i]), int(tiles.cols[i])) for i in pick]
+
+
+@dataclass
+class Comparison:
+    """Scores of each scenario on each crop and seed (``rows``), summarized and judged.
+
+    Each row: scenario, crop, seed, psnr_masked, ssim_masked, psnr, ssim, masked_share, detail
+    (see :func:`detail_ratio`), baseline_psnr_masked (:func:`interpolate_masked` on the same
+    masked pixels). ``model``: what made the predictions (the verdict names it).
+    """
+
+    rows: list[dict]
+    scenarios: dict
+    model: str = "the model"
+
+    METRICS = ("psnr_masked", "ssim_masked", "psnr", "ssim", "detail", "baseline_psnr_masked", "masked_share")
+
+    def values(self, scenario: str, metric: str) -> np.ndarray:
+        """One value per (crop, seed), in a fixed order, so scenarios can be paired.
+
+        ``metric="detail_gap"`` is ``|log2(detail)|``: how far the detail level is from the original's.
+        """
+        rows = sorted((r for r in self.rows if r["scenario"] == scenario), key=lambda r: (r["crop"], r["seed"]))
+        if metric == "detail_gap":
+            return np.abs(np.log2(np.array([r["detail"] for r in rows], dtype=np.float64)))
+        return np.array([r[metric] for r in rows], dtype=np.float64)
+
+    def summary(self) -> dict[str, dict[str, tuple[float, float]]]:
+        """scenario -> metric -> (mean, standard deviation) over crops and seeds."""
+        return {s: {m: (float(np.nanmean(self.values(s, m))), float(np.nanstd(self.values(s, m))))
+                    for m in self.METRICS} for s in self.scenarios}
+
+    def table(self) -> str:
+        """A markdown table of means ± standard deviations."""
+        heads = ["scenario", "patches replaced", "PSNR masked (dB)", "SSIM masked", "PSNR crop (dB)",
+                 "SSIM crop", "detail", "blur baseline PSNR masked (dB)"]
+        keys = ["masked_share", "psnr_masked", "ssim_masked", "psnr", "ssim", "detail", "baseline_psnr_masked"]
+        lines = ["| " + " | ".join(heads) + " |", "|" + "---|" + "---:|" * (len(heads) - 1)]
+        for s, stats in self.summary().items():
+            cells = []
+            for k in keys:
+                m, sd = stats[k]
+                cells.append(f"{m:.0%}" if k == "masked_share" else
+                             f"{m:.2f} ± {sd:.2f}" if "psnr" in k else f"{m:.3f} ± {sd:.3f}")
+            lines.append(f"| {s} | " + " | ".join(cells) + " |")
+        n = len(self.values(next(iter(self.scenarios)), "psnr"))
+        lines.append(f"\n{n} runs per scenario (crops x seeds); mean ± standard deviation.")
+        return "\n".join(lines)
+
+    def paired(self, a: str, b: str, metric: str) -> tuple[float, float]:
+        """Mean and standard error of ``metric(a) - metric(b)`` over the same crops and seeds."""
+        d = self.values(a, metric) - self.values(b, metric)
+        d = d[np.isfinite(d)]
+        if d.size == 0:
+            return float("nan"), float("nan")
+        se = float(d.std(ddof=1) / np.sqrt(d.size)) if d.size > 1 else float("inf")
+        return float(d.mean()), se
+
+    def _judge(self, a, b, metric, unit, fmt) -> tuple[int, str]:
+        d, se = self.paired(a, b, metric)
+        if not np.isfinite(d):
+            return 0, f"{metric} not measurable"
+        sign = 1 if d > 2 * se else -1 if d < -2 * se else 0
+        word = {1: "higher", -1: "lower", 0: "no clear difference"}[sign]
+        return sign, f"{metric.replace('_', ' ')} {a} − {b} = {d:{fmt}} ± {2 * se:{fmt}}{unit} ({word})"
+
+    def verdict(self) -> list[str]:
+        """Plain sentences on the study's claims, decided from the numbers (paired differences
+        over the same crops and seeds; "clear" = more than two standard errors)."""
+        out = []
+        have = set(self.scenarios)
+        if "25%" in have:
+            d, se = self.paired_to_baseline("25%")
+            better = d > 2 * se
+            worse = d < -2 * se
+            out.append(
+                "Claim 1, at 25 % the reconstruction follows the image's spatial structure: "
+                + ("SUPPORTED" if better else "NOT SUPPORTED" if worse else "INCONCLUSIVE")
+                + f" for {self.model}. On the masked patches it scores {d:+.2f} ± {2 * se:.2f} dB PSNR against "
+                "blurring the visible pixels into the holes"
+                + (" (the model adds structure a blur cannot)." if better else
+                   " (a blur of the neighbours does better)." if worse else
+                   " (no better than a blur of the neighbours).")
+            )
+        if {"25%", "50%"} <= have:
+            s_det, t_det = self._judge("50%", "25%", "detail_gap", "", ".3f")
+            s_ssim, t_ssim = self._judge("50%", "25%", "ssim_masked", "", ".3f")
+            s_psnr, t_psnr = self._judge("50%", "25%", "psnr_masked", " dB", ".2f")
+            ok = s_det < 0 and s_ssim >= 0
+            bad = s_det > 0 or (s_ssim < 0 and s_psnr < 0)
+            d25 = float(np.nanmean(self.values("25%", "detail")))
+            d50 = float(np.nanmean(self.values("50%", "detail")))
+            out.append(
+                "Claim 2, 50 % gives more detail and clarity than 25 %: "
+                + ("SUPPORTED" if ok else "CONTRADICTED" if bad else "INCONCLUSIVE")
+                + f". Detail level (gradient ratio, 1 = the original's) {d50:.2f} at 50 % vs {d25:.2f} at 25 %; "
+                f"{t_det} (lower = closer to the original's detail); {t_ssim}; {t_psnr}."
+            )
+        if {"25%", "3x25%"} <= have:
+            s_psnr, t_psnr = self._judge("3x25%", "25%", "psnr_masked", " dB", ".2f")
+            s_ssim, t_ssim = self._judge("3x25%", "25%", "ssim_masked", "", ".3f")
+            s_crop, t_crop = self._judge("3x25%", "25%", "psnr", " dB", ".2f")
+            ok = s_psnr > 0 and s_ssim >= 0
+            bad = s_psnr < 0 or s_ssim < 0
+            share = float(np.nanmean(self.values("3x25%", "masked_share")))
+            out.append(
+                "Claim 3, three chained passes of 25 % improve on one pass: "
+                + ("SUPPORTED" if ok else "CONTRADICTED" if bad else "INCONCLUSIVE")
+                + f". {t_psnr}; {t_ssim} on the patches each run replaced (3 x 25 % replaces {share:.0%} "
+                f"of the patches, 25 % replaces 25 %); over the whole crop {t_crop}."
+            )
+        if "covering 25%" in have:
+            m = float(np.nanmean(self.values("covering 25%", "psnr_masked")))
+            b = float(np.nanmean(self.values("covering 25%", "baseline_psnr_masked")))
+            out.append(f"Reference, covering mode (every patch predicted once from true neighbours): "
+                       f"PSNR {m:.2f} dB vs {b:.2f} dB for the blur baseline on the same patches.")
+        return out
+
+    def paired_to_baseline(self, scenario: str) -> tuple[float, float]:
+        d = self.values(scenario, "psnr_masked") - self.values(scenario, "baseline_psnr_masked")
+        d = d[np.isfinite(d)]
+        se = float(d.std(ddof=1) / np.sqrt(d.size)) if d.size > 1 else float("inf")
+        return float(d.mean()) if d.size else float("nan"), se
+
+
+def compare_scenarios(
+    model: torch.nn.Module,
+    image,
+    crops: Sequence[tuple[int, int]],
+    seeds: Sequence[int] = (0, 1, 2, 3, 4),
+    scenarios: dict | None = None,
+    *,
+    size: int | None = None,
+    valid: np.ndarray | None = None,
+    bands: Sequence[int] | None = None,
+    precision: str = "fp32",
+    model_name: str = "the model",
+    progress: bool = True,
+) -> Comparison:
+    """Run every scenario on every crop and seed and score it (the study's measured comparison).
+
+    image: (C, H, W) (or a Raster/Sample); ``crops``: top-left corners (see :func:`pick_crops`)
+    of ``size`` x ``size`` crops (default: the model's input size). ``scenarios``: name ->
+    (mask_ratio, iterations, mode), default :data:`STUDY_SCENARIOS`. The normalization is
+    computed once from the whole image, so every crop is seen the same way.
+    """
+    from tqdm.auto import tqdm
+
+    scenarios = dict(STUDY_SCENARIOS if scenarios is None else scenarios)
+    geom = model_geometry(model)
+    if hasattr(image, "raster") or (hasattr(image, "array") and hasattr(image, "valid")):
+        raster = image.raster if hasattr(image, "raster") else image
+        valid = raster.valid if valid is None else valid
+    image, dtype = _as_image(image, bands)
+    valid = np.ones(image.shape[1:], bool) if valid is None else np.asarray(valid, bool)
+    size = int(size or (geom.built_size[0] if geom.built_size else 224))
+    kind, mean, std = model_normalization(model)
+    norm = normalization(image, kind, valid, mean, std, dtype)
+    rows = []
+    jobs = [(ci, r0, c0, seed) for ci, (r0, c0) in enumerate(crops) for seed in seeds]
+    for ci, r0, c0, seed in tqdm(jobs, desc="scenarios", disable=not progress):
+        crop = image[:, r0:r0 + size, c0:c0 + size]
+        ok = valid[r0:r0 + size, c0:c0 + size]
+        if crop.shape[1:] != (size, size):
+            raise ValueError(f"crop at ({r0}, {c0}) does not fit a {size} x {size} window in the image")
+        for name, (ratio, its, mode) in scenarios.items():
+            r = reconstruct(model, crop, ratio, its, seed, mode, norm.mean, norm.std, ok,
+                            precision=precision, data_range=norm.data_range)
+            region = r.pixel_mask & r.valid
+            base = interpolate_masked(r.original, r.pixel_mask, r.valid, sigma=geom.patch_size / 2)
+            rows.append(dict(
+                scenario=name, crop=ci, seed=int(seed), masked_share=r.masked_share,
+                psnr_masked=r.psnr_masked, ssim_masked=r.ssim_masked, psnr=r.psnr, ssim=r.ssim,
+                detail=detail_ratio(r.pasted, r.original, region),
+                baseline_psnr_masked=metrics.psnr(base, r.original, norm.data_range, valid=region),
+            ))
+    return Comparison(rows, scenarios, model_name)
