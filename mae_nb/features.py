@@ -44,11 +44,11 @@ import torch
 from mae_nb.reconstruct import IMAGENET_MEAN, IMAGENET_STD, model_geometry, normalization, pass_noise, run_passes
 
 __all__ = [
-    "ERROR_SCENARIOS", "POOLS", "SCENARIOS", "Detection", "Embeddings", "PCAMap", "ProbeResult",
+    "ERROR_SCENARIOS", "POOLS", "SCENARIOS", "Detection", "Embeddings", "FeatureScore", "PCAMap", "ProbeResult",
     "SpatialSplit", "adjusted_rand", "answer_study", "compare_scenarios", "detect_top_k",
-    "embed_image", "encoder_tokens", "error_map", "kmeans_map", "linear_probe", "load_or_train_course_model",
+    "embed_image", "encoder_tokens", "error_map", "evaluate", "kmeans_map", "linear_probe", "load_or_train_course_model",
     "model_bands", "patch_fraction", "patch_labels", "pca_map", "pixel_features", "plant_cloud",
-    "plant_stripe", "scene_embeddings", "spatial_split", "train_tiny_mae", "write_embeddings",
+    "plant_stripe", "scene_embeddings", "spatial_split", "summarize", "table", "train_tiny_mae", "write_embeddings",
 ]
 
 #: Masking scenarios whose reconstruction is embedded: name -> (mask_ratio, iterations, mode), None = the image.
@@ -694,7 +694,7 @@ def spatial_split(emb: Embeddings, scheme: str = "halves", *, test_fraction: flo
             raise ValueError("the scene holds a single tile across; a spatial split needs at least two tiles "
                              f"along {'rows' if axis == 0 else 'columns'}")
         target = (1 - test_fraction) * length
-        boundary = min(candidates, key=lambda s: abs(s - target))
+        boundary = min(candidates, key=lambda s: (abs(s - target), -s))  # a tie: the larger training side
         side = starts >= boundary
         train = ~side[:, None] if axis == 0 else ~side[None, :]
         train = np.broadcast_to(train, emb.shape).copy()
@@ -883,6 +883,69 @@ def detect_top_k(scores: np.ndarray, truth: np.ndarray, k: int | None = None,
                      k, n_true, flagged)
 
 
+# --------------------------------------------------------------------------- one call per feature source
+
+
+@dataclass
+class FeatureScore:
+    """How well one set of features separates land cover: probe ``accuracy``/``macro_f1`` on a
+    spatially disjoint split, k-means ``ari``, and the grids behind them (``labels``: per-cell
+    majority labels, ``clusters``, ``split``, ``probe``) for plotting."""
+
+    accuracy: float
+    macro_f1: float
+    ari: float
+    labels: np.ndarray = field(repr=False)
+    clusters: np.ndarray = field(repr=False)
+    split: SpatialSplit = field(repr=False)
+    probe: ProbeResult = field(repr=False)
+    cell_size: int = 1
+
+    def row(self) -> dict[str, float]:
+        return {"accuracy": self.accuracy, "macro_f1": self.macro_f1, "ari": self.ari}
+
+
+def evaluate(emb: Embeddings, labels: np.ndarray, *, n_clusters: int | None = None, split_scheme: str = "halves",
+             min_per_class: int = 5, seed: int = 0) -> FeatureScore:
+    """Probe and cluster ``emb`` against the land-cover map ``labels`` (H, W) of its scene.
+
+    Per-cell majority labels (:func:`patch_labels`); a linear probe on :func:`spatial_split`
+    (classes too rare on the training side are left out: ``rare="drop"``); k-means with
+    ``n_clusters`` (default: as many as classes) scored by the adjusted Rand index.
+    """
+    grid = patch_labels(labels, emb)
+    split = spatial_split(emb, split_scheme)
+    probe = linear_probe(emb, grid, split, min_per_class=min_per_class, rare="drop", seed=seed)
+    k = n_clusters or max(2, len(np.unique(grid[grid > 0])))
+    clusters = kmeans_map(emb, k, seed=seed)
+    return FeatureScore(probe.accuracy, probe.macro_f1, adjusted_rand(clusters, grid), grid, clusters, split,
+                        probe, emb.cell_size)
+
+
+def table(rows: Sequence[dict], floatfmt: str = ".3f") -> str:
+    """A Markdown table of ``rows`` (dicts with the same keys); floats formatted with ``floatfmt``."""
+    if not rows:
+        return ""
+    keys = list(rows[0])
+    fmt = lambda v: format(v, floatfmt) if isinstance(v, (float, np.floating)) else str(v)  # noqa: E731
+    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    lines += ["| " + " | ".join(fmt(r.get(k, "")) for k in keys) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def summarize(rows: Sequence[dict], metrics: Sequence[str] = ("accuracy", "macro_f1", "ari")) -> list[dict]:
+    """Mean and standard deviation over seeds per (kind, scenario) of :func:`compare_scenarios` rows."""
+    out = []
+    for key in dict.fromkeys((r["kind"], r["scenario"]) for r in rows):
+        mine = [r for r in rows if (r["kind"], r["scenario"]) == key]
+        row: dict[str, Any] = {"kind": key[0], "scenario": key[1], "seeds": len(mine)}
+        for m in metrics:
+            v = np.array([r[m] for r in mine], float)
+            row[m] = f"{v.mean():.3f} ± {v.std(ddof=1) if len(v) > 1 else 0.0:.3f}"
+        out.append(row)
+    return out
+
+
 # --------------------------------------------------------------------------- the study's question
 
 
@@ -906,20 +969,16 @@ def compare_scenarios(model, image, labels: np.ndarray, *, scenarios: Sequence[s
             raise ValueError(f"kinds must be 'embedding' and/or 'error', got {k!r}")
     for s in scenarios:
         _scenario(s)
-    rows, grid, split = [], None, None
+    rows = []
     for kind, scen, seed in tqdm(jobs, disable=not progress, desc="scenarios x seeds"):
         if kind == "embedding":
             emb = scene_embeddings(model, image, block=block, scenario=scen, seed=seed, bands=bands)
         else:
             err = error_map(model, image, seed=seed, bands=bands, **ERROR_SCENARIOS[scen])
             emb = replace(err, values=np.log10(np.maximum(err.values, 1e-8)))
-        if grid is None:
-            grid = patch_labels(labels, emb)
-            split = spatial_split(emb, split_scheme)
-        probe = linear_probe(emb, grid, split, min_per_class=min_per_class, rare="drop", seed=seed)
-        k = n_clusters or len(np.unique(grid[grid > 0]))
-        ari = adjusted_rand(kmeans_map(emb, k, seed=seed), grid)
-        rows.append(dict(kind=kind, scenario=scen, seed=seed, accuracy=probe.accuracy, macro_f1=probe.macro_f1, ari=ari))
+        score = evaluate(emb, labels, n_clusters=n_clusters, split_scheme=split_scheme,
+                         min_per_class=min_per_class, seed=seed)
+        rows.append(dict(kind=kind, scenario=scen, seed=seed, **score.row()))
     return rows
 
 
@@ -931,7 +990,7 @@ def answer_study(rows: list[dict], metric: str = "macro_f1", reference: str = "2
     mean difference exceeds both ``margin`` and twice its standard error, else "no clear difference".
     Returns {"table": [...], "text": a plain answer}.
     """
-    table, lines = [], []
+    results, lines = [], []
     for kind in dict.fromkeys(r["kind"] for r in rows):
         ref = {r["seed"]: r[metric] for r in rows if r["kind"] == kind and r["scenario"] == reference}
         if not ref:
@@ -947,11 +1006,24 @@ def answer_study(rows: list[dict], metric: str = "macro_f1", reference: str = "2
             se = float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("nan")
             clear = abs(mean) > margin and (np.isnan(se) or abs(mean) > 2 * se)
             verdict = ("better" if mean > 0 else "worse") if clear else "no clear difference"
-            table.append(dict(kind=kind, scenario=scen, reference=reference, metric=metric,
+            results.append(dict(kind=kind, scenario=scen, reference=reference, metric=metric,
                               mean_difference=mean, standard_error=se, n=len(d), verdict=verdict))
             lines.append(f"{kind}s after {scen} vs after {reference}: {metric} {mean:+.3f} "
                          f"(± {se:.3f} s.e., {len(d)} seeds): {verdict}")
-    return {"table": table, "text": "\n".join(lines)}
+    question = [r for r in results if r["scenario"] in ("50%", "3x25%")]
+    better = [f"{r['kind']}s after {r['scenario']}" for r in question if r["verdict"] == "better"]
+    worse = [f"{r['kind']}s after {r['scenario']}" for r in question if r["verdict"] == "worse"]
+    if not question:
+        plain = "The rows hold neither 50% nor 3x25% scenarios: nothing to answer."
+    elif better and len(better) == len(question):
+        plain = f"Yes: {', '.join(better)} separate land cover better than after {reference} ({metric})."
+    elif better:
+        plain = (f"Partly: better for {', '.join(better)}; " + (f"worse for {', '.join(worse)}; " if worse else "")
+                 + f"no clear difference elsewhere ({metric}, vs {reference}).")
+    else:
+        plain = (f"No: neither 50% masking nor 3x25% iterations gave features that separate land cover better "
+                 f"than {reference} ({metric}" + (f"; worse: {', '.join(worse)}" if worse else "") + ").")
+    return {"table": results, "text": "\n".join(lines), "plain": plain}
 
 
 # --------------------------------------------------------------------------- GeoTIFF
@@ -1025,10 +1097,11 @@ def train_tiny_mae(image, *, valid=None, bands=None, tile_size: int = 64, stride
     return model.cpu().eval()
 
 
-def load_or_train_course_model(image=None, *, epochs: int = 5, seed: int = 0, bands=None, progress: bool = True,
-                               quiet: bool = False):
+def load_or_train_course_model(image=None, *, epochs: int = 5, seed: int = 0, bands=None, stride: int = 16,
+                               progress: bool = True, quiet: bool = False):
     """Chapter 03's tiny MAE (:func:`mae_nb.models.mae.load_course_checkpoint`), or, when that
-    checkpoint is missing, the tiny preset trained here for ``epochs`` on ``image`` with a notice.
+    checkpoint is missing, the tiny preset trained here for ``epochs`` on tiles of ``image`` every
+    ``stride`` px (:func:`train_tiny_mae`), with a notice.
     ``model.pretrained_cfg["source"]`` says which."""
     from mae_nb.errors import DataUnavailableError
     from mae_nb.models.mae import load_course_checkpoint
@@ -1041,4 +1114,4 @@ def load_or_train_course_model(image=None, *, epochs: int = 5, seed: int = 0, ba
         if not quiet:
             print(f"NOTICE: {exc}. Training the tiny preset here for {epochs} epoch(s) instead "
                   "(weaker than chapter 03's model).")
-        return train_tiny_mae(image, bands=bands, epochs=epochs, seed=seed, progress=progress)
+        return train_tiny_mae(image, bands=bands, epochs=epochs, seed=seed, stride=stride, progress=progress)

@@ -341,3 +341,138 @@ def plot_classification_maps(labels: np.ndarray, predictions, class_names: Seque
     handles = [Patch(color=cmap(i + 1), label=names[i]) for i in range(k)]
     axes[0, -1].legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=7, frameon=False)
     return fig
+
+
+# --------------------------------------------------------------------------- chapter 05: MAE features
+
+
+def _grid_extent(shape: tuple[int, int], cell_size: int) -> tuple[float, float, float, float]:
+    """imshow extent (left, right, bottom, top) in scene pixels of a (gh, gw) grid of cells."""
+    return (0, shape[1] * cell_size, shape[0] * cell_size, 0)
+
+
+def plot_pca_map(pca_rgb: np.ndarray, scene_rgb: np.ndarray | None = None, *, cell_size: int = 1,
+                 explained: Sequence[float] | None = None, title: str | None = None, size: float = 4.0) -> Figure:
+    """The first three PCA components of embeddings as a false-colour map (gh, gw, 3) in [0, 1],
+    next to the scene's composite (H, W, 3) when given, both over the scene's pixels
+    (``cell_size``: pixels per grid cell)."""
+    panels = ([("scene", scene_rgb, None)] if scene_rgb is not None else []) + \
+        [("PCA of embeddings (R, G, B = PC1-3)", pca_rgb, _grid_extent(pca_rgb.shape[:2], cell_size))]
+    fig, axes = _figure(1, len(panels), size)
+    for ax, (name, img, extent) in zip(axes[0], panels):
+        ax.imshow(np.clip(img, 0, 1), extent=extent, interpolation="nearest")
+        ax.set_title(name, fontsize=10)
+        ax.set_axis_off()
+    if scene_rgb is not None:
+        axes[0, 1].set_xlim(0, scene_rgb.shape[1])
+        axes[0, 1].set_ylim(scene_rgb.shape[0], 0)
+    if explained is not None:
+        ev = ", ".join(f"{v:.0%}" for v in list(explained)[:3])
+        axes[0, -1].set_xlabel(f"explained variance: {ev}")
+        axes[0, -1].xaxis.label.set_visible(True)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def plot_segmentation(labels: np.ndarray, clusters: np.ndarray, scene_rgb: np.ndarray | None = None, *,
+                      cell_size: int = 1, class_names: Sequence[str] | None = None, ari: float | None = None,
+                      title: str | None = None, size: float = 3.6) -> Figure:
+    """Land-cover labels per cell (gh, gw), 0 = none, next to k-means clusters (gh, gw), -1 = none,
+    and the scene's composite when given; the adjusted Rand index in the clusters' title."""
+    import matplotlib
+
+    n = int(max(labels.max(), 1))
+    panels = 2 + (scene_rgb is not None)
+    fig, axes = _figure(1, panels, size)
+    axes = list(axes[0])
+    extent = _grid_extent(labels.shape, cell_size)
+    if scene_rgb is not None:
+        ax = axes.pop(0)
+        ax.imshow(scene_rgb)
+        ax.set_title("scene", fontsize=10)
+        ax.set_axis_off()
+    axes[0].imshow(labels, cmap=land_cover_cmap(n), vmin=0, vmax=n, extent=extent, interpolation="nearest")
+    axes[0].set_title("land cover (majority per patch)", fontsize=10)
+    if class_names:
+        from matplotlib.patches import Patch
+
+        cmap = land_cover_cmap(n)
+        present = [k for k in range(1, n + 1) if (labels == k).any()]
+        axes[0].legend(handles=[Patch(color=cmap(k), label=class_names[k - 1]) for k in present if k <= len(class_names)],
+                       fontsize=7, loc="lower left", framealpha=0.8)
+    shown = np.ma.masked_less(clusters, 0)
+    axes[1].imshow(shown, cmap=matplotlib.colormaps["tab20"], vmin=0, vmax=19, extent=extent, interpolation="nearest")
+    axes[1].set_title(f"k-means clusters{f' (ARI {ari:.2f})' if ari is not None else ''}", fontsize=10)
+    for ax in axes:
+        ax.set_axis_off()
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def plot_probe(labels: np.ndarray, prediction: np.ndarray, train: np.ndarray, test: np.ndarray, *,
+               cell_size: int = 1, title: str | None = None, size: float = 3.6) -> Figure:
+    """A linear probe on a spatial split: the labels (gh, gw) with the training cells dimmed, and the
+    probe's predictions on the test cells (``prediction`` 0 elsewhere)."""
+    n = int(max(labels.max(), prediction.max(), 1))
+    cmap = land_cover_cmap(n)
+    extent = _grid_extent(labels.shape, cell_size)
+    fig, axes = _figure(1, 3, size)
+    axes[0, 0].imshow(np.where(train, 1, 0) + np.where(test, 2, 0), cmap="Greys", vmin=0, vmax=2.5,
+                      extent=extent, interpolation="nearest")
+    axes[0, 0].set_title("split: train (grey), test (dark)", fontsize=10)
+    axes[0, 1].imshow(np.where(test, labels, 0), cmap=cmap, vmin=0, vmax=n, extent=extent, interpolation="nearest")
+    axes[0, 1].set_title("test labels", fontsize=10)
+    axes[0, 2].imshow(np.where(test, prediction, 0), cmap=cmap, vmin=0, vmax=n, extent=extent, interpolation="nearest")
+    axes[0, 2].set_title("probe's predictions", fontsize=10)
+    for ax in axes[0]:
+        ax.set_axis_off()
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def plot_feature_study(rows: Sequence[dict], metric: str = "macro_f1", size: float = 4.0) -> Figure:
+    """One panel per feature kind: ``metric`` per masking scenario, one dot per seed and the mean
+    as a bar (``rows`` from :func:`mae_nb.features.compare_scenarios`)."""
+    kinds = list(dict.fromkeys(r["kind"] for r in rows))
+    fig, axes = _figure(1, len(kinds), size)
+    for ax, kind in zip(axes[0], kinds):
+        mine = [r for r in rows if r["kind"] == kind]
+        scenarios = list(dict.fromkeys(r["scenario"] for r in mine))
+        for i, s in enumerate(scenarios):
+            v = np.array([r[metric] for r in mine if r["scenario"] == s])
+            ax.bar(i, v.mean(), color="#9ecae1", width=0.6)
+            ax.plot(np.full(len(v), i) + np.linspace(-0.15, 0.15, len(v)), v, "o", color="#08519c", ms=4)
+        ax.set_xticks(range(len(scenarios)), scenarios)
+        ax.set_title(f"{kind}s", fontsize=10)
+        ax.set_ylabel(metric)
+        lo = min(r[metric] for r in mine)
+        ax.set_ylim(max(0, lo - 0.1), min(1, max(r[metric] for r in mine) + 0.05))
+    return fig
+
+
+def plot_anomaly(scene_rgb: np.ndarray, score: np.ndarray, flagged: np.ndarray, truth: np.ndarray, *,
+                 cell_size: int = 1, title: str | None = None, size: float = 3.6) -> Figure:
+    """Anomaly detection from an error map: the scene with the planted anomaly, the per-cell score
+    (gh, gw), and the top-k flagged cells (red) against the true ones (outlined)."""
+    extent = _grid_extent(score.shape, cell_size)
+    fig, axes = _figure(1, 3, size)
+    axes[0, 0].imshow(scene_rgb)
+    axes[0, 0].set_title("scene with the anomaly", fontsize=10)
+    im = axes[0, 1].imshow(score, cmap="magma", extent=extent, interpolation="nearest")
+    fig.colorbar(im, ax=axes[0, 1], shrink=0.8)
+    axes[0, 1].set_title("reconstruction error per patch", fontsize=10)
+    axes[0, 2].imshow(scene_rgb, alpha=0.5)
+    overlay = np.zeros(score.shape + (4,))
+    overlay[flagged] = (1, 0, 0, 0.6)
+    axes[0, 2].imshow(overlay, extent=extent, interpolation="nearest")
+    axes[0, 2].contour(np.kron(truth.astype(float), np.ones((cell_size, cell_size))), levels=[0.5], colors="cyan",
+                       linewidths=1)
+    axes[0, 2].set_title("top-k flagged (red), truth (cyan)", fontsize=10)
+    for ax in axes[0]:
+        ax.set_axis_off()
+    if title:
+        fig.suptitle(title)
+    return fig

@@ -6,3 +6,47 @@ every pixel of the drag.
 """
 
 from __future__ import annotations
+
+
+def pca_view(model, image, block: int | None = None, scenario: str = "none", *, bands=None, seed: int = 0,
+             scene_rgb=None, title: str | None = None):
+    """What :func:`pca_explorer` shows for one setting: the PCA false-colour map of the scene's patch
+    embeddings from encoder ``block`` after masking ``scenario`` (``mae_nb.features.scene_embeddings``,
+    ``mae_nb.features.pca_map``), drawn by ``mae_nb.viz.plot_pca_map``. Returns the Figure."""
+    from mae_nb.features import pca_map, scene_embeddings
+    from mae_nb.viz import plot_pca_map
+
+    emb = scene_embeddings(model, image, block=block, scenario=scenario, seed=seed, bands=bands)
+    pca = pca_map(emb)
+    return plot_pca_map(pca.rgb, scene_rgb, cell_size=emb.cell_size, explained=pca.explained,
+                        title=title or f"block {emb.block}, scenario {scenario}")
+
+
+def pca_explorer(model, image, *, bands=None, seed: int = 0, scene_rgb=None, block: int = -1,
+                 scenario: str = "none"):
+    """A slider for the encoder block and one for the masking scenario; each change redraws
+    :func:`pca_view` (the same call a cell can make). Returns the widget box."""
+    import ipywidgets as W
+    from IPython.display import display
+
+    from mae_nb.features import SCENARIOS
+
+    depth = len(model.blocks)
+    block_s = W.IntSlider(value=block % depth, min=0, max=depth - 1, description="block", continuous_update=False)
+    scen_s = W.SelectionSlider(options=list(SCENARIOS), value=scenario, description="scenario",
+                               continuous_update=False)
+    out = W.Output()
+
+    def update(*_):
+        fig = pca_view(model, image, block_s.value, scen_s.value, bands=bands, seed=seed, scene_rgb=scene_rgb)
+        with out:
+            out.clear_output(wait=True)
+            display(fig)
+
+    for s in (block_s, scen_s):
+        s.observe(update, names="value")
+    update()
+    box = W.VBox([W.HBox([block_s, scen_s]), out])
+    box.update = update
+    box.controls = {"block": block_s, "scenario": scen_s}
+    return box

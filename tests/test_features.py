@@ -339,3 +339,30 @@ def test_too_few_samples_per_class_for_the_probe():
     assert res.dropped == {3: 1} and res.classes == [1, 2]
     with pytest.raises(ValueError, match="at least 2 classes"):
         F.linear_probe(emb, np.where(grid == 3, 1, 1), split)
+
+
+# ---------------------------------------------------------------- the plots and the slider built on these
+
+
+def test_feature_plots_and_the_pca_slider():
+    from matplotlib.figure import Figure
+
+    from mae_nb import viz, widgets
+
+    model = small_mae()
+    scene = synthetic_scene(64, 128, 3, seed=2)
+    emb = F.scene_embeddings(model, scene.image)
+    score = F.evaluate(emb, scene.labels, min_per_class=2)
+    rgb = np.moveaxis(scene.image, 0, -1)
+    figs = [
+        viz.plot_pca_map(F.pca_map(emb).rgb, rgb, cell_size=8, explained=[0.5, 0.2, 0.1]),
+        viz.plot_segmentation(score.labels, score.clusters, rgb, cell_size=8, class_names=scene.class_names, ari=score.ari),
+        viz.plot_probe(score.labels, score.probe.prediction, score.split.train, score.split.test, cell_size=8),
+        viz.plot_feature_study([dict(kind="embedding", scenario="25%", seed=0, macro_f1=0.4)]),
+        viz.plot_anomaly(rgb, np.ones(emb.shape), np.zeros(emb.shape, bool), np.zeros(emb.shape, bool), cell_size=8),
+        widgets.pca_view(model, scene.image, block=0, scenario="25%"),
+    ]
+    assert all(isinstance(f, Figure) for f in figs)
+    box = widgets.pca_explorer(model, scene.image)
+    assert box.controls["block"].max == 1 and not box.controls["block"].continuous_update
+    assert not box.controls["scenario"].continuous_update and box.controls["scenario"].options[0] == "none"
