@@ -476,3 +476,63 @@ def plot_anomaly(scene_rgb: np.ndarray, score: np.ndarray, flagged: np.ndarray, 
     if title:
         fig.suptitle(title)
     return fig
+
+
+def plot_spectral_reconstruction(rec, indices: Sequence[int] | None = None, wavelengths=None,
+                                 titles: Sequence[str] | None = None, ncols: int = 3, size: float = 3.6) -> Figure:
+    """Masked spectra next to true ones, for the centre pixel of patches of a
+    :class:`mae_nb.models.spectral.Reconstruction` (like the paper's reconstruction figure).
+
+    Per patch: the true spectrum (black), the model's prediction on the masked bands (red
+    dots), and the masked bands shaded. Values are in standardized units.
+    """
+    idx = list(range(min(len(rec.original), 6))) if indices is None else list(indices)
+    ncols = min(ncols, len(idx))
+    nrows = int(np.ceil(len(idx) / ncols))
+    fig, axes = _figure(nrows, ncols, size)
+    fig.set_size_inches(size * 1.4 * ncols, size * nrows)
+    for k, ax in enumerate(axes.ravel()):
+        if k >= len(idx):
+            ax.set_axis_off()
+            continue
+        sp = rec.centre_spectra(idx[k])
+        x = np.arange(1, len(sp["true"]) + 1) if wavelengths is None else np.asarray(wavelengths)
+        m = sp["masked"]
+        step = np.median(np.diff(x)) if len(x) > 1 else 1.0
+        for run_start, run_end in _runs(m):
+            ax.axvspan(x[run_start] - step / 2, x[run_end - 1] + step / 2, color="0.85", lw=0)
+        ax.plot(x, sp["true"], color="k", lw=1.2, label="true")
+        ax.plot(x[m], sp["predicted"][m], ".", color="#d1495b", ms=3.5, label="reconstructed (masked)")
+        err = float(np.mean((sp["predicted"][m] - sp["true"][m]) ** 2)) if m.any() else float("nan")
+        name = titles[k] if titles is not None else f"patch {idx[k]}"
+        ax.set_title(f"{name}\n{int(m.mean() * 100)} % of bands masked, MSE {err:.3f}", fontsize=9)
+        ax.set_xlabel("wavelength (nm)" if wavelengths is not None else "band")
+        ax.set_ylabel("standardized value")
+        ax.grid(alpha=0.3)
+    axes.ravel()[0].legend(fontsize=8, loc="best")
+    return fig
+
+
+def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """[start, end) index pairs of the True runs of a 1-D boolean array."""
+    m = np.concatenate([[False], np.asarray(mask, bool), [False]])
+    edges = np.flatnonzero(np.diff(m.astype(np.int8)))
+    return list(zip(edges[::2], edges[1::2]))
+
+
+def plot_mask_ratio_errors(ratios: Sequence[float], errors: Sequence[dict], title: str | None = None) -> Figure:
+    """Masked-value MSE against mask ratio for each series of ``errors[i]`` (dicts such as
+    :func:`mae_nb.models.spectral.masked_errors` returns)."""
+    fig, axes = _figure(1, 1, 4.0)
+    fig.set_size_inches(6.0, 3.6)
+    ax = axes[0, 0]
+    for key, style in (("model", "o-"), ("visible_mean", "s--"), ("zero", ":")):
+        if key in errors[0]:
+            ax.plot(ratios, [e[key] for e in errors], style, label=key.replace("_", " "))
+    ax.set_xlabel("mask ratio")
+    ax.set_ylabel("MSE on masked values")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=9)
+    if title:
+        ax.set_title(title)
+    return fig

@@ -50,3 +50,57 @@ def pca_explorer(model, image, *, bands=None, seed: int = 0, scene_rgb=None, blo
     box.update = update
     box.controls = {"block": block_s, "scenario": scen_s}
     return box
+
+
+def show_spectral_reconstruction(model, imgs, mask_ratio: float = 0.7, seed: int = 0, *, wavelengths=None,
+                                 titles=None, ncols: int = 3):
+    """What :func:`spectral_mask_explorer` shows for one setting: ``(figure, reconstruction)``.
+
+    Runs ``mae_nb.models.spectral.reconstruct(model, imgs, mask_ratio, seed)`` and
+    ``mae_nb.viz.plot_spectral_reconstruction(rec, wavelengths=..., titles=...)``.
+    """
+    from mae_nb.models.spectral import reconstruct
+    from mae_nb.viz import plot_spectral_reconstruction
+
+    rec = reconstruct(model, imgs, mask_ratio, seed)
+    return plot_spectral_reconstruction(rec, wavelengths=wavelengths, titles=titles, ncols=ncols), rec
+
+
+def spectral_mask_explorer(model, imgs, *, mask_ratio: float = 0.7, seed: int = 0, wavelengths=None,
+                           titles=None, ncols: int = 3):
+    """Mask-ratio (0.1-0.95) and seed sliders over a pretrained spatial-spectral transformer.
+
+    imgs: (N, B, p, p) standardized patches. Each change calls
+    :func:`show_spectral_reconstruction` (reconstruct + plot) and shows the masked-value MSE:
+    exactly what a cell calling that function shows. Returns the widget box; ``box.update()``
+    re-runs it, ``box.result`` is the last reconstruction.
+    """
+    import ipywidgets as W
+    from IPython.display import display
+
+    ratio_s = W.FloatSlider(value=mask_ratio, min=0.1, max=0.95, step=0.05, description="mask ratio",
+                            continuous_update=False, readout_format=".2f")
+    seed_s = W.IntSlider(value=seed, min=0, max=99, description="seed", continuous_update=False)
+    score = W.HTML()
+    out = W.Output()
+
+    def update(*_):
+        try:
+            fig, rec = show_spectral_reconstruction(model, imgs, ratio_s.value, seed_s.value,
+                                                    wavelengths=wavelengths, titles=titles, ncols=ncols)
+        except ValueError as exc:
+            score.value = f"<b>cannot run:</b> {exc}"
+            return
+        box.result = rec
+        score.value = f"MSE on masked values: <b>{rec.loss:.4f}</b> (standardized units)"
+        with out:
+            out.clear_output(wait=True)
+            display(fig)
+
+    box = W.VBox([W.HBox([ratio_s, seed_s]), score, out])
+    box.result = None
+    for s in (ratio_s, seed_s):
+        s.observe(update, names="value")
+    box.update = update
+    update()
+    return box

@@ -12,6 +12,8 @@ Public API (chapters 06-07 and ``mae-nb hsi`` build on exactly these names)::
     pretrain_loss(model, batch, mask_ratio=None) -> {"loss": ...}   # a loss_fn for mae_nb.train.fit
     classification_loss(model, batch) -> {"loss", "acc"}            # any classifier here, targets -1 ignored
     reconstruct(model, imgs, mask_ratio, seed=0) -> Reconstruction  # masked spectra vs true ones
+    masked_errors(model, imgs, mask_ratio, seed=0) -> {"model", "visible_mean", "zero"}  # MSE vs baselines
+    visible_mean_fill(model, imgs, mask) -> (N, G, S, P)            # the no-learning baseline
     pretrain_on_scene(scene, ...) -> PretrainResult                 # standardize, patches, fit
     course_checkpoint_path() -> Path;  load_pretrained(path=None, num_classes=None) -> model
     save_pretrained(path, result, overwrite=False)
@@ -59,8 +61,8 @@ from mae_nb.masking import check_mask_ratio, random_masking
 __all__ = [
     "Attention", "BlockwisePatchEmbed", "FactorizedBlock", "PretrainResult", "Reconstruction",
     "SpectralTransformer", "classification_loss", "course_checkpoint_path", "load_pretrained",
-    "pretrain_loss", "pretrain_on_scene", "reconstruct", "save_pretrained", "sincos_1d",
-    "spectral_spatial_pos_embed",
+    "masked_errors", "pretrain_loss", "pretrain_on_scene", "reconstruct", "save_pretrained", "sincos_1d",
+    "spectral_spatial_pos_embed", "visible_mean_fill",
 ]
 
 CHECKPOINT_NAME = "sst_pretrained_ch06.pth"
@@ -388,7 +390,7 @@ class SpectralTransformer(nn.Module):
 
     def random_mask(self, n: int, mask_ratio: float | None = None, noise: torch.Tensor | None = None,
                     generator: torch.Generator | None = None) -> torch.Tensor:
-        """A random token mask (N, G*S), 1 = masked, exactly ``int(L * mask_ratio)`` per sample."""
+        """A random token mask (N, G*S), 1 = masked; ``L - int(L * (1 - mask_ratio))`` masked per sample (MAE's rule)."""
         ratio = self.mask_ratio if mask_ratio is None else mask_ratio
         length = self.num_groups * self.num_spatial
         if noise is None:
@@ -493,6 +495,45 @@ def reconstruct(model: SpectralTransformer, imgs: torch.Tensor | np.ndarray, mas
         original=x.cpu().numpy(), predicted=model.unpatchify(out["pred"]).cpu().numpy(),
         masked=masked.cpu().numpy(), mask_ratio=ratio, loss=float(out["loss"]),
     )
+
+
+def visible_mean_fill(model: SpectralTransformer, imgs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """A baseline without learning: each masked token gets the mean of the visible tokens with
+    the same spectral index in its patch (its spatial neighbours' values of those bands).
+
+    imgs (N, B, p, p), mask (N, G*S) -> predicted token values (N, G, S, P); a spectral block
+    with no visible token in a patch is filled with 0 (the band mean after standardization).
+    """
+    tokens = model.patchify(imgs)
+    visible = 1 - mask.reshape(tokens.shape[:3]).to(tokens.dtype)  # (N, G, S)
+    total = (tokens * visible[..., None]).sum(2, keepdim=True)
+    count = visible.sum(2, keepdim=True)[..., None]
+    return (total / count.clamp(min=1)).expand_as(tokens)
+
+
+@torch.no_grad()
+def masked_errors(model: SpectralTransformer, imgs: torch.Tensor | np.ndarray, mask_ratio: float | None = None,
+                  seed: int = 0, batch_size: int = 256) -> dict[str, float]:
+    """Mean squared error on masked token values (standardized units) of the model and of two
+    baselines for the same masks: ``visible_mean`` (:func:`visible_mean_fill`) and ``zero``
+    (the band mean). imgs: (N, B, p, p). Returns ``{"model", "visible_mean", "zero"}``."""
+    model.eval()
+    device = model.mask_token.device
+    x_all = torch.as_tensor(np.asarray(imgs) if not isinstance(imgs, torch.Tensor) else imgs).float()
+    ratio = model.mask_ratio if mask_ratio is None else float(mask_ratio)
+    gen = torch.Generator().manual_seed(seed)
+    sums = {"model": 0.0, "visible_mean": 0.0, "zero": 0.0}
+    count = 0
+    for start in range(0, len(x_all), batch_size):
+        x = x_all[start:start + batch_size].to(device)
+        mask = model.random_mask(x.shape[0], ratio, generator=gen)
+        out = model.forward_pretrain(x, mask=mask)
+        n = x.shape[0]
+        sums["model"] += float(out["loss"]) * n
+        sums["visible_mean"] += float(model.forward_loss(x, visible_mean_fill(model, x, mask), mask)) * n
+        sums["zero"] += float(model.forward_loss(x, torch.zeros_like(out["pred"]), mask)) * n
+        count += n
+    return {k: v / max(count, 1) for k, v in sums.items()}
 
 
 # --------------------------------------------------------------------------- pretraining on a scene
