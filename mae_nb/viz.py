@@ -232,7 +232,70 @@ def plot_loss_curve(history, keys: Sequence[str] = ("loss",), title: str | None 
     return fig
 
 
+def plot_reconstruction(rec, bands: Sequence[int] | None = None, title: str | None = None,
+                        size: float = 3.2) -> Figure:
+    """Meta's four panels for a :class:`mae_nb.reconstruct.Reconstruction`, all with the original's stretch.
+
+    ``bands``: 1-based bands shown as red, green, blue (default 1, 2, 3). The title says the
+    scenario and the masked-patch PSNR unless one is given.
+    """
+    panels = rec.rgb(bands)
+    if title is None:
+        passes = f"{rec.iterations} x {rec.mask_ratio:.0%}" if rec.iterations > 1 else f"{rec.mask_ratio:.0%}"
+        title = (f"{passes} masked ({rec.mode}, seed {rec.seed}): {rec.masked_share:.0%} of patches replaced, "
+                 f"masked-patch PSNR {rec.psnr_masked:.2f} dB, SSIM {rec.ssim_masked:.3f}")
+    return plot_mae_reconstruction(panels["original"], panels["masked"], panels["prediction"], panels["pasted"],
+                                   title=title, size=size)
+
+
+def plot_scenario_comparison(comparison, metrics: Sequence[str] = ("psnr_masked", "ssim_masked", "psnr")) -> Figure:
+    """Mean ± standard deviation of each scenario (bars) for a few metrics of a
+    :class:`mae_nb.reconstruct.Comparison`; the blur baseline is marked on masked-patch PSNR."""
+    labels = {"psnr_masked": "PSNR, masked patches (dB)", "ssim_masked": "SSIM, masked patches",
+              "psnr": "PSNR, whole crop (dB)", "ssim": "SSIM, whole crop", "detail": "detail level (1 = original)"}
+    summary = comparison.summary()
+    names = list(summary)
+    fig, axes = _figure(1, len(metrics), 3.4)
+    x = np.arange(len(names))
+    for ax, m in zip(axes[0], metrics):
+        means = [summary[n][m][0] for n in names]
+        sds = [summary[n][m][1] for n in names]
+        ax.bar(x, means, yerr=sds, color="#4c72b0", alpha=0.85, capsize=3)
+        if m == "psnr_masked":
+            base = [summary[n]["baseline_psnr_masked"][0] for n in names]
+            ax.scatter(x, base, marker="_", s=400, color="#dd8452", zorder=3, label="blur baseline")
+            ax.legend(fontsize=8)
+        ax.set_xticks(x, names, rotation=20, fontsize=9)
+        ax.set_title(labels.get(m, m), fontsize=10)
+        finite = [v for v in means if np.isfinite(v)]
+        if finite and "psnr" in m:
+            ax.set_ylim(min(finite) - 3, max(finite + [summary[n]["baseline_psnr_masked"][0] for n in names]) + 2)
+        ax.grid(axis="y", alpha=0.3)
+    return fig
+
+
+def plot_error_map(original_rgb: np.ndarray, reconstruction_rgb: np.ndarray, error: np.ndarray,
+                   title: str | None = None, units: str = "") -> Figure:
+    """A scene, its reconstruction (both (H, W, 3) in [0, 1]) and a per-pixel error map (H, W) with a colour bar."""
+    fig, axes = _figure(1, 3, 4.0)
+    for ax, img, name in zip(axes[0], (original_rgb, reconstruction_rgb), ("original", "reconstruction")):
+        ax.imshow(np.clip(img, 0, 1))
+        ax.set_title(name, fontsize=10)
+        ax.set_axis_off()
+    ax = axes[0, 2]
+    finite = error[np.isfinite(error)]
+    vmax = float(np.percentile(finite, 99)) if finite.size else 1.0
+    im = ax.imshow(np.ma.masked_invalid(error), cmap="magma", vmin=0, vmax=max(vmax, 1e-12))
+    ax.set_title("error (RMSE over bands)", fontsize=10)
+    ax.set_axis_off()
+    fig.colorbar(im, ax=ax, shrink=0.8, label=units)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
 # --------------------------------------------------------------------------- hyperspectral classification (chapter 07)
+
 
 def plot_label_efficiency(rows, metric: str = "oa", models: Sequence[str] | None = None,
                           title: str | None = None) -> Figure:
@@ -448,8 +511,7 @@ def plot_feature_study(rows: Sequence[dict], metric: str = "macro_f1", size: flo
         ax.set_xticks(range(len(scenarios)), scenarios)
         ax.set_title(f"{kind}s", fontsize=10)
         ax.set_ylabel(metric)
-        lo = min(r[metric] for r in mine)
-        ax.set_ylim(max(0, lo - 0.1), min(1, max(r[metric] for r in mine) + 0.05))
+        ax.set_ylim(0, min(1.0, max(r[metric] for r in mine) + 0.05))  # bars start at 0
     return fig
 
 
@@ -473,6 +535,177 @@ def plot_anomaly(scene_rgb: np.ndarray, score: np.ndarray, flagged: np.ndarray, 
     axes[0, 2].set_title("top-k flagged (red), truth (cyan)", fontsize=10)
     for ax in axes[0]:
         ax.set_axis_off()
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+# --------------------------------------------------------------------------- chapters 01-02: autoencoders
+
+
+def _shared_stretch(tiles: np.ndarray, rgb: Sequence[int], low: float = 2.0, high: float = 98.0):
+    """Per-band (lo, hi) percentiles of the ``rgb`` bands (1-based) over all finite pixels of ``tiles`` (N, C, H, W)."""
+    sel = np.asarray(tiles, np.float64)[:, [b - 1 for b in rgb]]
+    lo, hi = [], []
+    for b in range(sel.shape[1]):
+        v = sel[:, b][np.isfinite(sel[:, b])]
+        a, z = np.percentile(v, [low, high]) if v.size else (0.0, 1.0)
+        lo.append(a)
+        hi.append(z if z > a else a + 1e-6)
+    return np.asarray(lo), np.asarray(hi)
+
+
+def _tile_rgb(tile: np.ndarray, rgb: Sequence[int], lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """(H, W, 3) display image of one tile (C, H, W) with a given stretch; NaN (hidden/nodata) is grey."""
+    t = np.asarray(tile, np.float64)[[b - 1 for b in rgb]]
+    out = np.clip((t - lo[:, None, None]) / (hi - lo)[:, None, None], 0, 1)
+    out = np.where(np.isfinite(t).all(axis=0)[None], out, 0.5)
+    return np.moveaxis(out, 0, -1)
+
+
+def _np_tiles(x) -> np.ndarray:
+    if hasattr(x, "detach"):
+        x = x.detach().float().cpu().numpy()
+    return np.asarray(x)
+
+
+def plot_tile_reconstructions(originals, reconstructions: dict, rgb: Sequence[int] = (1, 2, 3), n: int = 6,
+                              size: float = 1.7, scores: dict | None = None) -> Figure:
+    """Original tiles (top row) and each model's reconstructions (one row per entry), as RGB composites.
+
+    originals: (N, C, H, W); reconstructions: {name: (N, C, H, W)}. Every panel uses the
+    originals' 2-98 % stretch, so colours compare across rows. ``scores``: {name: text} shown
+    after the row's name (e.g. its PSNR).
+    """
+    orig = _np_tiles(originals)
+    n = min(n, len(orig))
+    rows = {"original": orig, **{k: _np_tiles(v) for k, v in reconstructions.items()}}
+    lo, hi = _shared_stretch(orig[:n], rgb)
+    fig, axes = _figure(len(rows), n, size)
+    for r, (name, arr) in enumerate(rows.items()):
+        for i in range(n):
+            ax = axes[r, i]
+            ax.imshow(_tile_rgb(arr[i], rgb, lo, hi))
+            ax.set_xticks([])
+            ax.set_yticks([])
+        label = name if not scores or name not in scores else f"{name}\n{scores[name]}"
+        axes[r, 0].set_ylabel(label, fontsize=9)
+    return fig
+
+
+def plot_masked_reconstruction(result, rgb: Sequence[int] = (1, 2, 3), n: int = 5, size: float = 1.8,
+                               title: str | None = None) -> Figure:
+    """Original, input with hidden patches (grey) and reconstruction for the first ``n`` tiles.
+
+    ``result``: a :class:`mae_nb.models.autoencoders.MaskedReconstruction`. The title gives
+    the mask ratio and the PSNR on hidden and visible pixels unless ``title`` is given.
+    """
+    rows = {"original": result.imgs, f"input ({result.mask_ratio:.0%} hidden)": result.hidden,
+            "reconstruction": result.reconstruction}
+    fig = plot_tile_reconstructions(result.imgs, {k: v for k, v in rows.items() if k != "original"}, rgb, n, size)
+    if title is None:
+        hidden = "n/a" if not np.isfinite(result.psnr_hidden) else f"{result.psnr_hidden:.1f} dB"
+        title = (f"mask ratio {result.mask_ratio:.2f}: PSNR on hidden pixels {hidden}, "
+                 f"on visible pixels {result.psnr_visible:.1f} dB")
+    fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def plot_histories(histories: dict, key: str = "loss", val: bool = True, logy: bool = True,
+                   title: str | None = None) -> Figure:
+    """Per-epoch ``key`` of several :class:`mae_nb.train.History` ({name: history}) on one plot.
+
+    Training curves are solid, validation (held-out) curves dashed in the same colour.
+    """
+    fig, axes = _figure(1, 1, 4.0)
+    fig.set_size_inches(6.4, 3.8)
+    ax = axes[0, 0]
+    for i, (name, h) in enumerate(histories.items()):
+        colour = f"C{i}"
+        if key in h.train:
+            ax.plot(np.arange(1, len(h.train[key]) + 1), h.train[key], "-", color=colour, label=f"{name} (train)")
+        if val and key in h.val:
+            ax.plot(np.arange(1, len(h.val[key]) + 1), h.val[key], "--", color=colour, label=f"{name} (held out)")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(key)
+    if logy:
+        ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def plot_metric_curves(x: Sequence[float], series: dict, xlabel: str, ylabel: str = "PSNR (dB)",
+                       logx: bool = False, title: str | None = None, hlines: dict | None = None) -> Figure:
+    """One line per entry of ``series`` ({name: values at ``x``}), plus dotted reference lines ``hlines`` ({name: y})."""
+    fig, axes = _figure(1, 1, 4.0)
+    fig.set_size_inches(6.0, 3.6)
+    ax = axes[0, 0]
+    for name, ys in series.items():
+        ax.plot(list(x), list(ys), marker="o", label=name)
+    for i, (name, y) in enumerate((hlines or {}).items()):
+        ax.axhline(y, linestyle=":", color=f"C{len(series) + i}", label=name)
+    if logx:
+        ax.set_xscale("log", base=2)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def plot_latent_scatter(points: np.ndarray, labels: np.ndarray | None = None,
+                        class_names: Sequence[str] | None = None, values: np.ndarray | None = None,
+                        value_name: str = "", title: str | None = None) -> Figure:
+    """A 2-D view of latent codes (``points`` (N, 2)), coloured by land-cover ``labels`` (1..K) or by ``values``."""
+    fig, axes = _figure(1, 1, 4.2)
+    fig.set_size_inches(6.2, 4.4)
+    ax = axes[0, 0]
+    if labels is not None:
+        cmap = land_cover_cmap(len(class_names) if class_names else int(np.max(labels)))
+        for k in np.unique(labels):
+            sel = labels == k
+            name = class_names[k - 1] if class_names and 0 < k <= len(class_names) else str(k)
+            ax.scatter(points[sel, 0], points[sel, 1], s=14, color=cmap(int(k)), label=name, alpha=0.8)
+        ax.legend(fontsize=8, markerscale=1.5, loc="best")
+    else:
+        sc = ax.scatter(points[:, 0], points[:, 1], s=14, c=values, cmap="viridis", alpha=0.8)
+        if values is not None:
+            fig.colorbar(sc, ax=ax, label=value_name)
+    ax.set_xlabel("component 1")
+    ax.set_ylabel("component 2")
+    ax.grid(alpha=0.3)
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def plot_latent_vs_prior(codes: dict, prior_samples: np.ndarray, dims: tuple[int, int] = (0, 1),
+                         title: str | None = None) -> Figure:
+    """Latent codes ({name: (N, D)}) next to samples of the prior (M, D), in latent dimensions ``dims``.
+
+    One panel per entry of ``codes``, the prior's samples in grey behind each.
+    """
+    fig, axes = _figure(1, len(codes), 3.6)
+    p = np.asarray(prior_samples)
+    a, b = dims
+    both = np.concatenate([p[:, [a, b]]] + [np.asarray(z)[:, [a, b]] for z in codes.values()])
+    lim = np.nanpercentile(np.abs(both), 99.5) * 1.1
+    for ax, (name, z) in zip(axes[0], codes.items()):
+        z = np.asarray(z)
+        ax.scatter(p[:, a], p[:, b], s=4, color="0.75", label="prior samples")
+        ax.scatter(z[:, a], z[:, b], s=8, color="C3", alpha=0.7, label="codes of tiles")
+        ax.set_xlim(-lim, lim)
+        ax.set_ylim(-lim, lim)
+        ax.set_aspect("equal")
+        ax.set_title(name, fontsize=10)
+        ax.set_xlabel(f"z[{a}]")
+        ax.set_ylabel(f"z[{b}]")
+    axes[0, 0].legend(fontsize=7, loc="upper right")
     if title:
         fig.suptitle(title)
     return fig
