@@ -912,6 +912,18 @@ def interpolate_masked(original: np.ndarray, pixel_mask: np.ndarray, valid: np.n
     return out
 
 
+def baseline_passes(rec: "Reconstruction", sigma: float) -> np.ndarray:
+    """:func:`interpolate_masked` run with the same masks and passes as ``rec`` (chained: each pass
+    fills from the previous pass's output; covering: from the original). Returns (C, H, W)."""
+    p = rec.patch_size
+    current = rec.original.copy()
+    for k in range(rec.pass_masks.shape[0]):
+        pix = np.kron(rec.pass_masks[k], np.ones((p, p), bool)).astype(bool)
+        source = current if rec.mode == "chained" else rec.original
+        current = np.where(pix[None], interpolate_masked(source, pix, rec.valid, sigma), current)
+    return current
+
+
 def detail_ratio(pasted: np.ndarray, original: np.ndarray, region: np.ndarray) -> float:
     """How much fine detail the reconstruction has where it was predicted: mean gradient magnitude
     of ``pasted`` over ``region`` divided by the original's (1 = as detailed, < 1 = blurrier).
@@ -1108,7 +1120,7 @@ def compare_scenarios(
             r = reconstruct(model, crop, ratio, its, seed, mode, norm.mean, norm.std, ok,
                             precision=precision, data_range=norm.data_range)
             region = r.pixel_mask & r.valid
-            base = interpolate_masked(r.original, r.pixel_mask, r.valid, sigma=geom.patch_size / 2)
+            base = baseline_passes(r, sigma=geom.patch_size / 2)
             rows.append(dict(
                 scenario=name, crop=ci, seed=int(seed), masked_share=r.masked_share,
                 psnr_masked=r.psnr_masked, ssim_masked=r.ssim_masked, psnr=r.psnr, ssim=r.ssim,
@@ -1116,3 +1128,117 @@ def compare_scenarios(
                 baseline_psnr_masked=metrics.psnr(base, r.original, norm.data_range, valid=region),
             ))
     return Comparison(rows, scenarios, model_name)
+
+
+# --------------------------------------------------------------------------- which model
+
+
+@dataclass
+class ModelChoice:
+    """The model a chapter got and why: ``source`` is ``"meta"``, ``"course"`` or ``"trained here"``."""
+
+    model: torch.nn.Module
+    source: str
+    name: str
+    notice: str = ""
+
+
+def train_quick_mae(image: np.ndarray, valid: np.ndarray | None = None, *, tile_size: int = 64,
+                    epochs: int = 5, seed: int = 0, mask_ratio: float = 0.75, progress: bool = True):
+    """Train the course's tiny MAE (``mae_vit_tiny_patch8``) briefly on tiles of ``image`` (C, H, W).
+
+    Chapter 03's recipe in one call: per-band standardization over valid pixels, overlapping
+    fully valid tiles, random rotations and flips, loss on the masked patches. The model's
+    ``pretrained_cfg`` gets ``mean``/``std`` (in the image's units), so :func:`reconstruct`
+    normalizes its input the same way. Returns the model in eval mode (on the CPU).
+    """
+    from mae_nb.data.tiling import tile
+    from mae_nb.models.mae import create_mae
+    from mae_nb.train import fit, seed_everything
+
+    image = np.asarray(image, np.float32)
+    valid = np.ones(image.shape[1:], bool) if valid is None else np.asarray(valid, bool)
+    norm = normalization(image, "per-band", valid)
+    tiles = tile(norm.apply(np.nan_to_num(image)), tile_size, stride=max(8, tile_size // 4), valid=valid)
+    if len(tiles) == 0:
+        raise ValueError(f"no fully valid {tile_size} x {tile_size} tile in the image to train on")
+
+    def loss_fn(model, x):
+        x = torch.rot90(x, int(torch.randint(4, (1,))), dims=(2, 3))
+        x = x.flip(3) if torch.rand(1) < 0.5 else x
+        return model(x, mask_ratio)[0]
+
+    seed_everything(seed)
+    model = create_mae("mae_vit_tiny_patch8", img_size=tile_size, in_chans=image.shape[0])
+    history = fit(model, torch.from_numpy(tiles.tiles), loss_fn, epochs=epochs, lr=1e-3, batch_size=32,
+                  weight_decay=0.05, seed=seed, progress=progress, desc="tiny MAE (stand-in)")
+    model = model.cpu().eval()
+    model.pretrained_cfg.update(mean=norm.mean.tolist(), std=norm.std.tolist(), source="trained here",
+                                epochs=epochs, loss=history.train["loss"][-1])
+    return model
+
+
+def pretrained_or_fallback(checkpoint: str = "mae_visualize_vit_large", image: np.ndarray | None = None,
+                           valid: np.ndarray | None = None, *, epochs: int = 5, seed: int = 0,
+                           quiet: bool = False) -> ModelChoice:
+    """Meta's checkpoint if it can be had; else chapter 03's model; else a tiny MAE trained here.
+
+    ``checkpoint``: a registry name (``mae_visualize_vit_large``, ``..._base``) or a file.
+    Offline with no copy in the cache or a mirror, chapter 03's saved model is used; if chapter
+    03 has not been run either, the tiny preset is trained for ``epochs`` on ``image`` (C, H, W)
+    with :func:`train_quick_mae`. Every fallback prints (unless ``quiet``) and returns a notice.
+    """
+    import warnings
+
+    from mae_nb.errors import DataUnavailableError
+    from mae_nb.models import mae
+
+    try:
+        model = mae.load_meta_checkpoint(checkpoint)
+        return ModelChoice(model, "meta", str(checkpoint))
+    except DataUnavailableError as exc:
+        reason = str(exc).split(" from http")[0].split(" (")[0]
+        first = f"Meta's checkpoint {checkpoint!r} is not available here ({reason})"
+    try:
+        model = mae.load_course_checkpoint()
+        notice = (f"NOTICE: {first}. Using chapter 03's tiny MAE instead ({mae.course_checkpoint_path()}): "
+                  "a 2 M-parameter model trained for minutes on one image, not Meta's 300 M-parameter ViT-L "
+                  "trained on ImageNet. Every number below describes this stand-in.")
+        source, name = "course", "chapter 03's tiny MAE"
+    except DataUnavailableError:
+        if image is None:
+            raise DataUnavailableError(f"{first}, and chapter 03's model was not found; run chapter 03 "
+                                       "(`mae-nb run 03`) or pass an image to train a stand-in on") from None
+        notice = (f"NOTICE: {first}, and chapter 03's model was not found (run chapter 03 to make it). "
+                  f"Training the tiny MAE for {epochs} epoch(s) on this image as a stand-in: every number "
+                  "below describes this briefly trained model, not Meta's ViT-L.")
+        if not quiet:
+            print(notice)
+        model = train_quick_mae(image, valid, epochs=epochs, seed=seed, progress=not quiet)
+        source, name = "trained here", f"a tiny MAE trained here for {epochs} epoch(s)"
+        warnings.warn(notice, stacklevel=2)
+        return ModelChoice(model, source, name, notice)
+    if image is not None:
+        notice += _adapt_units(model, image, valid)
+    if not quiet:
+        print(notice)
+    warnings.warn(notice, stacklevel=2)
+    return ModelChoice(model, source, name, notice)
+
+
+def _adapt_units(model, image, valid) -> str:
+    """Chapter 03 standardized each band over its training image. If this image's bands are in
+    other units (e.g. the model was trained on the synthetic scene's reflectance x 10000 and this
+    is 8-bit Landsat), standardize it by its own per-band statistics instead; say so."""
+    cfg = model.pretrained_cfg
+    if cfg.get("mean") is None or cfg.get("std") is None or len(cfg["mean"]) != np.asarray(image).shape[0]:
+        return ""
+    own = normalization(np.asarray(image, np.float32), "per-band", valid)
+    saved_mean, saved_std = np.asarray(cfg["mean"], np.float64), np.asarray(cfg["std"], np.float64)
+    off = np.abs(own.mean - saved_mean) / saved_std
+    ratio = own.std / saved_std
+    if off.max() < 2 and ratio.min() > 0.33 and ratio.max() < 3:
+        return ""
+    cfg.update(mean=own.mean.tolist(), std=own.std.tolist())
+    return (f" Its training data had other units (band means {np.round(saved_mean, 1).tolist()}, this image "
+            f"{np.round(own.mean, 1).tolist()}), so this image is standardized by its own per-band statistics.")

@@ -451,3 +451,144 @@ def test_scene_smaller_than_a_tile(model, tmp_path):
     synthetic_scene(20, 26, 3, seed=0).to_geotiff(small)
     res = reconstruct_scene(model, small, tmp_path / "small_rec.tif", mask_ratio=0.0, progress=False)
     np.testing.assert_array_equal(read_raster(res.out_path).array, read_raster(small).array)
+
+
+# --------------------------------------------------------------------------- the study's comparison
+
+
+def test_compare_scenarios_table_and_verdict(model):
+    from mae_nb.data import synthetic_scene
+    from mae_nb.reconstruct import compare_scenarios, pick_crops
+
+    s = synthetic_scene(64, 64, 3, seed=0, collar=True)
+    crops = pick_crops(s.image, 32, 3, s.valid)
+    assert len(crops) >= 2 and all(s.valid[r:r + 32, c:c + 32].all() for r, c in crops)
+    cmp = compare_scenarios(model, s.image, crops, seeds=(0, 1), valid=s.valid, progress=False, model_name="tiny")
+    assert len(cmp.rows) == len(crops) * 2 * 4
+    summary = cmp.summary()
+    assert summary["covering 25%"]["masked_share"][0] == 1.0
+    assert summary["25%"]["masked_share"][0] == 0.25 and summary["50%"]["masked_share"][0] == 0.5
+    assert summary["25%"]["psnr"][0] > summary["50%"]["psnr"][0]  # fewer replaced patches, better crop
+    table = cmp.table()
+    assert table.count("\n|") >= 5 and "3x25%" in table
+    verdict = cmp.verdict()
+    assert len(verdict) == 4 and all(any(w in v for w in ("SUPPORTED", "CONTRADICTED", "INCONCLUSIVE", "Reference"))
+                                     for v in verdict)
+    # the verdict follows the numbers: claim 3's word agrees with the paired difference it quotes
+    d, se = cmp.paired("3x25%", "25%", "ssim_masked")
+    if d < -2 * se:
+        assert "Claim 3" in verdict[2] and "CONTRADICTED" in verdict[2]
+
+
+def test_verdict_is_computed_from_the_numbers():
+    from mae_nb.reconstruct import STUDY_SCENARIOS, Comparison
+
+    def rows(better):
+        out = []
+        for crop in range(3):
+            for seed in range(3):
+                jitter = 0.01 * (crop + seed)
+                for name, base in (("25%", 20.0), ("50%", 19.0), ("3x25%", 25.0 if better else 15.0),
+                                   ("covering 25%", 18.0)):
+                    out.append(dict(scenario=name, crop=crop, seed=seed, psnr_masked=base + jitter,
+                                    ssim_masked=base / 30 + jitter, psnr=base, ssim=0.5, masked_share=0.5,
+                                    detail=0.8, baseline_psnr_masked=10.0 + jitter))
+        return out
+
+    good = Comparison(rows(True), STUDY_SCENARIOS).verdict()
+    bad = Comparison(rows(False), STUDY_SCENARIOS).verdict()
+    assert "Claim 1" in good[0] and "SUPPORTED" in good[0] and "NOT" not in good[0]
+    assert "Claim 3" in good[2] and ": SUPPORTED" in good[2]
+    assert "Claim 3" in bad[2] and "CONTRADICTED" in bad[2]
+
+
+def test_baseline_and_detail_helpers():
+    from mae_nb.reconstruct import detail_ratio, interpolate_masked
+
+    img = np.tile(np.linspace(0, 1, 32, dtype=np.float32), (3, 32, 1))  # a smooth ramp
+    hole = np.zeros((32, 32), bool)
+    hole[8:16, 8:16] = True
+    filled = interpolate_masked(img, hole, np.ones((32, 32), bool), sigma=4)
+    np.testing.assert_array_equal(filled[:, ~hole], img[:, ~hole])
+    assert np.abs(filled[:, hole] - img[:, hole]).max() < 0.05  # a ramp is easy to interpolate
+    assert detail_ratio(img, img, hole) == pytest.approx(1.0)
+    texture = np.random.default_rng(0).random((3, 32, 32)).astype(np.float32)
+    flat = texture.copy()
+    flat[:, hole] = texture[:, hole].mean()
+    assert detail_ratio(flat, texture, hole) < 0.6  # a flat fill has less detail than the texture
+
+
+def test_fallback_trains_a_stand_in_when_nothing_is_available(tmp_path, monkeypatch):
+    """Offline, no chapter 03 checkpoint: a tiny MAE is trained on the image, with a notice."""
+    from mae_nb.data import synthetic_scene
+    from mae_nb.models import mae
+    from mae_nb.reconstruct import pretrained_or_fallback
+
+    monkeypatch.setenv("MAE_NB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("MAE_NB_DATA_MIRRORS", raising=False)
+    ckpt = tmp_path / "no_such_meta.pth"  # a missing file stands in for "not downloadable"
+    from mae_nb.errors import DataUnavailableError
+
+    def offline(name, arch=None, **kw):
+        raise DataUnavailableError(f"dataset {name!r} is not cached, not in a mirror folder, and could not be downloaded")
+
+    monkeypatch.setattr(mae, "load_meta_checkpoint", offline)
+    s = synthetic_scene(64, 64, 3, seed=0)
+    with pytest.warns(UserWarning, match="Training the tiny MAE"):
+        choice = pretrained_or_fallback(str(ckpt), s.image, s.valid, epochs=1, quiet=True)
+    assert choice.source == "trained here" and "NOTICE" in choice.notice
+    assert choice.model.pretrained_cfg["mean"] is not None and not choice.model.training
+    r = reconstruct(choice.model, s.image, 0.5)
+    assert r.normalization.kind == "given" and np.isfinite(r.psnr_masked)
+    with pytest.raises(DataUnavailableError, match="run chapter 03"):
+        pretrained_or_fallback(str(ckpt), None, quiet=True)
+
+
+def test_fallback_to_course_checkpoint_adapts_units(tmp_path, monkeypatch):
+    from mae_nb.errors import DataUnavailableError
+    from mae_nb.models import mae
+    from mae_nb.reconstruct import pretrained_or_fallback
+    from mae_nb.train import save_checkpoint
+
+    monkeypatch.setenv("MAE_NB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(mae, "load_meta_checkpoint",
+                        lambda *a, **k: (_ for _ in ()).throw(DataUnavailableError("not cached")))
+    m = tiny()
+    save_checkpoint(mae.course_checkpoint_path(), m, config={**m.pretrained_cfg, "mean": [800.0] * 3,
+                                                             "std": [400.0] * 3})
+    img = np.random.default_rng(0).integers(0, 255, (3, 32, 32)).astype(np.uint8)
+    with pytest.warns(UserWarning, match="chapter 03's tiny MAE"):
+        choice = pretrained_or_fallback("x", img, quiet=True)
+    assert choice.source == "course" and "its own per-band statistics" in choice.notice
+    np.testing.assert_allclose(choice.model.pretrained_cfg["mean"], img.reshape(3, -1).mean(1), rtol=1e-5)
+
+
+# --------------------------------------------------------------------------- plots and sliders
+
+
+def test_plots_return_figures(model, image):
+    from matplotlib.figure import Figure
+
+    from mae_nb import viz
+
+    r = reconstruct(model, image, 0.5, iterations=2)
+    fig = viz.plot_reconstruction(r)
+    assert isinstance(fig, Figure) and len(fig.axes) == 4 and "masked-patch PSNR" in fig._suptitle.get_text()
+    err = np.random.default_rng(0).random((32, 32))
+    err[0, 0] = np.nan
+    assert isinstance(viz.plot_error_map(r.rgb()["original"], r.rgb()["pasted"], err), Figure)
+
+
+def test_sliders_run_the_same_functions(model, image):
+    widgets = pytest.importorskip("mae_nb.widgets")
+    box = widgets.reconstruction_sliders(model, image, mask_ratio=0.5, seed=2)
+    c = box.controls
+    assert c["mask_ratio"].min == 0.05 and c["mask_ratio"].max == 0.95
+    assert c["iterations"].min == 1 and c["iterations"].max == 10
+    assert not c["mask_ratio"].continuous_update and not c["iterations"].continuous_update
+    expected = reconstruct(model, image, 0.5, 1, 2)
+    assert f"{expected.psnr_masked:.2f} dB" in c["score"].value
+    c["iterations"].value = 3  # a change re-runs reconstruct with the new value
+    assert f"{reconstruct(model, image, 0.5, 3, 2).psnr_masked:.2f} dB" in c["score"].value
+    c["mask_ratio"].value = 0.95  # leaves no patch of 16 visible: reported in words, no traceback
+    assert "cannot run" in c["score"].value and "no visible patch" in c["score"].value
