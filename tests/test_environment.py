@@ -47,3 +47,19 @@ def test_python_requirement_is_at_least_310():
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
     assert pyproject["project"]["requires-python"] == ">=3.10"
     assert pyproject["project"]["scripts"]["mae-nb"] == "mae_nb.cli:main"
+
+
+def test_environment_yml_provides_what_postbuild_builds_with():
+    # postBuild installs with --no-build-isolation (pip must not touch the conda packages), so pip and
+    # the build backend pyproject names must come from environment.yml itself: conda-forge's pip no
+    # longer pulls in setuptools and wheel. (tests/test_launch.py runs postBuild in a fresh environment.)
+    text = (ROOT / "postBuild").read_text()
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    listed = {_name(d) for d in env["dependencies"] if isinstance(d, str)}
+    assert "pip" in listed, "postBuild runs pip: environment.yml must list pip"
+    if "--no-build-isolation" in text:
+        pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+        backend = {_name(r) for r in pyproject["build-system"]["requires"]}
+        assert backend - listed == set(), (
+            f"postBuild builds without isolation, so environment.yml must list {sorted(backend - listed)} "
+            "(pyproject's build-system.requires)")
