@@ -35,8 +35,8 @@ from mae_nb.masking import check_mask_ratio
 from mae_nb.masking import random_masking as _random_masking
 
 __all__ = [
-    "ARCHS", "CheckpointError", "IMAGENET_MEAN", "IMAGENET_STD", "MaskedAutoencoderViT",
-    "config_from_state_dict", "course_checkpoint_path", "create_mae", "diagnose_state_dict",
+    "ARCHS", "CheckpointError", "IMAGENET_MEAN", "IMAGENET_STD", "MaskedAutoencoderViT", "PRESETS",
+    "build_from_config", "config_from_state_dict", "course_checkpoint_path", "create_mae", "diagnose_state_dict",
     "get_2d_sincos_pos_embed", "load_course_checkpoint", "load_meta_checkpoint",
     "mae_vit_base_patch16", "mae_vit_base_patch16_dec512d8b", "mae_vit_huge_patch14",
     "mae_vit_huge_patch14_dec512d8b", "mae_vit_large_patch16", "mae_vit_large_patch16_dec512d8b",
