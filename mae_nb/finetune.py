@@ -6,7 +6,9 @@ Chapter 07 and ``mae-nb hsi finetune|evaluate`` build on these::
                                                                          # training pixels, mae_nb.train.fit
     evaluate(model, scene, split, subset="test") -> dict   # oa, aa, kappa, confusion, per_class, map (H, W)
     predict(model, cube, mask, ...) -> (n,) classes 1..K of the pixels of mask
+    course_pretrained(scene, ...) -> Pretrained     # chapter 06's checkpoint, or a brief pretraining (notice)
     classifier_from_pretrained(pretrained, num_classes) -> SpectralTransformer   # encoder weights, new head
+    sst_like(reference, num_classes, **changes)     # same architecture, random init (ablations: changes)
     label_efficiency(models, scene, split, fractions, seeds, ...) -> rows    # the grid models x fractions x seeds
     summarize(rows) / format_table(rows)     # mean +- std per model and fraction
     compare(rows, a, b) / verdict(rows, ...) # paired gains, and the paper's claims checked against them
@@ -34,9 +36,9 @@ import torch
 from torch import nn
 
 __all__ = [
-    "DEFAULT_FRACTIONS", "FinetuneResult", "classifier_from_pretrained", "compare", "evaluate",
-    "finetune", "format_table", "format_verdict", "label_efficiency", "patch_size_of", "predict",
-    "scene_standardizer", "summarize", "verdict",
+    "DEFAULT_FRACTIONS", "FinetuneResult", "Pretrained", "classifier_from_pretrained", "compare",
+    "course_pretrained", "evaluate", "finetune", "format_table", "format_verdict", "label_efficiency",
+    "patch_size_of", "predict", "scene_standardizer", "sst_like", "summarize", "verdict",
 ]
 
 #: Label fractions of chapter 07's default study (share of each class's training labels).
@@ -108,6 +110,63 @@ def classifier_from_pretrained(pretrained: nn.Module, num_classes: int) -> nn.Mo
     if stray:  # pragma: no cover - guards against a renamed parameter
         raise RuntimeError(f"pretrained weights do not fit the classifier: {stray[:5]}")
     return model
+
+
+def sst_like(reference: nn.Module, num_classes: int, **changes) -> nn.Module:
+    """A randomly initialized classifier with ``reference``'s architecture (a SpectralTransformer).
+
+    ``changes`` override constructor arguments, e.g. ``blockwise_embed=False`` or
+    ``factorized_attention=False`` for the ablations. No decoder.
+    """
+    from mae_nb.models.spectral import SpectralTransformer
+
+    reference = _unwrap(reference)
+    if not isinstance(reference, SpectralTransformer):
+        raise TypeError(f"expected a SpectralTransformer, got {type(reference).__name__}")
+    return SpectralTransformer(**{**reference.config, "decoder_depth": -1, "num_classes": int(num_classes),
+                                  **changes})
+
+
+@dataclass
+class Pretrained:
+    """What :func:`course_pretrained` returns: the model, where it came from, and a notice ("" if none)."""
+
+    model: nn.Module
+    source: str  # "chapter 06" or "brief pretraining"
+    config: dict
+    notice: str = ""
+
+
+def course_pretrained(scene, *, patch_size: int = 5, epochs: int = 2, max_pixels: int | None = 2000,
+                      model_kwargs: Mapping | None = None, seed: int = 0, progress: bool = True,
+                      quiet: bool = False) -> Pretrained:
+    """Chapter 06's pretrained transformer for ``scene``, or a brief pretraining when there is none.
+
+    The checkpoint (:func:`mae_nb.models.spectral.course_checkpoint_path`) is used when it was
+    pretrained on this scene (same name, source and band count). Otherwise (missing, another
+    scene) a notice is printed and the model is pretrained here for ``epochs`` on
+    ``max_pixels`` random pixels with ``model_kwargs`` (e.g. ``embed_dim``, ``depth``) and
+    ``patch_size``: short, so it shows the mechanics rather than what a full pretraining gives.
+    """
+    from mae_nb.models.spectral import course_checkpoint_path, load_pretrained, pretrain_on_scene
+
+    path = course_checkpoint_path()
+    reason = f"there is no checkpoint at {path}"
+    if path.is_file():
+        model, config = load_pretrained(path, with_config=True)
+        got = (config.get("scene"), config.get("source"), model.config["in_chans"])
+        if got == (scene.name, scene.source, scene.n_bands):
+            return Pretrained(model, "chapter 06", config)
+        reason = (f"the checkpoint at {path} was pretrained on {got[0]!r} ({got[1]}, {got[2]} bands), "
+                  f"not on {scene.name!r} ({scene.source}, {scene.n_bands} bands)")
+    notice = (f"NOTICE: chapter 06's pretrained model is not usable here: {reason}. Pretraining briefly "
+              f"instead ({epochs} epochs on {max_pixels or 'all'} pixels); run notebook "
+              "06_hyperspectral_masked_pretraining first for the real thing.")
+    if not quiet:
+        print(notice)
+    result = pretrain_on_scene(scene, image_size=patch_size, epochs=epochs, max_pixels=max_pixels, seed=seed,
+                               model_kwargs=dict(model_kwargs or {}), progress=progress)
+    return Pretrained(result.model, "brief pretraining", result.config, notice)
 
 
 # --------------------------------------------------------------------------- fine-tuning
@@ -271,6 +330,7 @@ def label_efficiency(
     *,
     progress: bool = True,
     keep_maps: bool = False,
+    keep_models: bool = False,
     **finetune_kwargs,
 ) -> list[dict]:
     """Fine-tune and test every model at every label fraction for every seed.
@@ -279,7 +339,10 @@ def label_efficiency(
     ``torch.manual_seed(seed)``, so random initializations and heads differ between seeds).
     ``finetune_kwargs`` go to :func:`finetune` (``steps``, ``lr``, ``batch_size``, ...).
     Returns one row per run: ``{"model", "fraction", "seed", "n_labels", "oa", "aa", "kappa",
-    "seconds"}`` (plus ``"map"``, the test pixels' predictions (H, W), with ``keep_maps``).
+    "seconds"}``; with ``keep_maps`` also ``"map"`` (H, W) (the test pixels' predictions, 0
+    elsewhere) and ``"confusion"`` (K, K); with ``keep_models`` also ``"result"``, the
+    :class:`FinetuneResult` (trained model, History, labels used), to look at a run closely
+    without training it again.
     """
     from tqdm.auto import tqdm
 
@@ -308,7 +371,9 @@ def label_efficiency(
         row = {"model": name, "fraction": fraction, "seed": int(seed), "n_labels": result.n_labels,
                "oa": ev["oa"], "aa": ev["aa"], "kappa": ev["kappa"], "seconds": round(result.seconds, 2)}
         if keep_maps:
-            row["map"] = ev["map"]
+            row.update(map=ev["map"], confusion=ev["confusion"])
+        if keep_models:
+            row["result"] = result
         rows.append(row)
     return rows
 

@@ -836,3 +836,31 @@ def plot_error_map(original_rgb: np.ndarray, reconstruction_rgb: np.ndarray, err
 
 
 # --------------------------------------------------------------------------- hyperspectral classification (chapter 07)
+
+
+def plot_split(regions: np.ndarray, labels: np.ndarray, title: str | None = None) -> Figure:
+    """A spatial split: regions (H, W) (0 train, 1 val, 2 test, -1 buffer) next to the labels (H, W).
+
+    Labelled pixels are drawn in their region's colour, unlabelled ones pale, so one sees
+    which blocks went where and the buffer that keeps test pixels out of training patches.
+    """
+    from matplotlib.colors import ListedColormap
+    from matplotlib.patches import Patch
+
+    regions, labels = np.asarray(regions), np.asarray(labels)
+    if regions.shape != labels.shape or regions.ndim != 2:
+        raise ValueError(f"regions {regions.shape} and labels {labels.shape} must be the same (H, W)")
+    colours = ["#bbbbbb", "#1f77b4", "#ff7f0e", "#2ca02c"]  # buffer, train, val, test
+    pale = ["#eeeeee", "#c6dbef", "#fdd0a2", "#c7e9c0"]
+    shown = np.where(labels > 0, regions + 1, regions + 5)
+    fig, axes = _figure(1, 1, 4.4)
+    fig.set_size_inches(7.4, 4.2)
+    ax = axes[0, 0]
+    ax.imshow(shown, cmap=ListedColormap(colours + pale), vmin=0, vmax=7, interpolation="nearest")
+    counts = {name: int(((regions == i) & (labels > 0)).sum()) for i, name in ((0, "train"), (1, "val"), (2, "test"))}
+    handles = [Patch(color=colours[i + 1], label=f"{n} ({counts[n]} labelled px)") for i, n in enumerate(counts)]
+    handles.append(Patch(color=colours[0], label="buffer (no split)"))
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8, frameon=False)
+    ax.set_title(title or "spatially disjoint split (pale: unlabelled)", fontsize=10)
+    ax.set_axis_off()
+    return fig

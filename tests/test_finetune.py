@@ -191,13 +191,20 @@ def test_classifier_from_pretrained_keeps_the_encoder(scene):
 def test_label_efficiency_runs_the_grid(scene, split):
     models = {"ViT": lambda: tiny("vit", scene), "3D-CNN": lambda: tiny("cnn3d", scene)}
     rows = ft.label_efficiency(models, scene, split, fractions=(0.05, 1.0), seeds=(0,), steps=3,
-                               progress=False)
+                               progress=False, keep_maps=True, keep_models=True)
     assert [(r["model"], r["fraction"]) for r in rows] == [
         ("ViT", 0.05), ("3D-CNN", 0.05), ("ViT", 1.0), ("3D-CNN", 1.0)]
     for r in rows:
         assert {"model", "fraction", "seed", "n_labels", "oa", "aa", "kappa", "seconds"} <= set(r)
         assert 0 <= r["oa"] <= 1 and -1 <= r["kappa"] <= 1
     assert rows[0]["n_labels"] < rows[2]["n_labels"] == split.train.sum()
+    # kept runs can be looked at again: the same numbers from the kept model
+    kept = rows[1]["result"]
+    assert isinstance(kept, ft.FinetuneResult) and kept.n_labels == rows[1]["n_labels"]
+    again = ft.evaluate(kept.model, scene, split, full_map=False)
+    assert again["oa"] == rows[1]["oa"]
+    np.testing.assert_array_equal(again["map"], rows[1]["map"])
+    np.testing.assert_array_equal(again["confusion"], rows[1]["confusion"])
     with pytest.raises(ValueError, match="models is empty"):
         ft.label_efficiency({}, scene, split)
     with pytest.raises(ValueError, match=r"fractions must be in \(0, 1\]"):
@@ -276,3 +283,39 @@ def test_plots_of_the_study(scene):
     assert "test OA 100.0%" in fig.axes[1].get_title()
     with pytest.raises(ValueError, match="has shape"):
         viz.plot_classification_maps(scene.labels, np.zeros((3, 3)))
+
+
+def test_sst_like_builds_the_same_architecture_afresh(scene):
+    from mae_nb.models.spectral import SpectralTransformer
+
+    torch.manual_seed(0)
+    ref = SpectralTransformer(scene.n_bands, image_size=5, band_block_size=8, embed_dim=16, depth=1, num_heads=2)
+    twin = ft.sst_like(ref, scene.n_classes)
+    assert {**twin.config, "decoder_depth": 1, "num_classes": 0} == ref.config and twin.decoder_embed is None
+    assert not torch.equal(twin.patch_embed.weight, ref.patch_embed.weight)  # random, not copied
+    shared = ft.sst_like(ref, scene.n_classes, blockwise_embed=False)
+    assert shared.patch_embed.weight.shape[0] == 1 and ref.patch_embed.weight.shape[0] == 2
+    assert not ft.sst_like(ref, 3, factorized_attention=False).blocks[0].factorized
+    with pytest.raises(TypeError, match="expected a SpectralTransformer"):
+        ft.sst_like(nn.Linear(2, 2), 3)
+
+
+def test_course_pretrained_uses_chapter_06_or_pretrains_briefly(scene, cache, capsys):
+    from mae_nb.models import spectral
+
+    tiny_kw = dict(band_block_size=8, embed_dim=16, depth=1, num_heads=2, decoder_dim=16)
+    pre = ft.course_pretrained(scene, epochs=1, max_pixels=64, model_kwargs=tiny_kw, progress=False)
+    assert pre.source == "brief pretraining" and "there is no checkpoint at" in pre.notice
+    assert "NOTICE: chapter 06's pretrained model is not usable here" in capsys.readouterr().out
+    assert pre.model.config["embed_dim"] == 16 and pre.config["pixels"] == 64
+    result = spectral.pretrain_on_scene(scene, image_size=5, epochs=1, max_pixels=64, model_kwargs=tiny_kw,
+                                        progress=False)
+    spectral.save_pretrained(None, result)
+    again = ft.course_pretrained(scene, epochs=1, max_pixels=64, model_kwargs=tiny_kw, progress=False)
+    assert again.source == "chapter 06" and again.notice == ""
+    for k, v in result.model.state_dict().items():
+        torch.testing.assert_close(again.model.state_dict()[k], v)
+    other = synthetic_hsi(size=24, bands=12, seed=1)
+    elsewhere = ft.course_pretrained(other, epochs=1, max_pixels=32, quiet=True, progress=False,
+                                     model_kwargs={**tiny_kw, "band_block_size": 4})
+    assert elsewhere.source == "brief pretraining" and "(synthetic, 16 bands), not on" in elsewhere.notice
