@@ -20,6 +20,7 @@ neighbours, so throughput is measured per CPU-second of this process with one th
 
     .venv/bin/python benchmarks/hsi_pretrain_throughput.py            # fixed config
     .venv/bin/python benchmarks/hsi_pretrain_throughput.py --quick    # seconds, for a smoke check
+    .venv/bin/python benchmarks/hsi_pretrain_throughput.py --joint    # the joint-attention ablation
 """
 
 from __future__ import annotations
@@ -61,6 +62,8 @@ def naive_attention(attn: nn.Module, x: torch.Tensor) -> torch.Tensor:
 def looped_block(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """A FactorizedBlock on x (N, G, S, D), attention looped over the other axis in Python."""
     n, g, s, d = x.shape
+    if not block.factorized:
+        return naive_block(block, x)
     h = block.norm1(x)
     x = x + torch.stack([naive_attention(block.attn, h[:, i]) for i in range(g)], dim=1)
     h = block.norm_spectral(x)
@@ -71,6 +74,9 @@ def looped_block(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
 def naive_block(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """A FactorizedBlock on x (N, G, S, D), with explicit copies between the two layouts."""
     n, g, s, d = x.shape
+    if not block.factorized:  # the joint-attention ablation: one sequence of G*S tokens
+        x = x + naive_attention(block.attn, block.norm1(x).reshape(n, g * s, d)).reshape(n, g, s, d)
+        return x + block.mlp(block.norm2(x))
     y = naive_attention(block.attn, block.norm1(x).reshape(n * g, s, d))  # '(n g) s d'
     x = x + y.reshape(n, g, s, d)
     xs = x.permute(0, 2, 1, 3).contiguous().reshape(n * s, g, d)  # 'n g s d -> (n s) g d'
@@ -174,11 +180,15 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: CPU time is then exact)")
     parser.add_argument("--seconds", type=float, default=None, help="CPU-seconds per implementation and round")
     parser.add_argument("--rounds", type=int, default=3, help="alternating timing rounds (the median is reported)")
+    parser.add_argument("--joint", action="store_true",
+                        help="time the joint-attention ablation (all G*S tokens in one sequence) instead")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    config = QUICK if args.quick else CONFIG
+    config = dict(QUICK if args.quick else CONFIG)
+    if args.joint:
+        config["factorized_attention"] = False
     seconds = args.seconds or (2.0 if args.quick else 10.0)
-    for looped in (False, True):
+    for looped in ((False,) if args.joint else (False, True)):
         diff = check_same_function(config, looped=looped)
         print(f"same function as the {'looped' if looped else 'materialized'} reference: "
               f"max |loss or gradient difference| = {diff:.2e}")
@@ -188,8 +198,10 @@ def main() -> None:
     torch.manual_seed(0)
     fast = SpectralTransformer(**config)
     impls = {"mae_nb: batched einsum embedding, fused SDPA": (fast, lambda x, m: fast.forward_pretrain(x, mask=m)["loss"])}
-    for label, looped in (("straightforward: block loop, materialized attention", False),
-                          ("straightforward: attention looped in Python", True)):
+    refs = [("straightforward: block loop, materialized attention", False)]
+    if not args.joint:
+        refs.append(("straightforward: attention looped in Python", True))
+    for label, looped in refs:
         twin = SpectralTransformer(**config)
         twin.load_state_dict(fast.state_dict())
         ref = StraightforwardSST(twin, looped=looped)
