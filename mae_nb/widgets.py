@@ -74,8 +74,9 @@ def pca_explorer(model, image, *, bands=None, seed: int = 0, scene_rgb=None, blo
                  scenario: str = "none"):
     """A slider for the encoder block and one for the masking scenario; each change redraws
     :func:`pca_view` (the same call a cell can make). Returns the widget box."""
+    import io
+
     import ipywidgets as W
-    from IPython.display import display
 
     from mae_nb.features import SCENARIOS
 
@@ -83,13 +84,13 @@ def pca_explorer(model, image, *, bands=None, seed: int = 0, scene_rgb=None, blo
     block_s = W.IntSlider(value=block % depth, min=0, max=depth - 1, description="block", continuous_update=False)
     scen_s = W.SelectionSlider(options=list(SCENARIOS), value=scenario, description="scenario",
                                continuous_update=False)
-    out = W.Output()
+    out = W.Image(format="png")  # the figure as a PNG: a plain widget update, no captured output
 
     def update(*_):
         fig = pca_view(model, image, block_s.value, scen_s.value, bands=bands, seed=seed, scene_rgb=scene_rgb)
-        with out:
-            out.clear_output(wait=True)
-            display(fig)
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=90)
+        out.value = buf.getvalue()
 
     for s in (block_s, scen_s):
         s.observe(update, names="value")

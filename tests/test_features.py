@@ -264,7 +264,10 @@ def test_compare_scenarios_and_the_answer():
     answer = F.answer_study(fake)
     verdicts = {r["scenario"]: r["verdict"] for r in answer["table"]}
     assert verdicts == {"50%": "better", "3x25%": "no clear difference"}
-    assert "after 50% vs after 25%" in answer["text"]
+    assert "after 50% vs after 25%" in answer["text"] and answer["plain"].startswith("Partly: better for embeddings after 50%")
+    single = F.answer_study([r for r in fake if r["seed"] == 0])
+    assert {r["verdict"] for r in single["table"]} == {"one seed: no verdict"}
+    assert single["plain"].startswith("Not answerable from one seed")
 
 
 # ---------------------------------------------------------------- GeoTIFF
