@@ -360,3 +360,50 @@ def test_encode_tiles_flattens():
     assert ae.encode_tiles(model, tiles(5, 3, 16)).shape == (5, 4 * 4 * 4)
     den = ae.DenoisingAutoencoder(model)
     assert ae.encode_tiles(den, tiles(5, 3, 16)).shape == (5, 64)
+
+
+# --------------------------------------------------------------------------- comparisons, tables, the slider
+
+
+def test_visible_mean_fill_and_hidden_curves():
+    x = tiles(3, 2, 16)
+    model = small_conv(2)
+    res = ae.masked_reconstruction(model, x, 0.5, patch_size=4, seed=0)
+    fill = ae.visible_mean_fill(res)
+    visible = ~res.pixel_mask[1]
+    assert torch.allclose(fill[1, :, 0, 0], torch.stack([band[visible].mean() for band in x[1]]))
+    curves = ae.hidden_psnr_curves({"a": model}, x, [0.25, 0.5], patch_size=4, seed=0)
+    assert set(curves) == {"a", "visible-mean fill"} and len(curves["a"]) == 2
+    assert curves["a"][1] == pytest.approx(res.psnr_hidden)
+
+
+def test_compare_models_rows():
+    x = tiles(3, 2, 16)
+    rows = ae.compare_models({"conv": small_conv(2)}, x, mask_ratio=0.5, patch_size=4)
+    assert [r["model"] for r in rows] == ["tile mean", "conv"]
+    assert rows[0]["numbers per tile"] == 2 and rows[1]["numbers per tile"] == 4 * 4 * 4
+    assert set(rows[1]) == {"model", "numbers per tile", "PSNR (dB)", "SSIM", "PSNR hidden @ 50% (dB)"}
+    assert rows[0]["PSNR (dB)"] == pytest.approx(ae.evaluate_reconstruction(ae.tile_mean_baseline(x), x)["psnr"])
+    table = ae.markdown_table(rows)
+    assert table.splitlines()[0].startswith("| model | numbers per tile |") and len(table.splitlines()) == 4
+
+
+def test_score_reconstructions_perfect_row():
+    x = tiles(2, 2, 16)
+    rows = ae.score_reconstructions(x, {"copy": x, "zeros": torch.zeros_like(x)}, {"copy": 1})
+    assert rows[0]["MSE"] == 0 and rows[0]["numbers per tile"] == 1 and rows[1]["numbers per tile"] == ""
+    assert rows[1]["PSNR (dB)"] < rows[0]["PSNR (dB)"]
+
+
+def test_mask_ratio_explorer_runs_the_same_call_as_a_cell():
+    from mae_nb.widgets import mask_ratio_explorer
+
+    x = tiles(3, 3, 16)
+    model = ae.DenoisingAutoencoder(small_conv(3), patch_size=4, mask_ratio=0.5)
+    box = mask_ratio_explorer(model, x, rgb=(1, 2, 3), mask_ratio=0.25, n=3)
+    assert box.controls["mask_ratio"].continuous_update is False
+    box.controls["mask_ratio"].value = 0.75  # moving the slider reruns inference
+    direct = ae.masked_reconstruction(model, x, 0.75, None, 0)
+    assert box.result.mask_ratio == 0.75 and torch.equal(box.result.pixel_mask, direct.pixel_mask)
+    assert box.result.psnr_hidden == pytest.approx(direct.psnr_hidden)
+    assert "PSNR hidden pixels" in box.controls["score"].value

@@ -40,10 +40,11 @@ from mae_nb.masking import block_mask, check_mask_ratio, patch_mask_to_pixels
 __all__ = [
     "AAEOptimizers", "AdversarialAutoencoder", "BandScaler", "ConvAutoencoder", "DenoisingAutoencoder",
     "GaussianMixturePrior", "GaussianPrior", "MLPAutoencoder", "MaskedReconstruction", "TileAutoencoder",
-    "TileSplit", "adversarial_train_step", "autoencoder_loss", "build_autoencoder", "encode_tiles",
-    "evaluate_reconstruction", "fill_nodata", "hide_patches", "latent_knn_accuracy", "latent_projection",
-    "masked_reconstruction", "prior_distance", "reconstruct", "reconstruction_loss", "tile_mean_baseline",
-    "tile_split",
+    "TileSplit", "adversarial_train_step", "autoencoder_loss", "build_autoencoder", "compare_models", "encode_tiles",
+    "evaluate_reconstruction", "fill_nodata", "hidden_psnr_curves", "hide_patches", "latent_knn_accuracy",
+    "latent_projection",
+    "markdown_table", "masked_reconstruction", "prior_distance", "reconstruct", "reconstruction_loss",
+    "score_reconstructions", "tile_mean_baseline", "tile_split", "visible_mean_fill",
 ]
 
 
@@ -262,20 +263,24 @@ class TileAutoencoder(nn.Module):
             raise ValueError(
                 f"tile size {h} x {w} px is not divisible by the network's downsampling factor "
                 f"{self.downsample}; use tiles whose height and width are multiples of {self.downsample} "
-                f"(e.g. {max(self.downsample, (h // self.downsample) * self.downsample)})"
+                f"(e.g. {_multiples_near(h, self.downsample)})"
             )
         if not imgs.is_floating_point():
             raise TypeError(f"expected float tiles scaled to about [0, 1], got dtype {imgs.dtype} (see tile_split)")
         return imgs
 
     def encode(self, imgs: torch.Tensor) -> torch.Tensor:
-        """Latent code of ``imgs`` (N, C, H, W); nodata pixels are read as 0."""
-        x, _ = fill_nodata(self.check_input(imgs))
-        return self.encoder(x)
+        """Latent code of ``imgs`` (N, C, H, W) in [0, 1].
+
+        The networks work on pixels centred to [-1, 1] (they learn much faster than on [0, 1]);
+        nodata pixels are read as 0.5, the centre, so they push the code nowhere.
+        """
+        x, _ = fill_nodata(self.check_input(imgs), 0.5)
+        return self.encoder((x - 0.5) * 2)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """Tiles (N, C, H, W) from latent codes."""
-        return self.decoder(z)
+        """Tiles (N, C, H, W), back in [0, 1] units, from latent codes."""
+        return self.decoder(z) * 0.5 + 0.5
 
     def forward(self, imgs: torch.Tensor) -> torch.Tensor:
         """Reconstruction (N, C, H, W) of ``imgs`` (N, C, H, W)."""
@@ -296,6 +301,11 @@ class TileAutoencoder(nn.Module):
             z = self.encode(torch.zeros(1, self.in_chans, height, width, device=p.device, dtype=p.dtype))
             self.train(was)
         return int(z[0].numel())
+
+
+def _multiples_near(size: int, factor: int) -> str:
+    below, above = (size // factor) * factor, (size // factor + 1) * factor
+    return f"{below} or {above}" if below > 0 else str(above)
 
 
 def _check_positive(**values: int) -> None:
@@ -384,11 +394,12 @@ def hide_patches(
     patch_size: int,
     *,
     generator: torch.Generator | None = None,
-    fill: float = 0.0,
+    fill: float = 0.5,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Hide a random ``mask_ratio`` share of the ``patch_size`` x ``patch_size`` patches of each tile.
 
-    imgs: (N, C, H, W). Returns the tiles with hidden pixels set to ``fill`` (N, C, H, W) and
+    imgs: (N, C, H, W). Returns the tiles with hidden pixels set to ``fill`` (default 0.5,
+    mid-grey: 0 once the models centre their input) (N, C, H, W) and
     ``pixel_mask`` (N, H, W) bool, True where hidden. The patches are chosen as in MAE
     (:func:`mae_nb.masking.random_masking`), so exactly ``int(L * mask_ratio)`` of the L
     patches of every tile are hidden.
@@ -815,3 +826,93 @@ def prior_distance(z: np.ndarray, prior, n: int = 4000, seed: int = 0) -> float:
         raise ValueError(f"expected codes of shape (N, {prior.latent_dim}), got {z.shape}")
     p = prior.sample(n, torch.Generator().manual_seed(seed)).numpy()
     return float(np.mean([wasserstein_distance(z[:, d], p[:, d]) for d in range(z.shape[1])]))
+
+
+def score_reconstructions(target: torch.Tensor, reconstructions: dict, code_sizes: dict | None = None,
+                          pixel_mask: torch.Tensor | None = None) -> list[dict]:
+    """One row per entry of ``reconstructions`` ({name: (N, C, H, W)}): PSNR, SSIM and MSE against ``target``.
+
+    ``code_sizes`` ({name: numbers per tile}) adds a column; ``pixel_mask`` (N, H, W) scores
+    only those pixels (e.g. hidden patches). Rows suit :func:`markdown_table`.
+    """
+    rows = []
+    for name, pred in reconstructions.items():
+        s = evaluate_reconstruction(pred, target, pixel_mask)
+        row: dict[str, Any] = {"model": name}
+        if code_sizes is not None:
+            row["numbers per tile"] = code_sizes.get(name, "")
+        row.update({"PSNR (dB)": s["psnr"], "SSIM": s["ssim"], "MSE": s["mse"]})
+        rows.append(row)
+    return rows
+
+
+def markdown_table(rows: Sequence[dict], floatfmt: str = ".3f") -> str:
+    """A Markdown table of ``rows`` (dicts with the same keys); floats formatted with ``floatfmt``."""
+    if not rows:
+        return ""
+    keys = list(rows[0])
+
+    def fmt(v: Any) -> str:
+        return format(v, floatfmt) if isinstance(v, (float, np.floating)) else str(v)
+
+    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    lines += ["| " + " | ".join(fmt(r.get(k, "")) for k in keys) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def visible_mean_fill(result: MaskedReconstruction) -> torch.Tensor:
+    """The naive answer to a masked input: every pixel of a tile gets the mean of its *visible* pixels, per band.
+
+    The fill any masked autoencoder must beat on the hidden pixels. Returns (N, C, H, W).
+    """
+    return tile_mean_baseline(result.hidden)  # ``hidden`` is NaN where hidden, so only visible pixels count
+
+
+def hidden_psnr_curves(models: dict, imgs: torch.Tensor, ratios: Sequence[float], patch_size: int = 4,
+                       seed: int = 0) -> dict[str, list[float]]:
+    """PSNR on the hidden pixels at each mask ratio, per model ({name: model}) and for the visible-mean fill.
+
+    Every model sees the same hidden patches (same ``seed``). Returns {name: [PSNR per ratio]}.
+    """
+    curves: dict[str, list[float]] = {name: [] for name in models}
+    curves["visible-mean fill"] = []
+    for ratio in ratios:
+        result = None
+        for name, model in models.items():
+            result = masked_reconstruction(model, imgs, ratio, patch_size, seed)
+            curves[name].append(result.psnr_hidden)
+        if result is None:
+            result = masked_reconstruction(models[next(iter(models))], imgs, ratio, patch_size, seed)
+        has_hidden = bool(result.pixel_mask.any())
+        curves["visible-mean fill"].append(
+            evaluate_reconstruction(visible_mean_fill(result), imgs, result.pixel_mask, ssim=False)["psnr"]
+            if has_hidden else float("nan"))
+    return curves
+
+
+def compare_models(models: dict, imgs: torch.Tensor, mask_ratio: float = 0.5, patch_size: int = 4,
+                   seed: int = 0) -> list[dict]:
+    """One row per model ({name: model}) on ``imgs`` (N, C, H, W), after a per-tile-mean row.
+
+    Columns: numbers per tile in the code, PSNR and SSIM of complete tiles, and PSNR on the hidden
+    pixels when ``mask_ratio`` of the patches are hidden (the same patches for every model; the
+    mean row uses the visible-mean fill there). Rows suit :func:`markdown_table`.
+    """
+    hidden_col = f"PSNR hidden @ {mask_ratio:.0%} (dB)"
+    rows = []
+    first = None
+    for name, model in {"tile mean": None, **models}.items():
+        if model is None:
+            pred, size = tile_mean_baseline(imgs), imgs.shape[1]
+        else:
+            pred, size = reconstruct(model, imgs), encode_tiles(model, imgs[:1]).shape[1]
+        s = evaluate_reconstruction(pred, imgs)
+        row: dict[str, Any] = {"model": name, "numbers per tile": size, "PSNR (dB)": s["psnr"], "SSIM": s["ssim"]}
+        if model is not None:
+            res = masked_reconstruction(model, imgs, mask_ratio, patch_size, seed)
+            first = first or res
+            row[hidden_col] = res.psnr_hidden
+        rows.append(row)
+    if first is not None:
+        rows[0][hidden_col] = evaluate_reconstruction(visible_mean_fill(first), imgs, first.pixel_mask, ssim=False)["psnr"]
+    return rows
