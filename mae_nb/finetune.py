@@ -160,7 +160,7 @@ def course_pretrained(scene, *, patch_size: int = 5, epochs: int = 2, max_pixels
         reason = (f"the checkpoint at {path} was pretrained on {got[0]!r} ({got[1]}, {got[2]} bands), "
                   f"not on {scene.name!r} ({scene.source}, {scene.n_bands} bands)")
     notice = (f"NOTICE: chapter 06's pretrained model is not usable here: {reason}. Pretraining briefly "
-              f"instead ({epochs} epochs on {max_pixels or 'all'} pixels); run notebook "
+              f"instead ({epochs} epoch{'s' * (epochs != 1)} on {max_pixels or 'all'} pixels); run notebook "
               "06_hyperspectral_masked_pretraining first for the real thing.")
     if not quiet:
         print(notice)
@@ -209,10 +209,10 @@ def finetune(
 
     model: patches (N, B, p, p) -> logits (N, K). ``fraction`` in (0, 1]: share of each
     class's training pixels kept (seeded by ``seed``, at least one per class; see
-    :func:`mae_nb.data.hsi.subsample_labels`). Length: ``steps`` optimizer steps (default 100;
-    rounded up to whole epochs) or ``epochs`` passes, not both, so that 1 % and 100 % of the
-    labels get the same number of updates. ``val=True`` logs the loss on the validation split
-    each epoch. Cross-entropy (:func:`mae_nb.models.spectral.classification_loss`) with AdamW
+    :func:`mae_nb.data.hsi.subsample_labels`). Length: ``steps`` optimizer steps (default 100),
+    so that 1 % and 100 % of the labels get the same number of updates (the History then has one
+    entry per round: ``steps`` cut into the most equal rounds, at most 20; the labelled pixels are
+    reshuffled at every pass over them), or ``epochs`` full passes, not both. ``val=True`` logs the loss on the validation split each round/epoch. Cross-entropy (:func:`mae_nb.models.spectral.classification_loss`) with AdamW
     through :func:`mae_nb.train.fit`. ``data_loader(dataset, batch_size) -> DataLoader``
     replaces the default loader (the CLI passes one with a DistributedSampler).
     """
@@ -234,21 +234,36 @@ def finetune(
     p = patch_size_of(model)
     data = PatchDataset(cube, scene.labels, train_mask, p)
     val_data = PatchDataset(cube, scene.labels, split.val, p) if val and split.val.any() else None
-    if data_loader is not None:
+    if data_loader is not None:  # whole passes over each process's share, rounded up
         data = data_loader(data, batch_size)
         if val_data is not None:
             val_data = data_loader(val_data, batch_size, shuffle=False)
         batches = len(data)
+        if epochs is None:
+            epochs = math.ceil((100 if steps is None else steps) / batches)
+    elif epochs is None:  # exactly `steps` steps, logged in up to 20 equal rounds (History entries)
+        steps = 100 if steps is None else int(steps)
+        epochs = max(d for d in range(1, min(steps, 20) + 1) if steps % d == 0)
+        batches = steps // epochs
+        data = _rounds_loader(data, batch_size, batches, seed)
     else:
         batches = math.ceil(len(data) / batch_size)
-    if epochs is None:
-        epochs = math.ceil((100 if steps is None else steps) / batches)
     start = time.perf_counter()
     history = fit(model, data, classification_loss, epochs=epochs, lr=lr, batch_size=batch_size,
                   val_data=val_data, weight_decay=weight_decay, device=device, seed=seed,
                   progress=progress, desc=desc or f"fine-tuning on {fraction:.1%} of the labels")
     return FinetuneResult(model, history, train_mask, int(train_mask.sum()), float(fraction), std,
                           epochs * batches, time.perf_counter() - start)
+
+
+def _rounds_loader(data, batch_size: int, batches: int, seed: int):
+    """A DataLoader of exactly ``batches`` batches per pass: reshuffled permutations of ``data``
+    strung together (``RandomSampler`` without replacement, ``num_samples`` beyond ``len(data)``)."""
+    from torch.utils.data import DataLoader, RandomSampler
+
+    size = min(batch_size, len(data))  # fewer samples than a batch: every batch holds them all
+    sampler = RandomSampler(data, num_samples=batches * size, generator=torch.Generator().manual_seed(seed))
+    return DataLoader(data, batch_size=size, sampler=sampler)
 
 
 # --------------------------------------------------------------------------- evaluation

@@ -139,8 +139,15 @@ def test_fractions_are_honoured(scene, split):
     counts = np.bincount(scene.labels[result.train_mask], minlength=scene.n_classes + 1)[1:]
     train_counts = split.class_counts(scene.labels)["train"]
     np.testing.assert_array_equal(counts, np.maximum(1, np.round(0.05 * train_counts)).astype(int))
-    # the same number of optimizer steps whatever the fraction: 5 % fits in one batch
-    assert result.steps >= 2 and result.history.epochs == 2
+    # exactly `steps` optimizer steps whatever the fraction (5 % fits in one batch, 100 % does not)
+    assert result.steps == 2 and result.history.epochs == 2
+    calls = []
+    model.register_forward_hook(lambda m, i, o: calls.append(len(i[0])) if m.training else None)
+    full = ft.finetune(model, scene, split, 1.0, steps=45, batch_size=16, progress=False)
+    assert full.steps == 45 and full.history.epochs == 15 and calls == [16] * 45
+    calls.clear()
+    few = ft.finetune(model, scene, split, 0.01, steps=3, batch_size=16, progress=False)
+    assert calls == [few.n_labels] * 3 and few.n_labels < 16
 
 
 def test_standardizer_uses_only_the_training_region(scene, split):
