@@ -196,6 +196,9 @@ def run_notebook(
         metrics_file.unlink()
     old = os.environ.get(METRICS_ENV)
     os.environ[METRICS_ENV] = str(metrics_file.resolve())
+    # OpenMP threads that spin while idle make small torch/BLAS work many times slower on a
+    # shared CPU (Binder, a busy laptop); kernels inherit a passive wait unless told otherwise.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     start = time.perf_counter()
     error, status = "", "ok"
     try:

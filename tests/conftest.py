@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 _SESSION_CACHE = Path(tempfile.mkdtemp(prefix="mae-nb-test-cache-"))
 os.environ["MAE_NB_CACHE"] = str(_SESSION_CACHE)
 os.environ.setdefault("MPLBACKEND", "Agg")
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # no spinning threads on a shared CPU
 
 
 def real_data_dir() -> Path | None:
