@@ -725,6 +725,7 @@ def reconstruct_scene(
     overwrite: bool = False,
     progress: bool = True,
     tile_size: int | None = None,
+    window: tuple[int, int, int, int] | None = None,
 ) -> SceneResult:
     """Reconstruct a GeoTIFF of any size tile by tile; write the reconstruction and an error map.
 
@@ -741,12 +742,15 @@ def reconstruct_scene(
     ``error_path`` (default ``<out>_error.tif``), float32, the per-pixel root-mean-square error
     over bands in the source's units, NaN at nodata. Existing files are never replaced unless
     ``overwrite=True``. Files are written under a temporary name and renamed when complete.
+    ``window``: ``(row_off, col_off, height, width)`` to reconstruct only that part of the scene
+    (the outputs then cover the window, with its transform).
     """
     import rasterio
     from rasterio.windows import Window
     from tqdm.auto import tqdm
 
-    from mae_nb.data.geotiff import _open, check_bands
+    from mae_nb.data.geotiff import _open, check_bands, check_window
+    from rasterio.windows import transform as window_transform
     from mae_nb.data.tiling import tile_starts
 
     geom = model_geometry(model)
@@ -780,7 +784,8 @@ def reconstruct_scene(
         normalize, mean, std = model_normalization(model, normalize, mean, std)
         norm = scene_normalization(src, idx, normalize, mean, std)
 
-        h, w, c = src.height, src.width, len(idx)
+        r_off, c_off, h, w = check_window(window, src.height, src.width, in_path)
+        c = len(idx)
         stride = size - overlap
         row_starts = tile_starts(max(h, size), size, stride)
         col_starts = tile_starts(max(w, size), size, stride)
@@ -788,7 +793,8 @@ def reconstruct_scene(
         dtype = src.dtypes[idx[0] - 1]
         nodata = src.nodata
         block = 256
-        profile = dict(driver="GTiff", height=h, width=w, crs=src.crs, transform=src.transform,
+        out_transform = window_transform(Window(c_off, r_off, w, h), src.transform)
+        profile = dict(driver="GTiff", height=h, width=w, crs=src.crs, transform=out_transform,
                        compress="deflate", tiled=True, blockxsize=block, blockysize=block, BIGTIFF="IF_SAFER")
         tmp_out = out_path.with_name(f".{out_path.name}.partial")
         tmp_err = error_path.with_name(f".{error_path.name}.partial")
@@ -820,13 +826,13 @@ def reconstruct_scene(
                         batch = jobs[k:k + int(batch_size)]
                         reads = []
                         for t, rr, cc in batch:
-                            win = Window(cc, rr, size, size)
-                            boundless = rr + size > h or cc + size > w
+                            win = Window(cc + c_off, rr + r_off, size, size)
+                            boundless = rr + r_off + size > src.height or cc + c_off + size > src.width
                             arr = src.read(idx, window=win, boundless=boundless,
                                            fill_value=nodata if nodata is not None else 0).astype(np.float32)
                             ok = (src.read_masks(idx, window=win, boundless=boundless) > 0).any(axis=0)
                             ok &= np.isfinite(arr).all(axis=0)
-                            if boundless:  # outside the scene is nodata, whatever the file says
+                            if rr + size > h or cc + size > w:  # outside the scene (or window) is nodata
                                 ok[max(0, h - rr):, :] = False
                                 ok[:, max(0, w - cc):] = False
                             reads.append((t, rr, cc, arr, ok))
@@ -860,7 +866,7 @@ def reconstruct_scene(
                         ws = wsum[:n]
                         ok = ws > 0
                         rec = acc[:, :n] / np.where(ok, ws, 1.0)
-                        orig = src.read(idx, window=Window(0, top, w, n)).astype(np.float32)
+                        orig = src.read(idx, window=Window(c_off, top + r_off, w, n)).astype(np.float32)
                         err = np.sqrt(np.mean((rec - orig) ** 2, axis=0))
                         err = np.where(ok, err, np.nan).astype(np.float32)
                         sq_sum += float(np.sum(err[ok].astype(np.float64) ** 2) * c)
@@ -1159,7 +1165,7 @@ def train_quick_mae(image: np.ndarray, valid: np.ndarray | None = None, *, tile_
     image = np.asarray(image, np.float32)
     valid = np.ones(image.shape[1:], bool) if valid is None else np.asarray(valid, bool)
     norm = normalization(image, "per-band", valid)
-    tiles = tile(norm.apply(np.nan_to_num(image)), tile_size, stride=max(8, tile_size // 4), valid=valid)
+    tiles = tile(norm.apply(np.nan_to_num(image)), tile_size, stride=max(8, tile_size // 2), valid=valid)
     if len(tiles) == 0:
         raise ValueError(f"no fully valid {tile_size} x {tile_size} tile in the image to train on")
 

@@ -18,8 +18,9 @@ def reconstruction_sliders(model, image, *, bands=None, valid=None, rgb=None, ma
     shows. A bad combination (e.g. covering mode with more passes than groups) is reported in
     words instead of the figure. Returns the widget box (display it, or leave it last in a cell).
     """
+    import io
+
     import ipywidgets as W
-    from IPython.display import display
 
     from mae_nb.reconstruct import reconstruct
     from mae_nb.viz import plot_reconstruction
@@ -30,7 +31,8 @@ def reconstruction_sliders(model, image, *, bands=None, valid=None, rgb=None, ma
     seed_s = W.IntSlider(value=seed, min=0, max=99, description="seed", continuous_update=False)
     mode_s = W.ToggleButtons(options=["chained", "covering"], value=mode, description="mode")
     score = W.HTML()
-    out = W.Output()
+    # the figure as a PNG image widget: no Output-widget capture, which papermill/nbclient can hang on
+    picture = W.Image(format="png")
 
     def update(*_):
         try:
@@ -40,19 +42,20 @@ def reconstruction_sliders(model, image, *, bands=None, valid=None, rgb=None, ma
             score.value = f"<b>cannot run:</b> {exc}"
             return
         fig = plot_reconstruction(rec, bands=rgb)
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=80)
+        picture.value = buffer.getvalue()
         score.value = (f"<b>masked-patch PSNR {rec.psnr_masked:.2f} dB</b><br>SSIM {rec.ssim_masked:.3f}<br>"
                        f"whole crop: PSNR {rec.psnr:.2f} dB<br>{rec.masked_share:.0%} of patches replaced<br>"
                        f"{rec.seconds:.2f} s")
-        with out:
-            out.clear_output(wait=True)
-            display(fig)
 
     for s in (ratio_s, iter_s, seed_s, mode_s):
         s.observe(update, names="value")
     update()
-    box = W.VBox([W.HBox([ratio_s, iter_s, seed_s]), mode_s, W.HBox([out, score])])
+    box = W.VBox([W.HBox([ratio_s, iter_s, seed_s]), mode_s, W.HBox([picture, score])])
     box.update = update  # so a test (or a person) can re-run it by hand
-    box.controls = {"mask_ratio": ratio_s, "iterations": iter_s, "seed": seed_s, "mode": mode_s, "score": score}
+    box.controls = {"mask_ratio": ratio_s, "iterations": iter_s, "seed": seed_s, "mode": mode_s, "score": score,
+                    "picture": picture}
     return box
 
 

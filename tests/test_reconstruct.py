@@ -586,9 +586,24 @@ def test_sliders_run_the_same_functions(model, image):
     assert c["mask_ratio"].min == 0.05 and c["mask_ratio"].max == 0.95
     assert c["iterations"].min == 1 and c["iterations"].max == 10
     assert not c["mask_ratio"].continuous_update and not c["iterations"].continuous_update
+    assert c["picture"].value[:4] == b"\x89PNG"  # the figure, drawn
     expected = reconstruct(model, image, 0.5, 1, 2)
     assert f"{expected.psnr_masked:.2f} dB" in c["score"].value
     c["iterations"].value = 3  # a change re-runs reconstruct with the new value
     assert f"{reconstruct(model, image, 0.5, 3, 2).psnr_masked:.2f} dB" in c["score"].value
     c["mask_ratio"].value = 0.95  # leaves no patch of 16 visible: reported in words, no traceback
     assert "cannot run" in c["score"].value and "no visible patch" in c["score"].value
+
+
+def test_scene_window(model, scene_tif, tmp_path):
+    from mae_nb.data import read_raster
+
+    res = reconstruct_scene(model, scene_tif, tmp_path / "w.tif", mask_ratio=0.0, window=(100, 5, 50, 30),
+                            progress=False)
+    part, rec = read_raster(scene_tif, window=(100, 5, 50, 30)), read_raster(res.out_path)
+    np.testing.assert_array_equal(rec.array, part.array)
+    assert rec.transform == part.transform and rec.shape == (50, 30)
+    from mae_nb.errors import RasterError
+
+    with pytest.raises(RasterError, match="outside"):
+        reconstruct_scene(model, scene_tif, tmp_path / "w2.tif", window=(290, 0, 50, 30), progress=False)
