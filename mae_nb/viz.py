@@ -570,7 +570,7 @@ def _np_tiles(x) -> np.ndarray:
 
 
 def plot_tile_reconstructions(originals, reconstructions: dict, rgb: Sequence[int] = (1, 2, 3), n: int = 6,
-                              size: float = 1.7, scores: dict | None = None) -> Figure:
+                              size: float = 1.7, scores: dict | None = None, original_label: str = "original") -> Figure:
     """Original tiles (top row) and each model's reconstructions (one row per entry), as RGB composites.
 
     originals: (N, C, H, W); reconstructions: {name: (N, C, H, W)}. Every panel uses the
@@ -579,7 +579,7 @@ def plot_tile_reconstructions(originals, reconstructions: dict, rgb: Sequence[in
     """
     orig = _np_tiles(originals)
     n = min(n, len(orig))
-    rows = {"original": orig, **{k: _np_tiles(v) for k, v in reconstructions.items()}}
+    rows = {original_label: orig, **{k: _np_tiles(v) for k, v in reconstructions.items()}}
     lo, hi = _shared_stretch(orig[:n], rgb)
     fig, axes = _figure(len(rows), n, size)
     for r, (name, arr) in enumerate(rows.items()):
