@@ -42,7 +42,7 @@ CHROMIUM_ARGS = [
 ]
 # Sliders a chapter must have (regex on the slider's description, case-insensitive); a chapter
 # with sliders but no entry here must have at least one, and all of its sliders are moved.
-REQUIRED_SLIDERS = {"04": ("mask.?ratio", "iteration")}
+REQUIRED_SLIDERS = {"02": ("mask.?ratio",), "04": ("mask.?ratio", "iteration"), "06": ("mask.?ratio",)}
 
 NOTEBOOKS = list_notebooks(ROOT / "notebooks")
 
@@ -185,6 +185,7 @@ def browser(lab, tmp_path_factory):
 
 # --------------------------------------------------------------------------- page helpers
 
+CELL_OF = "xpath=ancestor::div[contains(concat(' ', @class, ' '), ' jp-CodeCell ')][1]"  # a widget's cell
 _PROMPTS = "() => Array.from(document.querySelectorAll('.jp-NotebookPanel:not(.lm-mod-hidden) " \
            ".jp-CodeCell .jp-InputPrompt')).map(e => e.textContent.trim())"
 
@@ -226,15 +227,37 @@ def slug(label: str) -> str:
 
 
 def cell_state(cell) -> tuple[tuple[str, ...], str]:
-    """What a person sees change: the images in a cell's output, and the text beside them
-    (the sliders' own readouts excluded)."""
+    """What a person sees change: the bytes (SHA-256) of the images in a cell's output, and the
+    text beside them (the sliders' own readouts excluded). Bytes, not ``src``: an image widget
+    gets a new blob URL on every update, even when the picture is the same."""
     return cell.evaluate(
-        """c => {
-            const imgs = Array.from(c.querySelectorAll('.jp-OutputArea img')).map(i => i.src);
+        """async c => {
+            const digests = [];
+            for (const img of c.querySelectorAll('.jp-OutputArea img')) {
+                try {
+                    const bytes = await (await fetch(img.src)).arrayBuffer();
+                    const hash = new Uint8Array(await crypto.subtle.digest('SHA-256', bytes));
+                    digests.push(Array.from(hash, b => b.toString(16).padStart(2, '0')).join(''));
+                } catch (e) {
+                    digests.push('unreadable');  // replaced while being read: read again
+                }
+            }
             const texts = Array.from(c.querySelectorAll('.widget-html-content, .jp-OutputArea-output pre'))
                 .map(e => e.textContent);
-            return [imgs, texts.join('\\n')];
+            return [digests, texts.join('\\n')];
         }"""
+    )
+
+
+def distorted_images(cell) -> list[str]:
+    """Images in a cell shown at another aspect ratio than they were drawn (squeezed by the layout)."""
+    return cell.evaluate(
+        """c => Array.from(c.querySelectorAll('.jp-OutputArea img'))
+            .filter(i => i.naturalWidth && i.clientWidth && i.clientHeight)
+            .map(i => [i.naturalWidth / i.naturalHeight, i.clientWidth / i.clientHeight, i.naturalWidth,
+                       i.naturalHeight, i.clientWidth, i.clientHeight])
+            .filter(([drawn, shown]) => Math.abs(shown / drawn - 1) > 0.05)
+            .map(([, , nw, nh, cw, ch]) => `drawn ${nw}x${nh} px, shown ${cw}x${ch} px`)"""
     )
 
 
@@ -289,8 +312,10 @@ def test_chapter_runs_in_jupyterlab_and_its_sliders_redraw(path, lab, browser, t
     page = browser.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
+    t0 = time.monotonic()
     try:
         open_and_run(page, lab, path.name, left - 20)
+        ran = time.monotonic() - t0
 
         # No cell failed: the saved notebook has every code cell executed and no error output.
         nb = save_and_read(page, lab["root"] / "notebooks" / path.name)
@@ -305,6 +330,7 @@ def test_chapter_runs_in_jupyterlab_and_its_sliders_redraw(path, lab, browser, t
         sliders = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .widget-slider")
         if not has_sliders(path):
             shot(page, f"{nn}_run_all.png", tmp_path)
+            print(f"chapter {nn}: run all cells {ran:.0f} s (no sliders)")
             return
         assert sliders.count() > 0, f"chapter {nn} calls widgets but no slider rendered"
         labels = [sliders.nth(i).locator(".widget-label").first.inner_text().strip()
@@ -319,12 +345,14 @@ def test_chapter_runs_in_jupyterlab_and_its_sliders_redraw(path, lab, browser, t
         else:
             chosen = list(range(len(labels)))
 
-        first_cell = sliders.nth(chosen[0]).locator("xpath=ancestor::div[contains(concat(' ', @class, ' '), ' jp-CodeCell ')][1]")
+        first_cell = sliders.nth(chosen[0]).locator(CELL_OF)
         first_cell.scroll_into_view_if_needed()
         shot(first_cell, f"{nn}_before.png", tmp_path)
+        bad = distorted_images(first_cell)
+        assert not bad, f"chapter {nn}: the figure next to the sliders is shown squeezed ({bad}; see {nn}_before.png)"
         for i in chosen:
             slider = sliders.nth(i)
-            cell = slider.locator("xpath=ancestor::div[contains(concat(' ', @class, ' '), ' jp-CodeCell ')][1]")
+            cell = slider.locator(CELL_OF)
             cell.scroll_into_view_if_needed()
             before = cell_state(cell)
             assert before[0], f"chapter {nn}: no figure next to the {labels[i]!r} slider"
@@ -337,7 +365,7 @@ def test_chapter_runs_in_jupyterlab_and_its_sliders_redraw(path, lab, browser, t
             page.wait_for_function("([el, v]) => el.textContent !== v", arg=[readout.element_handle(), value],
                                    timeout=10_000)
             deadline = time.monotonic() + max(10.0, BUDGET_S - (time.monotonic() - lab["start"]) - 10)
-            while cell_state(cell)[0] == before[0]:
+            while (now := cell_state(cell)[0]) == before[0] or "unreadable" in now:
                 assert time.monotonic() < deadline, (
                     f"chapter {nn}: moving {labels[i]!r} from {value} to {readout.inner_text()} "
                     "did not change the figure")
@@ -345,9 +373,13 @@ def test_chapter_runs_in_jupyterlab_and_its_sliders_redraw(path, lab, browser, t
             wait_idle(page, 120)
             after = cell_state(cell)
             assert "cannot run" not in after[1], after[1]
-            assert "Error displaying widget" not in cell.inner_text()
             shot(cell, f"{nn}_after_{slug(labels[i])}.png", tmp_path)
+            bad = distorted_images(cell)
+            assert not bad, f"chapter {nn}: after moving {labels[i]!r} the figure is shown squeezed: {bad}"
+            assert "Error displaying widget" not in cell.inner_text()
         assert errors == [], f"JavaScript errors on the page: {errors}"
+        print(f"chapter {nn}: run all cells {ran:.0f} s, {len(chosen)} slider(s) moved and redrawn in "
+              f"{time.monotonic() - t0 - ran:.0f} s; {time.monotonic() - lab['start']:.0f} s since JupyterLab started")
     except BaseException:
         page.screenshot(path=str(tmp_path / f"{nn}_failure.png"))
         shutil.copy(tmp_path / f"{nn}_failure.png", _keep_dir() / f"{nn}_failure.png")
