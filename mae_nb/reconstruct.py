@@ -782,7 +782,8 @@ def reconstruct_scene(
         length = (size // p) ** 2
         ratio, iterations, _ = _check_common(mask_ratio, iterations, mode, precision, length)
         normalize, mean, std = model_normalization(model, normalize, mean, std)
-        norm = scene_normalization(src, idx, normalize, mean, std)
+        with rasterio.Env(GDAL_CACHEMAX=16):  # a decimated read must not fill GDAL's block cache
+            norm = scene_normalization(src, idx, normalize, mean, std)
 
         r_off, c_off, h, w = check_window(window, src.height, src.width, in_path)
         c = len(idx)
@@ -806,7 +807,7 @@ def reconstruct_scene(
         n_tiles, skipped, sq_sum, abs_sum, count = 0, 0, 0.0, 0.0, 0
         start = time.perf_counter()
         try:
-            with rasterio.Env(GDAL_CACHEMAX=64), \
+            with rasterio.Env(GDAL_CACHEMAX=16), \
                     rasterio.open(tmp_out, "w", count=c, dtype=dtype, nodata=nodata, **profile) as dst, \
                     rasterio.open(tmp_err, "w", count=1, dtype="float32", nodata=float("nan"), **profile) as edst:
                 for i, b in enumerate(idx, start=1):
@@ -863,17 +864,23 @@ def reconstruct_scene(
                     done = h if last else int(row_starts[ri + 1])
                     n = done - top
                     if n > 0:
-                        ws = wsum[:n]
-                        ok = ws > 0
-                        rec = acc[:, :n] / np.where(ok, ws, 1.0)
-                        orig = src.read(idx, window=Window(c_off, top + r_off, w, n)).astype(np.float32)
-                        err = np.sqrt(np.mean((rec - orig) ** 2, axis=0))
-                        err = np.where(ok, err, np.nan).astype(np.float32)
-                        sq_sum += float(np.sum(err[ok].astype(np.float64) ** 2) * c)
-                        abs_sum += float(np.sum(err[ok], dtype=np.float64))
-                        count += int(ok.sum())
-                        out_writer.add(_to_dtype(rec, dtype, nodata, ok), final=last)
-                        err_writer.add(err[None], final=last)
+                        rec_rows = np.empty((c, n, w), dtype)
+                        err_rows = np.empty((1, n, w), np.float32)
+                        for j in range(0, w, 1024):  # column chunks keep the temporaries small
+                            k = min(w, j + 1024)
+                            ws = wsum[:n, j:k]
+                            ok = ws > 0
+                            rec = acc[:, :n, j:k] / np.where(ok, ws, 1.0)
+                            orig = src.read(idx, window=Window(c_off + j, top + r_off, k - j, n)).astype(np.float32)
+                            err = np.sqrt(np.mean((rec - orig) ** 2, axis=0))
+                            err = np.where(ok, err, np.nan).astype(np.float32)
+                            sq_sum += float(np.sum(err[ok].astype(np.float64) ** 2) * c)
+                            abs_sum += float(np.sum(err[ok], dtype=np.float64))
+                            count += int(ok.sum())
+                            rec_rows[:, :, j:k] = _to_dtype(rec, dtype, nodata, ok)
+                            err_rows[0, :, j:k] = err
+                        out_writer.add(rec_rows, final=last)
+                        err_writer.add(err_rows, final=last)
                         keep = size - n
                         acc[:, :keep] = acc[:, n:n + keep]
                         acc[:, keep:] = 0
