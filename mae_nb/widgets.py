@@ -45,6 +45,9 @@ def reconstruction_sliders(model, image, *, bands=None, valid=None, rgb=None, ma
         buffer = io.BytesIO()
         fig.savefig(buffer, format="png", dpi=80)
         picture.value = buffer.getvalue()
+        width, height = (fig.get_size_inches() * 80).round().astype(int)
+        # shown at the size it was drawn, never squeezed by the box around it
+        picture.layout = W.Layout(width=f"{width}px", height=f"{height}px", flex="0 0 auto", object_fit="contain")
         score.value = (f"<b>masked-patch PSNR {rec.psnr_masked:.2f} dB</b><br>SSIM {rec.ssim_masked:.3f}<br>"
                        f"whole crop: PSNR {rec.psnr:.2f} dB<br>{rec.masked_share:.0%} of patches replaced<br>"
                        f"{rec.seconds:.2f} s")
@@ -52,7 +55,8 @@ def reconstruction_sliders(model, image, *, bands=None, valid=None, rgb=None, ma
     for s in (ratio_s, iter_s, seed_s, mode_s):
         s.observe(update, names="value")
     update()
-    box = W.VBox([W.HBox([ratio_s, iter_s, seed_s]), mode_s, W.HBox([picture, score])])
+    box = W.VBox([W.HBox([ratio_s, iter_s, seed_s]), mode_s,
+                  W.HBox([picture, score], layout=W.Layout(align_items="flex-start", flex_flow="row wrap"))])
     box.update = update  # so a test (or a person) can re-run it by hand
     box.controls = {"mask_ratio": ratio_s, "iterations": iter_s, "seed": seed_s, "mode": mode_s, "score": score,
                     "picture": picture}
@@ -200,52 +204,4 @@ def spectral_mask_explorer(model, imgs, *, mask_ratio: float = 0.7, seed: int = 
         s.observe(update, names="value")
     box.update = update
     update()
-    return box
-
-
-def reconstruction_sliders(model, image, *, bands=None, valid=None, rgb=None, mask_ratio: float = 0.75,
-                           iterations: int = 1, seed: int = 0, mode: str = "chained", **kwargs):
-    """Sliders for mask ratio (0.05-0.95), iterations (1-10) and seed on one image.
-
-    Each change runs ``mae_nb.reconstruct.reconstruct(model, image, mask_ratio, iterations, seed,
-    mode, bands=bands, valid=valid, **kwargs)`` and shows ``mae_nb.viz.plot_reconstruction(rec,
-    bands=rgb)`` with the masked-patch PSNR beside it: exactly what a cell calling those two
-    shows. A bad combination (e.g. covering mode with more passes than groups) is reported in
-    words instead of the figure. Returns the widget box (display it, or leave it last in a cell).
-    """
-    import ipywidgets as W
-    from IPython.display import display
-
-    from mae_nb.reconstruct import reconstruct
-    from mae_nb.viz import plot_reconstruction
-
-    ratio_s = W.FloatSlider(value=mask_ratio, min=0.05, max=0.95, step=0.05, description="mask ratio",
-                            continuous_update=False, readout_format=".2f")
-    iter_s = W.IntSlider(value=iterations, min=1, max=10, description="iterations", continuous_update=False)
-    seed_s = W.IntSlider(value=seed, min=0, max=99, description="seed", continuous_update=False)
-    mode_s = W.ToggleButtons(options=["chained", "covering"], value=mode, description="mode")
-    score = W.HTML()
-    out = W.Output()
-
-    def update(*_):
-        try:
-            rec = reconstruct(model, image, ratio_s.value, iter_s.value, seed_s.value, mode_s.value,
-                              bands=bands, valid=valid, **kwargs)
-        except ValueError as exc:
-            score.value = f"<b>cannot run:</b> {exc}"
-            return
-        fig = plot_reconstruction(rec, bands=rgb)
-        score.value = (f"<b>masked-patch PSNR {rec.psnr_masked:.2f} dB</b><br>SSIM {rec.ssim_masked:.3f}<br>"
-                       f"whole crop: PSNR {rec.psnr:.2f} dB<br>{rec.masked_share:.0%} of patches replaced<br>"
-                       f"{rec.seconds:.2f} s")
-        with out:
-            out.clear_output(wait=True)
-            display(fig)
-
-    for s in (ratio_s, iter_s, seed_s, mode_s):
-        s.observe(update, names="value")
-    update()
-    box = W.VBox([W.HBox([ratio_s, iter_s, seed_s]), mode_s, W.HBox([out, score])])
-    box.update = update  # so a test (or a person) can re-run it by hand
-    box.controls = {"mask_ratio": ratio_s, "iterations": iter_s, "seed": seed_s, "mode": mode_s, "score": score}
     return box
