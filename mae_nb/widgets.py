@@ -7,6 +7,67 @@ every pixel of the drag.
 
 from __future__ import annotations
 
+import io
+from typing import Any, Callable
+
+
+def figure_png(fig, dpi: int = 80) -> bytes:
+    """A matplotlib Figure as PNG bytes."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    return buffer.getvalue()
+
+
+def explorer(controls: dict[str, Any], draw: Callable[..., tuple[Any, str, Any]], *, dpi: int = 80):
+    """Wire ``controls`` (name -> ipywidget) to ``draw(**values) -> (Figure, html, result)``.
+
+    Every chapter's sliders are built on this: a change of any control calls ``draw`` with the
+    controls' values and shows its Figure as a PNG image widget with ``html`` beside it (the
+    number that moves). The figure is an ``Image`` widget rather than an ``Output`` widget, on
+    which papermill/nbclient can hang (jupyter/nbclient#312). A ``ValueError`` from ``draw``
+    (a combination that cannot run) is shown in words instead of the figure.
+
+    Returns the widget box, with ``box.update()`` to re-run it by hand, ``box.result`` (the last
+    result) and ``box.controls`` (the controls plus ``"score"`` and ``"picture"``).
+    """
+    import ipywidgets as W
+
+    score = W.HTML()
+    picture = W.Image(format="png")
+    row = W.Box(list(controls.values()), layout=W.Layout(flex_flow="row wrap"))
+    box = W.VBox([row, W.HBox([picture, score])])
+    box.result = None
+
+    def update(*_):
+        try:
+            fig, html, result = draw(**{name: c.value for name, c in controls.items()})
+        except ValueError as exc:
+            score.value = f"<b>cannot run:</b> {exc}"
+            return
+        box.result = result
+        picture.value = figure_png(fig, dpi)
+        score.value = html
+
+    for control in controls.values():
+        control.observe(update, names="value")
+    box.update = update
+    box.controls = {**controls, "score": score, "picture": picture}
+    update()
+    return box
+
+
+def _ratio_slider(value: float, low: float, high: float):
+    import ipywidgets as W
+
+    return W.FloatSlider(value=value, min=low, max=high, step=0.05, description="mask ratio",
+                         continuous_update=False, readout_format=".2f")
+
+
+def _seed_slider(value: int):
+    import ipywidgets as W
+
+    return W.IntSlider(value=value, min=0, max=99, description="seed", continuous_update=False)
+
 
 def reconstruction_sliders(model, image, *, bands=None, valid=None, rgb=None, mask_ratio: float = 0.75,
                            iterations: int = 1, seed: int = 0, mode: str = "chained", **kwargs):
@@ -18,49 +79,24 @@ def reconstruction_sliders(model, image, *, bands=None, valid=None, rgb=None, ma
     shows. A bad combination (e.g. covering mode with more passes than groups) is reported in
     words instead of the figure. Returns the widget box (display it, or leave it last in a cell).
     """
-    import io
-
     import ipywidgets as W
 
     from mae_nb.reconstruct import reconstruct
     from mae_nb.viz import plot_reconstruction
 
-    ratio_s = W.FloatSlider(value=mask_ratio, min=0.05, max=0.95, step=0.05, description="mask ratio",
-                            continuous_update=False, readout_format=".2f")
-    iter_s = W.IntSlider(value=iterations, min=1, max=10, description="iterations", continuous_update=False)
-    seed_s = W.IntSlider(value=seed, min=0, max=99, description="seed", continuous_update=False)
-    mode_s = W.ToggleButtons(options=["chained", "covering"], value=mode, description="mode")
-    score = W.HTML()
-    # the figure as a PNG image widget: no Output-widget capture, which papermill/nbclient can hang on
-    picture = W.Image(format="png")
+    def draw(mask_ratio, iterations, seed, mode):
+        rec = reconstruct(model, image, mask_ratio, iterations, seed, mode, bands=bands, valid=valid, **kwargs)
+        html = (f"<b>masked-patch PSNR {rec.psnr_masked:.2f} dB</b><br>SSIM {rec.ssim_masked:.3f}<br>"
+                f"whole crop: PSNR {rec.psnr:.2f} dB<br>{rec.masked_share:.0%} of patches replaced<br>"
+                f"{rec.seconds:.2f} s")
+        return plot_reconstruction(rec, bands=rgb), html, rec
 
-    def update(*_):
-        try:
-            rec = reconstruct(model, image, ratio_s.value, iter_s.value, seed_s.value, mode_s.value,
-                              bands=bands, valid=valid, **kwargs)
-        except ValueError as exc:
-            score.value = f"<b>cannot run:</b> {exc}"
-            return
-        fig = plot_reconstruction(rec, bands=rgb)
-        buffer = io.BytesIO()
-        fig.savefig(buffer, format="png", dpi=80)
-        picture.value = buffer.getvalue()
-        width, height = (fig.get_size_inches() * 80).round().astype(int)
-        # shown at the size it was drawn, never squeezed by the box around it
-        picture.layout = W.Layout(width=f"{width}px", height=f"{height}px", flex="0 0 auto", object_fit="contain")
-        score.value = (f"<b>masked-patch PSNR {rec.psnr_masked:.2f} dB</b><br>SSIM {rec.ssim_masked:.3f}<br>"
-                       f"whole crop: PSNR {rec.psnr:.2f} dB<br>{rec.masked_share:.0%} of patches replaced<br>"
-                       f"{rec.seconds:.2f} s")
-
-    for s in (ratio_s, iter_s, seed_s, mode_s):
-        s.observe(update, names="value")
-    update()
-    box = W.VBox([W.HBox([ratio_s, iter_s, seed_s]), mode_s,
-                  W.HBox([picture, score], layout=W.Layout(align_items="flex-start", flex_flow="row wrap"))])
-    box.update = update  # so a test (or a person) can re-run it by hand
-    box.controls = {"mask_ratio": ratio_s, "iterations": iter_s, "seed": seed_s, "mode": mode_s, "score": score,
-                    "picture": picture}
-    return box
+    return explorer({
+        "mask_ratio": _ratio_slider(mask_ratio, 0.05, 0.95),
+        "iterations": W.IntSlider(value=iterations, min=1, max=10, description="iterations", continuous_update=False),
+        "seed": _seed_slider(seed),
+        "mode": W.ToggleButtons(options=["chained", "covering"], value=mode, description="mode"),
+    }, draw)
 
 
 def pca_view(model, image, block: int | None = None, scenario: str = "none", *, bands=None, seed: int = 0,
@@ -81,31 +117,22 @@ def pca_explorer(model, image, *, bands=None, seed: int = 0, scene_rgb=None, blo
                  scenario: str = "none"):
     """A slider for the encoder block and one for the masking scenario; each change redraws
     :func:`pca_view` (the same call a cell can make). Returns the widget box."""
-    import io
-
     import ipywidgets as W
 
     from mae_nb.features import SCENARIOS
 
     depth = len(model.blocks)
-    block_s = W.IntSlider(value=block % depth, min=0, max=depth - 1, description="block", continuous_update=False)
-    scen_s = W.SelectionSlider(options=list(SCENARIOS), value=scenario, description="scenario",
-                               continuous_update=False)
-    out = W.Image(format="png")  # the figure as a PNG: a plain widget update, no captured output
 
-    def update(*_):
-        fig = pca_view(model, image, block_s.value, scen_s.value, bands=bands, seed=seed, scene_rgb=scene_rgb)
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=90)
-        out.value = buf.getvalue()
+    def draw(block, scenario):
+        fig = pca_view(model, image, block, scenario, bands=bands, seed=seed, scene_rgb=scene_rgb)
+        return fig, "", None
 
-    for s in (block_s, scen_s):
-        s.observe(update, names="value")
-    update()
-    box = W.VBox([W.HBox([block_s, scen_s]), out])
-    box.update = update
-    box.controls = {"block": block_s, "scenario": scen_s}
-    return box
+    return explorer({
+        "block": W.IntSlider(value=block % depth, min=0, max=depth - 1, description="block",
+                             continuous_update=False),
+        "scenario": W.SelectionSlider(options=list(SCENARIOS), value=scenario, description="scenario",
+                                      continuous_update=False),
+    }, draw, dpi=90)
 
 
 def mask_ratio_explorer(model, imgs, *, rgb=(1, 2, 3), mask_ratio: float = 0.5, patch_size: int | None = None,
@@ -117,40 +144,16 @@ def mask_ratio_explorer(model, imgs, *, rgb=(1, 2, 3), mask_ratio: float = 0.5, 
     exactly what a cell calling those two shows. Returns the widget box; ``box.update()``
     re-runs it by hand and ``box.result`` is the last result.
     """
-    import ipywidgets as W
-    from IPython.display import display
-
     from mae_nb.models.autoencoders import masked_reconstruction
     from mae_nb.viz import plot_masked_reconstruction
 
-    ratio_s = W.FloatSlider(value=mask_ratio, min=0.0, max=0.9, step=0.05, description="mask ratio",
-                            continuous_update=False, readout_format=".2f")
-    seed_s = W.IntSlider(value=seed, min=0, max=99, description="seed", continuous_update=False)
-    score = W.HTML()
-    out = W.Output()
-
-    def update(*_):
-        try:
-            result = masked_reconstruction(model, imgs[:n], ratio_s.value, patch_size, seed_s.value)
-        except ValueError as exc:
-            score.value = f"<b>cannot run:</b> {exc}"
-            return
-        box.result = result
+    def draw(mask_ratio, seed):
+        result = masked_reconstruction(model, imgs[:n], mask_ratio, patch_size, seed)
         hidden = "n/a" if result.psnr_hidden != result.psnr_hidden else f"{result.psnr_hidden:.2f} dB"
-        score.value = f"PSNR hidden pixels: <b>{hidden}</b>; visible pixels: {result.psnr_visible:.2f} dB"
-        fig = plot_masked_reconstruction(result, rgb, n)
-        with out:
-            out.clear_output(wait=True)
-            display(fig)
+        html = f"PSNR hidden pixels: <b>{hidden}</b><br>visible pixels: {result.psnr_visible:.2f} dB"
+        return plot_masked_reconstruction(result, rgb, n), html, result
 
-    box = W.VBox([W.HBox([ratio_s, seed_s]), score, out])
-    box.result = None
-    for s in (ratio_s, seed_s):
-        s.observe(update, names="value")
-    update()
-    box.update = update
-    box.controls = {"mask_ratio": ratio_s, "seed": seed_s, "score": score}
-    return box
+    return explorer({"mask_ratio": _ratio_slider(mask_ratio, 0.0, 0.9), "seed": _seed_slider(seed)}, draw)
 
 
 def show_spectral_reconstruction(model, imgs, mask_ratio: float = 0.7, seed: int = 0, *, wavelengths=None,
@@ -176,32 +179,9 @@ def spectral_mask_explorer(model, imgs, *, mask_ratio: float = 0.7, seed: int = 
     exactly what a cell calling that function shows. Returns the widget box; ``box.update()``
     re-runs it, ``box.result`` is the last reconstruction.
     """
-    import ipywidgets as W
-    from IPython.display import display
+    def draw(mask_ratio, seed):
+        fig, rec = show_spectral_reconstruction(model, imgs, mask_ratio, seed, wavelengths=wavelengths,
+                                                titles=titles, ncols=ncols)
+        return fig, f"MSE on masked values: <b>{rec.loss:.4f}</b> (standardized units)", rec
 
-    ratio_s = W.FloatSlider(value=mask_ratio, min=0.1, max=0.95, step=0.05, description="mask ratio",
-                            continuous_update=False, readout_format=".2f")
-    seed_s = W.IntSlider(value=seed, min=0, max=99, description="seed", continuous_update=False)
-    score = W.HTML()
-    out = W.Output()
-
-    def update(*_):
-        try:
-            fig, rec = show_spectral_reconstruction(model, imgs, ratio_s.value, seed_s.value,
-                                                    wavelengths=wavelengths, titles=titles, ncols=ncols)
-        except ValueError as exc:
-            score.value = f"<b>cannot run:</b> {exc}"
-            return
-        box.result = rec
-        score.value = f"MSE on masked values: <b>{rec.loss:.4f}</b> (standardized units)"
-        with out:
-            out.clear_output(wait=True)
-            display(fig)
-
-    box = W.VBox([W.HBox([ratio_s, seed_s]), score, out])
-    box.result = None
-    for s in (ratio_s, seed_s):
-        s.observe(update, names="value")
-    box.update = update
-    update()
-    return box
+    return explorer({"mask_ratio": _ratio_slider(mask_ratio, 0.1, 0.95), "seed": _seed_slider(seed)}, draw)
