@@ -32,7 +32,7 @@ test: $(STAMP)
 	$(PY) -m pytest
 
 lab: $(STAMP)
-	$(VENV)/bin/jupyter lab notebooks/00_spatial_data_tour.ipynb
+	$(VENV)/bin/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) notebooks/00_spatial_data_tour.ipynb
 
 clean:
 	rm -rf $(OUT)

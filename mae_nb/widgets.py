@@ -33,9 +33,10 @@ def explorer(controls: dict[str, Any], draw: Callable[..., tuple[Any, str, Any]]
     import ipywidgets as W
 
     score = W.HTML()
-    picture = W.Image(format="png")
+    # shown at its drawn aspect ratio: never stretched to the row's height or squeezed in width
+    picture = W.Image(format="png", layout=W.Layout(object_fit="contain", max_width="100%", height="auto"))
     row = W.Box(list(controls.values()), layout=W.Layout(flex_flow="row wrap"))
-    box = W.VBox([row, W.HBox([picture, score])])
+    box = W.VBox([row, W.HBox([picture, score], layout=W.Layout(align_items="flex-start"))])
     box.result = None
 
     def update(*_):
