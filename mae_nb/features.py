@@ -41,6 +41,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from mae_nb.data.geotiff import check_bands
 from mae_nb.reconstruct import IMAGENET_MEAN, IMAGENET_STD, model_geometry, normalization, pass_noise, run_passes
 
 __all__ = [
@@ -178,13 +179,7 @@ def _as_scene(image, bands=None):
         raise ValueError(f"expected an image of shape (C, H, W), got shape {image.shape}")
     dtype = image.dtype
     if bands is not None:
-        c = image.shape[0]
-        bands = [int(b) for b in bands]
-        bad = [b for b in bands if not 1 <= b <= c]
-        if bad or not bands:
-            raise ValueError(f"band {bad[0] if bad else '(none)'} is out of range: the image has {c} band(s); "
-                             f"use 1-based indexes 1..{c}")
-        image = image[[b - 1 for b in bands]]
+        image = image[[b - 1 for b in check_bands(bands, image.shape[0], "the image")]]
     return image.astype(np.float32), valid, transform, crs, dtype
 
 

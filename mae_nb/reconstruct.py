@@ -51,6 +51,7 @@ import numpy as np
 import torch
 
 from mae_nb import metrics
+from mae_nb.data.geotiff import check_bands
 from mae_nb.masking import check_mask_ratio
 
 #: ImageNet statistics of RGB images scaled to [0, 1] (what Meta's MAE checkpoints expect).
@@ -466,13 +467,7 @@ def _as_image(image, bands) -> tuple[np.ndarray, object]:
     if image.ndim != 3:
         raise ValueError(f"expected one image of shape (C, H, W), got shape {image.shape}")
     if bands is not None:
-        c = image.shape[0]
-        bands = [int(b) for b in bands]
-        bad = [b for b in bands if not 1 <= b <= c]
-        if bad or not bands:
-            raise ValueError(f"band {bad[0] if bad else '(none)'} is out of range: the image has {c} "
-                             f"band(s); use 1-based indexes 1..{c}, e.g. bands=[3, 2, 1]")
-        image = image[[b - 1 for b in bands]]
+        image = image[[b - 1 for b in check_bands(bands, image.shape[0], "the image")]]
     return image, image.dtype
 
 

@@ -227,7 +227,7 @@ def test_band_selection_for_rgb_composites(model):
     np.testing.assert_allclose(r.original, six[[2, 1, 0]])
     with pytest.raises(ValueError, match=r"6 band\(s\) but the model expects in_chans=3; pick three with bands"):
         reconstruct(model, six, 0.5)
-    with pytest.raises(ValueError, match="band 7 is out of range"):
+    with pytest.raises(ValueError, match="band index 7 is out of range"):
         reconstruct(model, six, 0.5, bands=[7, 2, 1])
 
 
