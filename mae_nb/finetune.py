@@ -138,15 +138,16 @@ class Pretrained:
 
 
 def course_pretrained(scene, *, patch_size: int = 5, epochs: int = 2, max_pixels: int | None = 2000,
-                      model_kwargs: Mapping | None = None, seed: int = 0, progress: bool = True,
-                      quiet: bool = False) -> Pretrained:
+                      batch_size: int = 32, model_kwargs: Mapping | None = None, seed: int = 0,
+                      progress: bool = True, quiet: bool = False) -> Pretrained:
     """Chapter 06's pretrained transformer for ``scene``, or a brief pretraining when there is none.
 
     The checkpoint (:func:`mae_nb.models.spectral.course_checkpoint_path`) is used when it was
     pretrained on this scene (same name, source and band count). Otherwise (missing, another
     scene) a notice is printed and the model is pretrained here for ``epochs`` on
     ``max_pixels`` random pixels with ``model_kwargs`` (e.g. ``embed_dim``, ``depth``) and
-    ``patch_size``: short, so it shows the mechanics rather than what a full pretraining gives.
+    ``patch_size``: short, so it shows the mechanics rather than what a full pretraining gives
+    (``batch_size`` 32 keeps the peak memory of a notebook kernel well under 2 GB).
     """
     from mae_nb.models.spectral import course_checkpoint_path, load_pretrained, pretrain_on_scene
 
@@ -165,7 +166,7 @@ def course_pretrained(scene, *, patch_size: int = 5, epochs: int = 2, max_pixels
     if not quiet:
         print(notice)
     result = pretrain_on_scene(scene, image_size=patch_size, epochs=epochs, max_pixels=max_pixels, seed=seed,
-                               model_kwargs=dict(model_kwargs or {}), progress=progress)
+                               batch_size=batch_size, model_kwargs=dict(model_kwargs or {}), progress=progress)
     return Pretrained(result.model, "brief pretraining", result.config, notice)
 
 
@@ -270,7 +271,7 @@ def _rounds_loader(data, batch_size: int, batches: int, seed: int):
 
 
 @torch.no_grad()
-def predict(model: nn.Module, cube: np.ndarray, mask: np.ndarray | None = None, *, batch_size: int = 256,
+def predict(model: nn.Module, cube: np.ndarray, mask: np.ndarray | None = None, *, batch_size: int = 64,
             device=None, progress: bool = False) -> np.ndarray:
     """Classes (1..K) of the pixels of ``mask`` (H, W) bool (all pixels if None), in ``np.argwhere`` order.
 
@@ -295,7 +296,7 @@ def predict(model: nn.Module, cube: np.ndarray, mask: np.ndarray | None = None, 
 
 
 def evaluate(model: nn.Module, scene, split, *, subset: str = "test", full_map: bool = True,
-             standardizer=None, batch_size: int = 256, device=None, progress: bool = False) -> dict:
+             standardizer=None, batch_size: int = 64, device=None, progress: bool = False) -> dict:
     """Accuracy of ``model`` on the ``subset`` ("test", "val" or "train") pixels of ``split``.
 
     Returns ``{"oa", "aa", "kappa"}`` (floats), ``"confusion"`` (K, K) (rows = true class),
