@@ -6,7 +6,6 @@ mirrored or downloadable, otherwise the synthetic scene, with a visible notice s
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from mae_nb.data.registry import (
     REGISTRY,
     Dataset,
     RemoteFile,
+    announce_fallback,
     cache_dir,
     fetch,
     get,
@@ -117,13 +117,7 @@ def load_sample(
             rgb = dataset.meta.get("rgb", [1, 2, 3] if raster.count >= 3 else [1, 1, 1])
             return Sample(name, "real", path, raster, list(rgb))
         except DataUnavailableError as exc:
-            notice = (
-                f"NOTICE: the real sample {name!r} is not available here ({exc}). "
-                f"Falling back to the synthetic scene ({bands} bands, {size} x {size} px)."
-            )
-            if not quiet:
-                print(notice)
-            warnings.warn(notice, stacklevel=2)
+            notice = announce_fallback("real sample", name, exc, bands, size, quiet)
     image_path, labels_path = synthetic_path(size, size, bands, seed, collar=collar)
     raster = read_raster(image_path)
     labels = read_raster(labels_path).array[0]

@@ -395,7 +395,7 @@ def load_hsi(
     """
     notice = ""
     if name is not None:
-        from mae_nb.data.registry import get
+        from mae_nb.data.registry import announce_fallback, get
 
         dataset = get(name)
         if dataset.kind != "hsi-mat":
@@ -407,13 +407,7 @@ def load_hsi(
             cube_path = _locate_file(dataset, dataset.files[0], download)
             labels_path = _locate_file(dataset, dataset.files[1], download)
         except DataUnavailableError as exc:
-            notice = (
-                f"NOTICE: the hyperspectral scene {name!r} is not available here ({exc}). "
-                f"Falling back to the synthetic scene ({bands} bands, {size} x {size} px)."
-            )
-            if not quiet:
-                print(notice)
-            warnings.warn(notice, stacklevel=2)
+            notice = announce_fallback("hyperspectral scene", name, exc, bands, size, quiet)
         else:
             meta = dataset.meta
             wl = _WAVELENGTHS.get(name)

@@ -469,6 +469,18 @@ def fetch(name: str, *, progress: bool = True, download: bool = True) -> dict[st
     return paths
 
 
+def announce_fallback(what: str, name: str, exc: Exception, bands: int, size: int, quiet: bool = False) -> str:
+    """Print (unless ``quiet``) and warn that ``what`` ``name`` is unavailable and the synthetic scene stands in."""
+    notice = (
+        f"NOTICE: the {what} {name!r} is not available here ({exc}). "
+        f"Falling back to the synthetic scene ({bands} bands, {size} x {size} px)."
+    )
+    if not quiet:
+        print(notice)
+    warnings.warn(notice, stacklevel=3)
+    return notice
+
+
 def remove_from_cache(name: str) -> list[Path]:
     """Delete the cached files of dataset ``name``; returns what was removed (mirrors are never touched)."""
     dataset = get(name)
