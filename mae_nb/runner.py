@@ -32,7 +32,19 @@ DEFAULT_TIMEOUT = 1800  # seconds any one cell may run
 
 
 def peak_memory_mb() -> float:
-    """Peak resident memory of this process (for a notebook: its kernel) in MiB."""
+    """Peak resident memory of this process (for a notebook: its kernel) in MiB.
+
+    On Linux this is ``VmHWM`` of ``/proc/self/status``: ``ru_maxrss`` would also count the
+    memory of the process that started this one (Linux carries the parent's peak at fork
+    over an exec), so a kernel started by a large process would report that process's peak.
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 1024 / (1024 if sys.platform == "darwin" else 1)
 

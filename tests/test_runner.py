@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 
@@ -80,3 +82,18 @@ def test_record_metrics_refuses_what_is_not_a_finite_number(monkeypatch, tmp_pat
     record_metrics({"b": 2}, data="real")
     saved = json.loads((tmp_path / "m.json").read_text())
     assert saved["metrics"] == {"a": 1.0, "b": 2.0} and saved["data"] == "real"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the fork/exec carry-over is Linux's")
+def test_peak_memory_is_the_processes_own_not_its_parents():
+    # Linux's ru_maxrss carries the parent's peak over fork + exec: a kernel started by a
+    # large process would report that process's memory. The child here uses ~30 MiB itself.
+    parent = (
+        "import subprocess, sys\n"
+        "ballast = bytearray(600 * 2**20)\n"
+        "for i in range(0, len(ballast), 4096): ballast[i] = 1\n"
+        "print(subprocess.run([sys.executable, '-c', 'from mae_nb.runner import peak_memory_mb; "
+        "print(peak_memory_mb())'], capture_output=True, text=True, check=True).stdout)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", parent], capture_output=True, text=True, check=True)
+    assert 5 < float(out.stdout) < 400, out.stdout
