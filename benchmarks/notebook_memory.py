@@ -14,8 +14,8 @@ Prints a table of:
 4. a bare process that loads ViT-B / ViT-L from such a file (memory-mapped, as the chapter does) and
    runs one reconstruction of a 224 x 224 crop: the model's own cost without the rest of a kernel.
 
-Peak memory is the kernel's ``ru_maxrss`` recorded by ``mae_nb.record_metrics`` in the last cell
-(rows 1-3), or the process's own (row 4).
+Peak memory is the kernel's own peak (``VmHWM``) recorded by ``mae_nb.record_metrics`` in the last
+cell (rows 1-3), or the process's own (row 4).
 
     .venv/bin/python benchmarks/notebook_memory.py [--large] [--skip-smoke] [--out DIR]
 """
@@ -34,16 +34,17 @@ BINDER_MB = 2048
 ARCHS = {"base": "mae_vit_base_patch16_dec512d8b", "large": "mae_vit_large_patch16_dec512d8b"}
 
 _BARE = """
-import resource, sys, time
+import sys, time
 import numpy as np, torch
 from mae_nb.models import mae
 from mae_nb.reconstruct import reconstruct
+from mae_nb.runner import peak_memory_mb
 torch.set_num_threads(max(1, torch.get_num_threads()))
 model = mae.load_meta_checkpoint(sys.argv[1])
 image = np.random.default_rng(0).random((3, 224, 224), dtype=np.float32)
 t = time.perf_counter()
 rec = reconstruct(model, image, mask_ratio=0.5, iterations=1, seed=0)
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, time.perf_counter() - t)
+print(peak_memory_mb(), time.perf_counter() - t)
 """
 
 
