@@ -184,6 +184,72 @@ def test_positional_embeddings_carry_spatial_and_spectral_position():
     assert torch.equal(no_spec[0], no_spec[3])
 
 
+def _visible_encoder_reference(model, x, mask):
+    """The encoder on visible tokens only, written out: every row's visible tokens attend to
+    each other, one sample and one row at a time; masked places get the mask token."""
+    n_, g_, s_ = x.shape[0], model.num_groups, model.num_spatial
+    visible = ~mask.reshape(n_, g_, s_).bool()
+    tokens = model.patch_embed(x) + model.pos_embed
+    out = model.mask_token.expand(n_, g_, s_, -1).clone()
+    for n in range(n_):
+        t = {(g, s): tokens[n, g, s] for g in range(g_) for s in range(s_) if visible[n, g, s]}
+        for block in model.blocks:
+            steps = ([(block.norm1, block.attn, 0), (block.norm_spectral, block.attn_spectral, 1)]
+                     if block.factorized else [(block.norm1, block.attn, None)])
+            for norm, attn, axis in steps:
+                rows: dict = {}
+                for key in t:
+                    rows.setdefault(None if axis is None else key[axis], []).append(key)
+                new = dict(t)
+                for keys in rows.values():
+                    y = _reference_attention(attn, norm(torch.stack([t[k] for k in keys])))
+                    new.update({k: t[k] + yk for k, yk in zip(keys, y)})
+                t = new
+            t = {k: v + block.mlp(block.norm2(v)) for k, v in t.items()}
+        for (g, s), v in t.items():
+            out[n, g, s] = model.norm(v)
+    return out
+
+
+@pytest.mark.parametrize("factorized", [True, False])
+def test_visible_only_encoder_equals_attention_among_visible_tokens(factorized):
+    torch.manual_seed(4)
+    model = S.SpectralTransformer(**TINY, factorized_attention=factorized)
+    x = imgs(3)
+    mask = model.random_mask(3, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        torch.testing.assert_close(model.forward_visible(x, mask), _visible_encoder_reference(model, x, mask),
+                                   rtol=1e-4, atol=1e-5)
+
+
+def test_visible_only_encoder_survives_rows_without_visible_tokens():
+    # at 95 % masking most spectral rows (3 tokens) and some spatial ones have no visible token
+    torch.manual_seed(5)
+    model = S.SpectralTransformer(**TINY)
+    x = imgs(4)
+    out = model.forward_pretrain(x, mask_ratio=0.95, generator=torch.Generator().manual_seed(0))
+    out["loss"].backward()
+    assert torch.isfinite(out["loss"])
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+    assert model.blocks[0].attn.qkv.weight.grad.abs().sum() > 0
+
+
+def test_pretraining_drops_masked_tokens_by_default_and_old_configs_keep_them():
+    model = S.SpectralTransformer(**TINY)
+    assert model.drop_masked and model.config["drop_masked"]
+    x, mask = imgs(), model.random_mask(2, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        dropped = model.forward_pretrain(x, mask=mask)["pred"]
+        torch.testing.assert_close(dropped, model.forward_decoder(model.forward_visible(x, mask)))
+    old = S.SpectralTransformer.from_config({k: v for k, v in model.config.items() if k != "drop_masked"})
+    assert not old.drop_masked  # checkpoints from before the switch pretrained with mask tokens in the encoder
+    old.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        kept = old.forward_pretrain(x, mask=mask)["pred"]
+        torch.testing.assert_close(kept, old.forward_decoder(old.forward_features(x, mask)))
+    assert not torch.allclose(kept, dropped)
+
+
 # --------------------------------------------------------------------------- masking and loss
 
 
@@ -211,6 +277,7 @@ def test_masked_tokens_are_replaced_by_the_mask_token(model):
     noise = torch.randn_like(model.patchify(x)) * m[..., None]
     y = model.unpatchify(model.patchify(x) + noise)
     torch.testing.assert_close(model.forward_features(x, mask), model.forward_features(y, mask))
+    torch.testing.assert_close(model.forward_visible(x, mask), model.forward_visible(y, mask))
 
 
 def test_loss_counts_masked_tokens_only(model):

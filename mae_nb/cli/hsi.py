@@ -330,7 +330,7 @@ def _build_finetune_model(config: dict, scene, paths: dict, dist: _Dist):
             f"{path} was pretrained on {model_config.get('in_chans')} bands and {model_config.get('image_size')} px "
             f"patches; this scene has {scene.n_bands} bands and data.patch_size is {config['data']['patch_size']}"
         )
-    pretrained = SpectralTransformer(**model_config)
+    pretrained = SpectralTransformer.from_config(model_config)
     pretrained.load_state_dict(payload["model"])
     return classifier_from_pretrained(pretrained, scene.n_classes), str(path)
 
@@ -454,7 +454,7 @@ def _evaluate(config: dict, args: argparse.Namespace, dist: _Dist) -> int:
         raise MaeNbError(f"{paths['finetune']} was trained for {mc.get('in_chans')} bands and {mc.get('num_classes')} "
                          f"classes; the scene {scene.name!r} has {scene.n_bands} and {scene.n_classes}")
     if kind.startswith("sst"):
-        model = SpectralTransformer(**mc)
+        model = SpectralTransformer.from_config(mc)
     else:
         options = {k: v for k, v in mc.items() if k not in ("in_chans", "num_classes", "image_size")}
         model = build_classifier(kind, scene.n_bands, scene.n_classes, mc["image_size"], **options)

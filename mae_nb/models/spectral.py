@@ -5,10 +5,12 @@ Public API (chapters 06-07 and ``mae-nb hsi`` build on exactly these names)::
     SpectralTransformer(in_chans, image_size=7, band_block_size=16, ...)   # the model
         .forward(imgs) -> logits (N, num_classes)      # class of the centre pixel
         .forward_features(imgs, mask=None) -> tokens (N, G, S, D)
+        .forward_visible(imgs, mask) -> tokens (N, G, S, D)   # encoder on the visible tokens only
         .forward_pretrain(imgs, mask_ratio=None, noise=None, generator=None) -> dict
         .patchify(imgs) -> (N, G, S, P) / .unpatchify(tokens) -> (N, B, p, p)
         .reset_classifier(num_classes) / .config (dict: SpectralTransformer(**config) rebuilds it)
     BlockwisePatchEmbed, FactorizedBlock, Attention       # the parts, for the chapter's shapes
+    visible_layout(mask, G, S) -> VisibleLayout           # rows of visible tokens, for forward_visible
     pretrain_loss(model, batch, mask_ratio=None) -> {"loss": ...}   # a loss_fn for mae_nb.train.fit
     classification_loss(model, batch) -> {"loss", "acc"}            # any classifier here, targets -1 ignored
     reconstruct(model, imgs, mask_ratio, seed=0) -> Reconstruction  # masked spectra vs true ones
@@ -37,11 +39,17 @@ the dims and 1-D sin-cos over the spectral block index in 1/3 (``spectral_pos_em
 as in the paper); without it, the 2-D spatial one over all dims.
 
 Masked pretraining: a random ``mask_ratio`` share (70 % by default) of the G*S tokens is
-replaced by a learned mask token (masks drawn with :func:`mae_nb.masking.random_masking`);
-the factorized attention needs the full grid, so masked tokens stay in place (as in
-SimMIM and the paper's code) rather than being dropped as in MAE. A light decoder
-(``decoder_depth`` factorized blocks of ``decoder_dim``, then a linear map) predicts each
-token's P values; the loss is the mean squared error over masked tokens only.
+hidden (masks drawn with :func:`mae_nb.masking.random_masking`). As in MAE, the encoder
+sees only the visible tokens (``drop_masked=True``): its linear maps and MLPs run on the
+visible ~30 %, and each attention step lets a visible token attend to the visible tokens of
+its row; rows hold different numbers of visible tokens, so :func:`visible_layout` gathers
+them into padded rows whose padding the attention masks out (``forward_visible``). The
+decoder gets a learned mask token at every hidden place. ``drop_masked=False`` instead
+replaces hidden tokens by the mask token and runs the whole grid through the encoder (as
+SimMIM and the paper's code do); about 1.6x slower to pretrain on a CPU
+(``benchmarks/hsi_pretrain_throughput.py``). A light decoder (``decoder_depth`` factorized
+blocks of ``decoder_dim``, then a linear map) predicts each token's P values; the loss is
+the mean squared error over masked tokens only. Classification always uses every token.
 """
 
 from __future__ import annotations
@@ -62,7 +70,7 @@ __all__ = [
     "Attention", "BlockwisePatchEmbed", "FactorizedBlock", "PretrainResult", "Reconstruction",
     "SpectralTransformer", "classification_loss", "course_checkpoint_path", "load_pretrained",
     "masked_errors", "pretrain_loss", "pretrain_on_scene", "reconstruct", "save_pretrained", "sincos_1d",
-    "spectral_spatial_pos_embed", "visible_mean_fill",
+    "spectral_spatial_pos_embed", "visible_layout", "visible_mean_fill", "TokenRows", "VisibleLayout",
 ]
 
 CHECKPOINT_NAME = "sst_pretrained_ch06.pth"
@@ -198,6 +206,21 @@ class Attention(nn.Module):
         out = out.transpose(1, 2).reshape(*lead, length, dim)
         return self.proj(out)
 
+    def forward_rows(self, x: torch.Tensor, rows: "TokenRows") -> torch.Tensor:
+        """Attention within rows of a variable number of tokens (the visible ones).
+
+        x: (M, D), the M visible tokens of a batch, packed. ``rows`` gathers them into R
+        padded rows (R, L, D); padding keys are masked out, so each token attends only to
+        the visible tokens of its row. Returns (M, D) in the packed order.
+        """
+        m, dim = x.shape
+        qkv = self.qkv(x)[rows.index]  # (R, L, 3D); the linear map runs on the M tokens only
+        r, length = rows.index.shape
+        q, k, v = qkv.reshape(r, length, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=rows.attn_mask)
+        out = out.transpose(1, 2).reshape(r * length, dim)[rows.unpad]  # (M, D), packed order
+        return self.proj(out)
+
 
 class Mlp(nn.Module):
     def __init__(self, dim: int, hidden: int):
@@ -237,6 +260,78 @@ class FactorizedBlock(nn.Module):
             x = x + self.attn(self.norm1(x).reshape(n, g * s, d)).reshape(n, g, s, d)
         return x + self.mlp(self.norm2(x))
 
+    def forward_visible(self, x: torch.Tensor, layout: "VisibleLayout") -> torch.Tensor:
+        """The same block on the visible tokens only: x (M, D) packed, ``layout`` from
+        :func:`visible_layout`. Attention runs among the visible tokens of each row."""
+        if self.factorized:
+            x = x + self.attn.forward_rows(self.norm1(x), layout.spatial)
+            x = x + self.attn_spectral.forward_rows(self.norm_spectral(x), layout.spectral)
+        else:
+            x = x + self.attn.forward_rows(self.norm1(x), layout.joint)
+        return x + self.mlp(self.norm2(x))
+
+
+@dataclass
+class TokenRows:
+    """Visible tokens gathered into padded rows for attention.
+
+    ``index`` (R, L): the packed index of the token in each slot (padding slots repeat a
+    valid index); ``attn_mask`` (R, 1, L, L): True where a query may attend to a key (the
+    row's real tokens, and each padding slot to itself so no row is empty); ``unpad`` (M,):
+    the flat slots, in packed order, that hold real tokens.
+    """
+
+    index: torch.Tensor
+    attn_mask: torch.Tensor
+    unpad: torch.Tensor
+
+
+@dataclass
+class VisibleLayout:
+    """Where the visible tokens of a masked batch are: ``flat`` (M,) their positions in the
+    flattened (N*G*S) grid, and their rows for spatial (same spectral index), spectral (same
+    spatial position) and joint (same patch) attention."""
+
+    flat: torch.Tensor
+    spatial: TokenRows | None = None
+    spectral: TokenRows | None = None
+    joint: TokenRows | None = None
+
+
+def _token_rows(visible: torch.Tensor, packed: torch.Tensor) -> TokenRows:
+    """Rows of visible tokens. visible: (R, K) bool, packed: (R, K) the packed index of each
+    token (valid where visible)."""
+    r, k = visible.shape
+    counts = visible.sum(1)
+    length = max(int(counts.max()), 1)
+    # stable sort puts each row's visible tokens first, in their original order
+    order = torch.sort((~visible).to(torch.uint8), dim=1, stable=True).indices[:, :length]
+    real = torch.arange(length, device=visible.device)[None] < counts[:, None]  # (R, L)
+    index = torch.where(real, packed.gather(1, order), packed.new_zeros(()))
+    eye = torch.eye(length, dtype=torch.bool, device=visible.device)
+    attn_mask = (real[:, None, :] | eye)[:, None]  # (R, 1, L, L)
+    slots = real.flatten().nonzero().squeeze(1)  # the real slots, in row-major order
+    unpad = slots[torch.argsort(index.flatten()[slots])]  # ... reordered to packed order
+    return TokenRows(index, attn_mask, unpad)
+
+
+@torch.no_grad()
+def visible_layout(mask: torch.Tensor, num_groups: int, num_spatial: int, factorized: bool = True) -> VisibleLayout:
+    """The :class:`VisibleLayout` of a token mask (N, G*S) or (N, G, S), 1 = masked: spatial
+    and spectral rows when ``factorized``, else joint rows."""
+    visible = ~mask.reshape(-1, num_groups, num_spatial).bool()  # (N, G, S)
+    n = visible.shape[0]
+    packed = torch.cumsum(visible.flatten(), 0).reshape(visible.shape) - 1  # packed index of each token
+    layout = VisibleLayout(flat=visible.flatten().nonzero().squeeze(1))
+    if factorized:
+        layout.spatial = _token_rows(visible.reshape(n * num_groups, num_spatial),
+                                     packed.reshape(n * num_groups, num_spatial))
+        layout.spectral = _token_rows(visible.transpose(1, 2).reshape(n * num_spatial, num_groups),
+                                      packed.transpose(1, 2).reshape(n * num_spatial, num_groups))
+    else:
+        layout.joint = _token_rows(visible.reshape(n, -1), packed.reshape(n, -1))
+    return layout
+
 
 # --------------------------------------------------------------------------- the model
 
@@ -269,6 +364,7 @@ class SpectralTransformer(nn.Module):
         blockwise_embed: bool = True,
         factorized_attention: bool = True,
         spectral_pos_embed: bool = True,
+        drop_masked: bool = True,
     ):
         super().__init__()
         for name, v in (("in_chans", in_chans), ("image_size", image_size), ("band_block_size", band_block_size),
@@ -294,8 +390,9 @@ class SpectralTransformer(nn.Module):
             decoder_dim=int(decoder_dim), decoder_depth=int(decoder_depth),
             decoder_num_heads=int(decoder_num_heads), mask_ratio=float(mask_ratio),
             blockwise_embed=bool(blockwise_embed), factorized_attention=bool(factorized_attention),
-            spectral_pos_embed=bool(spectral_pos_embed),
+            spectral_pos_embed=bool(spectral_pos_embed), drop_masked=bool(drop_masked),
         )
+        self.drop_masked = bool(drop_masked)
         self.mask_ratio = float(mask_ratio)
         self.patch_embed = BlockwisePatchEmbed(in_chans, image_size, band_block_size, spatial_patch_size,
                                                embed_dim, blockwise=blockwise_embed)
@@ -332,6 +429,12 @@ class SpectralTransformer(nn.Module):
     def config(self) -> dict:
         """The constructor's arguments: ``SpectralTransformer(**model.config)`` rebuilds the model."""
         return dict(self._config)
+
+    @classmethod
+    def from_config(cls, config: dict) -> "SpectralTransformer":
+        """The model a saved ``config`` describes. Configs saved before ``drop_masked`` existed
+        pretrained with mask tokens in the encoder, so they get ``drop_masked=False``."""
+        return cls(**{"drop_masked": False, **config})
 
     @property
     def centre_index(self) -> int:
@@ -379,6 +482,24 @@ class SpectralTransformer(nn.Module):
         x = self.forward_features(imgs)
         return self.head(x[:, :, self.centre_index].mean(dim=1))
 
+    def forward_visible(self, imgs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Encoder on the visible tokens only (as MAE's): imgs (N, B, p, p), mask (N, G*S), 1 =
+        masked -> encoded tokens (N, G, S, D), normed, with ``mask_token`` where masked.
+
+        The masked tokens never enter the encoder: its linear maps and MLPs run on the ~30 %
+        visible tokens, and attention runs among the visible tokens of each row (spatial:
+        same spectral index; spectral: same spatial position) through :func:`visible_layout`.
+        """
+        self._check_input(imgs)
+        n = imgs.shape[0]
+        layout = visible_layout(mask, self.num_groups, self.num_spatial, self._config["factorized_attention"])
+        x = (self.patch_embed(imgs) + self.pos_embed).reshape(-1, self._config["embed_dim"])[layout.flat]
+        for block in self.blocks:
+            x = block.forward_visible(x, layout)
+        x = self.norm(x)
+        grid = self.mask_token.expand(n * self.num_groups * self.num_spatial, -1).index_copy(0, layout.flat, x)
+        return grid.reshape(n, self.num_groups, self.num_spatial, -1)
+
     def forward_decoder(self, x: torch.Tensor) -> torch.Tensor:
         """Encoded tokens (N, G, S, D) -> predicted token values (N, G, S, P)."""
         if self.decoder_embed is None:
@@ -413,7 +534,8 @@ class SpectralTransformer(nn.Module):
         self._check_input(imgs)
         if mask is None:
             mask = self.random_mask(imgs.shape[0], mask_ratio, noise, generator)
-        pred = self.forward_decoder(self.forward_features(imgs, mask))
+        encoded = self.forward_visible(imgs, mask) if self.drop_masked else self.forward_features(imgs, mask)
+        pred = self.forward_decoder(encoded)
         return {"loss": self.forward_loss(imgs, pred, mask), "pred": pred, "mask": mask}
 
 
@@ -638,7 +760,7 @@ def load_pretrained(path: str | Path | None = None, *, num_classes: int | None =
     config = payload.get("config") or {}
     if "model" not in config:
         raise ValueError(f"{path} has no config['model'] to rebuild the model from (keys: {sorted(config)})")
-    model = SpectralTransformer(**config["model"])
+    model = SpectralTransformer.from_config(config["model"])
     model.load_state_dict(payload["model"])
     if num_classes is not None:
         model.reset_classifier(num_classes)
