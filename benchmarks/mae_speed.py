@@ -30,25 +30,6 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 
-def hf_from(model):
-    """ViTMAEForPreTraining with ``model``'s weights (conversion shared with tests/test_mae.py)."""
-    from test_mae import to_hf_state_dict
-    from transformers import ViTMAEConfig, ViTMAEForPreTraining
-
-    kw = model.pretrained_cfg["kwargs"]
-    config = ViTMAEConfig(
-        image_size=kw["img_size"][0], patch_size=kw["patch_size"], num_channels=kw["in_chans"],
-        hidden_size=kw["embed_dim"], num_hidden_layers=kw["depth"], num_attention_heads=kw["num_heads"],
-        intermediate_size=int(kw["embed_dim"] * kw["mlp_ratio"]), decoder_hidden_size=kw["decoder_embed_dim"],
-        decoder_num_hidden_layers=kw["decoder_depth"], decoder_num_attention_heads=kw["decoder_num_heads"],
-        decoder_intermediate_size=int(kw["decoder_embed_dim"] * kw["mlp_ratio"]), mask_ratio=0.25,
-        norm_pix_loss=False, layer_norm_eps=1e-6, qkv_bias=True, hidden_act="gelu",
-    )
-    hf = ViTMAEForPreTraining(config).eval()
-    hf.load_state_dict(to_hf_state_dict(model), strict=True)
-    return hf
-
-
 @torch.inference_mode()
 def hf_chained(hf, x: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
     """Three (len(noise)) chained passes with HF: predict, paste into the masked patches, repeat."""
@@ -79,10 +60,11 @@ def main() -> None:
     from mae_nb.data import synthetic_scene
     from mae_nb.models.mae import create_mae
     from mae_nb.reconstruct import pass_noise, reconstruct
+    from test_mae import hf_model
 
     torch.manual_seed(0)
     model = create_mae(args.arch).eval()
-    hf = hf_from(model)
+    hf = hf_model(model, 0.25, attn_implementation=None)  # conversion shared with tests/test_mae.py
     image = (synthetic_scene(224, 224, 3, seed=0).image * 255).astype(np.uint8)
     seed = 0
 

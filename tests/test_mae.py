@@ -62,7 +62,9 @@ def to_hf_state_dict(model: MaskedAutoencoderViT) -> dict:
     return out
 
 
-def hf_model(model: MaskedAutoencoderViT, mask_ratio: float):
+def hf_model(model: MaskedAutoencoderViT, mask_ratio: float, attn_implementation: str | None = "eager"):
+    """transformers' ViTMAEForPreTraining with ``model``'s weights (also used by benchmarks/mae_speed.py,
+    with ``attn_implementation=None``: transformers' default attention)."""
     from transformers import ViTMAEConfig, ViTMAEForPreTraining
 
     kw = model.pretrained_cfg["kwargs"]
@@ -73,7 +75,7 @@ def hf_model(model: MaskedAutoencoderViT, mask_ratio: float):
         decoder_num_hidden_layers=kw["decoder_depth"], decoder_num_attention_heads=kw["decoder_num_heads"],
         decoder_intermediate_size=int(kw["decoder_embed_dim"] * kw["mlp_ratio"]), mask_ratio=mask_ratio,
         norm_pix_loss=kw["norm_pix_loss"], layer_norm_eps=1e-6, qkv_bias=True, hidden_act="gelu",
-        attn_implementation="eager",
+        **({"attn_implementation": attn_implementation} if attn_implementation else {}),
     )
     hf = ViTMAEForPreTraining(config).eval()
     hf.load_state_dict(to_hf_state_dict(model), strict=True)
