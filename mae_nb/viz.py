@@ -210,23 +210,29 @@ def plot_mae_reconstruction(original: np.ndarray, masked: np.ndarray, prediction
 
 
 def plot_loss_curve(history, keys: Sequence[str] = ("loss",), title: str | None = None,
-                    logy: bool = False) -> Figure:
-    """Per-epoch training (solid) and validation (dashed) curves of a :class:`mae_nb.train.History`."""
+                    logy: bool = False, val: bool = True) -> Figure:
+    """Per-epoch training (solid) and validation (dashed) curves of a :class:`mae_nb.train.History`,
+    or of several on one plot (``{name: history}``, one colour each). ``val=False`` leaves out
+    the validation curves."""
+    histories = history if isinstance(history, dict) else {None: history}
     fig, axes = _figure(1, 1, 4.0)
     ax = axes[0, 0]
-    fig.set_size_inches(6.0, 3.6)
-    for key in keys:
-        for part, style in ((history.train, "-"), (history.val, "--")):
-            if key in part and part[key]:
-                label = f"{'train' if part is history.train else 'val'} {key}"
-                ax.plot(np.arange(1, len(part[key]) + 1), part[key], style, marker="." if len(part[key]) < 30 else None,
-                        label=label)
+    fig.set_size_inches(6.2, 3.7)
+    for i, (name, h) in enumerate(histories.items()):
+        for key in keys:
+            for part, style, what in ((h.train, "-", "train"), (h.val, "--", "held out")):
+                if not part.get(key) or (part is h.val and not val):
+                    continue
+                label = " ".join(x for x in (name, what, key if len(keys) > 1 or name is None else None) if x)
+                colour = f"C{i}" if name is not None and len(keys) == 1 else None
+                ax.plot(np.arange(1, len(part[key]) + 1), part[key], style, color=colour,
+                        marker="." if len(part[key]) < 30 else None, label=label)
     ax.set_xlabel("epoch")
     ax.set_ylabel(", ".join(keys))
     if logy:
         ax.set_yscale("log")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=9)
+    ax.legend(fontsize=8 if len(histories) > 1 else 9)
     if title:
         ax.set_title(title)
     return fig
@@ -613,28 +619,9 @@ def plot_masked_reconstruction(result, rgb: Sequence[int] = (1, 2, 3), n: int = 
 
 def plot_histories(histories: dict, key: str = "loss", val: bool = True, logy: bool = True,
                    title: str | None = None) -> Figure:
-    """Per-epoch ``key`` of several :class:`mae_nb.train.History` ({name: history}) on one plot.
-
-    Training curves are solid, validation (held-out) curves dashed in the same colour.
-    """
-    fig, axes = _figure(1, 1, 4.0)
-    fig.set_size_inches(6.4, 3.8)
-    ax = axes[0, 0]
-    for i, (name, h) in enumerate(histories.items()):
-        colour = f"C{i}"
-        if key in h.train:
-            ax.plot(np.arange(1, len(h.train[key]) + 1), h.train[key], "-", color=colour, label=f"{name} (train)")
-        if val and key in h.val:
-            ax.plot(np.arange(1, len(h.val[key]) + 1), h.val[key], "--", color=colour, label=f"{name} (held out)")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel(key)
-    if logy:
-        ax.set_yscale("log")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    if title:
-        ax.set_title(title)
-    return fig
+    """Per-epoch ``key`` of several :class:`mae_nb.train.History` ({name: history}) on one plot:
+    :func:`plot_loss_curve` with one key, on a log scale by default."""
+    return plot_loss_curve(histories, keys=(key,), title=title, logy=logy, val=val)
 
 
 def plot_metric_curves(x: Sequence[float], series: dict, xlabel: str, ylabel: str = "PSNR (dB)",
