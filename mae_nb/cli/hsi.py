@@ -339,11 +339,9 @@ def _build_finetune_model(config: dict, scene, paths: dict, dist: _Dist):
 
 
 def _pretrain(config: dict, args: argparse.Namespace, dist: _Dist) -> int:
-    import numpy as np
     import torch
 
-    from mae_nb.data.hsi import PatchDataset, fit_standardizer
-    from mae_nb.models.spectral import SpectralTransformer
+    from mae_nb.models.spectral import SpectralTransformer, pretraining_patches
     from mae_nb.train import fit, save_checkpoint
 
     paths = _paths(config)
@@ -353,14 +351,7 @@ def _pretrain(config: dict, args: argparse.Namespace, dist: _Dist) -> int:
                          f"not {config['model']['kind']!r}")
     p, d = config["pretrain"], config["data"]
     scene = _scene(config, quiet=not dist.main)
-    std = fit_standardizer(scene.cube)  # no labels involved: every pixel of the scene
-    mask = None
-    h, w = scene.labels.shape
-    if p["max_pixels"] is not None and p["max_pixels"] < h * w:
-        flat = np.zeros(h * w, bool)
-        flat[np.random.default_rng(p["seed"]).choice(h * w, int(p["max_pixels"]), replace=False)] = True
-        mask = flat.reshape(h, w)
-    data = PatchDataset(std.apply(scene.cube), None, mask, d["patch_size"])
+    data, std = pretraining_patches(scene, d["patch_size"], p["max_pixels"], p["seed"])  # no labels involved
     options = dict(config["model"]["options"])
     if config["model"]["kind"] == "sst-shared-embed":
         options["blockwise_embed"] = False

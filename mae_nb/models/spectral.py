@@ -69,7 +69,7 @@ from mae_nb.masking import check_mask_ratio, random_masking
 __all__ = [
     "Attention", "BlockwisePatchEmbed", "FactorizedBlock", "PretrainResult", "Reconstruction",
     "SpectralTransformer", "classification_loss", "course_checkpoint_path", "load_pretrained",
-    "masked_errors", "pretrain_loss", "pretrain_on_scene", "reconstruct", "save_pretrained", "sincos_1d",
+    "masked_errors", "pretrain_loss", "pretrain_on_scene", "pretraining_patches", "reconstruct", "save_pretrained", "sincos_1d",
     "spectral_spatial_pos_embed", "visible_layout", "visible_mean_fill", "TokenRows", "VisibleLayout",
 ]
 
@@ -672,6 +672,22 @@ class PretrainResult:
     config: dict = field(default_factory=dict)
 
 
+def pretraining_patches(scene, image_size: int, max_pixels: int | None = None, seed: int = 0):
+    """``(PatchDataset, Standardizer)`` for masked pretraining on ``scene``: every band
+    standardized over the whole scene (no labels, so no split is involved), and patches around
+    every pixel, or around a seeded random ``max_pixels`` of them."""
+    from mae_nb.data.hsi import PatchDataset, fit_standardizer
+
+    std = fit_standardizer(scene.cube)
+    h, w = scene.cube.shape[:2]
+    mask = None
+    if max_pixels is not None and max_pixels < h * w:
+        flat = np.zeros(h * w, bool)
+        flat[np.random.default_rng(seed).choice(h * w, int(max_pixels), replace=False)] = True
+        mask = flat.reshape(h, w)
+    return PatchDataset(std.apply(scene.cube), None, mask, image_size), std
+
+
 def pretrain_on_scene(
     scene,
     *,
@@ -695,17 +711,9 @@ def pretrain_on_scene(
     random ``max_pixels`` of them), and trains with :func:`mae_nb.train.fit` and
     :func:`pretrain_loss`.
     """
-    from mae_nb.data.hsi import PatchDataset, fit_standardizer
     from mae_nb.train import fit
 
-    std = fit_standardizer(scene.cube)
-    mask = None
-    if max_pixels is not None and max_pixels < scene.cube.shape[0] * scene.cube.shape[1]:
-        rng = np.random.default_rng(seed)
-        flat = np.zeros(scene.cube.shape[0] * scene.cube.shape[1], bool)
-        flat[rng.choice(flat.size, int(max_pixels), replace=False)] = True
-        mask = flat.reshape(scene.cube.shape[:2])
-    data = PatchDataset(std.apply(scene.cube), None, mask, image_size)
+    data, std = pretraining_patches(scene, image_size, max_pixels, seed)
     if model is None:
         torch.manual_seed(seed)
         model = SpectralTransformer(scene.n_bands, image_size=image_size, mask_ratio=mask_ratio,
