@@ -362,6 +362,8 @@ def label_efficiency(
     """
     from tqdm.auto import tqdm
 
+    from mae_nb.train import release_memory
+
     if not models:
         raise ValueError("models is empty; pass {name: factory} of the models to compare")
     fractions = [float(f) for f in fractions]
@@ -391,6 +393,8 @@ def label_efficiency(
         if keep_models:
             row["result"] = result
         rows.append(row)
+        del model, result, ev
+        release_memory()  # without it the kernel's memory grows run after run (heap fragmentation)
     return rows
 
 
