@@ -232,6 +232,8 @@ def test_visible_only_encoder_survives_rows_without_visible_tokens():
     assert torch.isfinite(out["loss"])
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
     assert model.blocks[0].attn.qkv.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="leaves no visible patch out of 75"):  # nothing left to encode
+        model.forward_pretrain(x, mask_ratio=0.99)
 
 
 def test_pretraining_drops_masked_tokens_by_default_and_old_configs_keep_them():

@@ -69,8 +69,9 @@ from mae_nb.masking import check_mask_ratio, random_masking
 __all__ = [
     "Attention", "BlockwisePatchEmbed", "FactorizedBlock", "PretrainResult", "Reconstruction",
     "SpectralTransformer", "classification_loss", "course_checkpoint_path", "load_pretrained",
-    "masked_errors", "pretrain_loss", "pretrain_on_scene", "pretraining_patches", "reconstruct", "save_pretrained", "sincos_1d",
-    "spectral_spatial_pos_embed", "visible_layout", "visible_mean_fill", "TokenRows", "VisibleLayout",
+    "masked_errors", "pretrain_loss", "pretrain_on_scene", "pretraining_patches", "reconstruct",
+    "save_pretrained", "sincos_1d", "spectral_spatial_pos_embed", "visible_layout", "visible_mean_fill",
+    "TokenRows", "VisibleLayout",
 ]
 
 CHECKPOINT_NAME = "sst_pretrained_ch06.pth"
@@ -213,7 +214,7 @@ class Attention(nn.Module):
         padded rows (R, L, D); padding keys are masked out, so each token attends only to
         the visible tokens of its row. Returns (M, D) in the packed order.
         """
-        m, dim = x.shape
+        dim = x.shape[1]
         qkv = self.qkv(x)[rows.index]  # (R, L, 3D); the linear map runs on the M tokens only
         r, length = rows.index.shape
         q, k, v = qkv.reshape(r, length, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
@@ -301,7 +302,6 @@ class VisibleLayout:
 def _token_rows(visible: torch.Tensor, packed: torch.Tensor) -> TokenRows:
     """Rows of visible tokens. visible: (R, K) bool, packed: (R, K) the packed index of each
     token (valid where visible)."""
-    r, k = visible.shape
     counts = visible.sum(1)
     length = max(int(counts.max()), 1)
     # stable sort puts each row's visible tokens first, in their original order
