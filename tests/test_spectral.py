@@ -234,6 +234,10 @@ def test_visible_only_encoder_survives_rows_without_visible_tokens():
     assert model.blocks[0].attn.qkv.weight.grad.abs().sum() > 0
     with pytest.raises(ValueError, match="leaves no visible patch out of 75"):  # nothing left to encode
         model.forward_pretrain(x, mask_ratio=0.99)
+    with pytest.raises(ValueError, match="hides every token"):
+        model.forward_pretrain(x, mask=torch.ones(4, 75))
+    with pytest.raises(ValueError, match=r"token mask of shape \(4, 75\)"):
+        model.forward_pretrain(x, mask=torch.zeros(4, 74))
 
 
 def test_pretraining_drops_masked_tokens_by_default_and_old_configs_keep_them():

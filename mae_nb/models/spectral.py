@@ -492,7 +492,12 @@ class SpectralTransformer(nn.Module):
         """
         self._check_input(imgs)
         n = imgs.shape[0]
+        if mask.numel() != n * self.num_groups * self.num_spatial:
+            raise ValueError(f"expected a token mask of shape ({n}, {self.num_groups * self.num_spatial}) "
+                             f"(1 = hidden), got {tuple(mask.shape)}")
         layout = visible_layout(mask, self.num_groups, self.num_spatial, self._config["factorized_attention"])
+        if layout.flat.numel() == 0:
+            raise ValueError("the mask hides every token; the encoder needs at least one visible token")
         x = (self.patch_embed(imgs) + self.pos_embed).reshape(-1, self._config["embed_dim"])[layout.flat]
         for block in self.blocks:
             x = block.forward_visible(x, layout)
