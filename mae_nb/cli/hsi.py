@@ -300,6 +300,23 @@ def _say(dist: _Dist, text: str) -> None:
         print(text, flush=True)
 
 
+def _finish(dist: _Dist, args: argparse.Namespace, paths: dict, action: str, model, cfg: dict, history,
+            scene, log: dict, message: str) -> int:
+    """Rank 0 saves ``paths[action]`` (checkpoint with ``cfg`` and ``history``) and
+    ``paths[action + "_log"]`` (``log`` plus history, world size, backend, scene); every rank
+    then waits for it."""
+    from mae_nb.train import save_checkpoint
+
+    if dist.main:
+        save_checkpoint(paths[action], model, config=cfg, history=history, overwrite=args.overwrite)
+        _write_json(paths[f"{action}_log"], {"history": history.to_dict(), "world_size": dist.world,
+                                             "backend": dist.backend, **log, "scene": scene.name,
+                                             "source": scene.source})
+        print(f"{message}; wrote {paths[action]} and {paths[action + '_log']}")
+    dist.barrier()
+    return 0
+
+
 def _build_finetune_model(config: dict, scene, paths: dict, dist: _Dist):
     import torch
 
@@ -342,7 +359,7 @@ def _pretrain(config: dict, args: argparse.Namespace, dist: _Dist) -> int:
     import torch
 
     from mae_nb.models.spectral import SpectralTransformer, pretraining_patches
-    from mae_nb.train import fit, save_checkpoint
+    from mae_nb.train import fit
 
     paths = _paths(config)
     _refuse_existing([paths["pretrain"], paths["pretrain_log"]], args.overwrite)
@@ -366,23 +383,15 @@ def _pretrain(config: dict, args: argparse.Namespace, dist: _Dist) -> int:
                f"({dist.backend or 'single'}), {len(loader)} batches per process per epoch")
     history = fit(net, loader, _objective_loss, epochs=p["epochs"], lr=p["lr"], weight_decay=p["weight_decay"],
                   device=dist.device, seed=p["seed"] + dist.rank, progress=dist.main, desc="masked pretraining")
-    if dist.main:
-        cfg = {"model": model.config, "scene": scene.name, "source": scene.source, "mask_ratio": p["mask_ratio"],
-               "standardizer": std.to_dict(), "hsi_config": config}
-        save_checkpoint(paths["pretrain"], model, config=cfg, history=history, overwrite=args.overwrite)
-        _write_json(paths["pretrain_log"], {"history": history.to_dict(), "world_size": dist.world,
-                                            "backend": dist.backend, "patches": len(data),
-                                            "batches_per_process": len(loader), "scene": scene.name,
-                                            "source": scene.source})
-        print(f"final masked reconstruction loss {history.train['loss'][-1]:.4f}; "
-              f"wrote {paths['pretrain']} and {paths['pretrain_log']}")
-    dist.barrier()
-    return 0
+    cfg = {"model": model.config, "scene": scene.name, "source": scene.source, "mask_ratio": p["mask_ratio"],
+           "standardizer": std.to_dict(), "hsi_config": config}
+    return _finish(dist, args, paths, "pretrain", model, cfg, history, scene,
+                   {"patches": len(data), "batches_per_process": len(loader)},
+                   f"final masked reconstruction loss {history.train['loss'][-1]:.4f}")
 
 
 def _finetune(config: dict, args: argparse.Namespace, dist: _Dist) -> int:
     from mae_nb.finetune import finetune
-    from mae_nb.train import save_checkpoint
 
     paths = _paths(config)
     _refuse_existing([paths["finetune"], paths["finetune_log"]], args.overwrite)
@@ -403,19 +412,12 @@ def _finetune(config: dict, args: argparse.Namespace, dist: _Dist) -> int:
     result = finetune(net, scene, split, f["fraction"], seed=f["seed"], steps=f["steps"], batch_size=f["batch_size"],
                       lr=f["lr"], weight_decay=f["weight_decay"], device=dist.device, progress=dist.main,
                       data_loader=loader)
-    if dist.main:
-        kind = config["model"]["kind"]
-        cfg = {"kind": kind, "model": getattr(model, "config", None), "init": init, "fraction": f["fraction"],
-               "n_labels": result.n_labels, "standardizer": result.standardizer.to_dict(), "hsi_config": config}
-        save_checkpoint(paths["finetune"], model, config=cfg, history=result.history, overwrite=args.overwrite)
-        _write_json(paths["finetune_log"], {"history": result.history.to_dict(), "world_size": dist.world,
-                                            "backend": dist.backend, "n_labels": result.n_labels,
-                                            "steps_per_process": result.steps, "init": init,
-                                            "scene": scene.name, "source": scene.source})
-        print(f"final training loss {result.history.train['loss'][-1]:.4f} on {result.n_labels} labelled pixels; "
-              f"wrote {paths['finetune']} and {paths['finetune_log']}")
-    dist.barrier()
-    return 0
+    kind = config["model"]["kind"]
+    cfg = {"kind": kind, "model": getattr(model, "config", None), "init": init, "fraction": f["fraction"],
+           "n_labels": result.n_labels, "standardizer": result.standardizer.to_dict(), "hsi_config": config}
+    return _finish(dist, args, paths, "finetune", model, cfg, result.history, scene,
+                   {"n_labels": result.n_labels, "steps_per_process": result.steps, "init": init},
+                   f"final training loss {result.history.train['loss'][-1]:.4f} on {result.n_labels} labelled pixels")
 
 
 def _evaluate(config: dict, args: argparse.Namespace, dist: _Dist) -> int:
