@@ -43,73 +43,126 @@ def run(name: str, args) -> None:
     scene = load_scene(name, args.size, args.bands)
     split = spatial_split(scene.labels, args.patch, seed=0)
     print(f"\n## {scene!r}")
-    print(f"split: {split.class_counts(scene.labels)['train'].sum()} train / {split.val.sum()} val / "
-          f"{split.test.sum()} test labelled px; test px inside a training patch: {leaking_pixels(split)}")
-    arch = dict(band_block_size=args.block, embed_dim=args.dim, depth=args.depth, num_heads=args.heads)
-    pre = pretrain_on_scene(scene, image_size=args.patch, epochs=args.pretrain_epochs, max_pixels=args.pretrain_pixels,
-                            model_kwargs=arch, seed=0, progress=False)
+    print(
+        f"split: {split.class_counts(scene.labels)['train'].sum()} train / {split.val.sum()} val / "
+        f"{split.test.sum()} test labelled px; test px inside a training patch: {leaking_pixels(split)}"
+    )
+    arch = dict(
+        band_block_size=args.block, embed_dim=args.dim, depth=args.depth, num_heads=args.heads
+    )
+    pre = pretrain_on_scene(
+        scene,
+        image_size=args.patch,
+        epochs=args.pretrain_epochs,
+        max_pixels=args.pretrain_pixels,
+        model_kwargs=arch,
+        seed=0,
+        progress=False,
+    )
     loss = pre.history.train["loss"]
-    print(f"pretraining: {pre.config['pixels']} px x {args.pretrain_epochs} epochs in {pre.history.seconds:.0f} s, "
-          f"masked MSE {loss[0]:.3f} -> {loss[-1]:.3f}")
+    print(
+        f"pretraining: {pre.config['pixels']} px x {args.pretrain_epochs} epochs in {pre.history.seconds:.0f} s, "
+        f"masked MSE {loss[0]:.3f} -> {loss[-1]:.3f}"
+    )
     k, b = scene.n_classes, scene.n_bands
     models = {
         "SST pretrained": lambda: ft.classifier_from_pretrained(pre.model, k),
         "SST random init": lambda: ft.sst_like(pre.model, k),
-        "ViT": lambda: build_classifier("vit", b, k, args.patch, embed_dim=args.dim, depth=args.depth,
-                                        num_heads=args.heads),
+        "ViT": lambda: build_classifier(
+            "vit", b, k, args.patch, embed_dim=args.dim, depth=args.depth, num_heads=args.heads
+        ),
         "3D-CNN": lambda: build_classifier("cnn3d", b, k, args.patch),
     }
     kw = dict(steps=args.steps, batch_size=args.batch_size, lr=args.lr, progress=args.progress)
     t1 = time.perf_counter()
     rows = ft.label_efficiency(models, scene, split, args.fractions, args.seeds, **kw)
     t2 = time.perf_counter()
-    variants = {"SST shared embedding": lambda: ft.sst_like(pre.model, k, blockwise_embed=False),
-                "SST joint attention": lambda: ft.sst_like(pre.model, k, factorized_attention=False)}
-    ablation = ft.label_efficiency(variants, scene, split, [args.ablation_fraction], args.seeds, **kw) \
-        if args.ablation_fraction else []
+    variants = {
+        "SST shared embedding": lambda: ft.sst_like(pre.model, k, blockwise_embed=False),
+        "SST joint attention": lambda: ft.sst_like(pre.model, k, factorized_attention=False),
+    }
+    ablation = (
+        ft.label_efficiency(variants, scene, split, [args.ablation_fraction], args.seeds, **kw)
+        if args.ablation_fraction
+        else []
+    )
     t3 = time.perf_counter()
-    print(f"\nlabel efficiency ({len(args.seeds)} seeds, {args.steps} steps per run, lr {args.lr}):\n")
+    print(
+        f"\nlabel efficiency ({len(args.seeds)} seeds, {args.steps} steps per run, lr {args.lr}):\n"
+    )
     print(ft.format_table(rows))
     if ablation:
-        same = [r for r in rows if r["model"] == "SST random init" and r["fraction"] == args.ablation_fraction]
+        same = [
+            r
+            for r in rows
+            if r["model"] == "SST random init" and r["fraction"] == args.ablation_fraction
+        ]
         print(f"\nablation at {args.ablation_fraction:.0%} of the labels:\n")
         print(ft.format_table(same + ablation))
         for m in ("SST random init", *variants):
             secs = [r["seconds"] for r in same + ablation if r["model"] == m]
             if secs:
                 print(f"  {m:<22} {sum(secs) / len(secs):6.1f} s per fine-tuning run")
-    claims = ft.verdict(rows + ablation, pretrained="SST pretrained", random_init="SST random init", vit="ViT",
-                        cnn="3D-CNN", ablations={"blockwise embedding": "SST shared embedding",
-                                                 "factorized attention": "SST joint attention"})
+    claims = ft.verdict(
+        rows + ablation,
+        pretrained="SST pretrained",
+        random_init="SST random init",
+        vit="ViT",
+        cnn="3D-CNN",
+        ablations={
+            "blockwise embedding": "SST shared embedding",
+            "factorized attention": "SST joint attention",
+        },
+    )
     print()
     print(ft.format_verdict(claims, f"{scene.name}, {scene.source}"))
-    print(f"\ntimes: pretraining + data {t1 - t0:.0f} s, grid {t2 - t1:.0f} s ({len(rows)} runs), "
-          f"ablation {t3 - t2:.0f} s ({len(ablation)} runs), total {t3 - t0:.0f} s wall, "
-          f"{time.process_time() - cpu0:.0f} s CPU; "
-          f"load average {load:.1f} -> {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs, "
-          f"{torch.get_num_threads()} torch threads")
+    print(
+        f"\ntimes: pretraining + data {t1 - t0:.0f} s, grid {t2 - t1:.0f} s ({len(rows)} runs), "
+        f"ablation {t3 - t2:.0f} s ({len(ablation)} runs), total {t3 - t0:.0f} s wall, "
+        f"{time.process_time() - cpu0:.0f} s CPU; "
+        f"load average {load:.1f} -> {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs, "
+        f"{torch.get_num_threads()} torch threads"
+    )
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", nargs="+", default=["salinas-a", "synthetic"],
-                   help="scenes: registry names and/or 'synthetic' (default: salinas-a synthetic)")
+    p.add_argument(
+        "--data",
+        nargs="+",
+        default=["salinas-a", "synthetic"],
+        help="scenes: registry names and/or 'synthetic' (default: salinas-a synthetic)",
+    )
     p.add_argument("--fractions", type=float, nargs="+", default=[0.01, 0.05, 0.1, 1.0])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--steps", type=int, default=30, help="fine-tuning steps per run (default 30, as chapter 07)")
+    p.add_argument(
+        "--steps",
+        type=int,
+        default=30,
+        help="fine-tuning steps per run (default 30, as chapter 07)",
+    )
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--ablation-fraction", type=float, default=0.05, help="0 skips the ablation")
     p.add_argument("--pretrain-epochs", type=int, default=2)
-    p.add_argument("--pretrain-pixels", type=int, default=2000, help="pixels used for pretraining (default 2000)")
+    p.add_argument(
+        "--pretrain-pixels",
+        type=int,
+        default=2000,
+        help="pixels used for pretraining (default 2000)",
+    )
     p.add_argument("--patch", type=int, default=5)
     p.add_argument("--block", type=int, default=16, help="bands per spectral block (default 16)")
     p.add_argument("--dim", type=int, default=48)
     p.add_argument("--depth", type=int, default=3)
     p.add_argument("--heads", type=int, default=4)
-    p.add_argument("--size", type=int, default=64, help="synthetic scene: height and width (default 64)")
+    p.add_argument(
+        "--size", type=int, default=64, help="synthetic scene: height and width (default 64)"
+    )
     p.add_argument("--bands", type=int, default=64, help="synthetic scene: bands (default 64)")
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    p.add_argument(
+        "--threads", type=int, default=None, help="torch threads (default: torch's choice)"
+    )
     p.add_argument("--progress", action="store_true", help="show a progress bar per grid")
     args = p.parse_args()
     if args.threads:

@@ -37,15 +37,25 @@ import os
 import time
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from mae_nb.models.spectral import SpectralTransformer
 
 # the fixed config: a Salinas-like cube (204 bands) in 7 x 7 patches, bands in blocks of 16
 # (padded to 208 = 13 blocks), 13 x 49 = 637 tokens per patch
-CONFIG = dict(in_chans=204, image_size=7, band_block_size=16, embed_dim=64, depth=4, num_heads=4,
-              mlp_ratio=2.0, decoder_dim=32, decoder_depth=1, decoder_num_heads=2, mask_ratio=0.7)
+CONFIG = dict(
+    in_chans=204,
+    image_size=7,
+    band_block_size=16,
+    embed_dim=64,
+    depth=4,
+    num_heads=4,
+    mlp_ratio=2.0,
+    decoder_dim=32,
+    decoder_depth=1,
+    decoder_num_heads=2,
+    mask_ratio=0.7,
+)
 QUICK = dict(CONFIG, image_size=5, depth=2)
 
 
@@ -60,7 +70,7 @@ def naive_attention(attn: nn.Module, x: torch.Tensor) -> torch.Tensor:
     heads = attn.num_heads
     q, k, v = attn.qkv(x).chunk(3, dim=-1)
     q, k, v = (_rearrange_heads(t, heads) for t in (q, k, v))
-    dots = torch.matmul(q, k.transpose(-1, -2)) * attn.head_dim ** -0.5  # (b, h, n, n)
+    dots = torch.matmul(q, k.transpose(-1, -2)) * attn.head_dim**-0.5  # (b, h, n, n)
     out = torch.matmul(dots.softmax(dim=-1), v)
     out = out.permute(0, 2, 1, 3).contiguous().reshape(x.shape)  # 'b h n d -> b n (h d)'
     return attn.proj(out)
@@ -101,7 +111,9 @@ class StraightforwardSST(nn.Module):
         self.block_fn = looped_block if looped else naive_block
         pe = model.patch_embed
         # one nn.Linear per band block, as in MaskedSST's BlockwisePatchEmbedding
-        self.block_embed = nn.ModuleList(nn.Linear(pe.token_dim, pe.weight.shape[-1]) for _ in range(pe.num_groups))
+        self.block_embed = nn.ModuleList(
+            nn.Linear(pe.token_dim, pe.weight.shape[-1]) for _ in range(pe.num_groups)
+        )
         with torch.no_grad():
             for g, lin in enumerate(self.block_embed):
                 lin.weight.copy_(pe.weight[g].T)
@@ -115,7 +127,7 @@ class StraightforwardSST(nn.Module):
         x = pe.pad(imgs)
         tokens = []
         for g, lin in enumerate(self.block_embed):
-            block = x[:, g * pe.band_block_size:(g + 1) * pe.band_block_size]  # (N, k, p, p)
+            block = x[:, g * pe.band_block_size : (g + 1) * pe.band_block_size]  # (N, k, p, p)
             block = block.permute(0, 2, 3, 1).contiguous().reshape(n, pe.num_spatial, pe.token_dim)
             tokens.append(lin(block))
         return pe.norm(torch.stack(tokens, dim=1))
@@ -161,7 +173,9 @@ def check_same_function(config: dict, looped: bool = False, seed: int = 0) -> fl
     return diff
 
 
-def throughput(step, opt, imgs: torch.Tensor, masks: list[torch.Tensor], seconds: float) -> tuple[float, float]:
+def throughput(
+    step, opt, imgs: torch.Tensor, masks: list[torch.Tensor], seconds: float
+) -> tuple[float, float]:
     """(samples per CPU-second, samples per wall-second) of ``step`` over about ``seconds`` CPU-seconds."""
     for i in range(2):  # warm-up
         loss = step(imgs, masks[i % len(masks)])
@@ -184,22 +198,33 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a smaller config and short timings")
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: CPU time is then exact)")
-    parser.add_argument("--seconds", type=float, default=None, help="CPU-seconds per implementation and round")
-    parser.add_argument("--rounds", type=int, default=3, help="alternating timing rounds (the median is reported)")
-    parser.add_argument("--joint", action="store_true",
-                        help="time the joint-attention ablation (all G*S tokens in one sequence) instead")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads (default 1: CPU time is then exact)"
+    )
+    parser.add_argument(
+        "--seconds", type=float, default=None, help="CPU-seconds per implementation and round"
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="alternating timing rounds (the median is reported)"
+    )
+    parser.add_argument(
+        "--joint",
+        action="store_true",
+        help="time the joint-attention ablation (all G*S tokens in one sequence) instead",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     config = dict(QUICK if args.quick else CONFIG)
     if args.joint:
         config["factorized_attention"] = False
     seconds = args.seconds or (2.0 if args.quick else 10.0)
-    for looped in ((False,) if args.joint else (False, True)):
+    for looped in (False,) if args.joint else (False, True):
         diff = check_same_function(config, looped=looped)
-        print(f"mae_nb (drop_masked=False) computes the same function as the "
-              f"{'looped' if looped else 'materialized'} reference: "
-              f"max |loss or gradient difference| = {diff:.2e}")
+        print(
+            f"mae_nb (drop_masked=False) computes the same function as the "
+            f"{'looped' if looped else 'materialized'} reference: "
+            f"max |loss or gradient difference| = {diff:.2e}"
+        )
         if diff > 1e-4:
             raise SystemExit("the implementations disagree; not timing them")
 
@@ -208,8 +233,14 @@ def main() -> None:
     same = SpectralTransformer(**config, drop_masked=False)
     same.load_state_dict(fast.state_dict())
     impls = {
-        "mae_nb (default): visible-only encoder": (fast, lambda x, m: fast.forward_pretrain(x, mask=m)["loss"]),
-        "mae_nb (drop_masked=False): mask tokens in encoder": (same, lambda x, m: same.forward_pretrain(x, mask=m)["loss"]),
+        "mae_nb (default): visible-only encoder": (
+            fast,
+            lambda x, m: fast.forward_pretrain(x, mask=m)["loss"],
+        ),
+        "mae_nb (drop_masked=False): mask tokens in encoder": (
+            same,
+            lambda x, m: same.forward_pretrain(x, mask=m)["loss"],
+        ),
     }
     refs = [("straightforward: block loop, materialized attention", False)]
     if not args.joint:
@@ -224,10 +255,17 @@ def main() -> None:
     gen = torch.Generator().manual_seed(0)
     masks = [fast.random_mask(n, generator=gen) for _ in range(4)]
     print(f"config: {config}")
-    print(f"tokens per patch: {fast.num_groups} spectral x {fast.num_spatial} spatial = "
-          f"{fast.num_groups * fast.num_spatial}; batch {n}; torch {torch.__version__}, {torch.get_num_threads()} thread(s)")
-    print(f"load average before: {', '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs")
-    opts = {k: torch.optim.AdamW([q for q in m.parameters() if q.requires_grad], lr=1e-4) for k, (m, _) in impls.items()}
+    print(
+        f"tokens per patch: {fast.num_groups} spectral x {fast.num_spatial} spatial = "
+        f"{fast.num_groups * fast.num_spatial}; batch {n}; torch {torch.__version__}, {torch.get_num_threads()} thread(s)"
+    )
+    print(
+        f"load average before: {', '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs"
+    )
+    opts = {
+        k: torch.optim.AdamW([q for q in m.parameters() if q.requires_grad], lr=1e-4)
+        for k, (m, _) in impls.items()
+    }
     cpu: dict[str, list[float]] = {k: [] for k in impls}
     wall: dict[str, list[float]] = {k: [] for k in impls}
     for _ in range(args.rounds):
@@ -239,13 +277,20 @@ def main() -> None:
     medw = {k: sorted(v)[len(v) // 2] for k, v in wall.items()}
     names = list(impls)
     for k in impls:
-        print(f"{k:52s} {med[k]:7.1f} samples/CPU-s  ({medw[k]:6.1f} samples/s wall; rounds "
-              f"{', '.join(f'{x:.1f}' for x in cpu[k])})")
+        print(
+            f"{k:52s} {med[k]:7.1f} samples/CPU-s  ({medw[k]:6.1f} samples/s wall; rounds "
+            f"{', '.join(f'{x:.1f}' for x in cpu[k])})"
+        )
     for ours in names[:2]:
         for k in names[2:]:
-            print(f"{ours.split(':')[0]:28s} vs {k.split(': ')[1]}: {med[ours] / med[k]:.2f}x per CPU-second, "
-                  f"{medw[ours] / medw[k]:.2f}x wall" + (" (target >= 1.5x)" if ours == names[0] else ""))
-    print(f"load average after: {', '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs")
+            print(
+                f"{ours.split(':')[0]:28s} vs {k.split(': ')[1]}: {med[ours] / med[k]:.2f}x per CPU-second, "
+                f"{medw[ours] / medw[k]:.2f}x wall"
+                + (" (target >= 1.5x)" if ours == names[0] else "")
+            )
+    print(
+        f"load average after: {', '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs"
+    )
 
 
 if __name__ == "__main__":

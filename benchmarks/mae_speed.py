@@ -57,10 +57,11 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
+    from test_mae import hf_model
+
     from mae_nb.data import synthetic_scene
     from mae_nb.models.mae import create_mae
     from mae_nb.reconstruct import pass_noise, reconstruct
-    from test_mae import hf_model
 
     torch.manual_seed(0)
     model = create_mae(args.arch).eval()
@@ -72,15 +73,19 @@ def main() -> None:
     bf16 = reconstruct(model, image, 0.25, 3, seed, precision="bf16")
     # HF on the same normalized input and masks
     x = torch.from_numpy(fp32.normalization.apply(image.astype(np.float32)))[None]
-    noise, _ = pass_noise("chained", x.shape[-1] ** 2 // 256, 0.25, 3, torch.Generator().manual_seed(seed))
+    noise, _ = pass_noise(
+        "chained", x.shape[-1] ** 2 // 256, 0.25, 3, torch.Generator().manual_seed(seed)
+    )
     noise = noise if args.arch.endswith("16") else noise
     hf_out = hf_chained(hf, x, noise)
     ours = torch.from_numpy(fp32.normalization.apply(np.nan_to_num(fp32.pasted)))[None]
     agree = float((hf_out - ours).abs().max())
 
-    runs = {"mae-nb fp32": lambda: reconstruct(model, image, 0.25, 3, seed),
-            "mae-nb bf16": lambda: reconstruct(model, image, 0.25, 3, seed, precision="bf16"),
-            "HF fp32": lambda: hf_chained(hf, x, noise)}
+    runs = {
+        "mae-nb fp32": lambda: reconstruct(model, image, 0.25, 3, seed),
+        "mae-nb bf16": lambda: reconstruct(model, image, 0.25, 3, seed, precision="bf16"),
+        "HF fp32": lambda: hf_chained(hf, x, noise),
+    }
     wall = {k: [] for k in runs}
     cpu = {k: [] for k in runs}
     for _ in range(args.rounds):
@@ -91,18 +96,26 @@ def main() -> None:
     med_w = {k: statistics.median(v) for k, v in wall.items()}
     med_c = {k: statistics.median(v) for k, v in cpu.items()}
 
-    print(f"{args.arch}, one 224 x 224 image, 3 chained passes at 25 %, {args.threads} threads, "
-          f"{args.rounds} alternating rounds (median)")
+    print(
+        f"{args.arch}, one 224 x 224 image, 3 chained passes at 25 %, {args.threads} threads, "
+        f"{args.rounds} alternating rounds (median)"
+    )
     print(f"load average before/after: {os.getloadavg()}")
     for k in runs:
         print(f"  {k:<12} wall {med_w[k]:.3f} s   cpu {med_c[k]:.3f} s")
     for k in ("mae-nb fp32", "mae-nb bf16"):
-        print(f"  ratio {k} / HF fp32: wall {med_w[k] / med_w['HF fp32']:.2f}, cpu {med_c[k] / med_c['HF fp32']:.2f}")
+        print(
+            f"  ratio {k} / HF fp32: wall {med_w[k] / med_w['HF fp32']:.2f}, cpu {med_c[k] / med_c['HF fp32']:.2f}"
+        )
     print(f"  masks, fp32 vs bf16 identical: {bool((fp32.pass_masks == bf16.pass_masks).all())}")
-    print(f"  masked-patch PSNR fp32 {fp32.psnr_masked:.3f} dB, bf16 {bf16.psnr_masked:.3f} dB, "
-          f"difference {abs(fp32.psnr_masked - bf16.psnr_masked):.4f} dB (target <= 0.1)")
-    print(f"  whole-crop PSNR fp32 {fp32.psnr:.3f} dB, bf16 {bf16.psnr:.3f} dB, "
-          f"difference {abs(fp32.psnr - bf16.psnr):.4f} dB")
+    print(
+        f"  masked-patch PSNR fp32 {fp32.psnr_masked:.3f} dB, bf16 {bf16.psnr_masked:.3f} dB, "
+        f"difference {abs(fp32.psnr_masked - bf16.psnr_masked):.4f} dB (target <= 0.1)"
+    )
+    print(
+        f"  whole-crop PSNR fp32 {fp32.psnr:.3f} dB, bf16 {bf16.psnr:.3f} dB, "
+        f"difference {abs(fp32.psnr - bf16.psnr):.4f} dB"
+    )
     print(f"  max |HF - mae-nb fp32| after 3 passes (normalized units): {agree:.2e}")
 
 

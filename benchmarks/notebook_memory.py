@@ -65,17 +65,28 @@ def random_checkpoint(arch: str, path: Path) -> Path:
 def bare_model_cost(checkpoint: Path) -> tuple[float, float]:
     """(peak MiB, seconds of the reconstruction) of a fresh process loading ``checkpoint`` and
     reconstructing one 224 x 224 crop."""
-    out = subprocess.run([sys.executable, "-c", _BARE, str(checkpoint)], capture_output=True, text=True,
-                         check=True, cwd=tempfile.gettempdir())
+    out = subprocess.run(
+        [sys.executable, "-c", _BARE, str(checkpoint)],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tempfile.gettempdir(),
+    )
     peak, seconds = out.stdout.split()[-2:]
     return float(peak), float(seconds)
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", default=None, help="folder for executed notebooks (default: a temporary one)")
-    parser.add_argument("--large", action="store_true", help="also run chapter 04 with a ViT-L (slow)")
-    parser.add_argument("--skip-smoke", action="store_true", help="only chapter 04 and the bare models")
+    parser.add_argument(
+        "--out", default=None, help="folder for executed notebooks (default: a temporary one)"
+    )
+    parser.add_argument(
+        "--large", action="store_true", help="also run chapter 04 with a ViT-L (slow)"
+    )
+    parser.add_argument(
+        "--skip-smoke", action="store_true", help="only chapter 04 and the bare models"
+    )
     args = parser.parse_args(argv)
 
     out = Path(args.out or tempfile.mkdtemp(prefix="mae-nb-memory-"))
@@ -85,19 +96,27 @@ def main(argv=None) -> int:
     os.environ.setdefault("MPLBACKEND", "Agg")
     from mae_nb.runner import resolve_notebooks, run_notebook, run_notebooks
 
-    rows: list[tuple[str, str, float | None, float, str]] = []  # what, mode, peak MiB, seconds, status
+    rows: list[
+        tuple[str, str, float | None, float, str]
+    ] = []  # what, mode, peak MiB, seconds, status
     if not args.skip_smoke:
-        for r in run_notebooks(smoke=True, out_dir=out / "smoke", echo=lambda s: print(s, flush=True)):
+        for r in run_notebooks(
+            smoke=True, out_dir=out / "smoke", echo=lambda s: print(s, flush=True)
+        ):
             rows.append((r.notebook, "smoke", r.peak_memory_mb, r.seconds, r.status))
 
     ch04 = resolve_notebooks(["04"])[0]
     runs = [("mae_visualize_vit_base (offline: falls back)", "mae_visualize_vit_base")]
     checkpoints = {}
     for size in ["base"] + (["large"] if args.large else []):
-        checkpoints[size] = random_checkpoint(ARCHS[size], out / f"mae_visualize_vit_{size}_random_weights.pth")
+        checkpoints[size] = random_checkpoint(
+            ARCHS[size], out / f"mae_visualize_vit_{size}_random_weights.pth"
+        )
         runs.append((f"ViT-{size[0].upper()} random weights (Meta format)", str(checkpoints[size])))
     if "large" not in checkpoints:
-        checkpoints["large"] = random_checkpoint(ARCHS["large"], out / "mae_visualize_vit_large_random_weights.pth")
+        checkpoints["large"] = random_checkpoint(
+            ARCHS["large"], out / "mae_visualize_vit_large_random_weights.pth"
+        )
     for label, checkpoint in runs:
         print(f"chapter 04, default run, CHECKPOINT = {label} ...", flush=True)
         r = run_notebook(ch04, out / "default" / label.split()[0], {"CHECKPOINT": checkpoint})
@@ -107,19 +126,32 @@ def main(argv=None) -> int:
     for size, path in checkpoints.items():
         start = time.perf_counter()
         peak, _ = bare_model_cost(path)
-        rows.append((f"ViT-{size[0].upper()} alone: load + one 224 px reconstruction", "bare process", peak,
-                     time.perf_counter() - start, "ok"))
+        rows.append(
+            (
+                f"ViT-{size[0].upper()} alone: load + one 224 px reconstruction",
+                "bare process",
+                peak,
+                time.perf_counter() - start,
+                "ok",
+            )
+        )
 
     print()
-    print(f"| notebook / run | mode | kernel peak memory (MiB) | under {BINDER_MB} MiB | time (s) | status |")
+    print(
+        f"| notebook / run | mode | kernel peak memory (MiB) | under {BINDER_MB} MiB | time (s) | status |"
+    )
     print("|---|---|---:|---|---:|---|")
     worst = 0.0
     for what, mode, peak, seconds, status in rows:
         fits = "-" if peak is None else ("yes" if peak < BINDER_MB else "**NO**")
         worst = max(worst, peak or 0.0)
-        print(f"| {what} | {mode} | {peak if peak is not None else '-'} | {fits} | {seconds:.0f} | {status} |")
+        print(
+            f"| {what} | {mode} | {peak if peak is not None else '-'} | {fits} | {seconds:.0f} | {status} |"
+        )
     load = os.getloadavg() if hasattr(os, "getloadavg") else ("?",) * 3
-    print(f"\nlargest: {worst:.0f} MiB; load average at the end {load[0]:.1f}; executed notebooks in {out}")
+    print(
+        f"\nlargest: {worst:.0f} MiB; load average at the end {load[0]:.1f}; executed notebooks in {out}"
+    )
     return 0 if all(s == "ok" for *_, s in rows) else 1
 
 

@@ -59,15 +59,31 @@ def make_scene(path: Path, size: int) -> Path:
     if path.exists():
         return path
     base = synthetic_scene(1024, 1024, 3, seed=0)
-    block = np.clip(base.image * 255 * 3, 1, 255).astype(np.uint8)  # reflectance ~0.1 -> visible 8-bit
-    profile = dict(driver="GTiff", height=size, width=size, count=3, dtype="uint8", crs=base.crs,
-                   transform=base.transform, nodata=0, tiled=True, blockxsize=256, blockysize=256,
-                   compress="deflate", BIGTIFF="IF_SAFER")
+    block = np.clip(base.image * 255 * 3, 1, 255).astype(
+        np.uint8
+    )  # reflectance ~0.1 -> visible 8-bit
+    profile = dict(
+        driver="GTiff",
+        height=size,
+        width=size,
+        count=3,
+        dtype="uint8",
+        crs=base.crs,
+        transform=base.transform,
+        nodata=0,
+        tiled=True,
+        blockxsize=256,
+        blockysize=256,
+        compress="deflate",
+        BIGTIFF="IF_SAFER",
+    )
     tmp = path.with_suffix(".partial.tif")
     with rasterio.open(tmp, "w", **profile) as dst:
         for r in range(0, size, 1024):
             for c in range(0, size, 1024):
-                tile = block[:, :: (-1 if (r // 1024) % 2 else 1), :: (-1 if (c // 1024) % 2 else 1)]
+                tile = block[
+                    :, :: (-1 if (r // 1024) % 2 else 1), :: (-1 if (c // 1024) % 2 else 1)
+                ]
                 h, w = min(1024, size - r), min(1024, size - c)
                 dst.write(tile[:, :h, :w], window=Window(c, r, w, h))
     tmp.replace(path)
@@ -87,20 +103,39 @@ def main() -> None:
     for size in args.sizes:
         src = make_scene(args.workdir / f"scene_{size}.tif", size)
         out = args.workdir / f"rec_{size}.tif"
-        proc = subprocess.run([sys.executable, "-c", CHILD, str(src), str(out), args.arch, str(args.mask_ratio),
-                               str(args.threads)], capture_output=True, text=True)
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                CHILD,
+                str(src),
+                str(out),
+                args.arch,
+                str(args.mask_ratio),
+                str(args.threads),
+            ],
+            capture_output=True,
+            text=True,
+        )
         if proc.returncode:
             sys.exit(f"size {size} failed:\n{proc.stderr[-3000:]}")
         results[size] = json.loads(proc.stdout.strip().splitlines()[-1])
         r = results[size]
-        print(f"{size:>5} x {size:<5}: peak {r['peak_mb']:.0f} MB (before the scene {r['before_mb']:.0f} MB), "
-              f"{r['tiles']} tiles in {r['seconds']:.1f} s = {r['tiles_per_second']:.1f} tiles/s, "
-              f"PSNR {r['psnr']:.2f} dB   [load {os.getloadavg()[0]:.1f}]")
+        print(
+            f"{size:>5} x {size:<5}: peak {r['peak_mb']:.0f} MB (before the scene {r['before_mb']:.0f} MB), "
+            f"{r['tiles']} tiles in {r['seconds']:.1f} s = {r['tiles_per_second']:.1f} tiles/s, "
+            f"PSNR {r['psnr']:.2f} dB   [load {os.getloadavg()[0]:.1f}]"
+        )
     lo, hi = min(results), max(results)
     ratio = results[hi]["peak_mb"] / results[lo]["peak_mb"]
-    extra = (results[hi]["peak_mb"] - results[hi]["before_mb"], results[lo]["peak_mb"] - results[lo]["before_mb"])
-    print(f"{args.arch}, {args.threads} thread(s): peak memory {hi} / {lo} = {ratio:.3f} (target <= 1.2); "
-          f"memory added by the scene itself: {extra[0]:.0f} MB vs {extra[1]:.0f} MB")
+    extra = (
+        results[hi]["peak_mb"] - results[hi]["before_mb"],
+        results[lo]["peak_mb"] - results[lo]["before_mb"],
+    )
+    print(
+        f"{args.arch}, {args.threads} thread(s): peak memory {hi} / {lo} = {ratio:.3f} (target <= 1.2); "
+        f"memory added by the scene itself: {extra[0]:.0f} MB vs {extra[1]:.0f} MB"
+    )
 
 
 if __name__ == "__main__":

@@ -41,8 +41,14 @@ def main() -> None:
     compute, total = [], []
     for i in range(args.repeats + 1):
         t0 = time.perf_counter()
-        rec = reconstruct(model, image, mask_ratio=0.05 + 0.9 * i / max(args.repeats, 1), iterations=1, seed=i,
-                          precision=args.precision)
+        rec = reconstruct(
+            model,
+            image,
+            mask_ratio=0.05 + 0.9 * i / max(args.repeats, 1),
+            iterations=1,
+            seed=i,
+            precision=args.precision,
+        )
         t1 = time.perf_counter()
         fig = viz.plot_reconstruction(rec)
         fig.savefig(io.BytesIO(), format="png", dpi=72)
@@ -50,10 +56,12 @@ def main() -> None:
         if i:  # the first run warms up
             compute.append(t1 - t0)
             total.append(t2 - t0)
-    print(f"{args.arch}, 224 x 224, one pass, {args.precision}, {args.threads} thread(s), median of {args.repeats} "
-          f"(mask ratios 0.05-0.95): reconstruct {statistics.median(compute):.3f} s, with the figure "
-          f"{statistics.median(total):.3f} s (target < 1 s); max {max(total):.3f} s; "
-          f"load average {os.getloadavg()[0]:.1f}")
+    print(
+        f"{args.arch}, 224 x 224, one pass, {args.precision}, {args.threads} thread(s), median of {args.repeats} "
+        f"(mask ratios 0.05-0.95): reconstruct {statistics.median(compute):.3f} s, with the figure "
+        f"{statistics.median(total):.3f} s (target < 1 s); max {max(total):.3f} s; "
+        f"load average {os.getloadavg()[0]:.1f}"
+    )
 
 
 if __name__ == "__main__":

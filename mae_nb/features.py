@@ -42,14 +42,50 @@ import numpy as np
 import torch
 
 from mae_nb.data.geotiff import check_bands
-from mae_nb.reconstruct import IMAGENET_MEAN, IMAGENET_STD, model_geometry, normalization, pass_noise, run_passes
+from mae_nb.errors import InputError, OutputExistsError
+from mae_nb.reconstruct import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    model_geometry,
+    normalization,
+    pass_noise,
+    run_passes,
+)
 
 __all__ = [
-    "ERROR_SCENARIOS", "POOLS", "SCENARIOS", "Detection", "Embeddings", "FeatureScore", "PCAMap", "ProbeResult",
-    "SpatialSplit", "adjusted_rand", "answer_study", "compare_scenarios", "detect_top_k",
-    "embed_image", "encoder_tokens", "error_map", "evaluate", "kmeans_map", "linear_probe", "load_or_train_course_model",
-    "model_bands", "patch_fraction", "patch_labels", "pca_map", "pixel_features", "plant_cloud",
-    "plant_stripe", "scene_embeddings", "spatial_split", "summarize", "table", "train_tiny_mae", "write_embeddings",
+    "ERROR_SCENARIOS",
+    "POOLS",
+    "SCENARIOS",
+    "Detection",
+    "Embeddings",
+    "FeatureScore",
+    "PCAMap",
+    "ProbeResult",
+    "SpatialSplit",
+    "adjusted_rand",
+    "answer_study",
+    "compare_scenarios",
+    "detect_top_k",
+    "embed_image",
+    "encoder_tokens",
+    "error_map",
+    "evaluate",
+    "kmeans_map",
+    "linear_probe",
+    "load_or_train_course_model",
+    "model_bands",
+    "patch_fraction",
+    "patch_labels",
+    "pca_map",
+    "pixel_features",
+    "plant_cloud",
+    "plant_stripe",
+    "scene_embeddings",
+    "spatial_split",
+    "summarize",
+    "table",
+    "train_tiny_mae",
+    "write_embeddings",
 ]
 
 #: Masking scenarios whose reconstruction is embedded: name -> (mask_ratio, iterations, mode), None = the image.
@@ -123,7 +159,9 @@ class Embeddings:
         starting at pixel 0 of size 8 has its centre at 4.0)."""
         r = self.rows[:, None] + self.cell_size / 2
         c = self.cols[None, :] + self.cell_size / 2
-        return np.broadcast_to(r, self.shape).astype(float), np.broadcast_to(c, self.shape).astype(float)
+        return np.broadcast_to(r, self.shape).astype(float), np.broadcast_to(c, self.shape).astype(
+            float
+        )
 
     @property
     def xy(self) -> tuple[np.ndarray, np.ndarray]:
@@ -147,16 +185,20 @@ class Embeddings:
         s = self.cell_size
         for name, starts in (("rows", self.rows), ("cols", self.cols)):
             if len(starts) > 1 and not np.array_equal(np.diff(starts), np.full(len(starts) - 1, s)):
-                raise ValueError(f"the cells' {name} are not evenly spaced by {s} px (a tile grid whose last "
-                                 "tile is flush with the edge); use pool='patch' to write a GeoTIFF")
+                raise InputError(
+                    f"the cells' {name} are not evenly spaced by {s} px (a tile grid whose last "
+                    "tile is flush with the edge); use pool='patch' to write a GeoTIFF"
+                )
         base = self.transform if self.transform is not None else Affine.identity()
         return base @ Affine.translation(int(self.cols[0]), int(self.rows[0])) @ Affine.scale(s)
 
     def __repr__(self) -> str:
         gh, gw = self.shape
-        return (f"Embeddings({self.pool}, {gh} x {gw} cells of {self.cell_size} px, D={self.dim}, "
-                f"block={self.block}, scenario={self.scenario!r}, valid={self.valid.mean():.0%}, "
-                f"source={self.source!r})")
+        return (
+            f"Embeddings({self.pool}, {gh} x {gw} cells of {self.cell_size} px, D={self.dim}, "
+            f"block={self.block}, scenario={self.scenario!r}, valid={self.valid.mean():.0%}, "
+            f"source={self.source!r})"
+        )
 
 
 # --------------------------------------------------------------------------- inputs
@@ -176,7 +218,7 @@ def _as_scene(image, bands=None):
     if image.ndim == 2:
         image = image[None]
     if image.ndim != 3:
-        raise ValueError(f"expected an image of shape (C, H, W), got shape {image.shape}")
+        raise InputError(f"expected an image of shape (C, H, W), got shape {image.shape}")
     dtype = image.dtype
     if bands is not None:
         image = image[[b - 1 for b in check_bands(bands, image.shape[0], "the image")]]
@@ -192,15 +234,22 @@ def model_bands(model, sample) -> list[int]:
         return list(range(1, count + 1))
     if in_chans == 3 and hasattr(sample, "rgb"):
         return list(sample.rgb)
-    raise ValueError(f"the model takes in_chans={in_chans} bands, the image has {count} and no RGB "
-                     "composite is known; pass bands=[...] explicitly")
+    raise InputError(
+        f"the model takes in_chans={in_chans} bands, the image has {count} and no RGB "
+        "composite is known; pass bands=[...] explicitly"
+    )
 
 
 def _is_imagenet(model) -> bool:
     cfg = getattr(model, "pretrained_cfg", None) or {}
     m, s = cfg.get("mean"), cfg.get("std")
-    return (m is not None and s is not None and len(m) == 3
-            and np.allclose(m, IMAGENET_MEAN) and np.allclose(s, IMAGENET_STD))
+    return (
+        m is not None
+        and s is not None
+        and len(m) == 3
+        and np.allclose(m, IMAGENET_MEAN)
+        and np.allclose(s, IMAGENET_STD)
+    )
 
 
 def _prepare(model, image, valid, bands, normalize, tile_size=None):
@@ -209,19 +258,23 @@ def _prepare(model, image, valid, bands, normalize, tile_size=None):
     arr, rvalid, transform, crs, dtype = _as_scene(image, bands)
     c, h, w = arr.shape
     if c != geom.in_chans:
-        raise ValueError(f"the image has {c} band(s) but the model expects in_chans={geom.in_chans}; "
-                         "choose bands with bands=[...] (1-based), e.g. mae_nb.features.model_bands(model, sample)")
+        raise InputError(
+            f"the image has {c} band(s) but the model expects in_chans={geom.in_chans}; "
+            "choose bands with bands=[...] (1-based), e.g. mae_nb.features.model_bands(model, sample)"
+        )
     valid = rvalid if valid is None else np.asarray(valid, bool)
     valid = np.ones((h, w), bool) if valid is None else valid
     if valid.shape != (h, w):
-        raise ValueError(f"valid must have the image's shape {(h, w)}, got {valid.shape}")
+        raise InputError(f"valid must have the image's shape {(h, w)}, got {valid.shape}")
     p = geom.patch_size
     size = int(tile_size or (geom.img_size or geom.built_size or (224, 224))[0])
     if size % p:
-        raise ValueError(f"tile_size {size} is not a multiple of the patch size {p}")
+        raise InputError(f"tile_size {size} is not a multiple of the patch size {p}")
     if h < size or w < size:
-        raise ValueError(f"the scene ({h} x {w} px) is smaller than one tile of the model ({size} x {size} px); "
-                         f"use a larger scene, or a model built for smaller tiles")
+        raise InputError(
+            f"the scene ({h} x {w} px) is smaller than one tile of the model ({size} x {size} px); "
+            f"use a larger scene, or a model built for smaller tiles"
+        )
     hc, wc = h // p * p, w // p * p
     arr, valid = arr[:, :hc, :wc], valid[:hc, :wc] & np.isfinite(arr[:, :hc, :wc]).all(axis=0)
     if normalize == "auto":
@@ -232,12 +285,16 @@ def _prepare(model, image, valid, bands, normalize, tile_size=None):
 
 
 def _tile_seed(seed: int, index: int) -> torch.Generator:
-    return torch.Generator().manual_seed(int(np.random.SeedSequence([int(seed), int(index)]).generate_state(1)[0]))
+    return torch.Generator().manual_seed(
+        int(np.random.SeedSequence([int(seed), int(index)]).generate_state(1)[0])
+    )
 
 
 def _scenario(name: str):
     if name not in SCENARIOS:
-        raise ValueError(f"unknown scenario {name!r}; choose one of {', '.join(map(repr, SCENARIOS))}")
+        raise InputError(
+            f"unknown scenario {name!r}; choose one of {', '.join(map(repr, SCENARIOS))}"
+        )
     return SCENARIOS[name]
 
 
@@ -249,8 +306,10 @@ def _block_index(model, block: int | None) -> int:
     if block is None:
         return depth - 1
     if isinstance(block, bool) or int(block) != block or not -depth <= block < depth:
-        raise ValueError(f"block must be an encoder block index in [{-depth}, {depth - 1}] "
-                         f"(the encoder has {depth} blocks), got {block!r}")
+        raise InputError(
+            f"block must be an encoder block index in [{-depth}, {depth - 1}] "
+            f"(the encoder has {depth} blocks), got {block!r}"
+        )
     return int(block) % depth
 
 
@@ -285,18 +344,27 @@ def _pool(tokens: torch.Tensor, pool: str, grid: tuple[int, int]) -> torch.Tenso
 
 def _check_pool(pool: str) -> None:
     if pool not in POOLS:
-        raise ValueError(f"pool must be one of {', '.join(map(repr, POOLS))}, got {pool!r}")
+        raise InputError(f"pool must be one of {', '.join(map(repr, POOLS))}, got {pool!r}")
 
 
-def embed_image(model, image, pool: str = "patch", block: int | None = None, *, bands=None,
-                normalize: str = "auto") -> np.ndarray:
+def embed_image(
+    model,
+    image,
+    pool: str = "patch",
+    block: int | None = None,
+    *,
+    bands=None,
+    normalize: str = "auto",
+) -> np.ndarray:
     """Embeddings of one crop (C, H, W) of the model's input size: (gh, gw, D) for ``pool="patch"``,
     (D,) for ``"cls"``/``"mean"``. No patch is masked."""
     _check_pool(pool)
-    x, *_ , size, p, _ = _prepare(model, image, None, bands, normalize)
+    x, *_, size, p, _ = _prepare(model, image, None, bands, normalize)
     if x.shape[1:] != (size, size):
-        raise ValueError(f"embed_image takes one crop of the model's size ({size} x {size} px), got "
-                         f"{x.shape[1]} x {x.shape[2]}; use scene_embeddings for a larger image")
+        raise InputError(
+            f"embed_image takes one crop of the model's size ({size} x {size} px), got "
+            f"{x.shape[1]} x {x.shape[2]}; use scene_embeddings for a larger image"
+        )
     device = _device(model)
     model.eval()
     tokens = encoder_tokens(model, torch.from_numpy(x)[None].to(device), block)
@@ -318,7 +386,9 @@ def _iter_tiles(x, valid, size, batch_size):
         yield k, tiles, slice(k, k + batch_size)
 
 
-def _reconstruct_batch(model, xb: torch.Tensor, indices, scenario: tuple, seed: int, precision="fp32"):
+def _reconstruct_batch(
+    model, xb: torch.Tensor, indices, scenario: tuple, seed: int, precision="fp32"
+):
     """Chained/covering passes on a batch of normalized tiles (mae_nb.reconstruct.run_passes)."""
     ratio, iterations, mode = scenario
     p = model_geometry(model).patch_size
@@ -364,7 +434,9 @@ def scene_embeddings(
 
     _check_pool(pool)
     recon = _scenario(scenario)
-    x, valid, transform, crs, scene_shape, size, p, _ = _prepare(model, image, valid, bands, normalize, tile_size)
+    x, valid, transform, crs, scene_shape, size, p, _ = _prepare(
+        model, image, valid, bands, normalize, tile_size
+    )
     _block_index(model, block)
     hc, wc = valid.shape
     g = size // p
@@ -381,20 +453,31 @@ def scene_embeddings(
     else:
         total = np.zeros((len(tile_rows), len(tile_cols), 0), np.float64)
     try:
-        for k in tqdm(range(0, len(tiles), batch_size), disable=not progress, desc=f"embed ({scenario})", unit="batch"):
+        for k in tqdm(
+            range(0, len(tiles), batch_size),
+            disable=not progress,
+            desc=f"embed ({scenario})",
+            unit="batch",
+        ):
             sl = slice(k, k + batch_size)
             xb = torch.from_numpy(tiles.tiles[sl]).to(device)
             if recon is not None:
                 vb = torch.from_numpy(tiles.valid[sl])[:, None].to(device)
                 pasted, _ = _reconstruct_batch(model, xb, range(k, k + len(xb)), recon, seed)
                 xb = torch.where(vb, pasted, xb)
-            out = _pool(encoder_tokens(model, xb, block), pool, (g, g)).float().cpu().numpy().astype(np.float64)
+            out = (
+                _pool(encoder_tokens(model, xb, block), pool, (g, g))
+                .float()
+                .cpu()
+                .numpy()
+                .astype(np.float64)
+            )
             if total.shape[2] == 0:
                 total = np.zeros(total.shape[:2] + (out.shape[-1],), np.float64)
             for v, r, c in zip(out, tiles.rows[sl], tiles.cols[sl]):
                 if pool == "patch":
-                    total[r // p:r // p + g, c // p:c // p + g] += v
-                    count[r // p:r // p + g, c // p:c // p + g] += 1
+                    total[r // p : r // p + g, c // p : c // p + g] += v
+                    count[r // p : r // p + g, c // p : c // p + g] += 1
                 else:
                     total[np.searchsorted(tile_rows, r), np.searchsorted(tile_cols, c)] = v
     finally:
@@ -406,8 +489,23 @@ def scene_embeddings(
         values, rows, cols, cell = total, tile_rows, tile_cols, size
     cell_valid = patch_fraction(valid, rows, cols, cell) >= 0.5
     values = np.where(cell_valid[..., None], values, np.nan).astype(np.float32)
-    return Embeddings(values, rows, cols, cell, cell_valid, scene_shape, size, tile_rows, tile_cols,
-                      transform, crs, pool, _block_index(model, block), scenario, source)
+    return Embeddings(
+        values,
+        rows,
+        cols,
+        cell,
+        cell_valid,
+        scene_shape,
+        size,
+        tile_rows,
+        tile_cols,
+        transform,
+        crs,
+        pool,
+        _block_index(model, block),
+        scenario,
+        source,
+    )
 
 
 def error_map(
@@ -438,18 +536,20 @@ def error_map(
     Use ``values.mean(-1)`` as an anomaly score.
     """
     if int(repeats) != repeats or repeats < 1:
-        raise ValueError(f"repeats must be a whole number >= 1, got {repeats}")
+        raise InputError(f"repeats must be a whole number >= 1, got {repeats}")
     if mode not in ("chained", "covering"):
-        raise ValueError(f"mode must be 'chained' or 'covering', got {mode!r}")
-    x, valid, transform, crs, scene_shape, size, p, _ = _prepare(model, image, valid, bands, normalize, tile_size)
+        raise InputError(f"mode must be 'chained' or 'covering', got {mode!r}")
+    x, valid, transform, crs, scene_shape, size, p, _ = _prepare(
+        model, image, valid, bands, normalize, tile_size
+    )
     from mae_nb.masking import check_mask_ratio
 
     length = (size // p) ** 2
     check_mask_ratio(mask_ratio, length)
     if mode == "covering" and mask_ratio == 0:
-        raise ValueError("covering mode needs mask_ratio > 0 (with 0 no patch is ever predicted)")
+        raise InputError("covering mode needs mask_ratio > 0 (with 0 no patch is ever predicted)")
     if iterations is not None and (int(iterations) != iterations or iterations < 1):
-        raise ValueError(f"iterations must be a whole number >= 1, got {iterations}")
+        raise InputError(f"iterations must be a whole number >= 1, got {iterations}")
     if mode == "chained" and iterations is None:
         iterations = 1
     hc, wc = valid.shape
@@ -468,28 +568,61 @@ def error_map(
                 sl = slice(k, k + batch_size)
                 xb = torch.from_numpy(tiles.tiles[sl]).to(device)
                 vb = torch.from_numpy(tiles.valid[sl]).to(device)
-                pasted, masks = _reconstruct_batch(model, xb, range(k, k + len(xb)),
-                                                   (mask_ratio, iterations, mode), seed + rep)
-                sq = ((pasted.float() - xb) ** 2 * vb[:, None]).reshape(len(xb), c, g, p, g, p).sum(dim=(3, 5))
+                pasted, masks = _reconstruct_batch(
+                    model, xb, range(k, k + len(xb)), (mask_ratio, iterations, mode), seed + rep
+                )
+                sq = (
+                    ((pasted.float() - xb) ** 2 * vb[:, None])
+                    .reshape(len(xb), c, g, p, g, p)
+                    .sum(dim=(3, 5))
+                )
                 npx = vb.float().reshape(len(xb), g, p, g, p).sum(dim=(2, 4))  # (n, g, g)
-                err = (sq / npx.clamp(min=1)[:, None]).permute(0, 2, 3, 1).cpu().numpy()  # (n, g, g, C)
-                hit = (masks.amax(dim=0) > 0).reshape(len(xb), g, g).cpu().numpy()  # masked in any pass
+                err = (
+                    (sq / npx.clamp(min=1)[:, None]).permute(0, 2, 3, 1).cpu().numpy()
+                )  # (n, g, g, C)
+                hit = (
+                    (masks.amax(dim=0) > 0).reshape(len(xb), g, g).cpu().numpy()
+                )  # masked in any pass
                 for e, h_, r, cc in zip(err, hit, tiles.rows[sl], tiles.cols[sl]):
-                    total[r // p:r // p + g, cc // p:cc // p + g] += e * h_[..., None]
-                    count[r // p:r // p + g, cc // p:cc // p + g] += h_
+                    total[r // p : r // p + g, cc // p : cc // p + g] += e * h_[..., None]
+                    count[r // p : r // p + g, cc // p : cc // p + g] += h_
     finally:
         model.train(was_training)
     rows, cols = np.arange(hc // p) * p, np.arange(wc // p) * p
     cell_valid = (patch_fraction(valid, rows, cols, p) >= 0.5) & (count > 0)
-    values = np.where(cell_valid[..., None], total / np.maximum(count, 1)[..., None], np.nan).astype(np.float32)
+    values = np.where(
+        cell_valid[..., None], total / np.maximum(count, 1)[..., None], np.nan
+    ).astype(np.float32)
     name = f"{mode} {mask_ratio:g}" + (f" x{iterations}" if iterations else "")
-    return Embeddings(values, rows, cols, p, cell_valid, scene_shape, size, np.unique(tiles.rows),
-                      np.unique(tiles.cols), transform, crs, "error", None, name, source,
-                      meta={"repeats": int(repeats), "units": "MSE of normalized pixels, per band"})
+    return Embeddings(
+        values,
+        rows,
+        cols,
+        p,
+        cell_valid,
+        scene_shape,
+        size,
+        np.unique(tiles.rows),
+        np.unique(tiles.cols),
+        transform,
+        crs,
+        "error",
+        None,
+        name,
+        source,
+        meta={"repeats": int(repeats), "units": "MSE of normalized pixels, per band"},
+    )
 
 
-def pixel_features(image, patch_size: int, *, valid=None, bands=None, tile_size: int | None = None,
-                   source: str = "raw pixels") -> Embeddings:
+def pixel_features(
+    image,
+    patch_size: int,
+    *,
+    valid=None,
+    bands=None,
+    tile_size: int | None = None,
+    source: str = "raw pixels",
+) -> Embeddings:
     """The baseline: each patch's own pixels, per-band standardized and flattened, (gh, gw, p*p*C).
 
     Cells are laid out as :func:`scene_embeddings` lays out patches, so the two compare cell by cell.
@@ -498,11 +631,11 @@ def pixel_features(image, patch_size: int, *, valid=None, bands=None, tile_size:
     c, h, w = arr.shape
     p = int(patch_size)
     if p < 1 or h < p or w < p:
-        raise ValueError(f"the scene ({h} x {w} px) is smaller than one {p} x {p} patch")
+        raise InputError(f"the scene ({h} x {w} px) is smaller than one {p} x {p} patch")
     valid = rvalid if valid is None else np.asarray(valid, bool)
     valid = np.ones((h, w), bool) if valid is None else valid
     if valid.shape != (h, w):
-        raise ValueError(f"valid must have the image's shape {(h, w)}, got {valid.shape}")
+        raise InputError(f"valid must have the image's shape {(h, w)}, got {valid.shape}")
     hc, wc = h // p * p, w // p * p
     arr, valid = arr[:, :hc, :wc], valid[:hc, :wc] & np.isfinite(arr[:, :hc, :wc]).all(axis=0)
     norm = normalization(arr, "per-band", valid, dtype=dtype)
@@ -515,9 +648,23 @@ def pixel_features(image, patch_size: int, *, valid=None, bands=None, tile_size:
     from mae_nb.data.tiling import tile_starts
 
     values = np.where(cell_valid[..., None], values, np.nan).astype(np.float32)
-    return Embeddings(values, rows, cols, p, cell_valid, (h, w), size,
-                      tile_starts(hc, min(size, hc), min(size, hc)), tile_starts(wc, min(size, wc), min(size, wc)),
-                      transform, crs, "pixels", None, "none", source)
+    return Embeddings(
+        values,
+        rows,
+        cols,
+        p,
+        cell_valid,
+        (h, w),
+        size,
+        tile_starts(hc, min(size, hc), min(size, hc)),
+        tile_starts(wc, min(size, wc), min(size, wc)),
+        transform,
+        crs,
+        "pixels",
+        None,
+        "none",
+        source,
+    )
 
 
 def _blas_threads(n_samples: int):
@@ -546,8 +693,10 @@ def patch_fraction(mask: np.ndarray, rows: np.ndarray, cols: np.ndarray, size: i
 
 def _check_labels_shape(labels: np.ndarray, emb: Embeddings, what: str = "labels map") -> None:
     if labels.shape != tuple(emb.scene_shape):
-        raise ValueError(f"the {what} has shape {labels.shape} but the scene is {emb.scene_shape[0]} x "
-                         f"{emb.scene_shape[1]} px; give a map of the same scene, pixel for pixel")
+        raise InputError(
+            f"the {what} has shape {labels.shape} but the scene is {emb.scene_shape[0]} x "
+            f"{emb.scene_shape[1]} px; give a map of the same scene, pixel for pixel"
+        )
 
 
 def patch_labels(labels: np.ndarray, emb: Embeddings, min_fraction: float = 0.5) -> np.ndarray:
@@ -558,17 +707,17 @@ def patch_labels(labels: np.ndarray, emb: Embeddings, min_fraction: float = 0.5)
     """
     labels = np.asarray(labels)
     if labels.ndim != 2:
-        raise ValueError(f"labels must be a 2-D (H, W) map, got shape {labels.shape}")
+        raise InputError(f"labels must be a 2-D (H, W) map, got shape {labels.shape}")
     _check_labels_shape(labels, emb)
     if not 0 < min_fraction <= 1:
-        raise ValueError(f"min_fraction must be in (0, 1], got {min_fraction}")
+        raise InputError(f"min_fraction must be in (0, 1], got {min_fraction}")
     labels = labels.astype(np.int64)
     out = np.zeros(emb.shape, np.int64)
     s = emb.cell_size
     n = int(labels.max()) + 1 if labels.size else 1
     for i, r in enumerate(emb.rows):
         for j, c in enumerate(emb.cols):
-            counts = np.bincount(labels[r:r + s, c:c + s].ravel(), minlength=n)
+            counts = np.bincount(labels[r : r + s, c : c + s].ravel(), minlength=n)
             area = counts.sum()
             counts[0] = 0
             k = int(counts.argmax())
@@ -598,8 +747,10 @@ def pca_map(emb: Embeddings, n_components: int = 3, seed: int = 0) -> PCAMap:
     data = emb.flat()
     k = int(n_components)
     if k < 1 or k > min(data.shape):
-        raise ValueError(f"n_components must be in [1, {min(data.shape)}] for {data.shape[0]} cells of "
-                         f"dimension {data.shape[1]}, got {n_components}")
+        raise InputError(
+            f"n_components must be in [1, {min(data.shape)}] for {data.shape[0]} cells of "
+            f"dimension {data.shape[1]}, got {n_components}"
+        )
     with _blas_threads(len(data)):
         pca = PCA(n_components=k, random_state=seed).fit(data)
         scores = pca.transform(data)
@@ -609,20 +760,24 @@ def pca_map(emb: Embeddings, n_components: int = 3, seed: int = 0) -> PCAMap:
     for i in range(min(3, k)):
         v = comps[..., i][emb.valid]
         lo, hi = np.percentile(v, [2, 98])
-        rgb[..., i] = np.where(emb.valid, np.clip((comps[..., i] - lo) / max(hi - lo, 1e-12), 0, 1), 0)
+        rgb[..., i] = np.where(
+            emb.valid, np.clip((comps[..., i] - lo) / max(hi - lo, 1e-12), 0, 1), 0
+        )
     if k < 3:
         rgb[..., k:] = rgb[..., :1]
     return PCAMap(comps, rgb, pca.explained_variance_ratio_.astype(np.float32), pca)
 
 
-def kmeans_map(emb: Embeddings, n_clusters: int = 8, seed: int = 0, standardize: bool = True) -> np.ndarray:
+def kmeans_map(
+    emb: Embeddings, n_clusters: int = 8, seed: int = 0, standardize: bool = True
+) -> np.ndarray:
     """k-means (scikit-learn) clusters of the valid cells: (gh, gw) int in 0..n_clusters-1, -1 elsewhere."""
     from sklearn.cluster import KMeans
     from sklearn.preprocessing import StandardScaler
 
     data = emb.flat()
     if not 2 <= n_clusters <= len(data):
-        raise ValueError(f"n_clusters must be in [2, {len(data)}] (valid cells), got {n_clusters}")
+        raise InputError(f"n_clusters must be in [2, {len(data)}] (valid cells), got {n_clusters}")
     if standardize:
         data = StandardScaler().fit_transform(data)
     with _blas_threads(len(data)):
@@ -639,11 +794,13 @@ def adjusted_rand(clusters: np.ndarray, labels: np.ndarray) -> float:
 
     clusters, labels = np.asarray(clusters), np.asarray(labels)
     if clusters.shape != labels.shape:
-        raise ValueError(f"the cluster map {clusters.shape} and the label grid {labels.shape} differ in shape; "
-                         "compute the label grid with patch_labels(labels, emb) for the same embeddings")
+        raise InputError(
+            f"the cluster map {clusters.shape} and the label grid {labels.shape} differ in shape; "
+            "compute the label grid with patch_labels(labels, emb) for the same embeddings"
+        )
     keep = (labels > 0) & (clusters >= 0)
     if keep.sum() < 2:
-        raise ValueError("fewer than 2 cells are both labelled and clustered; nothing to compare")
+        raise InputError("fewer than 2 cells are both labelled and clustered; nothing to compare")
     return float(adjusted_rand_score(labels[keep], clusters[keep]))
 
 
@@ -664,20 +821,28 @@ class SpatialSplit:
 
     def describe(self) -> str:
         where = f" at pixel {self.boundary}" if self.boundary is not None else ""
-        return (f"{self.scheme}{where}: {int(self.train.sum())} train cells, {int(self.test.sum())} test "
-                f"cells, {self.overlap_pixels} shared pixels")
+        return (
+            f"{self.scheme}{where}: {int(self.train.sum())} train cells, {int(self.test.sum())} test "
+            f"cells, {self.overlap_pixels} shared pixels"
+        )
 
 
 def _footprint(emb: Embeddings, cells: np.ndarray) -> np.ndarray:
     out = np.zeros(emb.scene_shape, bool)
     s = emb.cell_size
     for i, j in zip(*np.nonzero(cells)):
-        out[emb.rows[i]:emb.rows[i] + s, emb.cols[j]:emb.cols[j] + s] = True
+        out[emb.rows[i] : emb.rows[i] + s, emb.cols[j] : emb.cols[j] + s] = True
     return out
 
 
-def spatial_split(emb: Embeddings, scheme: str = "halves", *, test_fraction: float = 0.5, axis: int = 1,
-                  block: int = 2) -> SpatialSplit:
+def spatial_split(
+    emb: Embeddings,
+    scheme: str = "halves",
+    *,
+    test_fraction: float = 0.5,
+    axis: int = 1,
+    block: int = 2,
+) -> SpatialSplit:
     """A spatially disjoint train/test split of the cells of ``emb``.
 
     ``"halves"``: train on one side (left for ``axis=1``, top for ``axis=0``), test on the other;
@@ -687,11 +852,11 @@ def spatial_split(emb: Embeddings, scheme: str = "halves", *, test_fraction: flo
     training cell is dropped, so ``overlap_pixels`` is 0.
     """
     if scheme not in ("halves", "blocks"):
-        raise ValueError(f"scheme must be 'halves' or 'blocks', got {scheme!r}")
+        raise InputError(f"scheme must be 'halves' or 'blocks', got {scheme!r}")
     if not 0 < test_fraction < 1:
-        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
+        raise InputError(f"test_fraction must be in (0, 1), got {test_fraction}")
     if axis not in (0, 1):
-        raise ValueError(f"axis must be 0 (top/bottom) or 1 (left/right), got {axis}")
+        raise InputError(f"axis must be 0 (top/bottom) or 1 (left/right), got {axis}")
     starts = emb.rows if axis == 0 else emb.cols
     tiles = emb.tile_rows if axis == 0 else emb.tile_cols
     length = emb.scene_shape[axis]
@@ -700,16 +865,20 @@ def spatial_split(emb: Embeddings, scheme: str = "halves", *, test_fraction: flo
         t = emb.tile_size
         candidates = [int(s) for s in tiles[1:] if not any(o < s < o + t for o in tiles)]
         if not candidates:
-            raise ValueError("the scene holds a single tile across; a spatial split needs at least two tiles "
-                             f"along {'rows' if axis == 0 else 'columns'}")
+            raise InputError(
+                "the scene holds a single tile across; a spatial split needs at least two tiles "
+                f"along {'rows' if axis == 0 else 'columns'}"
+            )
         target = (1 - test_fraction) * length
-        boundary = min(candidates, key=lambda s: (abs(s - target), -s))  # a tie: the larger training side
+        boundary = min(
+            candidates, key=lambda s: (abs(s - target), -s)
+        )  # a tie: the larger training side
         side = starts >= boundary
         train = ~side[:, None] if axis == 0 else ~side[None, :]
         train = np.broadcast_to(train, emb.shape).copy()
     else:
         if int(block) != block or block < 1:
-            raise ValueError(f"block must be a positive whole number of tiles, got {block}")
+            raise InputError(f"block must be a positive whole number of tiles, got {block}")
         span = emb.tile_size * int(block)
         bi = (emb.rows[:, None] // span) + (emb.cols[None, :] // span)
         train = (bi % 2) == 0
@@ -719,7 +888,7 @@ def spatial_split(emb: Embeddings, scheme: str = "halves", *, test_fraction: flo
         shared = _footprint(emb, train)
         s = emb.cell_size
         for i, j in zip(*np.nonzero(test)):
-            if shared[emb.rows[i]:emb.rows[i] + s, emb.cols[j]:emb.cols[j] + s].any():
+            if shared[emb.rows[i] : emb.rows[i] + s, emb.cols[j] : emb.cols[j] + s].any():
                 test[i, j] = False
     overlap = int((_footprint(emb, train) & _footprint(emb, test)).sum())
     return SpatialSplit(train, test, scheme, boundary, overlap)
@@ -740,8 +909,17 @@ class ProbeResult:
     prediction: np.ndarray = field(repr=False)
 
 
-def linear_probe(emb: Embeddings, labels: np.ndarray, split: SpatialSplit, *, min_per_class: int = 5,
-                 rare: str = "raise", C: float = 1.0, max_iter: int = 2000, seed: int = 0) -> ProbeResult:
+def linear_probe(
+    emb: Embeddings,
+    labels: np.ndarray,
+    split: SpatialSplit,
+    *,
+    min_per_class: int = 5,
+    rare: str = "raise",
+    C: float = 1.0,
+    max_iter: int = 2000,
+    seed: int = 0,
+) -> ProbeResult:
     """Logistic regression (scikit-learn, on standardized features) from cell vectors to labels.
 
     labels: (gh, gw) per-cell labels (:func:`patch_labels`), 0 = unlabelled. Trained on
@@ -756,17 +934,21 @@ def linear_probe(emb: Embeddings, labels: np.ndarray, split: SpatialSplit, *, mi
 
     labels = np.asarray(labels)
     if labels.shape != emb.shape:
-        raise ValueError(f"the label grid has shape {labels.shape} but the embeddings are a {emb.shape} grid; "
-                         "use patch_labels(labels_map, emb) to put a pixel map on the same grid")
+        raise InputError(
+            f"the label grid has shape {labels.shape} but the embeddings are a {emb.shape} grid; "
+            "use patch_labels(labels_map, emb) to put a pixel map on the same grid"
+        )
     if rare not in ("raise", "drop"):
-        raise ValueError(f"rare must be 'raise' or 'drop', got {rare!r}")
+        raise InputError(f"rare must be 'raise' or 'drop', got {rare!r}")
     if split.train.shape != emb.shape:
-        raise ValueError(f"the split is for a {split.train.shape} grid, the embeddings are {emb.shape}")
+        raise InputError(
+            f"the split is for a {split.train.shape} grid, the embeddings are {emb.shape}"
+        )
     finite = np.isfinite(emb.values).all(axis=-1) & emb.valid
     train = split.train & finite & (labels > 0)
     test = split.test & finite & (labels > 0)
     if (train & test).any():
-        raise ValueError("the split's train and test cells overlap; use spatial_split")
+        raise InputError("the split's train and test cells overlap; use spatial_split")
     classes, counts = np.unique(labels[train], return_counts=True)
     rare_classes = {int(k): int(n) for k, n in zip(classes, counts) if n < min_per_class}
     test_only = sorted(set(np.unique(labels[test]).tolist()) - set(classes.tolist()))
@@ -774,20 +956,24 @@ def linear_probe(emb: Embeddings, labels: np.ndarray, split: SpatialSplit, *, mi
         rare_classes[int(k)] = 0
     if rare_classes and rare == "raise":
         detail = ", ".join(f"class {k}: {n}" for k, n in sorted(rare_classes.items()))
-        raise ValueError(
+        raise InputError(
             f"too few training cells for the probe ({detail}; at least min_per_class={min_per_class} each). "
-            "Use a larger scene or another split, lower min_per_class, or pass rare='drop' to leave these classes out")
+            "Use a larger scene or another split, lower min_per_class, or pass rare='drop' to leave these classes out"
+        )
     keep = np.array([k for k in classes if int(k) not in rare_classes], dtype=np.int64)
     if len(keep) < 2:
-        raise ValueError(
+        raise InputError(
             f"the probe needs at least 2 classes with {min_per_class} or more training cells; the training "
             f"side has {dict(zip(classes.tolist(), counts.tolist())) or 'no labelled cells'}. "
-            "Use a larger scene or another split")
+            "Use a larger scene or another split"
+        )
     train &= np.isin(labels, keep)
     test &= np.isin(labels, keep)
     if not test.any():
-        raise ValueError("no labelled test cell of a trained class; use another split")
-    clf = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=max_iter, random_state=seed))
+        raise InputError("no labelled test cell of a trained class; use another split")
+    clf = make_pipeline(
+        StandardScaler(), LogisticRegression(C=C, max_iter=max_iter, random_state=seed)
+    )
     with np.errstate(all="ignore"), _blas_threads(int(train.sum())):
         import warnings
 
@@ -801,38 +987,58 @@ def linear_probe(emb: Embeddings, labels: np.ndarray, split: SpatialSplit, *, mi
     y = labels[test]
     prediction = np.zeros(emb.shape, np.int64)
     prediction[test] = pred
-    return ProbeResult(float(accuracy_score(y, pred)), float(f1_score(y, pred, average="macro", zero_division=0)),
-                       int(train.sum()), int(test.sum()), keep.tolist(), rare_classes, prediction)
+    return ProbeResult(
+        float(accuracy_score(y, pred)),
+        float(f1_score(y, pred, average="macro", zero_division=0)),
+        int(train.sum()),
+        int(test.sum()),
+        keep.tolist(),
+        rare_classes,
+        prediction,
+    )
 
 
 # --------------------------------------------------------------------------- anomalies
 
 
-def plant_stripe(image: np.ndarray, start: int, width: int = 4, axis: int = 1, brightness: float = 3.0,
-                 ) -> tuple[np.ndarray, np.ndarray]:
+def plant_stripe(
+    image: np.ndarray,
+    start: int,
+    width: int = 4,
+    axis: int = 1,
+    brightness: float = 3.0,
+) -> tuple[np.ndarray, np.ndarray]:
     """A copy of ``image`` (C, H, W) with a bright stripe (a sensor artefact): ``width`` columns
     (``axis=1``) or rows (``axis=0``) from ``start`` set to ``brightness`` times each band's 99th
     percentile. Returns (image float32, mask (H, W) bool of the stripe's pixels)."""
     image = np.asarray(image, np.float32)
     if image.ndim != 3:
-        raise ValueError(f"expected an image of shape (C, H, W), got {image.shape}")
+        raise InputError(f"expected an image of shape (C, H, W), got {image.shape}")
     n = image.shape[1 + axis]
     if not 0 <= start < n or width < 1 or start + width > n:
-        raise ValueError(f"the stripe [{start}, {start + width}) must lie inside the image's {n} "
-                         f"{'rows' if axis == 0 else 'columns'}")
+        raise InputError(
+            f"the stripe [{start}, {start + width}) must lie inside the image's {n} "
+            f"{'rows' if axis == 0 else 'columns'}"
+        )
     out = image.copy()
     mask = np.zeros(image.shape[1:], bool)
     if axis == 1:
-        mask[:, start:start + width] = True
+        mask[:, start : start + width] = True
     else:
-        mask[start:start + width, :] = True
+        mask[start : start + width, :] = True
     level = brightness * np.nanpercentile(image.reshape(image.shape[0], -1), 99, axis=1)
     out[:, mask] = level[:, None]
     return out, mask
 
 
-def plant_cloud(image: np.ndarray, centre: tuple[int, int], radius: float, *, seed: int = 0,
-                brightness: float = 1.5) -> tuple[np.ndarray, np.ndarray]:
+def plant_cloud(
+    image: np.ndarray,
+    centre: tuple[int, int],
+    radius: float,
+    *,
+    seed: int = 0,
+    brightness: float = 1.5,
+) -> tuple[np.ndarray, np.ndarray]:
     """A copy of ``image`` (C, H, W) under a soft, bright synthetic cloud around ``centre`` (row, col).
 
     The cloud's opacity falls off from the centre with a little seeded texture; each band tends
@@ -843,9 +1049,9 @@ def plant_cloud(image: np.ndarray, centre: tuple[int, int], radius: float, *, se
 
     image = np.asarray(image, np.float32)
     if image.ndim != 3:
-        raise ValueError(f"expected an image of shape (C, H, W), got {image.shape}")
+        raise InputError(f"expected an image of shape (C, H, W), got {image.shape}")
     if radius <= 0:
-        raise ValueError(f"radius must be positive, got {radius}")
+        raise InputError(f"radius must be positive, got {radius}")
     _, h, w = image.shape
     rr, cc = np.mgrid[:h, :w]
     d = np.hypot(rr - centre[0], cc - centre[1]) / radius
@@ -869,27 +1075,37 @@ class Detection:
     flagged: np.ndarray = field(repr=False)
 
 
-def detect_top_k(scores: np.ndarray, truth: np.ndarray, k: int | None = None,
-                 valid: np.ndarray | None = None) -> Detection:
+def detect_top_k(
+    scores: np.ndarray, truth: np.ndarray, k: int | None = None, valid: np.ndarray | None = None
+) -> Detection:
     """Flag the ``k`` cells with the highest ``scores`` (gh, gw) (default k: the number of true
     cells) and score them against ``truth`` (gh, gw) bool with precision and recall."""
     from sklearn.metrics import precision_score, recall_score
 
     scores, truth = np.asarray(scores, np.float64), np.asarray(truth, bool)
     if scores.shape != truth.shape:
-        raise ValueError(f"scores {scores.shape} and truth {truth.shape} must be grids of the same shape")
+        raise InputError(
+            f"scores {scores.shape} and truth {truth.shape} must be grids of the same shape"
+        )
     valid = np.isfinite(scores) if valid is None else np.asarray(valid, bool) & np.isfinite(scores)
     n_true = int((truth & valid).sum())
     k = n_true if k is None else int(k)
     if not 1 <= k <= int(valid.sum()):
-        raise ValueError(f"k must be in [1, {int(valid.sum())}] (valid cells), got {k}"
-                         + (" (no true anomalous cell: pass k)" if n_true == 0 else ""))
+        raise InputError(
+            f"k must be in [1, {int(valid.sum())}] (valid cells), got {k}"
+            + (" (no true anomalous cell: pass k)" if n_true == 0 else "")
+        )
     order = np.argsort(np.where(valid, scores, -np.inf), axis=None, kind="stable")[::-1][:k]
     flagged = np.zeros(scores.shape, bool)
     flagged.flat[order] = True
     y, f = truth[valid], flagged[valid]
-    return Detection(float(precision_score(y, f, zero_division=0)), float(recall_score(y, f, zero_division=0)),
-                     k, n_true, flagged)
+    return Detection(
+        float(precision_score(y, f, zero_division=0)),
+        float(recall_score(y, f, zero_division=0)),
+        k,
+        n_true,
+        flagged,
+    )
 
 
 # --------------------------------------------------------------------------- one call per feature source
@@ -914,8 +1130,15 @@ class FeatureScore:
         return {"accuracy": self.accuracy, "macro_f1": self.macro_f1, "ari": self.ari}
 
 
-def evaluate(emb: Embeddings, labels: np.ndarray, *, n_clusters: int | None = None, split_scheme: str = "halves",
-             min_per_class: int = 5, seed: int = 0) -> FeatureScore:
+def evaluate(
+    emb: Embeddings,
+    labels: np.ndarray,
+    *,
+    n_clusters: int | None = None,
+    split_scheme: str = "halves",
+    min_per_class: int = 5,
+    seed: int = 0,
+) -> FeatureScore:
     """Probe and cluster ``emb`` against the land-cover map ``labels`` (H, W) of its scene.
 
     Per-cell majority labels (:func:`patch_labels`); a linear probe on :func:`spatial_split`
@@ -927,8 +1150,16 @@ def evaluate(emb: Embeddings, labels: np.ndarray, *, n_clusters: int | None = No
     probe = linear_probe(emb, grid, split, min_per_class=min_per_class, rare="drop", seed=seed)
     k = n_clusters or max(2, len(np.unique(grid[grid > 0])))
     clusters = kmeans_map(emb, k, seed=seed)
-    return FeatureScore(probe.accuracy, probe.macro_f1, adjusted_rand(clusters, grid), grid, clusters, split,
-                        probe, emb.cell_size)
+    return FeatureScore(
+        probe.accuracy,
+        probe.macro_f1,
+        adjusted_rand(clusters, grid),
+        grid,
+        clusters,
+        split,
+        probe,
+        emb.cell_size,
+    )
 
 
 def table(rows: Sequence[dict], floatfmt: str = ".3f") -> str:
@@ -942,7 +1173,9 @@ def table(rows: Sequence[dict], floatfmt: str = ".3f") -> str:
     return "\n".join(lines)
 
 
-def summarize(rows: Sequence[dict], metrics: Sequence[str] = ("accuracy", "macro_f1", "ari")) -> list[dict]:
+def summarize(
+    rows: Sequence[dict], metrics: Sequence[str] = ("accuracy", "macro_f1", "ari")
+) -> list[dict]:
     """Mean and standard deviation over seeds per (kind, scenario) of :func:`compare_scenarios` rows."""
     out = []
     for key in dict.fromkeys((r["kind"], r["scenario"]) for r in rows):
@@ -958,10 +1191,21 @@ def summarize(rows: Sequence[dict], metrics: Sequence[str] = ("accuracy", "macro
 # --------------------------------------------------------------------------- the study's question
 
 
-def compare_scenarios(model, image, labels: np.ndarray, *, scenarios: Sequence[str] = ("none", "25%", "50%", "3x25%"),
-                      seeds: Sequence[int] = (0, 1, 2), kinds: Sequence[str] = ("embedding", "error"),
-                      block: int | None = None, bands=None, n_clusters: int | None = None,
-                      split_scheme: str = "halves", min_per_class: int = 5, progress: bool = True) -> list[dict]:
+def compare_scenarios(
+    model,
+    image,
+    labels: np.ndarray,
+    *,
+    scenarios: Sequence[str] = ("none", "25%", "50%", "3x25%"),
+    seeds: Sequence[int] = (0, 1, 2),
+    kinds: Sequence[str] = ("embedding", "error"),
+    block: int | None = None,
+    bands=None,
+    n_clusters: int | None = None,
+    split_scheme: str = "halves",
+    min_per_class: int = 5,
+    progress: bool = True,
+) -> list[dict]:
     """Probe and cluster features of each masking scenario over seeds: one row per
     (kind, scenario, seed) with accuracy, macro_f1 (probe on a spatially disjoint split) and ari
     (k-means with as many clusters as classes vs the labels).
@@ -972,10 +1216,16 @@ def compare_scenarios(model, image, labels: np.ndarray, *, scenarios: Sequence[s
     """
     from tqdm.auto import tqdm
 
-    jobs = [(k, s, seed) for k in kinds for s in scenarios for seed in seeds if not (k == "error" and s == "none")]
+    jobs = [
+        (k, s, seed)
+        for k in kinds
+        for s in scenarios
+        for seed in seeds
+        if not (k == "error" and s == "none")
+    ]
     for k in kinds:
         if k not in ("embedding", "error"):
-            raise ValueError(f"kinds must be 'embedding' and/or 'error', got {k!r}")
+            raise InputError(f"kinds must be 'embedding' and/or 'error', got {k!r}")
     for s in scenarios:
         _scenario(s)
     rows = []
@@ -985,13 +1235,21 @@ def compare_scenarios(model, image, labels: np.ndarray, *, scenarios: Sequence[s
         else:
             err = error_map(model, image, seed=seed, bands=bands, **ERROR_SCENARIOS[scen])
             emb = replace(err, values=np.log10(np.maximum(err.values, 1e-8)))
-        score = evaluate(emb, labels, n_clusters=n_clusters, split_scheme=split_scheme,
-                         min_per_class=min_per_class, seed=seed)
+        score = evaluate(
+            emb,
+            labels,
+            n_clusters=n_clusters,
+            split_scheme=split_scheme,
+            min_per_class=min_per_class,
+            seed=seed,
+        )
         rows.append(dict(kind=kind, scenario=scen, seed=seed, **score.row()))
     return rows
 
 
-def answer_study(rows: list[dict], metric: str = "macro_f1", reference: str = "25%", margin: float = 0.02) -> dict:
+def answer_study(
+    rows: list[dict], metric: str = "macro_f1", reference: str = "25%", margin: float = 0.02
+) -> dict:
     """The study's question answered from ``rows`` of :func:`compare_scenarios`.
 
     For each kind and each scenario other than ``reference``: the mean over seeds of the paired
@@ -1002,25 +1260,47 @@ def answer_study(rows: list[dict], metric: str = "macro_f1", reference: str = "2
     """
     results, lines = [], []
     for kind in dict.fromkeys(r["kind"] for r in rows):
-        ref = {r["seed"]: r[metric] for r in rows if r["kind"] == kind and r["scenario"] == reference}
+        ref = {
+            r["seed"]: r[metric] for r in rows if r["kind"] == kind and r["scenario"] == reference
+        }
         if not ref:
             continue
         for scen in dict.fromkeys(r["scenario"] for r in rows if r["kind"] == kind):
             if scen == reference:
                 continue
-            d = np.array([r[metric] - ref[r["seed"]] for r in rows
-                          if r["kind"] == kind and r["scenario"] == scen and r["seed"] in ref])
+            d = np.array(
+                [
+                    r[metric] - ref[r["seed"]]
+                    for r in rows
+                    if r["kind"] == kind and r["scenario"] == scen and r["seed"] in ref
+                ]
+            )
             if not len(d):
                 continue
             mean = float(d.mean())
             se = float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("nan")
             clear = abs(mean) > margin and abs(mean) > 2 * se
-            verdict = (("better" if mean > 0 else "worse") if clear else "no clear difference") if len(d) > 1 \
+            verdict = (
+                (("better" if mean > 0 else "worse") if clear else "no clear difference")
+                if len(d) > 1
                 else "one seed: no verdict"
-            results.append(dict(kind=kind, scenario=scen, reference=reference, metric=metric,
-                              mean_difference=mean, standard_error=se, n=len(d), verdict=verdict))
-            lines.append(f"{kind}s after {scen} vs after {reference}: {metric} {mean:+.3f} "
-                         f"(± {se:.3f} s.e., {len(d)} seeds): {verdict}")
+            )
+            results.append(
+                dict(
+                    kind=kind,
+                    scenario=scen,
+                    reference=reference,
+                    metric=metric,
+                    mean_difference=mean,
+                    standard_error=se,
+                    n=len(d),
+                    verdict=verdict,
+                )
+            )
+            lines.append(
+                f"{kind}s after {scen} vs after {reference}: {metric} {mean:+.3f} "
+                f"(± {se:.3f} s.e., {len(d)} seeds): {verdict}"
+            )
     question = [r for r in results if r["scenario"] in ("50%", "3x25%")]
     better = [f"{r['kind']}s after {r['scenario']}" for r in question if r["verdict"] == "better"]
     worse = [f"{r['kind']}s after {r['scenario']}" for r in question if r["verdict"] == "worse"]
@@ -1031,19 +1311,25 @@ def answer_study(rows: list[dict], metric: str = "macro_f1", reference: str = "2
     elif better and len(better) == len(question):
         plain = f"Yes: {', '.join(better)} separate land cover better than after {reference} ({metric})."
     elif better:
-        plain = (f"Partly: better for {', '.join(better)}; " + (f"worse for {', '.join(worse)}; " if worse else "")
-                 + f"no clear difference elsewhere ({metric}, vs {reference}).")
+        plain = (
+            f"Partly: better for {', '.join(better)}; "
+            + (f"worse for {', '.join(worse)}; " if worse else "")
+            + f"no clear difference elsewhere ({metric}, vs {reference})."
+        )
     else:
-        plain = (f"No: neither 50% masking nor 3x25% iterations gave features that separate land cover better "
-                 f"than {reference} ({metric}" + (f"; worse: {', '.join(worse)}" if worse else "") + ").")
+        plain = (
+            f"No: neither 50% masking nor 3x25% iterations gave features that separate land cover better "
+            f"than {reference} ({metric}" + (f"; worse: {', '.join(worse)}" if worse else "") + ")."
+        )
     return {"table": results, "text": "\n".join(lines), "plain": plain}
 
 
 # --------------------------------------------------------------------------- GeoTIFF
 
 
-def write_embeddings(path: str | Path, emb: Embeddings, n_components: int | None = 8, *,
-                     overwrite: bool = False) -> Path:
+def write_embeddings(
+    path: str | Path, emb: Embeddings, n_components: int | None = 8, *, overwrite: bool = False
+) -> Path:
     """Write ``emb`` as a multi-band GeoTIFF on its cell grid, with the scene's CRS and a transform
     scaled to the cells (one pixel per patch), NaN at invalid cells, so GIS tools can read it.
 
@@ -1054,7 +1340,7 @@ def write_embeddings(path: str | Path, emb: Embeddings, n_components: int | None
 
     path = Path(path)
     if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} already exists; pass overwrite=True to replace it")
+        raise OutputExistsError(f"{path} already exists; pass overwrite=True to replace it")
     transform = emb.grid_transform()
     if n_components is None:
         data = np.moveaxis(emb.values, -1, 0)
@@ -1063,16 +1349,35 @@ def write_embeddings(path: str | Path, emb: Embeddings, n_components: int | None
         comps = pca_map(emb, n_components).components
         data = np.moveaxis(comps, -1, 0)
         names = [f"PC{i + 1}" for i in range(comps.shape[-1])]
-    return write_raster(path, data.astype(np.float32), crs=emb.crs, transform=transform, nodata=float("nan"),
-                        valid=emb.valid, band_names=names, overwrite=overwrite)
+    return write_raster(
+        path,
+        data.astype(np.float32),
+        crs=emb.crs,
+        transform=transform,
+        nodata=float("nan"),
+        valid=emb.valid,
+        band_names=names,
+        overwrite=overwrite,
+    )
 
 
 # --------------------------------------------------------------------------- a model to embed with
 
 
-def train_tiny_mae(image, *, valid=None, bands=None, tile_size: int = 64, stride: int = 32, epochs: int = 5,
-                   mask_ratio: float = 0.75, lr: float = 1e-3, batch_size: int = 32, seed: int = 0,
-                   progress: bool = True):
+def train_tiny_mae(
+    image,
+    *,
+    valid=None,
+    bands=None,
+    tile_size: int = 64,
+    stride: int = 32,
+    epochs: int = 5,
+    mask_ratio: float = 0.75,
+    lr: float = 1e-3,
+    batch_size: int = 32,
+    seed: int = 0,
+    progress: bool = True,
+):
     """Train the tiny MAE preset (``mae_vit_tiny_patch8``) briefly on tiles of ``image`` (C, H, W).
 
     The stand-in when chapter 03's checkpoint is missing, trained as chapter 03 trains it: tiles
@@ -1088,12 +1393,14 @@ def train_tiny_mae(image, *, valid=None, bands=None, tile_size: int = 64, stride
     valid = rvalid if valid is None else np.asarray(valid, bool)
     valid = np.ones(arr.shape[1:], bool) if valid is None else valid
     if min(arr.shape[1:]) < tile_size:
-        raise ValueError(f"the scene ({arr.shape[1]} x {arr.shape[2]} px) is smaller than one {tile_size} px tile")
+        raise InputError(
+            f"the scene ({arr.shape[1]} x {arr.shape[2]} px) is smaller than one {tile_size} px tile"
+        )
     norm = normalization(arr, "per-band", valid, dtype=dtype)
     x = np.where(valid[None], norm.apply(np.nan_to_num(arr)), 0.0).astype(np.float32)
     tiles = tile(x, tile_size, stride=stride, valid=valid, min_valid=0.9)
     if len(tiles) == 0:
-        raise ValueError("no tile of the scene is at least 90% valid; nothing to train on")
+        raise InputError("no tile of the scene is at least 90% valid; nothing to train on")
     torch.manual_seed(seed)
     model = create_mae("mae_vit_tiny_patch8", img_size=tile_size, in_chans=arr.shape[0])
 
@@ -1104,15 +1411,37 @@ def train_tiny_mae(image, *, valid=None, bands=None, tile_size: int = 64, stride
             xb = xb.flip(3)
         return m(xb, mask_ratio)[0]
 
-    history = fit(model, torch.from_numpy(tiles.tiles), loss_fn, epochs=epochs, lr=lr, batch_size=batch_size,
-                  weight_decay=0.05, seed=seed, progress=progress, desc="tiny MAE")
-    model.pretrained_cfg.update(mean=norm.mean.tolist(), std=norm.std.tolist(), source="trained by train_tiny_mae",
-                                history=history.train)
+    history = fit(
+        model,
+        torch.from_numpy(tiles.tiles),
+        loss_fn,
+        epochs=epochs,
+        lr=lr,
+        batch_size=batch_size,
+        weight_decay=0.05,
+        seed=seed,
+        progress=progress,
+        desc="tiny MAE",
+    )
+    model.pretrained_cfg.update(
+        mean=norm.mean.tolist(),
+        std=norm.std.tolist(),
+        source="trained by train_tiny_mae",
+        history=history.train,
+    )
     return model.cpu().eval()
 
 
-def load_or_train_course_model(image=None, *, epochs: int = 5, seed: int = 0, bands=None, stride: int = 32,
-                               progress: bool = True, quiet: bool = False):
+def load_or_train_course_model(
+    image=None,
+    *,
+    epochs: int = 5,
+    seed: int = 0,
+    bands=None,
+    stride: int = 32,
+    progress: bool = True,
+    quiet: bool = False,
+):
     """Chapter 03's tiny MAE (:func:`mae_nb.models.mae.load_course_checkpoint`), or, when that
     checkpoint is missing, the tiny preset trained here for ``epochs`` on tiles of ``image`` every
     ``stride`` px (:func:`train_tiny_mae`), with a notice.
@@ -1126,6 +1455,10 @@ def load_or_train_course_model(image=None, *, epochs: int = 5, seed: int = 0, ba
         if image is None:
             raise
         if not quiet:
-            print(f"NOTICE: {exc}. Training the tiny preset here for {epochs} epoch(s) instead "
-                  "(weaker than chapter 03's model).")
-        return train_tiny_mae(image, bands=bands, epochs=epochs, seed=seed, stride=stride, progress=progress)
+            print(
+                f"NOTICE: {exc}. Training the tiny preset here for {epochs} epoch(s) instead "
+                "(weaker than chapter 03's model)."
+            )
+        return train_tiny_mae(
+            image, bands=bands, epochs=epochs, seed=seed, stride=stride, progress=progress
+        )

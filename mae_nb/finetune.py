@@ -35,10 +35,26 @@ import numpy as np
 import torch
 from torch import nn
 
+from mae_nb.errors import InputError, InputTypeError
+
 __all__ = [
-    "DEFAULT_FRACTIONS", "FinetuneResult", "Pretrained", "classifier_from_pretrained", "compare",
-    "course_pretrained", "evaluate", "finetune", "format_table", "format_verdict", "label_efficiency",
-    "patch_size_of", "predict", "scene_standardizer", "sst_like", "summarize", "verdict",
+    "DEFAULT_FRACTIONS",
+    "FinetuneResult",
+    "Pretrained",
+    "classifier_from_pretrained",
+    "compare",
+    "course_pretrained",
+    "evaluate",
+    "finetune",
+    "format_table",
+    "format_verdict",
+    "label_efficiency",
+    "patch_size_of",
+    "predict",
+    "scene_standardizer",
+    "sst_like",
+    "summarize",
+    "verdict",
 ]
 
 #: Label fractions of chapter 07's default study (share of each class's training labels).
@@ -57,7 +73,9 @@ def patch_size_of(model: nn.Module) -> int:
     if size is None:
         size = getattr(m, "config", {}).get("image_size")
     if size is None:
-        raise ValueError(f"cannot tell the patch size of a {type(m).__name__}: it has no image_size or config")
+        raise InputError(
+            f"cannot tell the patch size of a {type(m).__name__}: it has no image_size or config"
+        )
     return int(size)
 
 
@@ -70,13 +88,17 @@ def _num_classes(model: nn.Module) -> int | None:
 def _check_model(model: nn.Module, scene) -> None:
     n = _num_classes(model)
     if n is not None and n != scene.n_classes:
-        raise ValueError(
+        raise InputError(
             f"the model has {n} output classes but the scene {scene.name!r} has {scene.n_classes}; "
             f"build it with num_classes={scene.n_classes} (or call reset_classifier({scene.n_classes}))"
         )
-    bands = getattr(_unwrap(model), "in_chans", None) or getattr(_unwrap(model), "config", {}).get("in_chans")
+    bands = getattr(_unwrap(model), "in_chans", None) or getattr(_unwrap(model), "config", {}).get(
+        "in_chans"
+    )
     if bands is not None and int(bands) != scene.n_bands:
-        raise ValueError(f"the model takes {bands} bands but the scene {scene.name!r} has {scene.n_bands}")
+        raise InputError(
+            f"the model takes {bands} bands but the scene {scene.name!r} has {scene.n_bands}"
+        )
 
 
 def scene_standardizer(scene, split):
@@ -98,17 +120,18 @@ def classifier_from_pretrained(pretrained: nn.Module, num_classes: int) -> nn.Mo
 
     pretrained = _unwrap(pretrained)
     if not isinstance(pretrained, SpectralTransformer):
-        raise TypeError(f"expected a SpectralTransformer, got {type(pretrained).__name__}")
+        raise InputTypeError(f"expected a SpectralTransformer, got {type(pretrained).__name__}")
     if int(num_classes) != num_classes or num_classes < 1:
-        raise ValueError(f"num_classes must be a positive integer, got {num_classes}")
+        raise InputError(f"num_classes must be a positive integer, got {num_classes}")
     config = {**pretrained.config, "decoder_depth": -1, "num_classes": int(num_classes)}
     model = SpectralTransformer(**config)
-    encoder = {k: v for k, v in pretrained.state_dict().items()
-               if not k.startswith(("decoder_", "head."))}
+    encoder = {
+        k: v for k, v in pretrained.state_dict().items() if not k.startswith(("decoder_", "head."))
+    }
     missing, unexpected = model.load_state_dict(encoder, strict=False)
     stray = [k for k in missing if not k.startswith("head.")] + list(unexpected)
     if stray:  # pragma: no cover - guards against a renamed parameter
-        raise RuntimeError(f"pretrained weights do not fit the classifier: {stray[:5]}")
+        raise InputError(f"pretrained weights do not fit the classifier: {stray[:5]}")
     return model
 
 
@@ -122,9 +145,10 @@ def sst_like(reference: nn.Module, num_classes: int, **changes) -> nn.Module:
 
     reference = _unwrap(reference)
     if not isinstance(reference, SpectralTransformer):
-        raise TypeError(f"expected a SpectralTransformer, got {type(reference).__name__}")
-    return SpectralTransformer(**{**reference.config, "decoder_depth": -1, "num_classes": int(num_classes),
-                                  **changes})
+        raise InputTypeError(f"expected a SpectralTransformer, got {type(reference).__name__}")
+    return SpectralTransformer(
+        **{**reference.config, "decoder_depth": -1, "num_classes": int(num_classes), **changes}
+    )
 
 
 @dataclass
@@ -137,9 +161,18 @@ class Pretrained:
     notice: str = ""
 
 
-def course_pretrained(scene, *, patch_size: int = 5, epochs: int = 2, max_pixels: int | None = 2000,
-                      batch_size: int = 32, model_kwargs: Mapping | None = None, seed: int = 0,
-                      progress: bool = True, quiet: bool = False) -> Pretrained:
+def course_pretrained(
+    scene,
+    *,
+    patch_size: int = 5,
+    epochs: int = 2,
+    max_pixels: int | None = 2000,
+    batch_size: int = 32,
+    model_kwargs: Mapping | None = None,
+    seed: int = 0,
+    progress: bool = True,
+    quiet: bool = False,
+) -> Pretrained:
     """Chapter 06's pretrained transformer for ``scene``, or a brief pretraining when there is none.
 
     The checkpoint (:func:`mae_nb.models.spectral.course_checkpoint_path`) is used when it was
@@ -158,15 +191,27 @@ def course_pretrained(scene, *, patch_size: int = 5, epochs: int = 2, max_pixels
         got = (config.get("scene"), config.get("source"), model.config["in_chans"])
         if got == (scene.name, scene.source, scene.n_bands):
             return Pretrained(model, "chapter 06", config)
-        reason = (f"the checkpoint at {path} was pretrained on {got[0]!r} ({got[1]}, {got[2]} bands), "
-                  f"not on {scene.name!r} ({scene.source}, {scene.n_bands} bands)")
-    notice = (f"NOTICE: chapter 06's pretrained model is not usable here: {reason}. Pretraining briefly "
-              f"instead ({epochs} epoch{'s' * (epochs != 1)} on {max_pixels or 'all'} pixels); run notebook "
-              "06_hyperspectral_masked_pretraining first for the real thing.")
+        reason = (
+            f"the checkpoint at {path} was pretrained on {got[0]!r} ({got[1]}, {got[2]} bands), "
+            f"not on {scene.name!r} ({scene.source}, {scene.n_bands} bands)"
+        )
+    notice = (
+        f"NOTICE: chapter 06's pretrained model is not usable here: {reason}. Pretraining briefly "
+        f"instead ({epochs} epoch{'s' * (epochs != 1)} on {max_pixels or 'all'} pixels); run notebook "
+        "06_hyperspectral_masked_pretraining first for the real thing."
+    )
     if not quiet:
         print(notice)
-    result = pretrain_on_scene(scene, image_size=patch_size, epochs=epochs, max_pixels=max_pixels, seed=seed,
-                               batch_size=batch_size, model_kwargs=dict(model_kwargs or {}), progress=progress)
+    result = pretrain_on_scene(
+        scene,
+        image_size=patch_size,
+        epochs=epochs,
+        max_pixels=max_pixels,
+        seed=seed,
+        batch_size=batch_size,
+        model_kwargs=dict(model_kwargs or {}),
+        progress=progress,
+    )
     return Pretrained(result.model, "brief pretraining", result.config, notice)
 
 
@@ -223,12 +268,14 @@ def finetune(
 
     _check_model(model, scene)
     if steps is not None and epochs is not None:
-        raise ValueError("give steps or epochs, not both")
+        raise InputError("give steps or epochs, not both")
     for name, value in (("steps", steps), ("epochs", epochs), ("batch_size", batch_size)):
         if value is not None and (int(value) != value or value < 1):
-            raise ValueError(f"{name} must be a positive integer, got {value}")
+            raise InputError(f"{name} must be a positive integer, got {value}")
     if split.regions.shape != scene.labels.shape:
-        raise ValueError(f"the split {split.regions.shape} does not belong to the scene {scene.labels.shape} (H, W)")
+        raise InputError(
+            f"the split {split.regions.shape} does not belong to the scene {scene.labels.shape} (H, W)"
+        )
     train_mask = subsample_labels(split.train, scene.labels, fraction, seed=seed)
     std = scene_standardizer(scene, split) if standardizer is None else standardizer
     cube = std.apply(scene.cube)
@@ -250,11 +297,30 @@ def finetune(
     else:
         batches = math.ceil(len(data) / batch_size)
     start = time.perf_counter()
-    history = fit(model, data, classification_loss, epochs=epochs, lr=lr, batch_size=batch_size,
-                  val_data=val_data, weight_decay=weight_decay, device=device, seed=seed,
-                  progress=progress, desc=desc or f"fine-tuning on {fraction:.1%} of the labels")
-    return FinetuneResult(model, history, train_mask, int(train_mask.sum()), float(fraction), std,
-                          epochs * batches, time.perf_counter() - start)
+    history = fit(
+        model,
+        data,
+        classification_loss,
+        epochs=epochs,
+        lr=lr,
+        batch_size=batch_size,
+        val_data=val_data,
+        weight_decay=weight_decay,
+        device=device,
+        seed=seed,
+        progress=progress,
+        desc=desc or f"fine-tuning on {fraction:.1%} of the labels",
+    )
+    return FinetuneResult(
+        model,
+        history,
+        train_mask,
+        int(train_mask.sum()),
+        float(fraction),
+        std,
+        epochs * batches,
+        time.perf_counter() - start,
+    )
 
 
 def _rounds_loader(data, batch_size: int, batches: int, seed: int):
@@ -263,7 +329,9 @@ def _rounds_loader(data, batch_size: int, batches: int, seed: int):
     from torch.utils.data import DataLoader, RandomSampler
 
     size = min(batch_size, len(data))  # fewer samples than a batch: every batch holds them all
-    sampler = RandomSampler(data, num_samples=batches * size, generator=torch.Generator().manual_seed(seed))
+    sampler = RandomSampler(
+        data, num_samples=batches * size, generator=torch.Generator().manual_seed(seed)
+    )
     return DataLoader(data, batch_size=size, sampler=sampler)
 
 
@@ -271,8 +339,15 @@ def _rounds_loader(data, batch_size: int, batches: int, seed: int):
 
 
 @torch.no_grad()
-def predict(model: nn.Module, cube: np.ndarray, mask: np.ndarray | None = None, *, batch_size: int = 64,
-            device=None, progress: bool = False) -> np.ndarray:
+def predict(
+    model: nn.Module,
+    cube: np.ndarray,
+    mask: np.ndarray | None = None,
+    *,
+    batch_size: int = 64,
+    device=None,
+    progress: bool = False,
+) -> np.ndarray:
     """Classes (1..K) of the pixels of ``mask`` (H, W) bool (all pixels if None), in ``np.argwhere`` order.
 
     cube: (H, W, B), already standardized. Returns (n,) int64. Patches are cut in batches of
@@ -283,20 +358,32 @@ def predict(model: nn.Module, cube: np.ndarray, mask: np.ndarray | None = None, 
     from mae_nb.data.hsi import PatchDataset
 
     if int(batch_size) != batch_size or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
+        raise InputError(f"batch_size must be a positive integer, got {batch_size}")
     data = PatchDataset(cube, None, mask, patch_size_of(model))
     device = torch.device(device) if device is not None else next(model.parameters()).device
     model.eval()
     out = np.empty(len(data), np.int64)
-    for start in tqdm(range(0, len(data), batch_size), disable=not progress, desc="predicting", unit="batch"):
+    for start in tqdm(
+        range(0, len(data), batch_size), disable=not progress, desc="predicting", unit="batch"
+    ):
         idx = np.arange(start, min(start + batch_size, len(data)))
         logits = model(data.patches(idx).to(device))
         out[idx] = logits.argmax(1).cpu().numpy() + 1
     return out
 
 
-def evaluate(model: nn.Module, scene, split, *, subset: str = "test", full_map: bool = True,
-             standardizer=None, batch_size: int = 64, device=None, progress: bool = False) -> dict:
+def evaluate(
+    model: nn.Module,
+    scene,
+    split,
+    *,
+    subset: str = "test",
+    full_map: bool = True,
+    standardizer=None,
+    batch_size: int = 64,
+    device=None,
+    progress: bool = False,
+) -> dict:
     """Accuracy of ``model`` on the ``subset`` ("test", "val" or "train") pixels of ``split``.
 
     Returns ``{"oa", "aa", "kappa"}`` (floats), ``"confusion"`` (K, K) (rows = true class),
@@ -310,28 +397,40 @@ def evaluate(model: nn.Module, scene, split, *, subset: str = "test", full_map: 
     _check_model(model, scene)
     sel = split.mask(subset)
     if not sel.any():
-        raise ValueError(f"the {subset} split has no labelled pixel; choose another split (fractions, grid)")
+        raise InputError(
+            f"the {subset} split has no labelled pixel; choose another split (fractions, grid)"
+        )
     std = scene_standardizer(scene, split) if standardizer is None else standardizer
     cube = std.apply(scene.cube)
     labels = scene.labels
     pred_map = np.zeros(labels.shape, np.int64)
     if full_map:
-        pred_map[:] = predict(model, cube, None, batch_size=batch_size, device=device,
-                              progress=progress).reshape(labels.shape)
+        pred_map[:] = predict(
+            model, cube, None, batch_size=batch_size, device=device, progress=progress
+        ).reshape(labels.shape)
     else:
         rc = np.argwhere(sel)
-        pred_map[rc[:, 0], rc[:, 1]] = predict(model, cube, sel, batch_size=batch_size, device=device,
-                                               progress=progress)
+        pred_map[rc[:, 0], rc[:, 1]] = predict(
+            model, cube, sel, batch_size=batch_size, device=device, progress=progress
+        )
     k = scene.n_classes
     present = np.unique(labels[sel])
     missing = [int(c) for c in range(1, k + 1) if c not in present]
     if missing:
         names = ", ".join(f"{c} ({scene.class_names[c - 1]})" for c in missing)
-        warnings.warn(f"classes {names} have no pixel in the {subset} split; the average accuracy "
-                      f"is over the {k - len(missing)} classes present", stacklevel=2)
+        warnings.warn(
+            f"classes {names} have no pixel in the {subset} split; the average accuracy "
+            f"is over the {k - len(missing)} classes present",
+            stacklevel=2,
+        )
     report = classification_report(labels[sel] - 1, pred_map[sel] - 1, n_classes=k)
-    return {**report, "map": pred_map, "n_pixels": int(sel.sum()), "missing_classes": missing,
-            "subset": subset}
+    return {
+        **report,
+        "map": pred_map,
+        "n_pixels": int(sel.sum()),
+        "missing_classes": missing,
+        "subset": subset,
+    }
 
 
 # --------------------------------------------------------------------------- the study
@@ -365,16 +464,18 @@ def label_efficiency(
     from mae_nb.train import release_memory
 
     if not models:
-        raise ValueError("models is empty; pass {name: factory} of the models to compare")
+        raise InputError("models is empty; pass {name: factory} of the models to compare")
     fractions = [float(f) for f in fractions]
     for f in fractions:
         if not 0.0 < f <= 1.0:
-            raise ValueError(f"fractions must be in (0, 1] (0.01 = 1 % of the labels), got {f}")
+            raise InputError(f"fractions must be in (0, 1] (0.01 = 1 % of the labels), got {f}")
     if not seeds:
-        raise ValueError("seeds is empty; give at least one seed")
+        raise InputError("seeds is empty; give at least one seed")
     for name, factory in models.items():
         if isinstance(factory, nn.Module) or not callable(factory):
-            raise TypeError(f"models[{name!r}] must be a function that builds a model, got {type(factory).__name__}")
+            raise InputTypeError(
+                f"models[{name!r}] must be a function that builds a model, got {type(factory).__name__}"
+            )
     std = scene_standardizer(scene, split)
     runs = [(s, f, name) for s in seeds for f in fractions for name in models]
     rows: list[dict] = []
@@ -383,11 +484,27 @@ def label_efficiency(
         bar.set_postfix_str(f"{name}, {fraction:.1%}, seed {seed}")
         torch.manual_seed(seed)
         model = models[name]()
-        result = finetune(model, scene, split, fraction, seed=seed, standardizer=std, progress=False,
-                          **finetune_kwargs)
+        result = finetune(
+            model,
+            scene,
+            split,
+            fraction,
+            seed=seed,
+            standardizer=std,
+            progress=False,
+            **finetune_kwargs,
+        )
         ev = evaluate(model, scene, split, full_map=False, standardizer=std)
-        row = {"model": name, "fraction": fraction, "seed": int(seed), "n_labels": result.n_labels,
-               "oa": ev["oa"], "aa": ev["aa"], "kappa": ev["kappa"], "seconds": round(result.seconds, 2)}
+        row = {
+            "model": name,
+            "fraction": fraction,
+            "seed": int(seed),
+            "n_labels": result.n_labels,
+            "oa": ev["oa"],
+            "aa": ev["aa"],
+            "kappa": ev["kappa"],
+            "seconds": round(result.seconds, 2),
+        }
         if keep_maps:
             row.update(map=ev["map"], confusion=ev["confusion"])
         if keep_models:
@@ -401,13 +518,15 @@ def label_efficiency(
 def _check_rows(rows: Sequence[Mapping], metric: str) -> list[Mapping]:
     rows = list(rows)
     if not rows:
-        raise ValueError("no rows: run label_efficiency first")
+        raise InputError("no rows: run label_efficiency first")
     if metric not in rows[0]:
-        raise ValueError(f"metric {metric!r} is not in the rows; they have {sorted(rows[0])}")
+        raise InputError(f"metric {metric!r} is not in the rows; they have {sorted(rows[0])}")
     return rows
 
 
-def summarize(rows: Sequence[Mapping], metrics: Sequence[str] = ("oa", "aa", "kappa")) -> list[dict]:
+def summarize(
+    rows: Sequence[Mapping], metrics: Sequence[str] = ("oa", "aa", "kappa")
+) -> list[dict]:
     """Mean and standard deviation over seeds: one dict per (model, fraction), in the rows' order.
 
     Keys: ``model``, ``fraction``, ``n`` (seeds), ``n_labels`` (mean), and ``<metric>`` /
@@ -419,8 +538,12 @@ def summarize(rows: Sequence[Mapping], metrics: Sequence[str] = ("oa", "aa", "ka
         groups.setdefault((r["model"], r["fraction"]), []).append(r)
     out = []
     for (model, fraction), group in groups.items():
-        entry = {"model": model, "fraction": fraction, "n": len(group),
-                 "n_labels": float(np.mean([g.get("n_labels", np.nan) for g in group]))}
+        entry = {
+            "model": model,
+            "fraction": fraction,
+            "n": len(group),
+            "n_labels": float(np.mean([g.get("n_labels", np.nan) for g in group])),
+        }
         for m in metrics:
             values = np.array([g[m] for g in group], float)
             entry[m] = float(values.mean())
@@ -434,15 +557,33 @@ def format_table(rows: Sequence[Mapping], metrics: Sequence[str] = ("oa", "aa", 
     summary = summarize(rows, metrics)
     head = "| model | labels | pixels | " + " | ".join(m.upper() for m in metrics) + " |"
     lines = [head, "|---|---:|---:|" + "---:|" * len(metrics)]
-    for s in sorted(summary, key=lambda e: (e["fraction"], list(dict.fromkeys(r["model"] for r in rows)).index(e["model"]))):
-        cells = [f"{100 * s[m]:.1f} ± {100 * s[m + '_std']:.1f}" if s["n"] > 1 else f"{100 * s[m]:.1f}"
-                 for m in metrics]
-        lines.append(f"| {s['model']} | {s['fraction']:.1%} | {s['n_labels']:.0f} | " + " | ".join(cells) + " |")
+    for s in sorted(
+        summary,
+        key=lambda e: (
+            e["fraction"],
+            list(dict.fromkeys(r["model"] for r in rows)).index(e["model"]),
+        ),
+    ):
+        cells = [
+            f"{100 * s[m]:.1f} ± {100 * s[m + '_std']:.1f}" if s["n"] > 1 else f"{100 * s[m]:.1f}"
+            for m in metrics
+        ]
+        lines.append(
+            f"| {s['model']} | {s['fraction']:.1%} | {s['n_labels']:.0f} | "
+            + " | ".join(cells)
+            + " |"
+        )
     return "\n".join(lines)
 
 
-def compare(rows: Sequence[Mapping], a: str, b: str, *, fractions: Sequence[float] | None = None,
-            metric: str = "oa") -> dict:
+def compare(
+    rows: Sequence[Mapping],
+    a: str,
+    b: str,
+    *,
+    fractions: Sequence[float] | None = None,
+    metric: str = "oa",
+) -> dict:
     """Paired gain of model ``a`` over model ``b`` (same fraction and seed) in ``metric`` points.
 
     Returns ``{"gain"`` (mean of the differences x 100), ``"se"`` (its standard error),
@@ -453,22 +594,28 @@ def compare(rows: Sequence[Mapping], a: str, b: str, *, fractions: Sequence[floa
     names = {r["model"] for r in rows}
     for name in (a, b):
         if name not in names:
-            raise ValueError(f"model {name!r} is not in the rows; they have {sorted(names)}")
+            raise InputError(f"model {name!r} is not in the rows; they have {sorted(names)}")
     wanted = None if fractions is None else {float(f) for f in fractions}
     va = {(r["fraction"], r["seed"]): r[metric] for r in rows if r["model"] == a}
     vb = {(r["fraction"], r["seed"]): r[metric] for r in rows if r["model"] == b}
     keys = sorted(k for k in va if k in vb and (wanted is None or k[0] in wanted))
     if not keys:
-        raise ValueError(f"no (fraction, seed) run of both {a!r} and {b!r}"
-                         + ("" if wanted is None else f" at fractions {sorted(wanted)}"))
+        raise InputError(
+            f"no (fraction, seed) run of both {a!r} and {b!r}"
+            + ("" if wanted is None else f" at fractions {sorted(wanted)}")
+        )
     diffs = np.array([100 * (va[k] - vb[k]) for k in keys])
     per_fraction: dict[float, list[float]] = {}
     for k, d in zip(keys, diffs):
         per_fraction.setdefault(k[0], []).append(float(d))
     se = float(diffs.std(ddof=1) / np.sqrt(len(diffs))) if len(diffs) > 1 else float("nan")
-    return {"gain": float(diffs.mean()), "se": se, "n": len(diffs),
-            "per_fraction": {f: float(np.mean(v)) for f, v in per_fraction.items()},
-            "fractions": sorted(per_fraction)}
+    return {
+        "gain": float(diffs.mean()),
+        "se": se,
+        "n": len(diffs),
+        "per_fraction": {f: float(np.mean(v)) for f, v in per_fraction.items()},
+        "fractions": sorted(per_fraction),
+    }
 
 
 def _judge(gain: float, se: float) -> str:
@@ -484,9 +631,17 @@ def _judge(gain: float, se: float) -> str:
     return "inconclusive"
 
 
-def verdict(rows: Sequence[Mapping], *, pretrained: str, random_init: str, vit: str | None = None,
-            cnn: str | None = None, ablations: Mapping[str, str] | None = None, low_fraction: float = 0.10,
-            metric: str = "oa") -> list[dict]:
+def verdict(
+    rows: Sequence[Mapping],
+    *,
+    pretrained: str,
+    random_init: str,
+    vit: str | None = None,
+    cnn: str | None = None,
+    ablations: Mapping[str, str] | None = None,
+    low_fraction: float = 0.10,
+    metric: str = "oa",
+) -> list[dict]:
     """The paper's claims checked against ``rows``: one dict per claim that the rows can test.
 
     Names are the ``model`` values in the rows. ``ablations``: ``{what is removed: model name}``
@@ -504,24 +659,56 @@ def verdict(rows: Sequence[Mapping], *, pretrained: str, random_init: str, vit: 
         if not fractions:
             return
         c = compare(rows, a, b, fractions=fractions, metric=metric)
-        claims.append({"claim": claim, "paper": paper, "a": a, "b": b, **c,
-                       "status": _judge(c["gain"], c["se"]),
-                       "reaches_paper": paper_min is not None and c["gain"] >= paper_min})
+        claims.append(
+            {
+                "claim": claim,
+                "paper": paper,
+                "a": a,
+                "b": b,
+                **c,
+                "status": _judge(c["gain"], c["se"]),
+                "reaches_paper": paper_min is not None and c["gain"] >= paper_min,
+            }
+        )
 
     names = {r["model"] for r in rows}
-    add("masked pretraining helps with few labels", "+7-8 points with 0.1-10 % of the labels", 7.0,
-        pretrained, random_init, low)
+    add(
+        "masked pretraining helps with few labels",
+        "+7-8 points with 0.1-10 % of the labels",
+        7.0,
+        pretrained,
+        random_init,
+        low,
+    )
     if cnn in names:
-        add("pretrained transformer beats the 3D-CNN with few labels", "+7-8 points with 0.1-10 % of the labels",
-            7.0, pretrained, cnn, low)
+        add(
+            "pretrained transformer beats the 3D-CNN with few labels",
+            "+7-8 points with 0.1-10 % of the labels",
+            7.0,
+            pretrained,
+            cnn,
+            low,
+        )
     if vit in names:
-        add("spatial-spectral transformer beats a standard ViT", "+5 (EnMAP) to +15 (Houston2018) points",
-            5.0, random_init, vit, sorted({r["fraction"] for r in rows}))
+        add(
+            "spatial-spectral transformer beats a standard ViT",
+            "+5 (EnMAP) to +15 (Houston2018) points",
+            5.0,
+            random_init,
+            vit,
+            sorted({r["fraction"] for r in rows}),
+        )
     for removed, name in (ablations or {}).items():
         if name in names:
             fr = sorted({r["fraction"] for r in rows if r["model"] == name})
-            add(f"{removed} helps (ablation)", "part of the +5 to +15 points over a ViT", None,
-                random_init, name, fr)
+            add(
+                f"{removed} helps (ablation)",
+                "part of the +5 to +15 points over a ViT",
+                None,
+                random_init,
+                name,
+                fr,
+            )
     return claims
 
 
@@ -529,15 +716,22 @@ def format_verdict(claims: Sequence[Mapping], scale: str = "") -> str:
     """Plain sentences for :func:`verdict`'s claims, computed from their numbers."""
     if not claims:
         return "No claim could be tested with these runs."
-    word = {"supported": "SUPPORTED", "contradicted": "CONTRADICTED", "inconclusive": "INCONCLUSIVE"}
+    word = {
+        "supported": "SUPPORTED",
+        "contradicted": "CONTRADICTED",
+        "inconclusive": "INCONCLUSIVE",
+    }
     lines = [f"Verdict at the scale run here{f' ({scale})' if scale else ''}:"]
     for c in claims:
         se = f" ± {c['se']:.1f}" if math.isfinite(c["se"]) else ""
         per = ", ".join(f"{f:.1%}: {g:+.1f}" for f, g in c["per_fraction"].items())
         size = ""
         if c["status"] == "supported" and c["paper"].startswith("+"):
-            size = (" and at least as large as the paper's" if c["reaches_paper"]
-                    else " but smaller than the paper's")
+            size = (
+                " and at least as large as the paper's"
+                if c["reaches_paper"]
+                else " but smaller than the paper's"
+            )
         lines.append(
             f"- {c['claim']}: {word[c['status']]}{size}. {c['a']} vs {c['b']}: {c['gain']:+.1f}{se} points "
             f"over {c['n']} paired runs ({per}); paper: {c['paper']}."

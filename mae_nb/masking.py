@@ -12,17 +12,19 @@ import math
 
 import torch
 
+from mae_nb.errors import InputError
+
 
 def check_mask_ratio(mask_ratio: float, num_tokens: int | None = None) -> float:
     """``mask_ratio`` as a float in [0, 1); with ``num_tokens``, at least one token must stay visible."""
     try:
         ratio = float(mask_ratio)
     except (TypeError, ValueError):
-        raise ValueError(f"mask_ratio must be a number in [0, 1), got {mask_ratio!r}") from None
+        raise InputError(f"mask_ratio must be a number in [0, 1), got {mask_ratio!r}") from None
     if not 0.0 <= ratio < 1.0 or math.isnan(ratio):
-        raise ValueError(f"mask_ratio must be in [0, 1), got {mask_ratio}")
+        raise InputError(f"mask_ratio must be in [0, 1), got {mask_ratio}")
     if num_tokens is not None and int(num_tokens * (1 - ratio)) < 1:
-        raise ValueError(
+        raise InputError(
             f"mask_ratio={mask_ratio} leaves no visible patch out of {num_tokens}; "
             f"use a mask_ratio below {1 - 1 / num_tokens:.3f}"
         )
@@ -43,14 +45,14 @@ def random_masking(
     un-shuffles, and ``ids_keep`` (N, L_keep) the indices of the kept tokens.
     """
     if x.ndim != 3:
-        raise ValueError(f"expected tokens of shape (N, L, D), got {tuple(x.shape)}")
+        raise InputError(f"expected tokens of shape (N, L, D), got {tuple(x.shape)}")
     n, length, dim = x.shape
     check_mask_ratio(mask_ratio, length)
     len_keep = int(length * (1 - mask_ratio))
     if noise is None:
         noise = torch.rand(n, length, device=x.device, generator=generator)
     elif noise.shape != (n, length):
-        raise ValueError(f"noise must have shape (N, L) = {(n, length)}, got {tuple(noise.shape)}")
+        raise InputError(f"noise must have shape (N, L) = {(n, length)}, got {tuple(noise.shape)}")
     noise = noise.to(x.device)
 
     ids_shuffle = torch.argsort(noise, dim=1)  # ascend: small is keep, large is remove
@@ -63,18 +65,23 @@ def random_masking(
     return x_visible, mask, ids_restore, ids_keep
 
 
-def patch_mask_to_pixels(mask: torch.Tensor, grid_hw: tuple[int, int], patch_size: int) -> torch.Tensor:
+def patch_mask_to_pixels(
+    mask: torch.Tensor, grid_hw: tuple[int, int], patch_size: int
+) -> torch.Tensor:
     """A per-patch mask (N, L) as a per-pixel mask (N, H, W), H = grid_h * patch_size."""
     gh, gw = grid_hw
     if mask.ndim != 2 or mask.shape[1] != gh * gw:
-        raise ValueError(f"mask must have shape (N, {gh * gw}) for a {gh} x {gw} grid, got {tuple(mask.shape)}")
+        raise InputError(
+            f"mask must have shape (N, {gh * gw}) for a {gh} x {gw} grid, got {tuple(mask.shape)}"
+        )
     m = mask.reshape(mask.shape[0], gh, 1, gw, 1)
     m = m.expand(-1, gh, patch_size, gw, patch_size)
     return m.reshape(mask.shape[0], gh * patch_size, gw * patch_size)
 
 
-def block_mask(n: int, grid_hw: tuple[int, int], mask_ratio: float,
-               generator: torch.Generator | None = None) -> torch.Tensor:
+def block_mask(
+    n: int, grid_hw: tuple[int, int], mask_ratio: float, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """A random per-patch mask (N, L), 1 = masked, with exactly ``int(L * mask_ratio)`` masked patches."""
     length = grid_hw[0] * grid_hw[1]
     dummy = torch.zeros(n, length, 1)

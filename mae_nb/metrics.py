@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from mae_nb.errors import InputError
+
 
 def _np(a) -> np.ndarray:
     if hasattr(a, "detach"):
@@ -20,20 +22,20 @@ def _np(a) -> np.ndarray:
 def _prepare(pred, target, valid):
     p, t = _np(pred), _np(target)
     if p.shape != t.shape:
-        raise ValueError(f"pred and target must have the same shape, got {p.shape} and {t.shape}")
+        raise InputError(f"pred and target must have the same shape, got {p.shape} and {t.shape}")
     if p.ndim == 3:
         p, t = p[None], t[None]
     if p.ndim != 4:
-        raise ValueError(f"expected images of shape (C, H, W) or (N, C, H, W), got {p.shape}")
+        raise InputError(f"expected images of shape (C, H, W) or (N, C, H, W), got {p.shape}")
     n, c, h, w = p.shape
     m = np.ones((n, h, w), bool) if valid is None else np.asarray(_np(valid) > 0, bool)
     if m.ndim == 2:
         m = np.broadcast_to(m, (n, h, w))
     if m.shape != (n, h, w):
-        raise ValueError(f"valid must have shape (H, W) or (N, H, W) = {(n, h, w)}, got {m.shape}")
+        raise InputError(f"valid must have shape (H, W) or (N, H, W) = {(n, h, w)}, got {m.shape}")
     m = m & np.isfinite(p).all(axis=1) & np.isfinite(t).all(axis=1)
     if not m.any():
-        raise ValueError("no valid pixel to score: every pixel is nodata or non-finite")
+        raise InputError("no valid pixel to score: every pixel is nodata or non-finite")
     return p, t, m
 
 
@@ -64,7 +66,7 @@ def ssim(pred, target, data_range: float = 1.0, valid=None, per_band: bool = Fal
     p, t, m = _prepare(pred, target, valid)
     n, c, h, w = p.shape
     if min(h, w) < 7:
-        raise ValueError(f"SSIM needs images of at least 7 x 7 pixels, got {h} x {w}")
+        raise InputError(f"SSIM needs images of at least 7 x 7 pixels, got {h} x {w}")
     # invalid pixels: the same value in both images, so they add no error inside the window
     t = np.where(m[:, None], t, 0.0)
     p = np.where(m[:, None], p, 0.0)
@@ -73,15 +75,22 @@ def ssim(pred, target, data_range: float = 1.0, valid=None, per_band: bool = Fal
         vals = []
         for i in range(n):
             _, smap = structural_similarity(
-                t[i, b], p[i, b], data_range=data_range, gaussian_weights=True, sigma=1.5,
-                use_sample_covariance=False, full=True,
+                t[i, b],
+                p[i, b],
+                data_range=data_range,
+                gaussian_weights=True,
+                sigma=1.5,
+                use_sample_covariance=False,
+                full=True,
             )
             vals.append(smap[m[i]])
         scores[b] = np.concatenate(vals).mean()
     return scores if per_band else float(scores.mean())
 
 
-def classification_report(y_true, y_pred, n_classes: int | None = None, ignore_label: int | None = None) -> dict:
+def classification_report(
+    y_true, y_pred, n_classes: int | None = None, ignore_label: int | None = None
+) -> dict:
     """Overall accuracy, average (per-class) accuracy, Cohen's kappa, confusion matrix.
 
     Labels are integers 0..n_classes-1; pixels whose true label is ``ignore_label`` are
@@ -91,12 +100,14 @@ def classification_report(y_true, y_pred, n_classes: int | None = None, ignore_l
 
     yt, yp = np.asarray(_np(y_true), int).ravel(), np.asarray(_np(y_pred), int).ravel()
     if yt.shape != yp.shape:
-        raise ValueError(f"y_true and y_pred must have the same length, got {yt.size} and {yp.size}")
+        raise InputError(
+            f"y_true and y_pred must have the same length, got {yt.size} and {yp.size}"
+        )
     if ignore_label is not None:
         keep = yt != ignore_label
         yt, yp = yt[keep], yp[keep]
     if yt.size == 0:
-        raise ValueError("no labelled sample to score")
+        raise InputError("no labelled sample to score")
     n = int(max(yt.max(), yp.max()) + 1) if n_classes is None else int(n_classes)
     cm = confusion_matrix(yt, yp, labels=list(range(n)))
     support = cm.sum(axis=1)

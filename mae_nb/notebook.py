@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Sequence
 
 from mae_nb import DEFAULT_BRANCH, REPOSITORY
+from mae_nb.errors import InputError
 
 #: Environment variable a test sets to install ``mae_nb`` from a working tree instead of GitHub.
 INSTALL_SPEC_ENV = "MAE_NB_INSTALL_SPEC"
@@ -55,8 +56,14 @@ def header(notebook: str | Path, title: str, learn: Sequence[str], minutes: str)
     )
 
 
-def new_chapter(path: str | Path, title: str, learn: Sequence[str], minutes: str,
-                parameters: str, cells: Sequence[tuple[str, str]]) -> Path:
+def new_chapter(
+    path: str | Path,
+    title: str,
+    learn: Sequence[str],
+    minutes: str,
+    parameters: str,
+    cells: Sequence[tuple[str, str]],
+) -> Path:
     """Write a chapter notebook: header, install cell, ``parameters`` cell, then ``cells``.
 
     ``cells`` are ``("md", text)`` or ``("code", source)`` pairs. ``parameters`` is the source
@@ -67,15 +74,25 @@ def new_chapter(path: str | Path, title: str, learn: Sequence[str], minutes: str
 
     path = Path(path)
     nb = new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
     nb.metadata["language_info"] = {"name": "python"}
     params = new_code_cell(parameters.strip())
     params.metadata["tags"] = ["parameters"]
-    nb.cells = [new_markdown_cell(header(path, title, learn, minutes)), new_code_cell(INSTALL_CELL), params]
+    nb.cells = [
+        new_markdown_cell(header(path, title, learn, minutes)),
+        new_code_cell(INSTALL_CELL),
+        params,
+    ]
     for kind, text in cells:
         if kind not in ("md", "code"):
-            raise ValueError(f"cell kind must be 'md' or 'code', got {kind!r}")
-        nb.cells.append(new_markdown_cell(text.strip()) if kind == "md" else new_code_cell(text.strip()))
+            raise InputError(f"cell kind must be 'md' or 'code', got {kind!r}")
+        nb.cells.append(
+            new_markdown_cell(text.strip()) if kind == "md" else new_code_cell(text.strip())
+        )
     for i, cell in enumerate(nb.cells):
         cell["id"] = f"cell-{i:02d}"
     nbformat.validate(nb)
@@ -108,7 +125,11 @@ def lint_notebook(path: str | Path) -> list[str]:
             if expected not in links:
                 problems.append(f"first cell lacks the badge link {expected}")
         for link in links:
-            if link not in (colab_url(path), binder_url(path)) and "assets" not in link and "badge" not in link:
+            if (
+                link not in (colab_url(path), binder_url(path))
+                and "assets" not in link
+                and "badge" not in link
+            ):
                 problems.append(f"badge link {link} does not point at this notebook")
         for needed in ("What you will learn", "Estimated run time"):
             if needed not in first:

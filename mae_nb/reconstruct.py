@@ -41,7 +41,6 @@ them, are NaN in every output array, and are left out of every metric.
 from __future__ import annotations
 
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +51,7 @@ import torch
 
 from mae_nb import metrics
 from mae_nb.data.geotiff import check_bands
+from mae_nb.errors import InputError, InputTypeError, OutputExistsError
 from mae_nb.masking import check_mask_ratio
 
 #: ImageNet statistics of RGB images scaled to [0, 1] (what Meta's MAE checkpoints expect).
@@ -127,17 +127,19 @@ def normalization(
     valid = np.ones(image.shape[1:], bool) if valid is None else np.asarray(valid, bool)
     valid = valid & np.isfinite(image).all(axis=0)
     if kind not in ("auto", "imagenet", "per-band"):
-        raise ValueError(f"normalize must be 'auto', 'imagenet' or 'per-band', got {kind!r}")
+        raise InputError(f"normalize must be 'auto', 'imagenet' or 'per-band', got {kind!r}")
     if not valid.any():
-        raise ValueError("the image has no valid pixel (all nodata or NaN); nothing to reconstruct")
+        raise InputError("the image has no valid pixel (all nodata or NaN); nothing to reconstruct")
     pixels = image[:, valid].astype(np.float64)  # (C, n)
     data_range = float(pixels.max() - pixels.min()) or 1.0
     if kind == "auto":
         kind = "imagenet" if c == 3 else "per-band"
     if kind == "imagenet":
         if c != 3:
-            raise ValueError(f"ImageNet normalization needs 3 bands (red, green, blue), got {c}; "
-                             "use normalize='per-band' or pick bands=[r, g, b]")
+            raise InputError(
+                f"ImageNet normalization needs 3 bands (red, green, blue), got {c}; "
+                "use normalize='per-band' or pick bands=[r, g, b]"
+            )
         lo, hi = _unit_range(image, valid, dtype)
         m = lo + np.asarray(IMAGENET_MEAN) * (hi - lo)
         s = np.asarray(IMAGENET_STD) * (hi - lo)
@@ -147,13 +149,15 @@ def normalization(
         s = np.maximum(pixels.std(axis=1), 1e-6 * max(data_range, 1e-12))
     if mean is not None or std is not None:
         if mean is None or std is None:
-            raise ValueError("give both mean and std (one value per band), or neither")
+            raise InputError("give both mean and std (one value per band), or neither")
         m = np.asarray(mean, np.float64).reshape(-1)
         s = np.asarray(std, np.float64).reshape(-1)
         if m.size != c or s.size != c:
-            raise ValueError(f"mean and std need one value per band ({c}), got {m.size} and {s.size}")
+            raise InputError(
+                f"mean and std need one value per band ({c}), got {m.size} and {s.size}"
+            )
         if (s <= 0).any():
-            raise ValueError(f"std must be positive, got {s.tolist()}")
+            raise InputError(f"std must be positive, got {s.tolist()}")
         kind = "given"
     return Normalization(m.astype(np.float32), s.astype(np.float32), float(data_range), kind)
 
@@ -175,7 +179,7 @@ def model_geometry(model: torch.nn.Module) -> ModelGeometry:
     """Patch size, ``in_chans`` and fixed input size (if any) of an MAE with timm's PatchEmbed."""
     pe = getattr(model, "patch_embed", None)
     if pe is None or not hasattr(model, "forward_encoder") or not hasattr(model, "forward_decoder"):
-        raise TypeError(
+        raise InputTypeError(
             f"expected a masked autoencoder with patch_embed, forward_encoder and forward_decoder "
             f"(mae_nb.models.mae.MaskedAutoencoderViT), got {type(model).__name__}"
         )
@@ -185,11 +189,21 @@ def model_geometry(model: torch.nn.Module) -> ModelGeometry:
     size = getattr(pe, "img_size", None)
     built = None
     if size is not None:
-        built = (int(size[0]), int(size[1])) if isinstance(size, (tuple, list)) else (int(size), int(size))
+        built = (
+            (int(size[0]), int(size[1]))
+            if isinstance(size, (tuple, list))
+            else (int(size), int(size))
+        )
     # timm's PatchEmbed with strict_img_size=False (mae_nb's MAE) takes any multiple of the patch size
-    dynamic = (not getattr(pe, "strict_img_size", True)) or bool(getattr(pe, "dynamic_img_size", False))
+    dynamic = (not getattr(pe, "strict_img_size", True)) or bool(
+        getattr(pe, "dynamic_img_size", False)
+    )
     if size is not None and not dynamic:
-        size = (int(size[0]), int(size[1])) if isinstance(size, (tuple, list)) else (int(size), int(size))
+        size = (
+            (int(size[0]), int(size[1]))
+            if isinstance(size, (tuple, list))
+            else (int(size), int(size))
+        )
     else:
         size = None
     return ModelGeometry(p, in_chans, size, built)
@@ -219,22 +233,24 @@ def model_normalization(model, normalize: str = "auto", mean=None, std=None):
 
 def _check_common(mask_ratio, iterations, mode, precision, num_patches):
     if mode not in MODES:
-        raise ValueError(f"mode must be 'chained' or 'covering', got {mode!r}")
+        raise InputError(f"mode must be 'chained' or 'covering', got {mode!r}")
     if precision not in PRECISIONS:
-        raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
+        raise InputError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
     ratio = check_mask_ratio(mask_ratio, num_patches)
     if ratio == 0:
         if mode == "covering":
-            raise ValueError("covering mode needs mask_ratio > 0 (with 0 no patch is ever predicted)")
+            raise InputError(
+                "covering mode needs mask_ratio > 0 (with 0 no patch is ever predicted)"
+            )
     masked = num_patches - int(num_patches * (1 - ratio))
     groups = math.ceil(num_patches / masked) if masked else 1
     if iterations is None:
         iterations = groups if mode == "covering" else 1
     if isinstance(iterations, bool) or int(iterations) != iterations or iterations < 1:
-        raise ValueError(f"iterations must be a whole number >= 1, got {iterations}")
+        raise InputError(f"iterations must be a whole number >= 1, got {iterations}")
     iterations = int(iterations)
     if mode == "covering" and iterations > groups:
-        raise ValueError(
+        raise InputError(
             f"covering mode with mask_ratio={mask_ratio} covers all {num_patches} patches in "
             f"{groups} passes; iterations must be at most {groups}, got {iterations} "
             "(use mode='chained' for more passes)"
@@ -242,8 +258,9 @@ def _check_common(mask_ratio, iterations, mode, precision, num_patches):
     return ratio, iterations, masked
 
 
-def pass_noise(mode: str, num_patches: int, mask_ratio: float, iterations: int,
-               generator: torch.Generator) -> tuple[torch.Tensor, list[float]]:
+def pass_noise(
+    mode: str, num_patches: int, mask_ratio: float, iterations: int, generator: torch.Generator
+) -> tuple[torch.Tensor, list[float]]:
     """The mask noise of each pass, (K, L), and the mask_ratio to hand the model in each pass.
 
     The model keeps the ``int(L * (1 - ratio))`` patches with the smallest noise. Chained
@@ -287,8 +304,16 @@ def _run_model(model, x, ratio, noise):
 
 
 @torch.inference_mode()
-def run_passes(model, x: torch.Tensor, mask_ratio: float, iterations: int, mode: str,
-               noise: torch.Tensor, ratios: Sequence[float], precision: str = "fp32"):
+def run_passes(
+    model,
+    x: torch.Tensor,
+    mask_ratio: float,
+    iterations: int,
+    mode: str,
+    noise: torch.Tensor,
+    ratios: Sequence[float],
+    precision: str = "fp32",
+):
     """Run ``iterations`` masked passes on a batch; the core of :func:`reconstruct`.
 
     x: (N, C, H, W) normalized. noise: (K, N, L). Returns ``pasted`` (N, C, H, W) (the image
@@ -311,8 +336,12 @@ def run_passes(model, x: torch.Tensor, mask_ratio: float, iterations: int, mode:
 
             runner = _PassRunner(model)
             weights = {f"model.{k}": v for k, v in _bf16_weights(model).items()}
-            return functional_call(runner, weights, (x, iterations, mode, noise, ratios, p, n, gh, gw, h, w),
-                                   strict=False)
+            return functional_call(
+                runner,
+                weights,
+                (x, iterations, mode, noise, ratios, p, n, gh, gw, h, w),
+                strict=False,
+            )
         return _passes(model, x, iterations, mode, noise, ratios, p, n, gh, gw, h, w)
 
 
@@ -343,8 +372,12 @@ def _bf16_weights(model) -> dict[str, torch.Tensor]:
     hit = _BF16_CACHE.get(id(model))
     if hit is not None and hit[0]() is model and hit[1] == versions:
         return hit[2]
-    wanted = {f"{name}.{t}" for name, mod in model.named_modules()
-              if isinstance(mod, (torch.nn.Linear, torch.nn.Conv2d)) for t in ("weight", "bias")}
+    wanted = {
+        f"{name}.{t}"
+        for name, mod in model.named_modules()
+        if isinstance(mod, (torch.nn.Linear, torch.nn.Conv2d))
+        for t in ("weight", "bias")
+    }
     weights = {k: v.detach().to(torch.bfloat16) for k, v in params.items() if k in wanted}
     _BF16_CACHE.clear()  # one model at a time: the copies of ViT-L take 0.6 GB
     _BF16_CACHE[id(model)] = (weakref.ref(model), versions, weights)
@@ -360,8 +393,10 @@ def _passes(model, x, iterations, mode, noise, ratios, p, n, gh, gw, h, w):
         pred, mask = _run_model(model, source, ratios[k], noise[k])
         expected = noise[k].argsort(dim=1).argsort(dim=1) >= int(mask.shape[1] * (1 - ratios[k]))
         if not torch.equal(mask.bool(), expected.to(mask.device)):
-            raise RuntimeError("the model did not mask the patches its noise chose; reconstruct needs "
-                               "forward_encoder(imgs, mask_ratio, noise) to keep the lowest-noise patches")
+            raise InputError(
+                "the model did not mask the patches its noise chose; reconstruct needs "
+                "forward_encoder(imgs, mask_ratio, noise) to keep the lowest-noise patches"
+            )
         pix = mask.reshape(n, gh, 1, gw, 1).expand(n, gh, p, gw, p).reshape(n, 1, h, w)
         current = torch.where(pix > 0, pred, current).float()
         steps.append(current)
@@ -425,11 +460,17 @@ class Reconstruction:
         return float(self.mask.mean())
 
     def scores(self) -> dict[str, float]:
-        return {"psnr_masked": self.psnr_masked, "ssim_masked": self.ssim_masked,
-                "psnr": self.psnr, "ssim": self.ssim, "masked_share": self.masked_share}
+        return {
+            "psnr_masked": self.psnr_masked,
+            "ssim_masked": self.ssim_masked,
+            "psnr": self.psnr,
+            "ssim": self.ssim,
+            "masked_share": self.masked_share,
+        }
 
-    def rgb(self, bands: Sequence[int] | None = None, low: float = 1.0,
-            high: float = 99.0) -> dict[str, np.ndarray]:
+    def rgb(
+        self, bands: Sequence[int] | None = None, low: float = 1.0, high: float = 99.0
+    ) -> dict[str, np.ndarray]:
         """Display images (H, W, 3) in [0, 1] of the four panels, all with the original's stretch.
 
         ``bands``: 1-based bands for red, green, blue (default 1, 2, 3; a 1-band image is grey).
@@ -465,7 +506,7 @@ def _as_image(image, bands) -> tuple[np.ndarray, object]:
     if image.ndim == 2:
         image = image[None]
     if image.ndim != 3:
-        raise ValueError(f"expected one image of shape (C, H, W), got shape {image.shape}")
+        raise InputError(f"expected one image of shape (C, H, W), got shape {image.shape}")
     if bands is not None:
         image = image[[b - 1 for b in check_bands(bands, image.shape[0], "the image")]]
     return image, image.dtype
@@ -476,13 +517,16 @@ def _check_geometry(image_shape, geom: ModelGeometry):
     p = geom.patch_size
     if c != geom.in_chans:
         hint = " pick three with bands=[r, g, b] (1-based)" if geom.in_chans == 3 and c > 3 else ""
-        raise ValueError(f"the image has {c} band(s) but the model expects in_chans={geom.in_chans};{hint}"
-                         if hint else f"the image has {c} band(s) but the model expects in_chans={geom.in_chans}")
+        raise InputError(
+            f"the image has {c} band(s) but the model expects in_chans={geom.in_chans};{hint}"
+            if hint
+            else f"the image has {c} band(s) but the model expects in_chans={geom.in_chans}"
+        )
     if h < p or w < p:
-        raise ValueError(f"the image is {h} x {w} pixels, smaller than one {p} x {p} patch")
+        raise InputError(f"the image is {h} x {w} pixels, smaller than one {p} x {p} patch")
     hc, wc = h // p * p, w // p * p
     if geom.img_size is not None and (hc, wc) != geom.img_size:
-        raise ValueError(
+        raise InputError(
             f"the model takes {geom.img_size[0]} x {geom.img_size[1]} images; this one is {h} x {w}"
             f"{f' ({hc} x {wc} after cropping to whole patches)' if (hc, wc) != (h, w) else ''}. "
             "Cut a crop of the model's size, or use reconstruct_scene for a large image"
@@ -503,9 +547,12 @@ def _scores(pasted, original, valid, pixel_mask, data_range):
     def both(region):
         if not region.any():
             return float("nan"), float("nan")
-        return (metrics.psnr(pasted, original, data_range=data_range, valid=region),
-                metrics.ssim(pasted, original, data_range=data_range, valid=region)
-                if min(original.shape[1:]) >= 7 else float("nan"))
+        return (
+            metrics.psnr(pasted, original, data_range=data_range, valid=region),
+            metrics.ssim(pasted, original, data_range=data_range, valid=region)
+            if min(original.shape[1:]) >= 7
+            else float("nan"),
+        )
 
     pm, sm = both(valid & pixel_mask)
     pa, sa = both(valid)
@@ -561,14 +608,14 @@ def reconstruct(
         valid = np.ones((h0, w0), bool)
     valid = np.asarray(valid, bool)
     if valid.shape != (h0, w0):
-        raise ValueError(f"valid must have the image's shape {(h0, w0)}, got {valid.shape}")
+        raise InputError(f"valid must have the image's shape {(h0, w0)}, got {valid.shape}")
     image = image[:, :hc, :wc].astype(np.float32)
     valid = valid[:hc, :wc] & np.isfinite(image).all(axis=0)
     normalize, mean, std = model_normalization(model, normalize, mean, std)
     norm = normalization(image, normalize, valid, mean, std, dtype)
     if data_range is not None:
         if not float(data_range) > 0:
-            raise ValueError(f"data_range must be positive, got {data_range}")
+            raise InputError(f"data_range must be positive, got {data_range}")
         norm.data_range = float(data_range)
 
     x = np.where(valid[None], norm.apply(np.nan_to_num(image)), 0.0).astype(np.float32)
@@ -579,8 +626,15 @@ def reconstruct(
     model.eval()
     try:
         pasted, pred, masks, steps = run_passes(
-            model, torch.from_numpy(x)[None].to(device), ratio, iterations, mode,
-            noise[:, None].to(device), ratios, precision)
+            model,
+            torch.from_numpy(x)[None].to(device),
+            ratio,
+            iterations,
+            mode,
+            noise[:, None].to(device),
+            ratios,
+            precision,
+        )
     finally:
         model.train(was_training)
 
@@ -599,11 +653,28 @@ def reconstruct(
     masked = np.where(pixel_mask[None], nan, original).astype(np.float32)
     pm, sm, pa, sa = _scores(pasted_np, original, valid, pixel_mask, norm.data_range)
     return Reconstruction(
-        original=original, masked=masked, prediction=out(pred[0]), pasted=pasted_np, mask=mask,
-        pixel_mask=pixel_mask, pass_masks=pass_masks, steps=out(steps[:, 0]), valid=valid,
-        patch_error=_patch_mse(pasted_np, original, valid, p), psnr_masked=pm, ssim_masked=sm,
-        psnr=pa, ssim=sa, mask_ratio=ratio, iterations=iterations, mode=mode, seed=int(seed),
-        patch_size=p, normalization=norm, crop=(h0 - hc, w0 - wc), precision=precision,
+        original=original,
+        masked=masked,
+        prediction=out(pred[0]),
+        pasted=pasted_np,
+        mask=mask,
+        pixel_mask=pixel_mask,
+        pass_masks=pass_masks,
+        steps=out(steps[:, 0]),
+        valid=valid,
+        patch_error=_patch_mse(pasted_np, original, valid, p),
+        psnr_masked=pm,
+        ssim_masked=sm,
+        psnr=pa,
+        ssim=sa,
+        mask_ratio=ratio,
+        iterations=iterations,
+        mode=mode,
+        seed=int(seed),
+        patch_size=p,
+        normalization=norm,
+        crop=(h0 - hc, w0 - wc),
+        precision=precision,
         seconds=time.perf_counter() - start,
     )
 
@@ -649,8 +720,9 @@ def blend_weights(size: int, overlap: int) -> np.ndarray:
     return np.outer(ramp, ramp).astype(np.float32)
 
 
-def scene_normalization(src, bands: list[int], kind: str = "auto", mean=None, std=None,
-                        max_side: int = 1024) -> Normalization:
+def scene_normalization(
+    src, bands: list[int], kind: str = "auto", mean=None, std=None, max_side: int = 1024
+) -> Normalization:
     """The normalization of a whole raster from a decimated read (at most ``max_side`` pixels a side)."""
     from rasterio.enums import Resampling
 
@@ -742,38 +814,50 @@ def reconstruct_scene(
     """
     import rasterio
     from rasterio.windows import Window
+    from rasterio.windows import transform as window_transform
     from tqdm.auto import tqdm
 
     from mae_nb.data.geotiff import _open, check_bands, check_window
-    from rasterio.windows import transform as window_transform
     from mae_nb.data.tiling import tile_starts
 
     geom = model_geometry(model)
     in_path, out_path = Path(in_path), Path(out_path)
-    error_path = Path(error_path) if error_path is not None else out_path.with_name(out_path.stem + "_error.tif")
+    error_path = (
+        Path(error_path)
+        if error_path is not None
+        else out_path.with_name(out_path.stem + "_error.tif")
+    )
     with _open(in_path) as src:
         idx = check_bands(bands, src.count, in_path)
         if len(idx) != geom.in_chans:
-            raise ValueError(f"{in_path.name} gives {len(idx)} band(s) ({idx}) but the model expects "
-                             f"in_chans={geom.in_chans}; choose bands with bands=[...] (--bands)")
+            raise InputError(
+                f"{in_path.name} gives {len(idx)} band(s) ({idx}) but the model expects "
+                f"in_chans={geom.in_chans}; choose bands with bands=[...] (--bands)"
+            )
         for path in (out_path, error_path):
             if path.exists() and path.resolve() == in_path.resolve():
-                raise ValueError(f"the output {path} is the input file; choose another output path")
+                raise InputError(f"the output {path} is the input file; choose another output path")
             if path.exists() and not overwrite:
-                raise FileExistsError(f"{path} already exists; pass overwrite=True (or --overwrite) to replace it")
+                raise OutputExistsError(
+                    f"{path} already exists; pass overwrite=True (or --overwrite) to replace it"
+                )
         if out_path.resolve() == error_path.resolve():
-            raise ValueError("the reconstruction and the error map need different paths")
+            raise InputError("the reconstruction and the error map need different paths")
         size = int(tile_size or (geom.built_size[0] if geom.built_size else 224))
         if geom.img_size is not None and (size, size) != geom.img_size:
-            raise ValueError(f"tile_size must be the model's input size {geom.img_size}, got {size}")
+            raise InputError(
+                f"tile_size must be the model's input size {geom.img_size}, got {size}"
+            )
         p = geom.patch_size
         if size % p:
-            raise ValueError(f"tile_size {size} is not a multiple of the patch size {p}")
+            raise InputError(f"tile_size {size} is not a multiple of the patch size {p}")
         overlap = size // 8 if overlap is None else int(overlap)
         if not 0 <= overlap <= size // 2:
-            raise ValueError(f"overlap must be between 0 and half a tile ({size // 2} px), got {overlap}")
+            raise InputError(
+                f"overlap must be between 0 and half a tile ({size // 2} px), got {overlap}"
+            )
         if int(batch_size) < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+            raise InputError(f"batch_size must be at least 1, got {batch_size}")
         length = (size // p) ** 2
         ratio, iterations, _ = _check_common(mask_ratio, iterations, mode, precision, length)
         normalize, mean, std = model_normalization(model, normalize, mean, std)
@@ -790,8 +874,18 @@ def reconstruct_scene(
         nodata = src.nodata
         block = 256
         out_transform = window_transform(Window(c_off, r_off, w, h), src.transform)
-        profile = dict(driver="GTiff", height=h, width=w, crs=src.crs, transform=out_transform,
-                       compress="deflate", tiled=True, blockxsize=block, blockysize=block, BIGTIFF="IF_SAFER")
+        profile = dict(
+            driver="GTiff",
+            height=h,
+            width=w,
+            crs=src.crs,
+            transform=out_transform,
+            compress="deflate",
+            tiled=True,
+            blockxsize=block,
+            blockysize=block,
+            BIGTIFF="IF_SAFER",
+        )
         tmp_out = out_path.with_name(f".{out_path.name}.partial")
         tmp_err = error_path.with_name(f".{error_path.name}.partial")
         out_path.parent.mkdir(parents=True, exist_ok=True)
@@ -802,9 +896,13 @@ def reconstruct_scene(
         n_tiles, skipped, sq_sum, abs_sum, count = 0, 0, 0.0, 0.0, 0
         start = time.perf_counter()
         try:
-            with rasterio.Env(GDAL_CACHEMAX=16), \
-                    rasterio.open(tmp_out, "w", count=c, dtype=dtype, nodata=nodata, **profile) as dst, \
-                    rasterio.open(tmp_err, "w", count=1, dtype="float32", nodata=float("nan"), **profile) as edst:
+            with (
+                rasterio.Env(GDAL_CACHEMAX=16),
+                rasterio.open(tmp_out, "w", count=c, dtype=dtype, nodata=nodata, **profile) as dst,
+                rasterio.open(
+                    tmp_err, "w", count=1, dtype="float32", nodata=float("nan"), **profile
+                ) as edst,
+            ):
                 for i, b in enumerate(idx, start=1):
                     dst.set_band_description(i, src.descriptions[b - 1] or f"band {b}")
                 edst.set_band_description(1, "reconstruction RMSE over bands")
@@ -812,46 +910,79 @@ def reconstruct_scene(
                 acc = np.zeros((c, size, w), np.float32)
                 wsum = np.zeros((size, w), np.float32)
                 top = 0  # scene row of acc[:, 0]
-                bar = tqdm(total=len(row_starts) * len(col_starts), unit="tile", disable=not progress,
-                           desc=f"reconstruct {in_path.name}")
+                bar = tqdm(
+                    total=len(row_starts) * len(col_starts),
+                    unit="tile",
+                    disable=not progress,
+                    desc=f"reconstruct {in_path.name}",
+                )
                 tile_index = 0
                 for ri, r0 in enumerate(row_starts):
                     jobs = [(tile_index + j, r0, c0) for j, c0 in enumerate(col_starts)]
                     tile_index += len(jobs)
                     for k in range(0, len(jobs), int(batch_size)):
-                        batch = jobs[k:k + int(batch_size)]
+                        batch = jobs[k : k + int(batch_size)]
                         reads = []
                         for t, rr, cc in batch:
                             win = Window(cc + c_off, rr + r_off, size, size)
-                            boundless = rr + r_off + size > src.height or cc + c_off + size > src.width
-                            arr = src.read(idx, window=win, boundless=boundless,
-                                           fill_value=nodata if nodata is not None else 0).astype(np.float32)
-                            ok = (src.read_masks(idx, window=win, boundless=boundless) > 0).any(axis=0)
+                            boundless = (
+                                rr + r_off + size > src.height or cc + c_off + size > src.width
+                            )
+                            arr = src.read(
+                                idx,
+                                window=win,
+                                boundless=boundless,
+                                fill_value=nodata if nodata is not None else 0,
+                            ).astype(np.float32)
+                            ok = (src.read_masks(idx, window=win, boundless=boundless) > 0).any(
+                                axis=0
+                            )
                             ok &= np.isfinite(arr).all(axis=0)
-                            if rr + size > h or cc + size > w:  # outside the scene (or window) is nodata
-                                ok[max(0, h - rr):, :] = False
-                                ok[:, max(0, w - cc):] = False
+                            if (
+                                rr + size > h or cc + size > w
+                            ):  # outside the scene (or window) is nodata
+                                ok[max(0, h - rr) :, :] = False
+                                ok[:, max(0, w - cc) :] = False
                             reads.append((t, rr, cc, arr, ok))
                         run = [x for x in reads if x[4].any()]
                         skipped += len(reads) - len(run)
                         if run:
-                            x = np.stack([np.where(ok[None], norm.apply(np.nan_to_num(arr)), 0.0)
-                                          for _, _, _, arr, ok in run]).astype(np.float32)
+                            x = np.stack(
+                                [
+                                    np.where(ok[None], norm.apply(np.nan_to_num(arr)), 0.0)
+                                    for _, _, _, arr, ok in run
+                                ]
+                            ).astype(np.float32)
                             noises = []
                             for t, *_ in run:
                                 g = torch.Generator().manual_seed(
-                                    int(np.random.SeedSequence([int(seed), int(t)]).generate_state(1)[0]))
+                                    int(
+                                        np.random.SeedSequence([int(seed), int(t)]).generate_state(
+                                            1
+                                        )[0]
+                                    )
+                                )
                                 nz, ratios = pass_noise(mode, length, ratio, iterations, g)
                                 noises.append(nz)
                             noise = torch.stack(noises, dim=1).to(device)
-                            pasted = run_passes(model, torch.from_numpy(x).to(device), ratio, iterations,
-                                                mode, noise, ratios, precision)[0]
+                            pasted = run_passes(
+                                model,
+                                torch.from_numpy(x).to(device),
+                                ratio,
+                                iterations,
+                                mode,
+                                noise,
+                                ratios,
+                                precision,
+                            )[0]
                             pasted = norm.invert(pasted.float().cpu().numpy())
                             for (t, rr, cc, arr, ok), y in zip(run, pasted):
                                 hh, ww = min(size, h - rr), min(size, w - cc)
                                 wt = (weights * ok)[:hh, :ww]
-                                acc[:, rr - top:rr - top + hh, cc:cc + ww] += y[:, :hh, :ww] * wt
-                                wsum[rr - top:rr - top + hh, cc:cc + ww] += wt
+                                acc[:, rr - top : rr - top + hh, cc : cc + ww] += (
+                                    y[:, :hh, :ww] * wt
+                                )
+                                wsum[rr - top : rr - top + hh, cc : cc + ww] += wt
                             n_tiles += len(run)
                         bar.update(len(batch))
                     # rows above the next strip are final: write them, keep the overlap
@@ -866,7 +997,9 @@ def reconstruct_scene(
                             ws = wsum[:n, j:k]
                             ok = ws > 0
                             rec = acc[:, :n, j:k] / np.where(ok, ws, 1.0)
-                            orig = src.read(idx, window=Window(c_off + j, top + r_off, k - j, n)).astype(np.float32)
+                            orig = src.read(
+                                idx, window=Window(c_off + j, top + r_off, k - j, n)
+                            ).astype(np.float32)
                             err = np.sqrt(np.mean((rec - orig) ** 2, axis=0))
                             err = np.where(ok, err, np.nan).astype(np.float32)
                             sq_sum += float(np.sum(err[ok].astype(np.float64) ** 2) * c)
@@ -877,9 +1010,9 @@ def reconstruct_scene(
                         out_writer.add(rec_rows, final=last)
                         err_writer.add(err_rows, final=last)
                         keep = size - n
-                        acc[:, :keep] = acc[:, n:n + keep]
+                        acc[:, :keep] = acc[:, n : n + keep]
                         acc[:, keep:] = 0
-                        wsum[:keep] = wsum[n:n + keep]
+                        wsum[:keep] = wsum[n : n + keep]
                         wsum[keep:] = 0
                         top = done
                 bar.close()
@@ -891,16 +1024,29 @@ def reconstruct_scene(
                 if tmp.exists():
                     tmp.unlink()
     mse = sq_sum / max(count * c, 1)
-    psnr = 10 * math.log10(norm.data_range ** 2 / max(mse, 1e-20)) if count else float("nan")
-    return SceneResult(out_path, error_path, (h, w), idx, size, overlap, n_tiles, skipped,
-                       time.perf_counter() - start, psnr, abs_sum / max(count, 1), norm)
+    psnr = 10 * math.log10(norm.data_range**2 / max(mse, 1e-20)) if count else float("nan")
+    return SceneResult(
+        out_path,
+        error_path,
+        (h, w),
+        idx,
+        size,
+        overlap,
+        n_tiles,
+        skipped,
+        time.perf_counter() - start,
+        psnr,
+        abs_sum / max(count, 1),
+        norm,
+    )
 
 
 # --------------------------------------------------------------------------- the study's comparison
 
 
-def interpolate_masked(original: np.ndarray, pixel_mask: np.ndarray, valid: np.ndarray,
-                       sigma: float) -> np.ndarray:
+def interpolate_masked(
+    original: np.ndarray, pixel_mask: np.ndarray, valid: np.ndarray, sigma: float
+) -> np.ndarray:
     """A baseline without a model: fill masked pixels by blurring the visible ones into them.
 
     Normalized convolution: ``blur(image * visible) / blur(visible)`` with a Gaussian of
@@ -936,17 +1082,20 @@ def detail_ratio(pasted: np.ndarray, original: np.ndarray, region: np.ndarray) -
     """How much fine detail the reconstruction has where it was predicted: mean gradient magnitude
     of ``pasted`` over ``region`` divided by the original's (1 = as detailed, < 1 = blurrier).
     """
+
     def grad(a):
         a = np.nan_to_num(a.astype(np.float64))
         gy, gx = np.gradient(a, axis=(1, 2))
-        return np.sqrt(gx ** 2 + gy ** 2).mean(axis=0)
+        return np.sqrt(gx**2 + gy**2).mean(axis=0)
 
     if not region.any():
         return float("nan")
     return float(grad(pasted)[region].mean() / max(grad(original)[region].mean(), 1e-12))
 
 
-def pick_crops(image: np.ndarray, size: int, n: int, valid: np.ndarray | None = None) -> list[tuple[int, int]]:
+def pick_crops(
+    image: np.ndarray, size: int, n: int, valid: np.ndarray | None = None
+) -> list[tuple[int, int]]:
     """``n`` top-left corners of ``size`` x ``size`` crops without nodata, spread over the image.
 
     image: (C, H, W). Crops come from a grid with half-tile stride (all of them fully valid),
@@ -954,9 +1103,17 @@ def pick_crops(image: np.ndarray, size: int, n: int, valid: np.ndarray | None = 
     """
     from mae_nb.data.tiling import tile
 
-    tiles = tile(np.zeros((1,) + image.shape[1:], np.uint8), size, max(1, size // 2), valid=valid, min_valid=1.0)
+    tiles = tile(
+        np.zeros((1,) + image.shape[1:], np.uint8),
+        size,
+        max(1, size // 2),
+        valid=valid,
+        min_valid=1.0,
+    )
     if len(tiles) == 0:
-        raise ValueError(f"no {size} x {size} crop without nodata fits in this {image.shape[1]} x {image.shape[2]} image")
+        raise InputError(
+            f"no {size} x {size} crop without nodata fits in this {image.shape[1]} x {image.shape[2]} image"
+        )
     pick = np.unique(np.linspace(0, len(tiles) - 1, min(n, len(tiles))).round().astype(int))
     return [(int(tiles.rows[i]), int(tiles.cols[i])) for i in pick]
 
@@ -974,35 +1131,72 @@ class Comparison:
     scenarios: dict
     model: str = "the model"
 
-    METRICS = ("psnr_masked", "ssim_masked", "psnr", "ssim", "detail", "baseline_psnr_masked", "masked_share")
+    METRICS = (
+        "psnr_masked",
+        "ssim_masked",
+        "psnr",
+        "ssim",
+        "detail",
+        "baseline_psnr_masked",
+        "masked_share",
+    )
 
     def values(self, scenario: str, metric: str) -> np.ndarray:
         """One value per (crop, seed), in a fixed order, so scenarios can be paired.
 
         ``metric="detail_gap"`` is ``|log2(detail)|``: how far the detail level is from the original's.
         """
-        rows = sorted((r for r in self.rows if r["scenario"] == scenario), key=lambda r: (r["crop"], r["seed"]))
+        rows = sorted(
+            (r for r in self.rows if r["scenario"] == scenario),
+            key=lambda r: (r["crop"], r["seed"]),
+        )
         if metric == "detail_gap":
             return np.abs(np.log2(np.array([r["detail"] for r in rows], dtype=np.float64)))
         return np.array([r[metric] for r in rows], dtype=np.float64)
 
     def summary(self) -> dict[str, dict[str, tuple[float, float]]]:
         """scenario -> metric -> (mean, standard deviation) over crops and seeds."""
-        return {s: {m: (float(np.nanmean(self.values(s, m))), float(np.nanstd(self.values(s, m))))
-                    for m in self.METRICS} for s in self.scenarios}
+        return {
+            s: {
+                m: (float(np.nanmean(self.values(s, m))), float(np.nanstd(self.values(s, m))))
+                for m in self.METRICS
+            }
+            for s in self.scenarios
+        }
 
     def table(self) -> str:
         """A markdown table of means ± standard deviations."""
-        heads = ["scenario", "patches replaced", "PSNR masked (dB)", "SSIM masked", "PSNR crop (dB)",
-                 "SSIM crop", "detail", "blur baseline PSNR masked (dB)"]
-        keys = ["masked_share", "psnr_masked", "ssim_masked", "psnr", "ssim", "detail", "baseline_psnr_masked"]
+        heads = [
+            "scenario",
+            "patches replaced",
+            "PSNR masked (dB)",
+            "SSIM masked",
+            "PSNR crop (dB)",
+            "SSIM crop",
+            "detail",
+            "blur baseline PSNR masked (dB)",
+        ]
+        keys = [
+            "masked_share",
+            "psnr_masked",
+            "ssim_masked",
+            "psnr",
+            "ssim",
+            "detail",
+            "baseline_psnr_masked",
+        ]
         lines = ["| " + " | ".join(heads) + " |", "|" + "---|" + "---:|" * (len(heads) - 1)]
         for s, stats in self.summary().items():
             cells = []
             for k in keys:
                 m, sd = stats[k]
-                cells.append(f"{m:.0%}" if k == "masked_share" else
-                             f"{m:.2f} ± {sd:.2f}" if "psnr" in k else f"{m:.3f} ± {sd:.3f}")
+                cells.append(
+                    f"{m:.0%}"
+                    if k == "masked_share"
+                    else f"{m:.2f} ± {sd:.2f}"
+                    if "psnr" in k
+                    else f"{m:.3f} ± {sd:.3f}"
+                )
             lines.append(f"| {s} | " + " | ".join(cells) + " |")
         n = len(self.values(next(iter(self.scenarios)), "psnr"))
         lines.append(f"\n{n} runs per scenario (crops x seeds); mean ± standard deviation.")
@@ -1023,7 +1217,10 @@ class Comparison:
             return 0, f"{metric} not measurable"
         sign = 1 if d > 2 * se else -1 if d < -2 * se else 0
         word = {1: "higher", -1: "lower", 0: "no clear difference"}[sign]
-        return sign, f"{metric.replace('_', ' ')} {a} − {b} = {d:{fmt}} ± {2 * se:{fmt}}{unit} ({word})"
+        return (
+            sign,
+            f"{metric.replace('_', ' ')} {a} − {b} = {d:{fmt}} ± {2 * se:{fmt}}{unit} ({word})",
+        )
 
     def verdict(self) -> list[str]:
         """Plain sentences on the study's claims, decided from the numbers (paired differences
@@ -1039,9 +1236,13 @@ class Comparison:
                 + ("SUPPORTED" if better else "NOT SUPPORTED" if worse else "INCONCLUSIVE")
                 + f" for {self.model}. On the masked patches it scores {d:+.2f} ± {2 * se:.2f} dB PSNR against "
                 "blurring the visible pixels into the holes"
-                + (" (the model adds structure a blur cannot)." if better else
-                   " (a blur of the neighbours does better)." if worse else
-                   " (no better than a blur of the neighbours).")
+                + (
+                    " (the model adds structure a blur cannot)."
+                    if better
+                    else " (a blur of the neighbours does better)."
+                    if worse
+                    else " (no better than a blur of the neighbours)."
+                )
             )
         if {"25%", "50%"} <= have:
             s_det, t_det = self._judge("50%", "25%", "detail_gap", "", ".3f")
@@ -1073,8 +1274,10 @@ class Comparison:
         if "covering 25%" in have:
             m = float(np.nanmean(self.values("covering 25%", "psnr_masked")))
             b = float(np.nanmean(self.values("covering 25%", "baseline_psnr_masked")))
-            out.append(f"Reference, covering mode (every patch predicted once from true neighbours): "
-                       f"PSNR {m:.2f} dB vs {b:.2f} dB for the blur baseline on the same patches.")
+            out.append(
+                f"Reference, covering mode (every patch predicted once from true neighbours): "
+                f"PSNR {m:.2f} dB vs {b:.2f} dB for the blur baseline on the same patches."
+            )
         return out
 
     def paired_to_baseline(self, scenario: str) -> tuple[float, float]:
@@ -1120,21 +1323,44 @@ def compare_scenarios(
     rows = []
     jobs = [(ci, r0, c0, seed) for ci, (r0, c0) in enumerate(crops) for seed in seeds]
     for ci, r0, c0, seed in tqdm(jobs, desc="scenarios", disable=not progress):
-        crop = image[:, r0:r0 + size, c0:c0 + size]
-        ok = valid[r0:r0 + size, c0:c0 + size]
+        crop = image[:, r0 : r0 + size, c0 : c0 + size]
+        ok = valid[r0 : r0 + size, c0 : c0 + size]
         if crop.shape[1:] != (size, size):
-            raise ValueError(f"crop at ({r0}, {c0}) does not fit a {size} x {size} window in the image")
+            raise InputError(
+                f"crop at ({r0}, {c0}) does not fit a {size} x {size} window in the image"
+            )
         for name, (ratio, its, mode) in scenarios.items():
-            r = reconstruct(model, crop, ratio, its, seed, mode, norm.mean, norm.std, ok,
-                            precision=precision, data_range=norm.data_range)
+            r = reconstruct(
+                model,
+                crop,
+                ratio,
+                its,
+                seed,
+                mode,
+                norm.mean,
+                norm.std,
+                ok,
+                precision=precision,
+                data_range=norm.data_range,
+            )
             region = r.pixel_mask & r.valid
             base = baseline_passes(r, sigma=geom.patch_size / 2)
-            rows.append(dict(
-                scenario=name, crop=ci, seed=int(seed), masked_share=r.masked_share,
-                psnr_masked=r.psnr_masked, ssim_masked=r.ssim_masked, psnr=r.psnr, ssim=r.ssim,
-                detail=detail_ratio(r.pasted, r.original, region),
-                baseline_psnr_masked=metrics.psnr(base, r.original, norm.data_range, valid=region),
-            ))
+            rows.append(
+                dict(
+                    scenario=name,
+                    crop=ci,
+                    seed=int(seed),
+                    masked_share=r.masked_share,
+                    psnr_masked=r.psnr_masked,
+                    ssim_masked=r.ssim_masked,
+                    psnr=r.psnr,
+                    ssim=r.ssim,
+                    detail=detail_ratio(r.pasted, r.original, region),
+                    baseline_psnr_masked=metrics.psnr(
+                        base, r.original, norm.data_range, valid=region
+                    ),
+                )
+            )
     return Comparison(rows, scenarios, model_name)
 
 
@@ -1151,8 +1377,16 @@ class ModelChoice:
     notice: str = ""
 
 
-def train_quick_mae(image: np.ndarray, valid: np.ndarray | None = None, *, tile_size: int = 64,
-                    epochs: int = 5, seed: int = 0, mask_ratio: float = 0.75, progress: bool = True):
+def train_quick_mae(
+    image: np.ndarray,
+    valid: np.ndarray | None = None,
+    *,
+    tile_size: int = 64,
+    epochs: int = 5,
+    seed: int = 0,
+    mask_ratio: float = 0.75,
+    progress: bool = True,
+):
     """Train the course's tiny MAE (``mae_vit_tiny_patch8``) briefly on tiles of ``image`` (C, H, W).
 
     Chapter 03's recipe in one call: per-band standardization over valid pixels, overlapping
@@ -1167,9 +1401,11 @@ def train_quick_mae(image: np.ndarray, valid: np.ndarray | None = None, *, tile_
     image = np.asarray(image, np.float32)
     valid = np.ones(image.shape[1:], bool) if valid is None else np.asarray(valid, bool)
     norm = normalization(image, "per-band", valid)
-    tiles = tile(norm.apply(np.nan_to_num(image)), tile_size, stride=max(8, tile_size // 2), valid=valid)
+    tiles = tile(
+        norm.apply(np.nan_to_num(image)), tile_size, stride=max(8, tile_size // 2), valid=valid
+    )
     if len(tiles) == 0:
-        raise ValueError(f"no fully valid {tile_size} x {tile_size} tile in the image to train on")
+        raise InputError(f"no fully valid {tile_size} x {tile_size} tile in the image to train on")
 
     def loss_fn(model, x):
         x = torch.rot90(x, int(torch.randint(4, (1,))), dims=(2, 3))
@@ -1178,17 +1414,38 @@ def train_quick_mae(image: np.ndarray, valid: np.ndarray | None = None, *, tile_
 
     seed_everything(seed)
     model = create_mae("mae_vit_tiny_patch8", img_size=tile_size, in_chans=image.shape[0])
-    history = fit(model, torch.from_numpy(tiles.tiles), loss_fn, epochs=epochs, lr=1e-3, batch_size=32,
-                  weight_decay=0.05, seed=seed, progress=progress, desc="tiny MAE (stand-in)")
+    history = fit(
+        model,
+        torch.from_numpy(tiles.tiles),
+        loss_fn,
+        epochs=epochs,
+        lr=1e-3,
+        batch_size=32,
+        weight_decay=0.05,
+        seed=seed,
+        progress=progress,
+        desc="tiny MAE (stand-in)",
+    )
     model = model.cpu().eval()
-    model.pretrained_cfg.update(mean=norm.mean.tolist(), std=norm.std.tolist(), source="trained here",
-                                epochs=epochs, loss=history.train["loss"][-1])
+    model.pretrained_cfg.update(
+        mean=norm.mean.tolist(),
+        std=norm.std.tolist(),
+        source="trained here",
+        epochs=epochs,
+        loss=history.train["loss"][-1],
+    )
     return model
 
 
-def pretrained_or_fallback(checkpoint: str = "mae_visualize_vit_large", image: np.ndarray | None = None,
-                           valid: np.ndarray | None = None, *, epochs: int = 5, seed: int = 0,
-                           quiet: bool = False) -> ModelChoice:
+def pretrained_or_fallback(
+    checkpoint: str = "mae_visualize_vit_large",
+    image: np.ndarray | None = None,
+    valid: np.ndarray | None = None,
+    *,
+    epochs: int = 5,
+    seed: int = 0,
+    quiet: bool = False,
+) -> ModelChoice:
     """Meta's checkpoint if it can be had; else chapter 03's model; else a tiny MAE trained here.
 
     ``checkpoint``: a registry name (``mae_visualize_vit_large``, ``..._base``) or a file.
@@ -1209,17 +1466,23 @@ def pretrained_or_fallback(checkpoint: str = "mae_visualize_vit_large", image: n
         first = f"Meta's checkpoint {checkpoint!r} is not available here ({reason})"
     try:
         model = mae.load_course_checkpoint()
-        notice = (f"NOTICE: {first}. Using chapter 03's tiny MAE instead ({mae.course_checkpoint_path()}): "
-                  "a 2 M-parameter model trained for minutes on one image, not Meta's 300 M-parameter ViT-L "
-                  "trained on ImageNet. Every number below describes this stand-in.")
+        notice = (
+            f"NOTICE: {first}. Using chapter 03's tiny MAE instead ({mae.course_checkpoint_path()}): "
+            "a 2 M-parameter model trained for minutes on one image, not Meta's 300 M-parameter ViT-L "
+            "trained on ImageNet. Every number below describes this stand-in."
+        )
         source, name = "course", "chapter 03's tiny MAE"
     except DataUnavailableError:
         if image is None:
-            raise DataUnavailableError(f"{first}, and chapter 03's model was not found; run chapter 03 "
-                                       "(`mae-nb run 03`) or pass an image to train a stand-in on") from None
-        notice = (f"NOTICE: {first}, and chapter 03's model was not found (run chapter 03 to make it). "
-                  f"Training the tiny MAE for {epochs} epoch(s) on this image as a stand-in: every number "
-                  "below describes this briefly trained model, not Meta's ViT-L.")
+            raise DataUnavailableError(
+                f"{first}, and chapter 03's model was not found; run chapter 03 "
+                "(`mae-nb run 03`) or pass an image to train a stand-in on"
+            ) from None
+        notice = (
+            f"NOTICE: {first}, and chapter 03's model was not found (run chapter 03 to make it). "
+            f"Training the tiny MAE for {epochs} epoch(s) on this image as a stand-in: every number "
+            "below describes this briefly trained model, not Meta's ViT-L."
+        )
         if not quiet:
             print(notice)
         model = train_quick_mae(image, valid, epochs=epochs, seed=seed, progress=not quiet)
@@ -1239,7 +1502,11 @@ def _adapt_units(model, image, valid) -> str:
     other units (e.g. the model was trained on the synthetic scene's reflectance x 10000 and this
     is 8-bit Landsat), standardize it by its own per-band statistics instead; say so."""
     cfg = model.pretrained_cfg
-    if cfg.get("mean") is None or cfg.get("std") is None or len(cfg["mean"]) != np.asarray(image).shape[0]:
+    if (
+        cfg.get("mean") is None
+        or cfg.get("std") is None
+        or len(cfg["mean"]) != np.asarray(image).shape[0]
+    ):
         return ""
     own = normalization(np.asarray(image, np.float32), "per-band", valid)
     saved_mean, saved_std = np.asarray(cfg["mean"], np.float64), np.asarray(cfg["std"], np.float64)
@@ -1248,5 +1515,7 @@ def _adapt_units(model, image, valid) -> str:
     if off.max() < 2 and ratio.min() > 0.33 and ratio.max() < 3:
         return ""
     cfg.update(mean=own.mean.tolist(), std=own.std.tolist())
-    return (f" Its training data had other units (band means {np.round(saved_mean, 1).tolist()}, this image "
-            f"{np.round(own.mean, 1).tolist()}), so this image is standardized by its own per-band statistics.")
+    return (
+        f" Its training data had other units (band means {np.round(saved_mean, 1).tolist()}, this image "
+        f"{np.round(own.mean, 1).tolist()}), so this image is standardized by its own per-band statistics."
+    )

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from mae_nb.errors import NotebookError
+from mae_nb.errors import InputError, NotebookError
 
 METRICS_ENV = "MAE_NB_METRICS_FILE"
 KERNEL_NAME = "mae-nb"
@@ -58,15 +58,15 @@ def record_metrics(metrics: Mapping[str, float], *, data: str = "synthetic") -> 
     next to the executed notebook; run by hand, it is only printed.
     """
     if data not in ("synthetic", "real"):
-        raise ValueError(f"data must be 'synthetic' or 'real', got {data!r}")
+        raise InputError(f"data must be 'synthetic' or 'real', got {data!r}")
     clean: dict[str, float] = {}
     for name, value in metrics.items():
         try:
             number = float(value)
         except (TypeError, ValueError):
-            raise ValueError(f"metric {name!r} must be a number, got {value!r}") from None
+            raise InputError(f"metric {name!r} must be a number, got {value!r}") from None
         if not math.isfinite(number):
-            raise ValueError(f"metric {name!r} is {number}; a recorded metric must be finite")
+            raise InputError(f"metric {name!r} is {number}; a recorded metric must be finite")
         clean[str(name)] = number
     record = {"data": data, "metrics": clean, "peak_memory_mb": round(peak_memory_mb(), 1)}
     target = os.environ.get(METRICS_ENV)
@@ -102,7 +102,9 @@ def resolve_notebooks(names: Iterable[str] | None = None, folder: Path | None = 
     available = list_notebooks(folder)
     if not names:
         if not available:
-            raise NotebookError(f"no notebooks (NN_name.ipynb) found in {folder or notebooks_dir()}")
+            raise NotebookError(
+                f"no notebooks (NN_name.ipynb) found in {folder or notebooks_dir()}"
+            )
         return available
     found = []
     for name in names:
@@ -110,11 +112,17 @@ def resolve_notebooks(names: Iterable[str] | None = None, folder: Path | None = 
         if p.suffix == ".ipynb" and p.is_file():
             found.append(p.resolve())
             continue
-        matches = [a for a in available if a.name == name or a.stem == name or a.name.startswith(f"{name}_")]
+        matches = [
+            a
+            for a in available
+            if a.name == name or a.stem == name or a.name.startswith(f"{name}_")
+        ]
         if len(matches) != 1:
             listing = ", ".join(a.stem for a in available) or "(none)"
             what = "matches several notebooks" if matches else "is not a notebook of the course"
-            raise NotebookError(f"{name!r} {what}; expected one of: {listing} (or a path to an .ipynb file)")
+            raise NotebookError(
+                f"{name!r} {what}; expected one of: {listing} (or a path to an .ipynb file)"
+            )
         found.append(matches[0])
     return found
 
@@ -247,7 +255,9 @@ def run_notebook(
         result.peak_memory_mb = record.get("peak_memory_mb")
     elif status == "ok":
         result.status = "failed"
-        result.error = f"{path.name} ran but recorded no metrics (it must call mae_nb.record_metrics)"
+        result.error = (
+            f"{path.name} ran but recorded no metrics (it must call mae_nb.record_metrics)"
+        )
     return result
 
 
@@ -288,12 +298,21 @@ def run_notebooks(
     return results
 
 
-def write_summary(results: list[NotebookResult], out: Path, *, smoke: bool, parameters: Mapping) -> Path:
+def write_summary(
+    results: list[NotebookResult], out: Path, *, smoke: bool, parameters: Mapping
+) -> Path:
     """``summary.md`` (a table a person reads) and ``summary.json`` (for tools) under ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "summary.json").write_text(
-        json.dumps({"smoke": smoke, "parameters": dict(parameters), "notebooks": [asdict(r) for r in results]},
-                   indent=2, default=str)
+        json.dumps(
+            {
+                "smoke": smoke,
+                "parameters": dict(parameters),
+                "notebooks": [asdict(r) for r in results],
+            },
+            indent=2,
+            default=str,
+        )
     )
     total = sum(r.seconds for r in results)
     lines = [

@@ -20,7 +20,13 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
-from mae_nb.errors import MaeNbError
+from mae_nb.errors import (
+    InputError,
+    InputTypeError,
+    MaeNbError,
+    MissingFileError,
+    OutputExistsError,
+)
 
 
 def default_device() -> torch.device:
@@ -80,10 +86,14 @@ def as_loader(data: Any, batch_size: int, shuffle: bool, seed: int) -> DataLoade
         return data
     if isinstance(data, torch.Tensor):
         data = TensorDataset(data)
-    elif isinstance(data, (tuple, list)) and data and all(isinstance(t, torch.Tensor) for t in data):
+    elif (
+        isinstance(data, (tuple, list)) and data and all(isinstance(t, torch.Tensor) for t in data)
+    ):
         data = TensorDataset(*data)
     if not isinstance(data, Dataset):
-        raise TypeError(f"expected a Dataset, DataLoader, tensor or tuple of tensors, got {type(data).__name__}")
+        raise InputTypeError(
+            f"expected a Dataset, DataLoader, tensor or tuple of tensors, got {type(data).__name__}"
+        )
     if len(data) == 0:  # type: ignore[arg-type]
         raise MaeNbError("the training data is empty (were all samples removed as nodata?)")
     generator = torch.Generator().manual_seed(seed)
@@ -116,11 +126,16 @@ def _as_logs(out: Any) -> tuple[torch.Tensor | None, dict[str, float]]:
         if "loss" not in out:
             raise MaeNbError(f"loss_fn returned a dict without 'loss' (keys: {sorted(out)})")
         loss = out["loss"]
-        logs = {k: float(v.detach()) if isinstance(v, torch.Tensor) else float(v) for k, v in out.items()}
+        logs = {
+            k: float(v.detach()) if isinstance(v, torch.Tensor) else float(v)
+            for k, v in out.items()
+        }
         return loss if isinstance(loss, torch.Tensor) else None, logs
     if isinstance(out, torch.Tensor):
         return out, {"loss": float(out.detach())}
-    raise MaeNbError(f"loss_fn must return a tensor or a dict with 'loss', got {type(out).__name__}")
+    raise MaeNbError(
+        f"loss_fn must return a tensor or a dict with 'loss', got {type(out).__name__}"
+    )
 
 
 def _check_finite(logs: dict[str, float], epoch: int) -> None:
@@ -161,9 +176,11 @@ def fit(
     from tqdm.auto import tqdm
 
     if loss_fn is None and train_step is None:
-        raise ValueError("fit needs a loss_fn(model, batch) or a train_step(model, batch, optimizer)")
+        raise InputError(
+            "fit needs a loss_fn(model, batch) or a train_step(model, batch, optimizer)"
+        )
     if int(epochs) != epochs or epochs < 1:
-        raise ValueError(f"epochs must be a positive integer, got {epochs}")
+        raise InputError(f"epochs must be a positive integer, got {epochs}")
     seed_everything(seed)
     device = torch.device(device) if device is not None else default_device()
     model.to(device)
@@ -175,8 +192,13 @@ def fit(
         )
     history = History()
     start = time.perf_counter()
-    bar = tqdm(total=epochs * len(loader), desc=desc or type(model).__name__, disable=not progress,
-               unit="batch", leave=True)
+    bar = tqdm(
+        total=epochs * len(loader),
+        desc=desc or type(model).__name__,
+        disable=not progress,
+        unit="batch",
+        leave=True,
+    )
     try:
         for epoch in range(epochs):
             model.train()
@@ -213,8 +235,9 @@ def fit(
 
 
 @torch.no_grad()
-def evaluate_loss(model: torch.nn.Module, data: Any, loss_fn: Callable, device=None,
-                  batch_size: int = 64) -> dict[str, float]:
+def evaluate_loss(
+    model: torch.nn.Module, data: Any, loss_fn: Callable, device=None, batch_size: int = 64
+) -> dict[str, float]:
     """Mean of ``loss_fn``'s logs over ``data`` with the model in eval mode."""
     device = torch.device(device) if device is not None else next(model.parameters()).device
     loader = as_loader(data, batch_size, False, 0)
@@ -229,23 +252,34 @@ def evaluate_loss(model: torch.nn.Module, data: Any, loss_fn: Callable, device=N
     return {k: v / max(count, 1) for k, v in sums.items()}
 
 
-def save_checkpoint(path: str | Path, model: torch.nn.Module, *, config: dict | None = None,
-                    history: History | None = None, overwrite: bool = False) -> Path:
+def save_checkpoint(
+    path: str | Path,
+    model: torch.nn.Module,
+    *,
+    config: dict | None = None,
+    history: History | None = None,
+    overwrite: bool = False,
+) -> Path:
     """Save ``{"model": state_dict, "config": config, "history": history}`` with ``torch.save``."""
     path = Path(path)
     if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} already exists; pass overwrite=True to replace it")
+        raise OutputExistsError(f"{path} already exists; pass overwrite=True to replace it")
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    payload = {"model": state, "config": config or {}, "history": history.to_dict() if history else None}
+    payload = {
+        "model": state,
+        "config": config or {},
+        "history": history.to_dict() if history else None,
+    }
     tmp = path.with_suffix(path.suffix + ".tmp")
     torch.save(payload, tmp)
     tmp.replace(path)  # never a half-written checkpoint under the real name
     return path
 
 
-def load_checkpoint(path: str | Path, model: torch.nn.Module | None = None,
-                    map_location: str | torch.device = "cpu") -> dict:
+def load_checkpoint(
+    path: str | Path, model: torch.nn.Module | None = None, map_location: str | torch.device = "cpu"
+) -> dict:
     """Load a checkpoint saved by :func:`save_checkpoint` (or Meta's ``{"model": ...}`` files).
 
     With ``model``, its weights are loaded (strictly) into it. Only tensors and plain
@@ -253,13 +287,17 @@ def load_checkpoint(path: str | Path, model: torch.nn.Module | None = None,
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}")
+        raise MissingFileError(f"no checkpoint at {path}")
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:
-        raise MaeNbError(f"{path} is not a PyTorch checkpoint mae-nb can read ({type(exc).__name__}: {exc})") from None
+        raise MaeNbError(
+            f"{path} is not a PyTorch checkpoint mae-nb can read ({type(exc).__name__}: {exc})"
+        ) from None
     if not isinstance(payload, dict) or "model" not in payload:
-        raise MaeNbError(f"{path} is not a checkpoint in the expected format {{'model': state_dict, ...}}")
+        raise MaeNbError(
+            f"{path} is not a checkpoint in the expected format {{'model': state_dict, ...}}"
+        )
     if model is not None:
         model.load_state_dict(payload["model"])
     return payload

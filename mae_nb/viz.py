@@ -12,6 +12,8 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from mae_nb.data.geotiff import composite, stretch
+from mae_nb.errors import InputError
+
 
 def _show_figures_inline() -> None:
     """In a Jupyter kernel, make returned Figures display (``%matplotlib inline``), once."""
@@ -30,7 +32,17 @@ _show_figures_inline()
 
 #: Colours of the synthetic scene's land-cover classes (water, forest, young crop, mature
 #: crop, grassland, bare soil, urban, road); index 0 is unlabelled.
-LAND_COVER_COLOURS = ["#000000", "#2b6cb0", "#1e5631", "#a4de02", "#4c9a2a", "#c2d96b", "#a0522d", "#d1495b", "#555555"]
+LAND_COVER_COLOURS = [
+    "#000000",
+    "#2b6cb0",
+    "#1e5631",
+    "#a4de02",
+    "#4c9a2a",
+    "#c2d96b",
+    "#a0522d",
+    "#d1495b",
+    "#555555",
+]
 
 
 def land_cover_cmap(n_classes: int = 8):
@@ -52,8 +64,13 @@ def _figure(nrows: int, ncols: int, size: float = 3.2, **kw) -> tuple[Figure, np
     return fig, axes
 
 
-def show_bands(image: np.ndarray, band_names: Sequence[str] | None = None, valid=None,
-               ncols: int = 6, cmap: str = "gray") -> Figure:
+def show_bands(
+    image: np.ndarray,
+    band_names: Sequence[str] | None = None,
+    valid=None,
+    ncols: int = 6,
+    cmap: str = "gray",
+) -> Figure:
     """Each band of ``image`` (C, H, W) stretched on its own (2-98 percentiles)."""
     c = image.shape[0]
     ncols = min(ncols, c)
@@ -67,8 +84,13 @@ def show_bands(image: np.ndarray, band_names: Sequence[str] | None = None, valid
     return fig
 
 
-def show_composites(image: np.ndarray, composites: dict[str, Sequence[int]], valid=None,
-                    labels: np.ndarray | None = None, class_names: Sequence[str] | None = None) -> Figure:
+def show_composites(
+    image: np.ndarray,
+    composites: dict[str, Sequence[int]],
+    valid=None,
+    labels: np.ndarray | None = None,
+    class_names: Sequence[str] | None = None,
+) -> Figure:
     """Named band composites of ``image`` (C, H, W) side by side, plus the label map if given."""
     n = len(composites) + (labels is not None)
     fig, axes = _figure(1, n, 3.6)
@@ -96,12 +118,19 @@ def show_labels(labels: np.ndarray, class_names: Sequence[str] | None = None, ax
     ax.set_axis_off()
     if class_names is not None:
         handles = [Patch(color=cmap(i + 1), label=name) for i, name in enumerate(class_names)]
-        ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8, frameon=False)
+        ax.legend(
+            handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8, frameon=False
+        )
     return ax.figure
 
 
-def band_histograms(image: np.ndarray, band_names: Sequence[str] | None = None, valid=None,
-                    bins: int = 64, percentiles: tuple[float, float] = (2, 98)) -> Figure:
+def band_histograms(
+    image: np.ndarray,
+    band_names: Sequence[str] | None = None,
+    valid=None,
+    bins: int = 64,
+    percentiles: tuple[float, float] = (2, 98),
+) -> Figure:
     """Histogram of each band's valid pixels, with the stretch percentiles marked."""
     fig, axes = _figure(1, 1, 4.5)
     ax = axes[0, 0]
@@ -119,8 +148,13 @@ def band_histograms(image: np.ndarray, band_names: Sequence[str] | None = None, 
     return fig
 
 
-def show_tiles(tiles: np.ndarray, rgb: Sequence[int] = (1, 2, 3), n: int = 16, ncols: int = 8,
-               titles: Sequence[str] | None = None) -> Figure:
+def show_tiles(
+    tiles: np.ndarray,
+    rgb: Sequence[int] = (1, 2, 3),
+    n: int = 16,
+    ncols: int = 8,
+    titles: Sequence[str] | None = None,
+) -> Figure:
     """The first ``n`` tiles (N, C, s, s) as RGB composites, each stretched on its own."""
     n = min(n, len(tiles))
     ncols = min(ncols, n)
@@ -129,20 +163,31 @@ def show_tiles(tiles: np.ndarray, rgb: Sequence[int] = (1, 2, 3), n: int = 16, n
     for i, ax in enumerate(axes.ravel()):
         ax.set_axis_off()
         if i < n:
-            ax.imshow(composite(tiles[i], rgb) if tiles.shape[1] >= 3 else stretch(tiles[i, 0]), cmap="gray")
+            ax.imshow(
+                composite(tiles[i], rgb) if tiles.shape[1] >= 3 else stretch(tiles[i, 0]),
+                cmap="gray",
+            )
             if titles is not None:
                 ax.set_title(titles[i], fontsize=7)
     return fig
 
 
-def show_tile_grid(image: np.ndarray, rows: np.ndarray, cols: np.ndarray, size: int,
-                   rgb: Sequence[int] = (1, 2, 3), valid=None) -> Figure:
+def show_tile_grid(
+    image: np.ndarray,
+    rows: np.ndarray,
+    cols: np.ndarray,
+    size: int,
+    rgb: Sequence[int] = (1, 2, 3),
+    valid=None,
+) -> Figure:
     """The image with the outline of every tile drawn on it."""
     from matplotlib.patches import Rectangle
 
     fig, axes = _figure(1, 1, 5)
     ax = axes[0, 0]
-    ax.imshow(composite(image, rgb, valid) if image.shape[0] >= 3 else stretch(image[0]), cmap="gray")
+    ax.imshow(
+        composite(image, rgb, valid) if image.shape[0] >= 3 else stretch(image[0]), cmap="gray"
+    )
     for r, c in zip(rows, cols):
         ax.add_patch(Rectangle((c - 0.5, r - 0.5), size, size, fill=False, lw=0.7, ec="yellow"))
     ax.set_title(f"{len(rows)} tiles of {size} x {size} px", fontsize=10)
@@ -150,8 +195,12 @@ def show_tile_grid(image: np.ndarray, rows: np.ndarray, cols: np.ndarray, size: 
     return fig
 
 
-def plot_spectra(spectra: dict[str, np.ndarray], wavelengths: np.ndarray | None = None,
-                 ylabel: str = "reflectance", title: str | None = None) -> Figure:
+def plot_spectra(
+    spectra: dict[str, np.ndarray],
+    wavelengths: np.ndarray | None = None,
+    ylabel: str = "reflectance",
+    title: str | None = None,
+) -> Figure:
     """Mean spectrum (and 10-90 % band) of each named group; ``spectra[name]``: (n_pixels, C)."""
     fig, axes = _figure(1, 1, 4.5)
     fig.set_size_inches(8, 4)
@@ -160,7 +209,7 @@ def plot_spectra(spectra: dict[str, np.ndarray], wavelengths: np.ndarray | None 
     x = np.arange(1, first.shape[1] + 1) if wavelengths is None else wavelengths
     for name, s in spectra.items():
         s = np.asarray(s, float)
-        line, = ax.plot(x, s.mean(0), label=name, marker="o" if len(x) <= 12 else None)
+        (line,) = ax.plot(x, s.mean(0), label=name, marker="o" if len(x) <= 12 else None)
         if len(s) > 1:
             lo, hi = np.percentile(s, [10, 90], axis=0)
             ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.15)
@@ -182,17 +231,29 @@ def show_images(images: dict[str, np.ndarray], size: float = 3.6, cmap: str = "g
     return fig
 
 
-def plot_mae_reconstruction(original: np.ndarray, masked: np.ndarray, prediction: np.ndarray,
-                            pasted: np.ndarray, title: str | None = None, size: float = 3.2) -> Figure:
+def plot_mae_reconstruction(
+    original: np.ndarray,
+    masked: np.ndarray,
+    prediction: np.ndarray,
+    pasted: np.ndarray,
+    title: str | None = None,
+    size: float = 3.2,
+) -> Figure:
     """Meta's MAE demo figure: original, masked, reconstruction, reconstruction + visible.
 
     Each image is (H, W, 3) in [0, 1] (values outside are clipped); (N, H, W, 3) stacks give
     one row per sample. ``masked`` usually shows the hidden patches grey or black.
     """
     panels = [np.asarray(a, dtype=float) for a in (original, masked, prediction, pasted)]
-    if any(p.shape != panels[0].shape for p in panels) or panels[0].ndim not in (3, 4) or panels[0].shape[-1] != 3:
-        raise ValueError("original, masked, prediction and pasted must share a shape (H, W, 3) or (N, H, W, 3), "
-                         f"got {[p.shape for p in panels]}")
+    if (
+        any(p.shape != panels[0].shape for p in panels)
+        or panels[0].ndim not in (3, 4)
+        or panels[0].shape[-1] != 3
+    ):
+        raise InputError(
+            "original, masked, prediction and pasted must share a shape (H, W, 3) or (N, H, W, 3), "
+            f"got {[p.shape for p in panels]}"
+        )
     rows = [list(p) for p in panels] if panels[0].ndim == 4 else [[p] for p in panels]
     n = len(rows[0])
     fig, axes = _figure(n, 4, size)
@@ -209,8 +270,13 @@ def plot_mae_reconstruction(original: np.ndarray, masked: np.ndarray, prediction
     return fig
 
 
-def plot_loss_curve(history, keys: Sequence[str] = ("loss",), title: str | None = None,
-                    logy: bool = False, val: bool = True) -> Figure:
+def plot_loss_curve(
+    history,
+    keys: Sequence[str] = ("loss",),
+    title: str | None = None,
+    logy: bool = False,
+    val: bool = True,
+) -> Figure:
     """Per-epoch training (solid) and validation (dashed) curves of a :class:`mae_nb.train.History`,
     or of several on one plot (``{name: history}``, one colour each). ``val=False`` leaves out
     the validation curves."""
@@ -223,10 +289,18 @@ def plot_loss_curve(history, keys: Sequence[str] = ("loss",), title: str | None 
             for part, style, what in ((h.train, "-", "train"), (h.val, "--", "held out")):
                 if not part.get(key) or (part is h.val and not val):
                     continue
-                label = " ".join(x for x in (name, what, key if len(keys) > 1 or name is None else None) if x)
+                label = " ".join(
+                    x for x in (name, what, key if len(keys) > 1 or name is None else None) if x
+                )
                 colour = f"C{i}" if name is not None and len(keys) == 1 else None
-                ax.plot(np.arange(1, len(part[key]) + 1), part[key], style, color=colour,
-                        marker="." if len(part[key]) < 30 else None, label=label)
+                ax.plot(
+                    np.arange(1, len(part[key]) + 1),
+                    part[key],
+                    style,
+                    color=colour,
+                    marker="." if len(part[key]) < 30 else None,
+                    label=label,
+                )
     ax.set_xlabel("epoch")
     ax.set_ylabel(", ".join(keys))
     if logy:
@@ -238,8 +312,9 @@ def plot_loss_curve(history, keys: Sequence[str] = ("loss",), title: str | None 
     return fig
 
 
-def plot_reconstruction(rec, bands: Sequence[int] | None = None, title: str | None = None,
-                        size: float = 3.2) -> Figure:
+def plot_reconstruction(
+    rec, bands: Sequence[int] | None = None, title: str | None = None, size: float = 3.2
+) -> Figure:
     """Meta's four panels for a :class:`mae_nb.reconstruct.Reconstruction`, all with the original's stretch.
 
     ``bands``: 1-based bands shown as red, green, blue (default 1, 2, 3). The title says the
@@ -247,18 +322,37 @@ def plot_reconstruction(rec, bands: Sequence[int] | None = None, title: str | No
     """
     panels = rec.rgb(bands)
     if title is None:
-        passes = f"{rec.iterations} x {rec.mask_ratio:.0%}" if rec.iterations > 1 else f"{rec.mask_ratio:.0%}"
-        title = (f"{passes} masked ({rec.mode}, seed {rec.seed}): {rec.masked_share:.0%} of patches replaced, "
-                 f"masked-patch PSNR {rec.psnr_masked:.2f} dB, SSIM {rec.ssim_masked:.3f}")
-    return plot_mae_reconstruction(panels["original"], panels["masked"], panels["prediction"], panels["pasted"],
-                                   title=title, size=size)
+        passes = (
+            f"{rec.iterations} x {rec.mask_ratio:.0%}"
+            if rec.iterations > 1
+            else f"{rec.mask_ratio:.0%}"
+        )
+        title = (
+            f"{passes} masked ({rec.mode}, seed {rec.seed}): {rec.masked_share:.0%} of patches replaced, "
+            f"masked-patch PSNR {rec.psnr_masked:.2f} dB, SSIM {rec.ssim_masked:.3f}"
+        )
+    return plot_mae_reconstruction(
+        panels["original"],
+        panels["masked"],
+        panels["prediction"],
+        panels["pasted"],
+        title=title,
+        size=size,
+    )
 
 
-def plot_scenario_comparison(comparison, metrics: Sequence[str] = ("psnr_masked", "ssim_masked", "psnr")) -> Figure:
+def plot_scenario_comparison(
+    comparison, metrics: Sequence[str] = ("psnr_masked", "ssim_masked", "psnr")
+) -> Figure:
     """Mean ± standard deviation of each scenario (bars) for a few metrics of a
     :class:`mae_nb.reconstruct.Comparison`; the blur baseline is marked on masked-patch PSNR."""
-    labels = {"psnr_masked": "PSNR, masked patches (dB)", "ssim_masked": "SSIM, masked patches",
-              "psnr": "PSNR, whole crop (dB)", "ssim": "SSIM, whole crop", "detail": "detail level (1 = original)"}
+    labels = {
+        "psnr_masked": "PSNR, masked patches (dB)",
+        "ssim_masked": "SSIM, masked patches",
+        "psnr": "PSNR, whole crop (dB)",
+        "ssim": "SSIM, whole crop",
+        "detail": "detail level (1 = original)",
+    }
     summary = comparison.summary()
     names = list(summary)
     fig, axes = _figure(1, len(metrics), 3.4)
@@ -275,16 +369,26 @@ def plot_scenario_comparison(comparison, metrics: Sequence[str] = ("psnr_masked"
         ax.set_title(labels.get(m, m), fontsize=10)
         finite = [v for v in means if np.isfinite(v)]
         if finite and "psnr" in m:
-            ax.set_ylim(min(finite) - 3, max(finite + [summary[n]["baseline_psnr_masked"][0] for n in names]) + 2)
+            ax.set_ylim(
+                min(finite) - 3,
+                max(finite + [summary[n]["baseline_psnr_masked"][0] for n in names]) + 2,
+            )
         ax.grid(axis="y", alpha=0.3)
     return fig
 
 
-def plot_error_map(original_rgb: np.ndarray, reconstruction_rgb: np.ndarray, error: np.ndarray,
-                   title: str | None = None, units: str = "") -> Figure:
+def plot_error_map(
+    original_rgb: np.ndarray,
+    reconstruction_rgb: np.ndarray,
+    error: np.ndarray,
+    title: str | None = None,
+    units: str = "",
+) -> Figure:
     """A scene, its reconstruction (both (H, W, 3) in [0, 1]) and a per-pixel error map (H, W) with a colour bar."""
     fig, axes = _figure(1, 3, 4.0)
-    for ax, img, name in zip(axes[0], (original_rgb, reconstruction_rgb), ("original", "reconstruction")):
+    for ax, img, name in zip(
+        axes[0], (original_rgb, reconstruction_rgb), ("original", "reconstruction")
+    ):
         ax.imshow(np.clip(img, 0, 1))
         ax.set_title(name, fontsize=10)
         ax.set_axis_off()
@@ -303,8 +407,9 @@ def plot_error_map(original_rgb: np.ndarray, reconstruction_rgb: np.ndarray, err
 # --------------------------------------------------------------------------- hyperspectral classification (chapter 07)
 
 
-def plot_label_efficiency(rows, metric: str = "oa", models: Sequence[str] | None = None,
-                          title: str | None = None) -> Figure:
+def plot_label_efficiency(
+    rows, metric: str = "oa", models: Sequence[str] | None = None, title: str | None = None
+) -> Figure:
     """Accuracy against the share of training labels, one line per model: mean ± std over seeds.
 
     ``rows``: :func:`mae_nb.finetune.label_efficiency`'s list of dicts (``model``,
@@ -312,9 +417,9 @@ def plot_label_efficiency(rows, metric: str = "oa", models: Sequence[str] | None
     """
     rows = list(rows)
     if not rows:
-        raise ValueError("rows is empty: run mae_nb.finetune.label_efficiency first")
+        raise InputError("rows is empty: run mae_nb.finetune.label_efficiency first")
     if metric not in rows[0]:
-        raise ValueError(f"metric {metric!r} is not in the rows; they have {sorted(rows[0])}")
+        raise InputError(f"metric {metric!r} is not in the rows; they have {sorted(rows[0])}")
     names = list(dict.fromkeys(r["model"] for r in rows)) if models is None else list(models)
     fig, axes = _figure(1, 1, 4.6)
     fig.set_size_inches(6.8, 4.4)
@@ -322,8 +427,11 @@ def plot_label_efficiency(rows, metric: str = "oa", models: Sequence[str] | None
     for i, name in enumerate(names):
         fractions = sorted({r["fraction"] for r in rows if r["model"] == name})
         if not fractions:
-            raise ValueError(f"model {name!r} is not in the rows")
-        values = [[r[metric] for r in rows if r["model"] == name and r["fraction"] == f] for f in fractions]
+            raise InputError(f"model {name!r} is not in the rows")
+        values = [
+            [r[metric] for r in rows if r["model"] == name and r["fraction"] == f]
+            for f in fractions
+        ]
         mean = np.array([np.mean(v) for v in values]) * 100
         std = np.array([np.std(v) for v in values]) * 100
         ax.plot(fractions, mean, marker="osD^vP*X"[i % 8], label=name)
@@ -333,7 +441,9 @@ def plot_label_efficiency(rows, metric: str = "oa", models: Sequence[str] | None
     ticks = sorted({r["fraction"] for r in rows})
     ax.set_xticks(ticks, [f"{f * 100:g} %" for f in ticks])
     ax.minorticks_off()
-    label = {"oa": "overall accuracy", "aa": "average accuracy", "kappa": "Cohen's kappa"}.get(metric, metric)
+    label = {"oa": "overall accuracy", "aa": "average accuracy", "kappa": "Cohen's kappa"}.get(
+        metric, metric
+    )
     ax.set_xlabel("share of the training labels used")
     ax.set_ylabel(f"{label} (x 100)" if metric == "kappa" else f"{label} (%)")
     ax.set_title(title or f"Label efficiency: {label} on the test split", fontsize=10)
@@ -342,16 +452,20 @@ def plot_label_efficiency(rows, metric: str = "oa", models: Sequence[str] | None
     return fig
 
 
-def plot_confusion(confusion, class_names: Sequence[str] | None = None, normalize: bool = True,
-                   title: str | None = None) -> Figure:
+def plot_confusion(
+    confusion,
+    class_names: Sequence[str] | None = None,
+    normalize: bool = True,
+    title: str | None = None,
+) -> Figure:
     """A confusion matrix (K, K) (rows = true class, columns = predicted), rows normalized by default."""
     cm = np.asarray(confusion, dtype=np.float64)
     if cm.ndim != 2 or cm.shape[0] != cm.shape[1]:
-        raise ValueError(f"confusion must be a square (K, K) matrix, got shape {cm.shape}")
+        raise InputError(f"confusion must be a square (K, K) matrix, got shape {cm.shape}")
     k = cm.shape[0]
     names = list(class_names) if class_names is not None else [str(i + 1) for i in range(k)]
     if len(names) != k:
-        raise ValueError(f"{len(names)} class names for a {k} x {k} confusion matrix")
+        raise InputError(f"{len(names)} class names for a {k} x {k} confusion matrix")
     shown = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1) if normalize else cm
     fig, axes = _figure(1, 1)
     fig.set_size_inches(2.8 + 0.5 * k, 2.2 + 0.45 * k)
@@ -361,20 +475,34 @@ def plot_confusion(confusion, class_names: Sequence[str] | None = None, normaliz
     for i in range(k):
         for j in range(k):
             if cm[i, j]:
-                ax.text(j, i, f"{shown[i, j]:.2f}" if normalize else f"{int(cm[i, j])}", ha="center",
-                        va="center", fontsize=7, color="white" if shown[i, j] > 0.6 * top else "black")
+                ax.text(
+                    j,
+                    i,
+                    f"{shown[i, j]:.2f}" if normalize else f"{int(cm[i, j])}",
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if shown[i, j] > 0.6 * top else "black",
+                )
     ax.set_xticks(range(k), names, rotation=45, ha="right", fontsize=8)
     ax.set_yticks(range(k), names, fontsize=8)
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
-    ax.set_title(title or ("confusion matrix (each row sums to 1)" if normalize else "confusion matrix (pixels)"),
-                 fontsize=10)
+    ax.set_title(
+        title
+        or ("confusion matrix (each row sums to 1)" if normalize else "confusion matrix (pixels)"),
+        fontsize=10,
+    )
     fig.colorbar(im, ax=ax, shrink=0.8)
     return fig
 
 
-def plot_classification_maps(labels: np.ndarray, predictions, class_names: Sequence[str] | None = None,
-                             test_mask: np.ndarray | None = None) -> Figure:
+def plot_classification_maps(
+    labels: np.ndarray,
+    predictions,
+    class_names: Sequence[str] | None = None,
+    test_mask: np.ndarray | None = None,
+) -> Figure:
     """Ground truth (H, W) next to one or more predicted maps.
 
     labels: (H, W), 0 = unlabelled, classes 1..K; ``predictions``: an (H, W) map or
@@ -385,14 +513,18 @@ def plot_classification_maps(labels: np.ndarray, predictions, class_names: Seque
 
     labels = np.asarray(labels)
     if labels.ndim != 2:
-        raise ValueError(f"labels must be an (H, W) map, got shape {labels.shape}")
+        raise InputError(f"labels must be an (H, W) map, got shape {labels.shape}")
     maps = dict(predictions) if isinstance(predictions, dict) else {"prediction": predictions}
     if not maps:
-        raise ValueError("predictions is empty; give an (H, W) map or {title: map}")
+        raise InputError("predictions is empty; give an (H, W) map or {title: map}")
     for name, m in maps.items():
         if np.shape(m) != labels.shape:
-            raise ValueError(f"map {name!r} has shape {np.shape(m)}, the labels {labels.shape}")
-    k = len(class_names) if class_names is not None else int(max(labels.max(), *(np.max(m) for m in maps.values())))
+            raise InputError(f"map {name!r} has shape {np.shape(m)}, the labels {labels.shape}")
+    k = (
+        len(class_names)
+        if class_names is not None
+        else int(max(labels.max(), *(np.max(m) for m in maps.values())))
+    )
     cmap = land_cover_cmap(k)
     fig, axes = _figure(1, 1 + len(maps), 3.4)
     panels = [("ground truth", labels)] + list(maps.items())
@@ -405,10 +537,16 @@ def plot_classification_maps(labels: np.ndarray, predictions, class_names: Seque
         ax.set_title(name, fontsize=9)
         ax.set_axis_off()
     if test_mask is not None:
-        axes[0, 0].contour(np.asarray(test_mask, float), levels=[0.5], colors="white", linewidths=0.8)
-    names = list(class_names) if class_names is not None else [f"class {i}" for i in range(1, k + 1)]
+        axes[0, 0].contour(
+            np.asarray(test_mask, float), levels=[0.5], colors="white", linewidths=0.8
+        )
+    names = (
+        list(class_names) if class_names is not None else [f"class {i}" for i in range(1, k + 1)]
+    )
     handles = [Patch(color=cmap(i + 1), label=names[i]) for i in range(k)]
-    axes[0, -1].legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=7, frameon=False)
+    axes[0, -1].legend(
+        handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=7, frameon=False
+    )
     return fig
 
 
@@ -420,13 +558,21 @@ def _grid_extent(shape: tuple[int, int], cell_size: int) -> tuple[float, float, 
     return (0, shape[1] * cell_size, shape[0] * cell_size, 0)
 
 
-def plot_pca_map(pca_rgb: np.ndarray, scene_rgb: np.ndarray | None = None, *, cell_size: int = 1,
-                 explained: Sequence[float] | None = None, title: str | None = None, size: float = 4.0) -> Figure:
+def plot_pca_map(
+    pca_rgb: np.ndarray,
+    scene_rgb: np.ndarray | None = None,
+    *,
+    cell_size: int = 1,
+    explained: Sequence[float] | None = None,
+    title: str | None = None,
+    size: float = 4.0,
+) -> Figure:
     """The first three PCA components of embeddings as a false-colour map (gh, gw, 3) in [0, 1],
     next to the scene's composite (H, W, 3) when given, both over the scene's pixels
     (``cell_size``: pixels per grid cell)."""
-    panels = ([("scene", scene_rgb, None)] if scene_rgb is not None else []) + \
-        [("PCA of embeddings (R, G, B = PC1-3)", pca_rgb, _grid_extent(pca_rgb.shape[:2], cell_size))]
+    panels = ([("scene", scene_rgb, None)] if scene_rgb is not None else []) + [
+        ("PCA of embeddings (R, G, B = PC1-3)", pca_rgb, _grid_extent(pca_rgb.shape[:2], cell_size))
+    ]
     fig, axes = _figure(1, len(panels), size)
     for ax, (name, img, extent) in zip(axes[0], panels):
         ax.imshow(np.clip(img, 0, 1), extent=extent, interpolation="nearest")
@@ -444,9 +590,17 @@ def plot_pca_map(pca_rgb: np.ndarray, scene_rgb: np.ndarray | None = None, *, ce
     return fig
 
 
-def plot_segmentation(labels: np.ndarray, clusters: np.ndarray, scene_rgb: np.ndarray | None = None, *,
-                      cell_size: int = 1, class_names: Sequence[str] | None = None, ari: float | None = None,
-                      title: str | None = None, size: float = 3.6) -> Figure:
+def plot_segmentation(
+    labels: np.ndarray,
+    clusters: np.ndarray,
+    scene_rgb: np.ndarray | None = None,
+    *,
+    cell_size: int = 1,
+    class_names: Sequence[str] | None = None,
+    ari: float | None = None,
+    title: str | None = None,
+    size: float = 3.6,
+) -> Figure:
     """Land-cover labels per cell (gh, gw), 0 = none, next to k-means clusters (gh, gw), -1 = none,
     and the scene's composite when given; the adjusted Rand index in the clusters' title."""
     import matplotlib
@@ -461,18 +615,37 @@ def plot_segmentation(labels: np.ndarray, clusters: np.ndarray, scene_rgb: np.nd
         ax.imshow(scene_rgb)
         ax.set_title("scene", fontsize=10)
         ax.set_axis_off()
-    axes[0].imshow(labels, cmap=land_cover_cmap(n), vmin=0, vmax=n, extent=extent, interpolation="nearest")
+    axes[0].imshow(
+        labels, cmap=land_cover_cmap(n), vmin=0, vmax=n, extent=extent, interpolation="nearest"
+    )
     axes[0].set_title("land cover (majority per patch)", fontsize=10)
     if class_names:
         from matplotlib.patches import Patch
 
         cmap = land_cover_cmap(n)
         present = [k for k in range(1, n + 1) if (labels == k).any()]
-        axes[0].legend(handles=[Patch(color=cmap(k), label=class_names[k - 1]) for k in present if k <= len(class_names)],
-                       fontsize=7, loc="lower left", framealpha=0.8)
+        axes[0].legend(
+            handles=[
+                Patch(color=cmap(k), label=class_names[k - 1])
+                for k in present
+                if k <= len(class_names)
+            ],
+            fontsize=7,
+            loc="lower left",
+            framealpha=0.8,
+        )
     shown = np.ma.masked_less(clusters, 0)
-    axes[1].imshow(shown, cmap=matplotlib.colormaps["tab20"], vmin=0, vmax=19, extent=extent, interpolation="nearest")
-    axes[1].set_title(f"k-means clusters{f' (ARI {ari:.2f})' if ari is not None else ''}", fontsize=10)
+    axes[1].imshow(
+        shown,
+        cmap=matplotlib.colormaps["tab20"],
+        vmin=0,
+        vmax=19,
+        extent=extent,
+        interpolation="nearest",
+    )
+    axes[1].set_title(
+        f"k-means clusters{f' (ARI {ari:.2f})' if ari is not None else ''}", fontsize=10
+    )
     for ax in axes:
         ax.set_axis_off()
     if title:
@@ -480,20 +653,43 @@ def plot_segmentation(labels: np.ndarray, clusters: np.ndarray, scene_rgb: np.nd
     return fig
 
 
-def plot_probe(labels: np.ndarray, prediction: np.ndarray, train: np.ndarray, test: np.ndarray, *,
-               cell_size: int = 1, title: str | None = None, size: float = 3.6) -> Figure:
+def plot_probe(
+    labels: np.ndarray,
+    prediction: np.ndarray,
+    train: np.ndarray,
+    test: np.ndarray,
+    *,
+    cell_size: int = 1,
+    title: str | None = None,
+    size: float = 3.6,
+) -> Figure:
     """A linear probe on a spatial split: the labels (gh, gw) with the training cells dimmed, and the
     probe's predictions on the test cells (``prediction`` 0 elsewhere)."""
     n = int(max(labels.max(), prediction.max(), 1))
     cmap = land_cover_cmap(n)
     extent = _grid_extent(labels.shape, cell_size)
     fig, axes = _figure(1, 3, size)
-    axes[0, 0].imshow(np.where(train, 1, 0) + np.where(test, 2, 0), cmap="Greys", vmin=0, vmax=2.5,
-                      extent=extent, interpolation="nearest")
+    axes[0, 0].imshow(
+        np.where(train, 1, 0) + np.where(test, 2, 0),
+        cmap="Greys",
+        vmin=0,
+        vmax=2.5,
+        extent=extent,
+        interpolation="nearest",
+    )
     axes[0, 0].set_title("split: train (grey), test (dark)", fontsize=10)
-    axes[0, 1].imshow(np.where(test, labels, 0), cmap=cmap, vmin=0, vmax=n, extent=extent, interpolation="nearest")
+    axes[0, 1].imshow(
+        np.where(test, labels, 0), cmap=cmap, vmin=0, vmax=n, extent=extent, interpolation="nearest"
+    )
     axes[0, 1].set_title("test labels", fontsize=10)
-    axes[0, 2].imshow(np.where(test, prediction, 0), cmap=cmap, vmin=0, vmax=n, extent=extent, interpolation="nearest")
+    axes[0, 2].imshow(
+        np.where(test, prediction, 0),
+        cmap=cmap,
+        vmin=0,
+        vmax=n,
+        extent=extent,
+        interpolation="nearest",
+    )
     axes[0, 2].set_title("probe's predictions", fontsize=10)
     for ax in axes[0]:
         ax.set_axis_off()
@@ -513,7 +709,9 @@ def plot_feature_study(rows: Sequence[dict], metric: str = "macro_f1", size: flo
         for i, s in enumerate(scenarios):
             v = np.array([r[metric] for r in mine if r["scenario"] == s])
             ax.bar(i, v.mean(), color="#9ecae1", width=0.6)
-            ax.plot(np.full(len(v), i) + np.linspace(-0.15, 0.15, len(v)), v, "o", color="#08519c", ms=4)
+            ax.plot(
+                np.full(len(v), i) + np.linspace(-0.15, 0.15, len(v)), v, "o", color="#08519c", ms=4
+            )
         ax.set_xticks(range(len(scenarios)), scenarios)
         ax.set_title(f"{kind}s", fontsize=10)
         ax.set_ylabel(metric)
@@ -521,8 +719,16 @@ def plot_feature_study(rows: Sequence[dict], metric: str = "macro_f1", size: flo
     return fig
 
 
-def plot_anomaly(scene_rgb: np.ndarray, score: np.ndarray, flagged: np.ndarray, truth: np.ndarray, *,
-                 cell_size: int = 1, title: str | None = None, size: float = 3.6) -> Figure:
+def plot_anomaly(
+    scene_rgb: np.ndarray,
+    score: np.ndarray,
+    flagged: np.ndarray,
+    truth: np.ndarray,
+    *,
+    cell_size: int = 1,
+    title: str | None = None,
+    size: float = 3.6,
+) -> Figure:
     """Anomaly detection from an error map: the scene with the planted anomaly, the per-cell score
     (gh, gw), and the top-k flagged cells (red) against the true ones (outlined)."""
     extent = _grid_extent(score.shape, cell_size)
@@ -536,8 +742,12 @@ def plot_anomaly(scene_rgb: np.ndarray, score: np.ndarray, flagged: np.ndarray, 
     overlay = np.zeros(score.shape + (4,))
     overlay[flagged] = (1, 0, 0, 0.6)
     axes[0, 2].imshow(overlay, extent=extent, interpolation="nearest")
-    axes[0, 2].contour(np.kron(truth.astype(float), np.ones((cell_size, cell_size))), levels=[0.5], colors="cyan",
-                       linewidths=1)
+    axes[0, 2].contour(
+        np.kron(truth.astype(float), np.ones((cell_size, cell_size))),
+        levels=[0.5],
+        colors="cyan",
+        linewidths=1,
+    )
     axes[0, 2].set_title("top-k flagged (red), truth (cyan)", fontsize=10)
     for ax in axes[0]:
         ax.set_axis_off()
@@ -575,8 +785,15 @@ def _np_tiles(x) -> np.ndarray:
     return np.asarray(x)
 
 
-def plot_tile_reconstructions(originals, reconstructions: dict, rgb: Sequence[int] = (1, 2, 3), n: int = 6,
-                              size: float = 1.7, scores: dict | None = None, original_label: str = "original") -> Figure:
+def plot_tile_reconstructions(
+    originals,
+    reconstructions: dict,
+    rgb: Sequence[int] = (1, 2, 3),
+    n: int = 6,
+    size: float = 1.7,
+    scores: dict | None = None,
+    original_label: str = "original",
+) -> Figure:
     """Original tiles (top row) and each model's reconstructions (one row per entry), as RGB composites.
 
     originals: (N, C, H, W); reconstructions: {name: (N, C, H, W)}. Every panel uses the
@@ -599,33 +816,53 @@ def plot_tile_reconstructions(originals, reconstructions: dict, rgb: Sequence[in
     return fig
 
 
-def plot_masked_reconstruction(result, rgb: Sequence[int] = (1, 2, 3), n: int = 5, size: float = 1.8,
-                               title: str | None = None) -> Figure:
+def plot_masked_reconstruction(
+    result, rgb: Sequence[int] = (1, 2, 3), n: int = 5, size: float = 1.8, title: str | None = None
+) -> Figure:
     """Original, input with hidden patches (grey) and reconstruction for the first ``n`` tiles.
 
     ``result``: a :class:`mae_nb.models.autoencoders.MaskedReconstruction`. The title gives
     the mask ratio and the PSNR on hidden and visible pixels unless ``title`` is given.
     """
-    rows = {"original": result.imgs, f"input ({result.mask_ratio:.0%} hidden)": result.hidden,
-            "reconstruction": result.reconstruction}
-    fig = plot_tile_reconstructions(result.imgs, {k: v for k, v in rows.items() if k != "original"}, rgb, n, size)
+    rows = {
+        "original": result.imgs,
+        f"input ({result.mask_ratio:.0%} hidden)": result.hidden,
+        "reconstruction": result.reconstruction,
+    }
+    fig = plot_tile_reconstructions(
+        result.imgs, {k: v for k, v in rows.items() if k != "original"}, rgb, n, size
+    )
     if title is None:
         hidden = "n/a" if not np.isfinite(result.psnr_hidden) else f"{result.psnr_hidden:.1f} dB"
-        title = (f"mask ratio {result.mask_ratio:.2f}: PSNR on hidden pixels {hidden}, "
-                 f"on visible pixels {result.psnr_visible:.1f} dB")
+        title = (
+            f"mask ratio {result.mask_ratio:.2f}: PSNR on hidden pixels {hidden}, "
+            f"on visible pixels {result.psnr_visible:.1f} dB"
+        )
     fig.suptitle(title, fontsize=10)
     return fig
 
 
-def plot_histories(histories: dict, key: str = "loss", val: bool = True, logy: bool = True,
-                   title: str | None = None) -> Figure:
+def plot_histories(
+    histories: dict,
+    key: str = "loss",
+    val: bool = True,
+    logy: bool = True,
+    title: str | None = None,
+) -> Figure:
     """Per-epoch ``key`` of several :class:`mae_nb.train.History` ({name: history}) on one plot:
     :func:`plot_loss_curve` with one key, on a log scale by default."""
     return plot_loss_curve(histories, keys=(key,), title=title, logy=logy, val=val)
 
 
-def plot_metric_curves(x: Sequence[float], series: dict, xlabel: str, ylabel: str = "PSNR (dB)",
-                       logx: bool = False, title: str | None = None, hlines: dict | None = None) -> Figure:
+def plot_metric_curves(
+    x: Sequence[float],
+    series: dict,
+    xlabel: str,
+    ylabel: str = "PSNR (dB)",
+    logx: bool = False,
+    title: str | None = None,
+    hlines: dict | None = None,
+) -> Figure:
     """One line per entry of ``series`` ({name: values at ``x``}), plus dotted reference lines ``hlines`` ({name: y})."""
     fig, axes = _figure(1, 1, 4.0)
     fig.set_size_inches(6.0, 3.6)
@@ -645,9 +882,14 @@ def plot_metric_curves(x: Sequence[float], series: dict, xlabel: str, ylabel: st
     return fig
 
 
-def plot_latent_scatter(points: np.ndarray, labels: np.ndarray | None = None,
-                        class_names: Sequence[str] | None = None, values: np.ndarray | None = None,
-                        value_name: str = "", title: str | None = None) -> Figure:
+def plot_latent_scatter(
+    points: np.ndarray,
+    labels: np.ndarray | None = None,
+    class_names: Sequence[str] | None = None,
+    values: np.ndarray | None = None,
+    value_name: str = "",
+    title: str | None = None,
+) -> Figure:
     """A 2-D view of latent codes (``points`` (N, 2)), coloured by land-cover ``labels`` (1..K) or by ``values``."""
     fig, axes = _figure(1, 1, 4.2)
     fig.set_size_inches(6.2, 4.4)
@@ -657,7 +899,9 @@ def plot_latent_scatter(points: np.ndarray, labels: np.ndarray | None = None,
         for k in np.unique(labels):
             sel = labels == k
             name = class_names[k - 1] if class_names and 0 < k <= len(class_names) else str(k)
-            ax.scatter(points[sel, 0], points[sel, 1], s=14, color=cmap(int(k)), label=name, alpha=0.8)
+            ax.scatter(
+                points[sel, 0], points[sel, 1], s=14, color=cmap(int(k)), label=name, alpha=0.8
+            )
         ax.legend(fontsize=8, markerscale=1.5, loc="best")
     else:
         sc = ax.scatter(points[:, 0], points[:, 1], s=14, c=values, cmap="viridis", alpha=0.8)
@@ -671,8 +915,9 @@ def plot_latent_scatter(points: np.ndarray, labels: np.ndarray | None = None,
     return fig
 
 
-def plot_latent_vs_prior(codes: dict, prior_samples: np.ndarray, dims: tuple[int, int] = (0, 1),
-                         title: str | None = None) -> Figure:
+def plot_latent_vs_prior(
+    codes: dict, prior_samples: np.ndarray, dims: tuple[int, int] = (0, 1), title: str | None = None
+) -> Figure:
     """Latent codes ({name: (N, D)}) next to samples of the prior (M, D), in latent dimensions ``dims``.
 
     One panel per entry of ``codes``, the prior's samples in grey behind each.
@@ -698,8 +943,14 @@ def plot_latent_vs_prior(codes: dict, prior_samples: np.ndarray, dims: tuple[int
     return fig
 
 
-def plot_spectral_reconstruction(rec, indices: Sequence[int] | None = None, wavelengths=None,
-                                 titles: Sequence[str] | None = None, ncols: int = 3, size: float = 3.6) -> Figure:
+def plot_spectral_reconstruction(
+    rec,
+    indices: Sequence[int] | None = None,
+    wavelengths=None,
+    titles: Sequence[str] | None = None,
+    ncols: int = 3,
+    size: float = 3.6,
+) -> Figure:
     """Masked spectra next to true ones, for the centre pixel of patches of a
     :class:`mae_nb.models.spectral.Reconstruction` (like the paper's reconstruction figure).
 
@@ -722,7 +973,9 @@ def plot_spectral_reconstruction(rec, indices: Sequence[int] | None = None, wave
         for run_start, run_end in _runs(m):
             ax.axvspan(x[run_start] - step / 2, x[run_end - 1] + step / 2, color="0.85", lw=0)
         ax.plot(x, sp["true"], color="k", lw=1.2, label="true")
-        ax.plot(x[m], sp["predicted"][m], ".", color="#d1495b", ms=3.5, label="reconstructed (masked)")
+        ax.plot(
+            x[m], sp["predicted"][m], ".", color="#d1495b", ms=3.5, label="reconstructed (masked)"
+        )
         err = float(np.mean((sp["predicted"][m] - sp["true"][m]) ** 2)) if m.any() else float("nan")
         name = titles[k] if titles is not None else f"patch {idx[k]}"
         ax.set_title(f"{name}\n{int(m.mean() * 100)} % of bands masked, MSE {err:.3f}", fontsize=9)
@@ -740,7 +993,9 @@ def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
     return list(zip(edges[::2], edges[1::2]))
 
 
-def plot_mask_ratio_errors(ratios: Sequence[float], errors: Sequence[dict], title: str | None = None) -> Figure:
+def plot_mask_ratio_errors(
+    ratios: Sequence[float], errors: Sequence[dict], title: str | None = None
+) -> Figure:
     """Masked-value MSE against mask ratio for each series of ``errors[i]`` (dicts such as
     :func:`mae_nb.models.spectral.masked_errors` returns)."""
     fig, axes = _figure(1, 1, 4.0)
@@ -769,7 +1024,9 @@ def plot_split(regions: np.ndarray, labels: np.ndarray, title: str | None = None
 
     regions, labels = np.asarray(regions), np.asarray(labels)
     if regions.shape != labels.shape or regions.ndim != 2:
-        raise ValueError(f"regions {regions.shape} and labels {labels.shape} must be the same (H, W)")
+        raise InputError(
+            f"regions {regions.shape} and labels {labels.shape} must be the same (H, W)"
+        )
     colours = ["#bbbbbb", "#1f77b4", "#ff7f0e", "#2ca02c"]  # buffer, train, val, test
     pale = ["#eeeeee", "#c6dbef", "#fdd0a2", "#c7e9c0"]
     shown = np.where(labels > 0, regions + 1, regions + 5)
@@ -777,10 +1034,18 @@ def plot_split(regions: np.ndarray, labels: np.ndarray, title: str | None = None
     fig.set_size_inches(7.4, 4.2)
     ax = axes[0, 0]
     ax.imshow(shown, cmap=ListedColormap(colours + pale), vmin=0, vmax=7, interpolation="nearest")
-    counts = {name: int(((regions == i) & (labels > 0)).sum()) for i, name in ((0, "train"), (1, "val"), (2, "test"))}
-    handles = [Patch(color=colours[i + 1], label=f"{n} ({counts[n]} labelled px)") for i, n in enumerate(counts)]
+    counts = {
+        name: int(((regions == i) & (labels > 0)).sum())
+        for i, name in ((0, "train"), (1, "val"), (2, "test"))
+    }
+    handles = [
+        Patch(color=colours[i + 1], label=f"{n} ({counts[n]} labelled px)")
+        for i, n in enumerate(counts)
+    ]
     handles.append(Patch(color=colours[0], label="buffer (no split)"))
-    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8, frameon=False)
+    ax.legend(
+        handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8, frameon=False
+    )
     ax.set_title(title or "spatially disjoint split (pale: unlabelled)", fontsize=10)
     ax.set_axis_off()
     return fig

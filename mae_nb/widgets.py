@@ -34,7 +34,9 @@ def explorer(controls: dict[str, Any], draw: Callable[..., tuple[Any, str, Any]]
 
     score = W.HTML()
     # shown at its drawn aspect ratio: never stretched to the row's height or squeezed in width
-    picture = W.Image(format="png", layout=W.Layout(object_fit="contain", max_width="100%", height="auto"))
+    picture = W.Image(
+        format="png", layout=W.Layout(object_fit="contain", max_width="100%", height="auto")
+    )
     row = W.Box(list(controls.values()), layout=W.Layout(flex_flow="row wrap"))
     box = W.VBox([row, W.HBox([picture, score], layout=W.Layout(align_items="flex-start"))])
     box.result = None
@@ -60,8 +62,15 @@ def explorer(controls: dict[str, Any], draw: Callable[..., tuple[Any, str, Any]]
 def _ratio_slider(value: float, low: float, high: float):
     import ipywidgets as W
 
-    return W.FloatSlider(value=value, min=low, max=high, step=0.05, description="mask ratio",
-                         continuous_update=False, readout_format=".2f")
+    return W.FloatSlider(
+        value=value,
+        min=low,
+        max=high,
+        step=0.05,
+        description="mask ratio",
+        continuous_update=False,
+        readout_format=".2f",
+    )
 
 
 def _seed_slider(value: int):
@@ -70,8 +79,19 @@ def _seed_slider(value: int):
     return W.IntSlider(value=value, min=0, max=99, description="seed", continuous_update=False)
 
 
-def reconstruction_sliders(model, image, *, bands=None, valid=None, rgb=None, mask_ratio: float = 0.75,
-                           iterations: int = 1, seed: int = 0, mode: str = "chained", **kwargs):
+def reconstruction_sliders(
+    model,
+    image,
+    *,
+    bands=None,
+    valid=None,
+    rgb=None,
+    mask_ratio: float = 0.75,
+    iterations: int = 1,
+    seed: int = 0,
+    mode: str = "chained",
+    **kwargs,
+):
     """Sliders for mask ratio (0.05-0.95), iterations (1-10) and seed on one image.
 
     Each change runs ``mae_nb.reconstruct.reconstruct(model, image, mask_ratio, iterations, seed,
@@ -86,22 +106,42 @@ def reconstruction_sliders(model, image, *, bands=None, valid=None, rgb=None, ma
     from mae_nb.viz import plot_reconstruction
 
     def draw(mask_ratio, iterations, seed, mode):
-        rec = reconstruct(model, image, mask_ratio, iterations, seed, mode, bands=bands, valid=valid, **kwargs)
-        html = (f"<b>masked-patch PSNR {rec.psnr_masked:.2f} dB</b><br>SSIM {rec.ssim_masked:.3f}<br>"
-                f"whole crop: PSNR {rec.psnr:.2f} dB<br>{rec.masked_share:.0%} of patches replaced<br>"
-                f"{rec.seconds:.2f} s")
+        rec = reconstruct(
+            model, image, mask_ratio, iterations, seed, mode, bands=bands, valid=valid, **kwargs
+        )
+        html = (
+            f"<b>masked-patch PSNR {rec.psnr_masked:.2f} dB</b><br>SSIM {rec.ssim_masked:.3f}<br>"
+            f"whole crop: PSNR {rec.psnr:.2f} dB<br>{rec.masked_share:.0%} of patches replaced<br>"
+            f"{rec.seconds:.2f} s"
+        )
         return plot_reconstruction(rec, bands=rgb), html, rec
 
-    return explorer({
-        "mask_ratio": _ratio_slider(mask_ratio, 0.05, 0.95),
-        "iterations": W.IntSlider(value=iterations, min=1, max=10, description="iterations", continuous_update=False),
-        "seed": _seed_slider(seed),
-        "mode": W.ToggleButtons(options=["chained", "covering"], value=mode, description="mode"),
-    }, draw)
+    return explorer(
+        {
+            "mask_ratio": _ratio_slider(mask_ratio, 0.05, 0.95),
+            "iterations": W.IntSlider(
+                value=iterations, min=1, max=10, description="iterations", continuous_update=False
+            ),
+            "seed": _seed_slider(seed),
+            "mode": W.ToggleButtons(
+                options=["chained", "covering"], value=mode, description="mode"
+            ),
+        },
+        draw,
+    )
 
 
-def pca_view(model, image, block: int | None = None, scenario: str = "none", *, bands=None, seed: int = 0,
-             scene_rgb=None, title: str | None = None):
+def pca_view(
+    model,
+    image,
+    block: int | None = None,
+    scenario: str = "none",
+    *,
+    bands=None,
+    seed: int = 0,
+    scene_rgb=None,
+    title: str | None = None,
+):
     """What :func:`pca_explorer` shows for one setting: the PCA false-colour map of the scene's patch
     embeddings from encoder ``block`` after masking ``scenario`` (``mae_nb.features.scene_embeddings``,
     ``mae_nb.features.pca_map``), drawn by ``mae_nb.viz.plot_pca_map``. Returns the Figure."""
@@ -110,12 +150,25 @@ def pca_view(model, image, block: int | None = None, scenario: str = "none", *, 
 
     emb = scene_embeddings(model, image, block=block, scenario=scenario, seed=seed, bands=bands)
     pca = pca_map(emb)
-    return plot_pca_map(pca.rgb, scene_rgb, cell_size=emb.cell_size, explained=pca.explained,
-                        title=title or f"block {emb.block}, scenario {scenario}")
+    return plot_pca_map(
+        pca.rgb,
+        scene_rgb,
+        cell_size=emb.cell_size,
+        explained=pca.explained,
+        title=title or f"block {emb.block}, scenario {scenario}",
+    )
 
 
-def pca_explorer(model, image, *, bands=None, seed: int = 0, scene_rgb=None, block: int = -1,
-                 scenario: str = "none"):
+def pca_explorer(
+    model,
+    image,
+    *,
+    bands=None,
+    seed: int = 0,
+    scene_rgb=None,
+    block: int = -1,
+    scenario: str = "none",
+):
     """A slider for the encoder block and one for the masking scenario; each change redraws
     :func:`pca_view` (the same call a cell can make). Returns the widget box."""
     import ipywidgets as W
@@ -128,16 +181,37 @@ def pca_explorer(model, image, *, bands=None, seed: int = 0, scene_rgb=None, blo
         fig = pca_view(model, image, block, scenario, bands=bands, seed=seed, scene_rgb=scene_rgb)
         return fig, "", None
 
-    return explorer({
-        "block": W.IntSlider(value=block % depth, min=0, max=depth - 1, description="block",
-                             continuous_update=False),
-        "scenario": W.SelectionSlider(options=list(SCENARIOS), value=scenario, description="scenario",
-                                      continuous_update=False),
-    }, draw, dpi=90)
+    return explorer(
+        {
+            "block": W.IntSlider(
+                value=block % depth,
+                min=0,
+                max=depth - 1,
+                description="block",
+                continuous_update=False,
+            ),
+            "scenario": W.SelectionSlider(
+                options=list(SCENARIOS),
+                value=scenario,
+                description="scenario",
+                continuous_update=False,
+            ),
+        },
+        draw,
+        dpi=90,
+    )
 
 
-def mask_ratio_explorer(model, imgs, *, rgb=(1, 2, 3), mask_ratio: float = 0.5, patch_size: int | None = None,
-                        seed: int = 0, n: int = 5):
+def mask_ratio_explorer(
+    model,
+    imgs,
+    *,
+    rgb=(1, 2, 3),
+    mask_ratio: float = 0.5,
+    patch_size: int | None = None,
+    seed: int = 0,
+    n: int = 5,
+):
     """A mask-ratio slider (0-0.9) and a seed slider over a trained autoencoder of chapter 02.
 
     Each change runs ``mae_nb.models.autoencoders.masked_reconstruction(model, imgs, ratio,
@@ -150,15 +224,29 @@ def mask_ratio_explorer(model, imgs, *, rgb=(1, 2, 3), mask_ratio: float = 0.5, 
 
     def draw(mask_ratio, seed):
         result = masked_reconstruction(model, imgs[:n], mask_ratio, patch_size, seed)
-        hidden = "n/a" if result.psnr_hidden != result.psnr_hidden else f"{result.psnr_hidden:.2f} dB"
-        html = f"PSNR hidden pixels: <b>{hidden}</b><br>visible pixels: {result.psnr_visible:.2f} dB"
+        hidden = (
+            "n/a" if result.psnr_hidden != result.psnr_hidden else f"{result.psnr_hidden:.2f} dB"
+        )
+        html = (
+            f"PSNR hidden pixels: <b>{hidden}</b><br>visible pixels: {result.psnr_visible:.2f} dB"
+        )
         return plot_masked_reconstruction(result, rgb, n), html, result
 
-    return explorer({"mask_ratio": _ratio_slider(mask_ratio, 0.0, 0.9), "seed": _seed_slider(seed)}, draw)
+    return explorer(
+        {"mask_ratio": _ratio_slider(mask_ratio, 0.0, 0.9), "seed": _seed_slider(seed)}, draw
+    )
 
 
-def show_spectral_reconstruction(model, imgs, mask_ratio: float = 0.7, seed: int = 0, *, wavelengths=None,
-                                 titles=None, ncols: int = 3):
+def show_spectral_reconstruction(
+    model,
+    imgs,
+    mask_ratio: float = 0.7,
+    seed: int = 0,
+    *,
+    wavelengths=None,
+    titles=None,
+    ncols: int = 3,
+):
     """What :func:`spectral_mask_explorer` shows for one setting: ``(figure, reconstruction)``.
 
     Runs ``mae_nb.models.spectral.reconstruct(model, imgs, mask_ratio, seed)`` and
@@ -168,11 +256,21 @@ def show_spectral_reconstruction(model, imgs, mask_ratio: float = 0.7, seed: int
     from mae_nb.viz import plot_spectral_reconstruction
 
     rec = reconstruct(model, imgs, mask_ratio, seed)
-    return plot_spectral_reconstruction(rec, wavelengths=wavelengths, titles=titles, ncols=ncols), rec
+    return plot_spectral_reconstruction(
+        rec, wavelengths=wavelengths, titles=titles, ncols=ncols
+    ), rec
 
 
-def spectral_mask_explorer(model, imgs, *, mask_ratio: float = 0.7, seed: int = 0, wavelengths=None,
-                           titles=None, ncols: int = 3):
+def spectral_mask_explorer(
+    model,
+    imgs,
+    *,
+    mask_ratio: float = 0.7,
+    seed: int = 0,
+    wavelengths=None,
+    titles=None,
+    ncols: int = 3,
+):
     """Mask-ratio (0.1-0.95) and seed sliders over a pretrained spatial-spectral transformer.
 
     imgs: (N, B, p, p) standardized patches. Each change calls
@@ -180,9 +278,13 @@ def spectral_mask_explorer(model, imgs, *, mask_ratio: float = 0.7, seed: int = 
     exactly what a cell calling that function shows. Returns the widget box; ``box.update()``
     re-runs it, ``box.result`` is the last reconstruction.
     """
+
     def draw(mask_ratio, seed):
-        fig, rec = show_spectral_reconstruction(model, imgs, mask_ratio, seed, wavelengths=wavelengths,
-                                                titles=titles, ncols=ncols)
+        fig, rec = show_spectral_reconstruction(
+            model, imgs, mask_ratio, seed, wavelengths=wavelengths, titles=titles, ncols=ncols
+        )
         return fig, f"MSE on masked values: <b>{rec.loss:.4f}</b> (standardized units)", rec
 
-    return explorer({"mask_ratio": _ratio_slider(mask_ratio, 0.1, 0.95), "seed": _seed_slider(seed)}, draw)
+    return explorer(
+        {"mask_ratio": _ratio_slider(mask_ratio, 0.1, 0.95), "seed": _seed_slider(seed)}, draw
+    )

@@ -34,7 +34,9 @@ def pytest_collection_modifyitems(config, items):
     # the session cache when test_notebooks ran them, as a person working in order would
     items.sort(key=lambda item: "browser" in item.keywords)
     if real_data_dir() is None:
-        skip = pytest.mark.skip(reason="real samples not mirrored (set MAE_NB_DATA_MIRRORS, as CI does)")
+        skip = pytest.mark.skip(
+            reason="real samples not mirrored (set MAE_NB_DATA_MIRRORS, as CI does)"
+        )
         for item in items:
             if "realdata" in item.keywords:
                 item.add_marker(skip)

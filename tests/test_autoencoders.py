@@ -69,9 +69,14 @@ def test_adversarial_autoencoder_shapes_and_samples():
 
 def test_tile_size_not_divisible_by_downsampling():
     model = ae.ConvAutoencoder(6, widths=(8, 16, 32))  # downsampling 8
-    with pytest.raises(ValueError, match=r"tile size 30 x 30 px is not divisible by the network's downsampling factor 8"):
+    with pytest.raises(
+        ValueError,
+        match=r"tile size 30 x 30 px is not divisible by the network's downsampling factor 8",
+    ):
         model(tiles(2, 6, 30))
-    with pytest.raises(ValueError, match="img_size=20 is not divisible by the network's downsampling factor 8"):
+    with pytest.raises(
+        ValueError, match="img_size=20 is not divisible by the network's downsampling factor 8"
+    ):
         ae.AdversarialAutoencoder(6, 20, widths=(8, 16, 32))
 
 
@@ -82,7 +87,9 @@ def test_band_count_differs_from_trained_model():
     mlp = ae.MLPAutoencoder(6, 16, latent_dim=4, hidden=(8,))
     with pytest.raises(ValueError, match="built for 6 band"):
         ae.reconstruct(mlp, tiles(2, 4, 16))
-    with pytest.raises(ValueError, match=r"built for 16 x 16 px tiles \(img_size=16\), got 32 x 32"):
+    with pytest.raises(
+        ValueError, match=r"built for 16 x 16 px tiles \(img_size=16\), got 32 x 32"
+    ):
         mlp(tiles(2, 6, 32))
 
 
@@ -158,14 +165,18 @@ def test_loss_equals_mse_over_valid_pixels():
     mask = torch.zeros(2, 8, 8, dtype=torch.bool)
     mask[:, :4] = True
     expected = ((pred - target) ** 2)[:, :, :4].mean()
-    assert float(ae.reconstruction_loss(pred, target, mask)) == pytest.approx(float(expected), rel=1e-6)
+    assert float(ae.reconstruction_loss(pred, target, mask)) == pytest.approx(
+        float(expected), rel=1e-6
+    )
 
 
 def test_training_on_tiles_with_nan_keeps_weights_finite():
     data = tiles(16, 3, 16)
     data[::2, :, :4, :4] = float("nan")
     model = ae.ConvAutoencoder(3, latent_channels=2, widths=(8, 16))
-    history = fit(model, data, ae.autoencoder_loss, epochs=2, batch_size=8, progress=False, device="cpu")
+    history = fit(
+        model, data, ae.autoencoder_loss, epochs=2, batch_size=8, progress=False, device="cpu"
+    )
     assert all(np.isfinite(history.train["loss"]))
     assert all(torch.isfinite(p).all() for p in model.parameters())
     out = ae.reconstruct(model, data)
@@ -200,7 +211,10 @@ def test_empty_dataset_after_nodata_filtering():
     image = np.ones((3, 64, 64), np.float32)
     valid = np.zeros((64, 64), bool)
     valid[:8, :8] = True
-    with pytest.raises(ValueError, match=r"no training tiles left after dropping tiles with less than 90% valid pixels"):
+    with pytest.raises(
+        ValueError,
+        match=r"no training tiles left after dropping tiles with less than 90% valid pixels",
+    ):
         ae.tile_split(image, valid, size=16, min_valid=0.9)
     with pytest.raises(ValueError, match="narrower than one 16 px tile"):
         ae.tile_split(image, size=16, val_fraction=0.1)
@@ -215,7 +229,7 @@ def test_hide_patches_hides_exact_share_in_patches():
     assert pm.shape == (3, 16, 16) and pm.dtype == torch.bool
     assert (pm.float().mean(dim=(1, 2)) == 0.75).all()
     blocks = pm.reshape(3, 4, 4, 4, 4).float()
-    assert ((blocks.amin(dim=(2, 4)) == blocks.amax(dim=(2, 4)))).all()  # whole 4 x 4 patches
+    assert (blocks.amin(dim=(2, 4)) == blocks.amax(dim=(2, 4))).all()  # whole 4 x 4 patches
     assert (hidden[pm[:, None].expand_as(x)] == -1).all()
     assert torch.equal(hidden[~pm[:, None].expand_as(x)], x[~pm[:, None].expand_as(x)])
     again, pm2 = ae.hide_patches(x, 0.75, 4, generator=torch.Generator().manual_seed(0), fill=-1.0)
@@ -232,7 +246,9 @@ def test_denoising_loss_on_hidden_or_all():
     every = ae.DenoisingAutoencoder(base, patch_size=4, mask_ratio=0.5, loss_on="all")
     out = every.loss(x)
     # half the pixels hidden: the mean over all pixels is the mean of the two halves
-    assert float(out["loss"]) == pytest.approx((float(out["loss_hidden"]) + float(out["loss_visible"])) / 2, rel=1e-5)
+    assert float(out["loss"]) == pytest.approx(
+        (float(out["loss_hidden"]) + float(out["loss_visible"])) / 2, rel=1e-5
+    )
 
 
 def test_masked_reconstruction_result():
@@ -259,7 +275,16 @@ def test_conv_autoencoder_learns_and_beats_tile_mean():
     data = (0.5 + 0.4 * torch.sin(3 * (a * yy + b * xx))).float()
     torch.manual_seed(0)
     model = ae.ConvAutoencoder(3, latent_channels=4, widths=(16,))
-    history = fit(model, data, ae.autoencoder_loss, epochs=40, lr=3e-3, batch_size=8, progress=False, device="cpu")
+    history = fit(
+        model,
+        data,
+        ae.autoencoder_loss,
+        epochs=40,
+        lr=3e-3,
+        batch_size=8,
+        progress=False,
+        device="cpu",
+    )
     assert history.train["loss"][-1] < history.train["loss"][0] / 10
     ours = ae.evaluate_reconstruction(ae.reconstruct(model, data), data)
     mean = ae.evaluate_reconstruction(ae.tile_mean_baseline(data), data)
@@ -294,7 +319,11 @@ def test_adversarial_step_updates_every_part():
     logs = ae.adversarial_train_step(model, (tiles(8, 3, 16),), opts)
     assert set(logs) == {"loss", "disc_loss", "gen_loss", "disc_acc"}
     assert all(np.isfinite(v) for v in logs.values()) and 0 <= logs["disc_acc"] <= 1
-    changed = {k.split(".")[0] for k, v in model.state_dict().items() if v.is_floating_point() and not torch.equal(v, before[k])}
+    changed = {
+        k.split(".")[0]
+        for k, v in model.state_dict().items()
+        if v.is_floating_point() and not torch.equal(v, before[k])
+    }
     assert changed == {"encoder", "decoder", "discriminator"}
 
 
@@ -302,11 +331,22 @@ def test_adversarial_training_moves_codes_towards_prior():
     g = torch.Generator().manual_seed(1)
     data = 0.5 + 0.3 * torch.rand(128, 2, 1, 1, generator=g) * torch.ones(128, 2, 8, 8)
     distance = {}
-    for adversarial in (True, False):  # the same network and steps, with and without the discriminator
+    for adversarial in (
+        True,
+        False,
+    ):  # the same network and steps, with and without the discriminator
         torch.manual_seed(0)
-        model = ae.AdversarialAutoencoder(2, 8, latent_dim=2, widths=(8,), prior="gaussian", disc_hidden=(32, 32))
-        how = dict(train_step=ae.adversarial_train_step, optimizer=model.optimizers(lr=1e-3, adversarial_lr=1e-3)) \
-            if adversarial else dict(loss_fn=ae.autoencoder_loss)
+        model = ae.AdversarialAutoencoder(
+            2, 8, latent_dim=2, widths=(8,), prior="gaussian", disc_hidden=(32, 32)
+        )
+        how = (
+            dict(
+                train_step=ae.adversarial_train_step,
+                optimizer=model.optimizers(lr=1e-3, adversarial_lr=1e-3),
+            )
+            if adversarial
+            else dict(loss_fn=ae.autoencoder_loss)
+        )
         fit(model, data, epochs=40, batch_size=32, progress=False, device="cpu", **how)
         distance[adversarial] = ae.prior_distance(ae.encode_tiles(model, data), model.prior)
     assert distance[True] < 0.75 * distance[False], distance
@@ -330,7 +370,9 @@ def test_checkpoint_round_trip_rebuilds_every_kind(tmp_path):
         ae.MLPAutoencoder(3, 8, latent_dim=4, hidden=(16,)),
         small_conv(3),
         ae.DenoisingAutoencoder(small_conv(3), patch_size=4, mask_ratio=0.6, loss_on="all"),
-        ae.AdversarialAutoencoder(3, 8, latent_dim=3, widths=(8,), prior="mixture", disc_hidden=(8,)),
+        ae.AdversarialAutoencoder(
+            3, 8, latent_dim=3, widths=(8,), prior="mixture", disc_hidden=(8,)
+        ),
     ]
     x = tiles(2, 3, 8)
     for i, model in enumerate(models):
@@ -382,16 +424,31 @@ def test_compare_models_rows():
     rows = ae.compare_models({"conv": small_conv(2)}, x, mask_ratio=0.5, patch_size=4)
     assert [r["model"] for r in rows] == ["tile mean", "conv"]
     assert rows[0]["numbers per tile"] == 2 and rows[1]["numbers per tile"] == 4 * 4 * 4
-    assert set(rows[1]) == {"model", "numbers per tile", "PSNR (dB)", "SSIM", "PSNR hidden @ 50% (dB)"}
-    assert rows[0]["PSNR (dB)"] == pytest.approx(ae.evaluate_reconstruction(ae.tile_mean_baseline(x), x)["psnr"])
+    assert set(rows[1]) == {
+        "model",
+        "numbers per tile",
+        "PSNR (dB)",
+        "SSIM",
+        "PSNR hidden @ 50% (dB)",
+    }
+    assert rows[0]["PSNR (dB)"] == pytest.approx(
+        ae.evaluate_reconstruction(ae.tile_mean_baseline(x), x)["psnr"]
+    )
     table = ae.markdown_table(rows)
-    assert table.splitlines()[0].startswith("| model | numbers per tile |") and len(table.splitlines()) == 4
+    assert (
+        table.splitlines()[0].startswith("| model | numbers per tile |")
+        and len(table.splitlines()) == 4
+    )
 
 
 def test_score_reconstructions_perfect_row():
     x = tiles(2, 2, 16)
     rows = ae.score_reconstructions(x, {"copy": x, "zeros": torch.zeros_like(x)}, {"copy": 1})
-    assert rows[0]["MSE"] == 0 and rows[0]["numbers per tile"] == 1 and rows[1]["numbers per tile"] == ""
+    assert (
+        rows[0]["MSE"] == 0
+        and rows[0]["numbers per tile"] == 1
+        and rows[1]["numbers per tile"] == ""
+    )
     assert rows[1]["PSNR (dB)"] < rows[0]["PSNR (dB)"]
 
 

@@ -37,12 +37,22 @@ IN_CI = os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
 # work may need more (MAE_NB_BROWSER_BUDGET_S); CI runs with the default.
 BUDGET_S = int(os.environ.get("MAE_NB_BROWSER_BUDGET_S", "300"))
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 # Sliders a chapter must have (regex on the slider's description, case-insensitive); a chapter
 # with sliders but no entry here must have at least one, and all of its sliders are moved.
-REQUIRED_SLIDERS = {"02": ("mask.?ratio",), "04": ("mask.?ratio", "iteration"), "06": ("mask.?ratio",)}
+REQUIRED_SLIDERS = {
+    "02": ("mask.?ratio",),
+    "04": ("mask.?ratio", "iteration"),
+    "06": ("mask.?ratio",),
+}
 
 NOTEBOOKS = list_notebooks(ROOT / "notebooks")
 
@@ -96,8 +106,9 @@ def free_port() -> int:
 
 
 def api(lab: dict, path: str, method: str = "GET"):
-    req = urllib.request.Request(f"{lab['url']}{path}", method=method,
-                                 headers={"Authorization": f"token {lab['token']}"})
+    req = urllib.request.Request(
+        f"{lab['url']}{path}", method=method, headers={"Authorization": f"token {lab['token']}"}
+    )
     with urllib.request.urlopen(req, timeout=10) as r:
         body = r.read()
     return json.loads(body) if body else None
@@ -117,8 +128,10 @@ def lab(missing, tmp_path_factory):
     # Every cell in the DOM (so sliders below the fold are there), and no news toast over the page.
     for rel, value in {
         "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"},
-        "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {"fetchNews": "false",
-                                                                             "checkForUpdates": False},
+        "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {
+            "fetchNews": "false",
+            "checkForUpdates": False,
+        },
     }.items():
         (settings / rel).parent.mkdir(parents=True, exist_ok=True)
         (settings / rel).write_text(json.dumps(value))
@@ -134,26 +147,42 @@ def lab(missing, tmp_path_factory):
         PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
     )
     cmd = [
-        sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
-        f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
+        sys.executable,
+        "-m",
+        "jupyterlab",
+        "--no-browser",
+        "--ip=127.0.0.1",
+        f"--port={port}",
+        f"--IdentityProvider.token={token}",
+        f"--ServerApp.root_dir={root}",
     ]
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         cmd.append("--allow-root")  # containers and CI runners run as root
     log_path = home / "jupyterlab.log"
     log = open(log_path, "w")
     proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=root)
-    info = {"url": f"http://127.0.0.1:{port}", "token": token, "root": root, "start": start, "log": log_path}
+    info = {
+        "url": f"http://127.0.0.1:{port}",
+        "token": token,
+        "root": root,
+        "start": start,
+        "log": log_path,
+    }
     try:
         deadline = time.monotonic() + 90
         while True:
             if proc.poll() is not None:
-                pytest.fail(f"JupyterLab exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
+                pytest.fail(
+                    f"JupyterLab exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}"
+                )
             try:
                 api(info, "/api/status")
                 break
             except OSError:
                 if time.monotonic() > deadline:
-                    pytest.fail(f"JupyterLab did not answer within 90 s:\n{log_path.read_text()[-3000:]}")
+                    pytest.fail(
+                        f"JupyterLab did not answer within 90 s:\n{log_path.read_text()[-3000:]}"
+                    )
                 time.sleep(0.5)
         yield info
     finally:
@@ -173,7 +202,10 @@ def browser(lab, tmp_path_factory):
     profile = tmp_path_factory.mktemp("chromium-profile")
     with sync_playwright() as pw:
         context = pw.chromium.launch_persistent_context(
-            str(profile), executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS,
+            str(profile),
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=CHROMIUM_ARGS,
             viewport={"width": 1400, "height": 1000},
         )
         context.set_default_timeout(60_000)
@@ -185,9 +217,13 @@ def browser(lab, tmp_path_factory):
 
 # --------------------------------------------------------------------------- page helpers
 
-CELL_OF = "xpath=ancestor::div[contains(concat(' ', @class, ' '), ' jp-CodeCell ')][1]"  # a widget's cell
-_PROMPTS = "() => Array.from(document.querySelectorAll('.jp-NotebookPanel:not(.lm-mod-hidden) " \
-           ".jp-CodeCell .jp-InputPrompt')).map(e => e.textContent.trim())"
+CELL_OF = (
+    "xpath=ancestor::div[contains(concat(' ', @class, ' '), ' jp-CodeCell ')][1]"  # a widget's cell
+)
+_PROMPTS = (
+    "() => Array.from(document.querySelectorAll('.jp-NotebookPanel:not(.lm-mod-hidden) "
+    ".jp-CodeCell .jp-InputPrompt')).map(e => e.textContent.trim())"
+)
 
 
 def wait_idle(page, timeout_s: float) -> None:
@@ -197,14 +233,18 @@ def wait_idle(page, timeout_s: float) -> None:
     calm = 0
     while calm < 2:
         prompts = page.evaluate(_PROMPTS)
-        status = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook-ExecutionIndicator")
+        status = page.locator(
+            ".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook-ExecutionIndicator"
+        )
         idle = status.count() > 0 and status.first.get_attribute("data-status") == "idle"
         done = prompts and all(re.fullmatch(r"\[\d+\]:", p) for p in prompts)
         calm = calm + 1 if (idle and done) else 0
         if time.monotonic() > deadline:
             queued = sum(p == "[*]:" for p in prompts)
-            pytest.fail(f"the notebook was still running after {timeout_s:.0f} s ({queued} cells queued; "
-                        f"prompts {prompts})")
+            pytest.fail(
+                f"the notebook was still running after {timeout_s:.0f} s ({queued} cells queued; "
+                f"prompts {prompts})"
+            )
         time.sleep(1)
 
 
@@ -265,9 +305,12 @@ def open_and_run(page, lab: dict, name: str, timeout_s: float) -> None:
     """Open a notebook in a workspace of its own, wait for its kernel, then Run > Run All Cells."""
     workspace = re.sub(r"\W", "-", Path(name).stem)
     page.goto(f"{lab['url']}/lab/workspaces/{workspace}/tree/notebooks/{name}?token={lab['token']}")
-    page.wait_for_selector(".jp-NotebookPanel .jp-Notebook-ExecutionIndicator[data-status='idle']",
-                           timeout=90_000)
-    page.get_by_text(re.compile(r"\| Idle$")).first.wait_for(timeout=90_000)  # the status bar: kernel ready
+    page.wait_for_selector(
+        ".jp-NotebookPanel .jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=90_000
+    )
+    page.get_by_text(re.compile(r"\| Idle$")).first.wait_for(
+        timeout=90_000
+    )  # the status bar: kernel ready
     for attempt in range(3):
         page.get_by_role("menuitem", name="Run", exact=True).click()
         page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
@@ -283,12 +326,16 @@ def open_and_run(page, lab: dict, name: str, timeout_s: float) -> None:
 def save_and_read(page, path: Path):
     """Save from the browser (Ctrl+S) and read what was saved: the outputs people saw."""
     before = path.stat().st_mtime_ns
-    page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook").first.click(position={"x": 5, "y": 5})
+    page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook").first.click(
+        position={"x": 5, "y": 5}
+    )
     page.keyboard.press("Escape")
     page.keyboard.press("Control+s")
     deadline = time.monotonic() + 30
     while path.stat().st_mtime_ns == before:
-        assert time.monotonic() < deadline, f"saving {path.name} from the browser did not write the file"
+        assert time.monotonic() < deadline, (
+            f"saving {path.name} from the browser did not write the file"
+        )
         time.sleep(0.3)
     time.sleep(0.5)
     return nbformat.read(path, as_version=4)
@@ -320,8 +367,12 @@ def test_chapter_runs_in_jupyterlab_and_its_sliders_redraw(path, lab, browser, t
         # No cell failed: the saved notebook has every code cell executed and no error output.
         nb = save_and_read(page, lab["root"] / "notebooks" / path.name)
         code = [c for c in nb.cells if c.cell_type == "code"]
-        failed = [(i, o.get("ename"), o.get("evalue")) for i, c in enumerate(code)
-                  for o in c.outputs if o.output_type == "error"]
+        failed = [
+            (i, o.get("ename"), o.get("evalue"))
+            for i, c in enumerate(code)
+            for o in c.outputs
+            if o.output_type == "error"
+        ]
         assert failed == [], f"cells failed in the browser: {failed}"
         assert all(c.execution_count for c in code), "Run All Cells stopped before the end"
         text = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden)").inner_text()
@@ -333,8 +384,10 @@ def test_chapter_runs_in_jupyterlab_and_its_sliders_redraw(path, lab, browser, t
             print(f"chapter {nn}: run all cells {ran:.0f} s (no sliders)")
             return
         assert sliders.count() > 0, f"chapter {nn} calls widgets but no slider rendered"
-        labels = [sliders.nth(i).locator(".widget-label").first.inner_text().strip()
-                  for i in range(sliders.count())]
+        labels = [
+            sliders.nth(i).locator(".widget-label").first.inner_text().strip()
+            for i in range(sliders.count())
+        ]
         wanted = REQUIRED_SLIDERS.get(nn)
         if wanted:
             chosen = []
@@ -349,7 +402,9 @@ def test_chapter_runs_in_jupyterlab_and_its_sliders_redraw(path, lab, browser, t
         first_cell.scroll_into_view_if_needed()
         shot(first_cell, f"{nn}_before.png", tmp_path)
         bad = distorted_images(first_cell)
-        assert not bad, f"chapter {nn}: the figure next to the sliders is shown squeezed ({bad}; see {nn}_before.png)"
+        assert not bad, (
+            f"chapter {nn}: the figure next to the sliders is shown squeezed ({bad}; see {nn}_before.png)"
+        )
         for i in chosen:
             slider = sliders.nth(i)
             cell = slider.locator(CELL_OF)
@@ -362,24 +417,34 @@ def test_chapter_runs_in_jupyterlab_and_its_sliders_redraw(path, lab, browser, t
             at_max = handle.get_attribute("aria-valuenow") == handle.get_attribute("aria-valuemax")
             handle.focus()
             page.keyboard.press("ArrowLeft" if at_max else "ArrowRight")
-            page.wait_for_function("([el, v]) => el.textContent !== v", arg=[readout.element_handle(), value],
-                                   timeout=10_000)
-            deadline = time.monotonic() + max(10.0, BUDGET_S - (time.monotonic() - lab["start"]) - 10)
+            page.wait_for_function(
+                "([el, v]) => el.textContent !== v",
+                arg=[readout.element_handle(), value],
+                timeout=10_000,
+            )
+            deadline = time.monotonic() + max(
+                10.0, BUDGET_S - (time.monotonic() - lab["start"]) - 10
+            )
             while (now := cell_state(cell)[0]) == before[0] or "unreadable" in now:
                 assert time.monotonic() < deadline, (
                     f"chapter {nn}: moving {labels[i]!r} from {value} to {readout.inner_text()} "
-                    "did not change the figure")
+                    "did not change the figure"
+                )
                 time.sleep(0.5)
             wait_idle(page, 120)
             after = cell_state(cell)
             assert "cannot run" not in after[1], after[1]
             shot(cell, f"{nn}_after_{slug(labels[i])}.png", tmp_path)
             bad = distorted_images(cell)
-            assert not bad, f"chapter {nn}: after moving {labels[i]!r} the figure is shown squeezed: {bad}"
+            assert not bad, (
+                f"chapter {nn}: after moving {labels[i]!r} the figure is shown squeezed: {bad}"
+            )
             assert "Error displaying widget" not in cell.inner_text()
         assert errors == [], f"JavaScript errors on the page: {errors}"
-        print(f"chapter {nn}: run all cells {ran:.0f} s, {len(chosen)} slider(s) moved and redrawn in "
-              f"{time.monotonic() - t0 - ran:.0f} s; {time.monotonic() - lab['start']:.0f} s since JupyterLab started")
+        print(
+            f"chapter {nn}: run all cells {ran:.0f} s, {len(chosen)} slider(s) moved and redrawn in "
+            f"{time.monotonic() - t0 - ran:.0f} s; {time.monotonic() - lab['start']:.0f} s since JupyterLab started"
+        )
     except BaseException:
         page.screenshot(path=str(tmp_path / f"{nn}_failure.png"))
         shutil.copy(tmp_path / f"{nn}_failure.png", _keep_dir() / f"{nn}_failure.png")

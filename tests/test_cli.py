@@ -50,5 +50,7 @@ def test_run_of_a_missing_notebook_fails_with_the_list(capsys):
 
 
 def test_the_console_script_is_installed():
-    done = subprocess.run([sys.executable, "-m", "mae_nb", "--help"], capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "mae_nb", "--help"], capture_output=True, text=True
+    )
     assert done.returncode == 0 and "run" in done.stdout and "data" in done.stdout

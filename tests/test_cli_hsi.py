@@ -22,7 +22,10 @@ from mae_nb.cli.hsi import DEFAULTS, load_config
 
 TINY = {
     "data": {"name": "synthetic", "synthetic_size": 24, "synthetic_bands": 16, "patch_size": 5},
-    "model": {"kind": "sst", "options": {"embed_dim": 16, "depth": 1, "num_heads": 2, "band_block_size": 8}},
+    "model": {
+        "kind": "sst",
+        "options": {"embed_dim": 16, "depth": 1, "num_heads": 2, "band_block_size": 8},
+    },
     "pretrain": {"epochs": 1, "batch_size": 64, "decoder_dim": 16},
     "finetune": {"steps": 6, "batch_size": 32, "fraction": 0.5},
     "evaluate": {"batch_size": 512},
@@ -52,16 +55,28 @@ def test_config_command_writes_the_defaults(tmp_path, capsys):
     assert "already exists; pass --overwrite" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("changes, message", [
-    ({"epochs": 3}, "unknown config key 'epochs'; known keys: output, device, data"),
-    ({"finetune": {"fractoin": 0.1}}, "unknown config key 'finetune.fractoin'; known keys in finetune: init, fraction"),
-    ({"model": {"kind": "sst", "options": {"embed": 8}}}, "unknown config key 'model.options.embed' for model.kind 'sst'"),
-    ({"model": {"kind": "resnet"}}, "model.kind 'resnet' is unknown; choose one of sst"),
-    ({"finetune": {"steps": "many"}}, "config key 'finetune.steps' must be a number, got 'many'"),
-    ({"finetune": {"steps": 2.5}}, "config key 'finetune.steps' must be a whole number"),
-    ({"data": {"fallback": "yes"}}, "config key 'data.fallback' must be true or false"),
-    ({"device": "tpu"}, "device must be auto, cpu or cuda"),
-])
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"epochs": 3}, "unknown config key 'epochs'; known keys: output, device, data"),
+        (
+            {"finetune": {"fractoin": 0.1}},
+            "unknown config key 'finetune.fractoin'; known keys in finetune: init, fraction",
+        ),
+        (
+            {"model": {"kind": "sst", "options": {"embed": 8}}},
+            "unknown config key 'model.options.embed' for model.kind 'sst'",
+        ),
+        ({"model": {"kind": "resnet"}}, "model.kind 'resnet' is unknown; choose one of sst"),
+        (
+            {"finetune": {"steps": "many"}},
+            "config key 'finetune.steps' must be a number, got 'many'",
+        ),
+        ({"finetune": {"steps": 2.5}}, "config key 'finetune.steps' must be a whole number"),
+        ({"data": {"fallback": "yes"}}, "config key 'data.fallback' must be true or false"),
+        ({"device": "tpu"}, "device must be auto, cpu or cuda"),
+    ],
+)
 def test_bad_configs_fail_early_with_a_message(tmp_path, capsys, changes, message):
     path = write_config(tmp_path, **changes)
     assert main(["hsi", "finetune", "--config", str(path)]) == 2
@@ -72,8 +87,14 @@ def test_bad_configs_fail_early_with_a_message(tmp_path, capsys, changes, messag
 def test_missing_files_are_named(tmp_path, capsys):
     assert main(["hsi", "pretrain", "--config", str(tmp_path / "nope.yaml")]) == 2
     assert "no config file at" in capsys.readouterr().err
-    path = write_config(tmp_path, data={**TINY["data"], "cube": str(tmp_path / "cube.mat"),
-                                        "labels": str(tmp_path / "gt.mat")})
+    path = write_config(
+        tmp_path,
+        data={
+            **TINY["data"],
+            "cube": str(tmp_path / "cube.mat"),
+            "labels": str(tmp_path / "gt.mat"),
+        },
+    )
     assert main(["hsi", "pretrain", "--config", str(path)]) == 2
     assert f"data.cube: no file at {tmp_path / 'cube.mat'}" in capsys.readouterr().err
     path = write_config(tmp_path)
@@ -83,11 +104,16 @@ def test_missing_files_are_named(tmp_path, capsys):
     assert "no fine-tuned model at" in capsys.readouterr().err
 
 
-def test_real_scene_missing_is_an_error_unless_fallback(tmp_path, capsys, no_mirrors, cache, monkeypatch):
+def test_real_scene_missing_is_an_error_unless_fallback(
+    tmp_path, capsys, no_mirrors, cache, monkeypatch
+):
     import mae_nb.data.registry as registry
 
-    monkeypatch.setattr(registry, "_download", lambda *a, **k: (_ for _ in ()).throw(
-        registry.DataUnavailableError("offline (test)")))
+    monkeypatch.setattr(
+        registry,
+        "_download",
+        lambda *a, **k: (_ for _ in ()).throw(registry.DataUnavailableError("offline (test)")),
+    )
     path = write_config(tmp_path, data={**TINY["data"], "name": "salinas-a"})
     assert main(["hsi", "pretrain", "--config", str(path)]) == 2
     err = capsys.readouterr().err
@@ -115,33 +141,57 @@ def test_torchrun_two_cpu_processes_then_evaluate(tmp_path, capsys):
     script = tmp_path / "pipeline.py"
     script.write_text(textwrap.dedent(DDP_SCRIPT))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           str(script), str(config)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        str(script),
+        str(config),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=240)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     out = tmp_path / "out"
     pre = json.loads((out / "pretrain_log.json").read_text())
     fin = json.loads((out / "finetune_log.json").read_text())
-    assert pre["world_size"] == fin["world_size"] == 2 and pre["backend"] == fin["backend"] == "gloo"
+    assert (
+        pre["world_size"] == fin["world_size"] == 2 and pre["backend"] == fin["backend"] == "gloo"
+    )
     # each process saw half of the 24 x 24 patches: ceil(288 / 64) batches per epoch
     assert pre["patches"] == 576 and pre["batches_per_process"] == 5
     # 50 % of the training labels, split over two processes of batch 32; 6 steps -> whole epochs
     assert fin["n_labels"] > 0 and fin["steps_per_process"] >= 6
     assert fin["init"].endswith("pretrain.pt")
     assert proc.stdout.count("wrote ") == 2  # rank 0 alone reports (and writes)
-    assert sorted(p.name for p in out.iterdir()) == ["finetune.pt", "finetune_log.json", "pretrain.pt",
-                                                     "pretrain_log.json"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "finetune.pt",
+        "finetune_log.json",
+        "pretrain.pt",
+        "pretrain_log.json",
+    ]
     # fine-tuning started from the pretrained encoder
-    a, b = torch.load(out / "pretrain.pt", weights_only=True), torch.load(out / "finetune.pt", weights_only=True)
+    a, b = (
+        torch.load(out / "pretrain.pt", weights_only=True),
+        torch.load(out / "finetune.pt", weights_only=True),
+    )
     assert set(b["model"]) - set(a["model"]) == {"head.weight", "head.bias"}
     torch.testing.assert_close(a["model"]["mask_token"], b["model"]["mask_token"])  # frozen, unused
 
     capsys.readouterr()
     assert main(["hsi", "evaluate", "--config", str(config)]) == 0
     ev = json.loads((out / "evaluation.json").read_text())
-    assert 0 <= ev["oa"] <= 1 and ev["subset"] == "test" and ev["model"] == "sst" and ev["fraction"] == 0.5
+    assert (
+        0 <= ev["oa"] <= 1
+        and ev["subset"] == "test"
+        and ev["model"] == "sst"
+        and ev["fraction"] == 0.5
+    )
     k = len(ev["per_class"])
-    assert np.array(ev["confusion"]).shape == (k, k) and np.array(ev["confusion"]).sum() == ev["n_pixels"]
+    assert (
+        np.array(ev["confusion"]).shape == (k, k)
+        and np.array(ev["confusion"]).sum() == ev["n_pixels"]
+    )
     pred = np.load(out / "classification_map.npy")
     assert pred.shape == (24, 24) and pred.min() >= 1 and pred.max() <= k
     assert "OA " in capsys.readouterr().out
@@ -151,9 +201,12 @@ def test_torchrun_two_cpu_processes_then_evaluate(tmp_path, capsys):
     assert main(["hsi", "finetune", "--config", str(config)]) == 2
     assert "finetune.pt already exists" in capsys.readouterr().err
     # a randomly initialized baseline in one process, same config otherwise
-    base = write_config(tmp_path, "vit.yaml", model={"kind": "vit", "options": {"embed_dim": 16, "depth": 1,
-                                                                               "num_heads": 2}},
-                        finetune={**TINY["finetune"], "init": "random"})
+    base = write_config(
+        tmp_path,
+        "vit.yaml",
+        model={"kind": "vit", "options": {"embed_dim": 16, "depth": 1, "num_heads": 2}},
+        finetune={**TINY["finetune"], "init": "random"},
+    )
     assert main(["hsi", "finetune", "--config", str(base), "--overwrite"]) == 0
     assert json.loads((out / "finetune_log.json").read_text())["world_size"] == 1
     assert main(["hsi", "evaluate", "--config", str(base), "--overwrite"]) == 0

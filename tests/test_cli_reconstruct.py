@@ -13,8 +13,17 @@ from mae_nb.models.mae import create_mae
 def small_model(in_chans=3):
     # head counts that config_from_state_dict infers (64 channels per encoder head, 32 per decoder head)
     torch.manual_seed(0)
-    return create_mae("mae_vit_tiny_patch8", img_size=32, in_chans=in_chans, embed_dim=64, depth=1, num_heads=1,
-                      decoder_embed_dim=32, decoder_depth=1, decoder_num_heads=1)
+    return create_mae(
+        "mae_vit_tiny_patch8",
+        img_size=32,
+        in_chans=in_chans,
+        embed_dim=64,
+        depth=1,
+        num_heads=1,
+        decoder_embed_dim=32,
+        decoder_depth=1,
+        decoder_num_heads=1,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -27,8 +36,11 @@ def files(tmp_path_factory):
     synthetic_scene(40, 40, 6, seed=0).to_geotiff(d / "six.tif")
     torch.save({"model": small_model().state_dict()}, d / "meta_format.pth")
     m = small_model()
-    save_checkpoint(d / "course.pth", m, config={**m.pretrained_cfg, "mean": [800.0, 700.0, 600.0],
-                                                 "std": [300.0, 300.0, 300.0]})
+    save_checkpoint(
+        d / "course.pth",
+        m,
+        config={**m.pretrained_cfg, "mean": [800.0, 700.0, 600.0], "std": [300.0, 300.0, 300.0]},
+    )
     (d / "notes.pth").write_text("not a checkpoint")
     return d
 
@@ -43,8 +55,21 @@ def test_meta_format_checkpoint(files, tmp_path, capsys):
     from mae_nb.data import read_raster
 
     out = tmp_path / "rec.tif"
-    rc = main(["reconstruct", str(files / "rgb.tif"), str(out), "--checkpoint", str(files / "meta_format.pth"),
-               "--mask-ratio", "0.5", "--iterations", "2", "--seed", "3"])
+    rc = main(
+        [
+            "reconstruct",
+            str(files / "rgb.tif"),
+            str(out),
+            "--checkpoint",
+            str(files / "meta_format.pth"),
+            "--mask-ratio",
+            "0.5",
+            "--iterations",
+            "2",
+            "--seed",
+            "3",
+        ]
+    )
     assert rc == 0
     text = capsys.readouterr().out
     assert f"wrote {out}" in text and "tiles/s" in text and "PSNR" in text
@@ -58,52 +83,102 @@ def test_course_checkpoint_with_bands_and_covering(files, tmp_path):
 
     out = tmp_path / "rec.tif"
     err = tmp_path / "maps" / "err.tif"
-    rc = main(["reconstruct", str(files / "six.tif"), str(out), "--checkpoint", str(files / "course.pth"),
-               "--bands", "3", "2", "1", "--mode", "covering", "--mask-ratio", "0.25", "--error-map", str(err)])
+    rc = main(
+        [
+            "reconstruct",
+            str(files / "six.tif"),
+            str(out),
+            "--checkpoint",
+            str(files / "course.pth"),
+            "--bands",
+            "3",
+            "2",
+            "1",
+            "--mode",
+            "covering",
+            "--mask-ratio",
+            "0.25",
+            "--error-map",
+            str(err),
+        ]
+    )
     assert rc == 0 and read_raster(out).count == 3 and err.exists()
-    assert np.isfinite(read_raster(err).array).all()  # covering: every pixel predicted, no nodata here
+    assert np.isfinite(
+        read_raster(err).array
+    ).all()  # covering: every pixel predicted, no nodata here
 
 
 def test_existing_output_needs_overwrite(files, tmp_path, capsys):
     out = tmp_path / "rec.tif"
     out.write_bytes(b"keep me")
-    args = ["reconstruct", str(files / "rgb.tif"), str(out), "--checkpoint", str(files / "meta_format.pth")]
+    args = [
+        "reconstruct",
+        str(files / "rgb.tif"),
+        str(out),
+        "--checkpoint",
+        str(files / "meta_format.pth"),
+    ]
     assert main(args) == 2
     assert "already exists; pass --overwrite" in capsys.readouterr().err
     assert out.read_bytes() == b"keep me"
     assert main(args + ["--overwrite"]) == 0 and out.read_bytes() != b"keep me"
 
 
-@pytest.mark.parametrize("extra, message", [
-    (["--mask-ratio", "1.5"], "mask_ratio must be in [0, 1), got 1.5"),
-    (["--iterations", "0"], "--iterations must be at least 1"),
-    (["--mode", "covering", "--iterations", "9"], "iterations must be at most 4"),
-    (["--bands", "9", "2", "1"], "band index 9 is out of range"),
-])
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--mask-ratio", "1.5"], "mask_ratio must be in [0, 1), got 1.5"),
+        (["--iterations", "0"], "--iterations must be at least 1"),
+        (["--mode", "covering", "--iterations", "9"], "iterations must be at most 4"),
+        (["--bands", "9", "2", "1"], "band index 9 is out of range"),
+    ],
+)
 def test_bad_arguments(files, tmp_path, capsys, extra, message):
-    rc = main(["reconstruct", str(files / "rgb.tif"), str(tmp_path / "o.tif"),
-               "--checkpoint", str(files / "meta_format.pth"), *extra])
+    rc = main(
+        [
+            "reconstruct",
+            str(files / "rgb.tif"),
+            str(tmp_path / "o.tif"),
+            "--checkpoint",
+            str(files / "meta_format.pth"),
+            *extra,
+        ]
+    )
     assert rc == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "o.tif").exists()
 
 
 def test_band_count_mismatch(files, tmp_path, capsys):
-    rc = main(["reconstruct", str(files / "six.tif"), str(tmp_path / "o.tif"),
-               "--checkpoint", str(files / "meta_format.pth")])
+    rc = main(
+        [
+            "reconstruct",
+            str(files / "six.tif"),
+            str(tmp_path / "o.tif"),
+            "--checkpoint",
+            str(files / "meta_format.pth"),
+        ]
+    )
     assert rc == 2 and "in_chans=3" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("checkpoint, message", [
-    ("notes.pth", "not a PyTorch checkpoint"),
-    ("no_such_model", "neither a file nor a checkpoint of the registry"),
-])
+@pytest.mark.parametrize(
+    "checkpoint, message",
+    [
+        ("notes.pth", "not a PyTorch checkpoint"),
+        ("no_such_model", "neither a file nor a checkpoint of the registry"),
+    ],
+)
 def test_bad_checkpoints(files, tmp_path, capsys, checkpoint, message):
     ckpt = str(files / checkpoint) if checkpoint.endswith(".pth") else checkpoint
-    rc = main(["reconstruct", str(files / "rgb.tif"), str(tmp_path / "o.tif"), "--checkpoint", ckpt])
+    rc = main(
+        ["reconstruct", str(files / "rgb.tif"), str(tmp_path / "o.tif"), "--checkpoint", ckpt]
+    )
     assert rc == 2 and message in capsys.readouterr().err
 
 
 def test_missing_input(tmp_path, capsys):
-    rc = main(["reconstruct", str(tmp_path / "nope.tif"), str(tmp_path / "o.tif"), "--checkpoint", "x"])
+    rc = main(
+        ["reconstruct", str(tmp_path / "nope.tif"), str(tmp_path / "o.tif"), "--checkpoint", "x"]
+    )
     assert rc == 2 and "no file at" in capsys.readouterr().err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+
 import pytest
 
 tomllib = pytest.importorskip("tomllib")  # Python 3.11+
@@ -26,14 +27,18 @@ def test_environment_yml_lists_every_dependency_of_the_package():
     assert env["channels"] == ["conda-forge"], "environment.yml must resolve from conda-forge alone"
     listed = {_name(d) for d in env["dependencies"] if isinstance(d, str)}
     assert needed - listed == set(), f"environment.yml lacks {sorted(needed - listed)}"
-    assert "pytorch" not in listed, "use pytorch-cpu from conda-forge, not the frozen pytorch package"
+    assert "pytorch" not in listed, (
+        "use pytorch-cpu from conda-forge, not the frozen pytorch package"
+    )
     assert "torchvision" in listed, "timm needs torchvision"
 
 
 def test_postbuild_installs_the_package_and_stops_on_errors():
     text = (ROOT / "postBuild").read_text()
     assert re.search(r"^set -e", text, re.M), "postBuild must stop on the first error (set -e)"
-    assert re.search(r"pip install .*--no-deps.* -e \.|pip install .*-e \.", text), "postBuild must install mae_nb"
+    assert re.search(r"pip install .*--no-deps.* -e \.|pip install .*-e \.", text), (
+        "postBuild must install mae_nb"
+    )
 
 
 def test_ci_runs_the_readme_test_command():
@@ -62,4 +67,5 @@ def test_environment_yml_provides_what_postbuild_builds_with():
         backend = {_name(r) for r in pyproject["build-system"]["requires"]}
         assert backend - listed == set(), (
             f"postBuild builds without isolation, so environment.yml must list {sorted(backend - listed)} "
-            "(pyproject's build-system.requires)")
+            "(pyproject's build-system.requires)"
+        )

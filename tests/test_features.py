@@ -17,14 +17,25 @@ TRANSFORM = Affine(10.0, 0.0, 500000.0, 0.0, -10.0, 5300000.0)
 
 def small_mae(in_chans: int = 3, seed: int = 0, depth: int = 2) -> MaskedAutoencoderViT:
     torch.manual_seed(seed)
-    return MaskedAutoencoderViT(img_size=32, patch_size=8, in_chans=in_chans, embed_dim=32, depth=depth,
-                                num_heads=2, decoder_embed_dim=32, decoder_depth=1, decoder_num_heads=2).eval()
+    return MaskedAutoencoderViT(
+        img_size=32,
+        patch_size=8,
+        in_chans=in_chans,
+        embed_dim=32,
+        depth=depth,
+        num_heads=2,
+        decoder_embed_dim=32,
+        decoder_depth=1,
+        decoder_num_heads=2,
+    ).eval()
 
 
 def raster(array, transform=TRANSFORM):
     from mae_nb.data import Raster
 
-    return Raster(array=array, valid=np.ones(array.shape[1:], bool), crs="EPSG:32618", transform=transform)
+    return Raster(
+        array=array, valid=np.ones(array.shape[1:], bool), crs="EPSG:32618", transform=transform
+    )
 
 
 def rng_image(c=3, h=80, w=100, seed=0):
@@ -60,7 +71,9 @@ def test_intermediate_block_and_bad_block():
 
 def test_scene_embeddings_shapes_for_each_pool():
     model = small_mae()
-    scene = raster(rng_image(h=80, w=100))  # cropped to 80 x 96: 10 x 12 patches; tiles at 0/32/48 and 0/32/64
+    scene = raster(
+        rng_image(h=80, w=100)
+    )  # cropped to 80 x 96: 10 x 12 patches; tiles at 0/32/48 and 0/32/64
     emb = F.scene_embeddings(model, scene)
     assert emb.shape == (10, 12) and emb.dim == 32 and emb.cell_size == 8
     assert emb.valid.all() and np.isfinite(emb.values).all()
@@ -83,7 +96,11 @@ def test_scene_patches_equal_the_embeddings_of_their_own_tile():
     x = normalization(img, "per-band").apply(img)
     left = F.embed_image(model, x[:, :, :32], normalize="per-band")
     # per-band normalization of an already standardized crop is near the identity, not exact: compare tokens directly
-    tokens = F.encoder_tokens(model, torch.from_numpy(x[None, :, :, 32:]))[0, 1:].reshape(4, 4, 32).numpy()
+    tokens = (
+        F.encoder_tokens(model, torch.from_numpy(x[None, :, :, 32:]))[0, 1:]
+        .reshape(4, 4, 32)
+        .numpy()
+    )
     np.testing.assert_allclose(emb.values[:, 4:], tokens, atol=1e-5)
     assert left.shape == (4, 4, 32)
     assert F.embed_image(model, img[:, :, :32], pool="cls").shape == (32,)
@@ -102,7 +119,9 @@ def test_positions_map_to_the_right_pixels():
     assert 40 <= r < 48 and 72 <= c < 80
     # every cell's centre lies in its own cell
     assert x[0, 0] == pytest.approx(500000 + 4 * 10) and y[0, 0] == pytest.approx(5300000 - 4 * 10)
-    assert x[2, 3] == pytest.approx(500000 + (24 + 4) * 10) and y[2, 3] == pytest.approx(5300000 - (16 + 4) * 10)
+    assert x[2, 3] == pytest.approx(500000 + (24 + 4) * 10) and y[2, 3] == pytest.approx(
+        5300000 - (16 + 4) * 10
+    )
     model = small_mae()
     e2 = F.scene_embeddings(model, raster(img))
     np.testing.assert_allclose(e2.xy[0], x)
@@ -129,7 +148,9 @@ def test_covering_error_map_matches_reconstruct():
     rec = reconstruct(model, img, 0.25, mode="covering", seed=tile_seed, normalize="per-band")
     assert rec.mask.all() and err.valid.all()
     std = rec.normalization.std
-    np.testing.assert_allclose((err.values * std ** 2).mean(-1), rec.patch_error, rtol=1e-4, atol=1e-7)
+    np.testing.assert_allclose(
+        (err.values * std**2).mean(-1), rec.patch_error, rtol=1e-4, atol=1e-7
+    )
 
 
 def test_chained_error_map_covers_more_with_repeats():
@@ -174,7 +195,9 @@ def test_detect_top_k_scores_with_sklearn():
     truth[3, 2:] = True
     truth[0, 0] = True
     det = F.detect_top_k(scores, truth)  # flags 15, 14, 13
-    assert det.k == 3 and det.precision == pytest.approx(2 / 3) and det.recall == pytest.approx(2 / 3)
+    assert (
+        det.k == 3 and det.precision == pytest.approx(2 / 3) and det.recall == pytest.approx(2 / 3)
+    )
     assert F.detect_top_k(scores, truth, k=2).precision == 1.0
     with pytest.raises(ValueError, match="same shape"):
         F.detect_top_k(scores, truth[:2])
@@ -193,17 +216,30 @@ def test_pca_map_shape_and_range():
         F.pca_map(emb, 100)
 
 
-def toy_embeddings(labels_grid: np.ndarray, dim: int = 6, noise: float = 0.3, seed: int = 0) -> F.Embeddings:
+def toy_embeddings(
+    labels_grid: np.ndarray, dim: int = 6, noise: float = 0.3, seed: int = 0
+) -> F.Embeddings:
     gh, gw = labels_grid.shape
     rng = np.random.default_rng(seed)
     centres = rng.normal(size=(labels_grid.max() + 1, dim)) * 3
     values = (centres[labels_grid] + noise * rng.normal(size=(gh, gw, dim))).astype(np.float32)
-    return F.Embeddings(values, np.arange(gh) * 8, np.arange(gw) * 8, 8, np.ones((gh, gw), bool), (gh * 8, gw * 8),
-                        16, np.arange(0, gh * 8, 16), np.arange(0, gw * 8, 16))
+    return F.Embeddings(
+        values,
+        np.arange(gh) * 8,
+        np.arange(gw) * 8,
+        8,
+        np.ones((gh, gw), bool),
+        (gh * 8, gw * 8),
+        16,
+        np.arange(0, gh * 8, 16),
+        np.arange(0, gw * 8, 16),
+    )
 
 
 def test_probe_and_clusters_on_a_separable_problem():
-    grid = np.tile(np.repeat([1, 2, 3], 4)[:, None], (1, 16))  # horizontal bands: each class on both halves
+    grid = np.tile(
+        np.repeat([1, 2, 3], 4)[:, None], (1, 16)
+    )  # horizontal bands: each class on both halves
     emb = toy_embeddings(grid)
     split = F.spatial_split(emb)
     res = F.linear_probe(emb, grid, split)
@@ -211,8 +247,9 @@ def test_probe_and_clusters_on_a_separable_problem():
     assert res.classes == [1, 2, 3] and res.n_train == res.n_test == 96
     assert F.adjusted_rand(F.kmeans_map(emb, 3), grid) > 0.95
     # a random grid of labels is not separable: the probe is near chance
-    noise = F.linear_probe(toy_embeddings(np.random.default_rng(1).integers(1, 4, grid.shape)),
-                           grid, split)
+    noise = F.linear_probe(
+        toy_embeddings(np.random.default_rng(1).integers(1, 4, grid.shape)), grid, split
+    )
     assert noise.accuracy < 0.6
 
 
@@ -225,7 +262,9 @@ def test_patch_labels_majority_and_shape_check():
     emb = toy_embeddings(np.ones((2, 3), int))
     grid = F.patch_labels(labels, emb)
     assert grid.tolist() == [[2, 3, 0], [2, 4, 0]]
-    with pytest.raises(ValueError, match=r"labels map has shape \(10, 24\) but the scene is 16 x 24 px"):
+    with pytest.raises(
+        ValueError, match=r"labels map has shape \(10, 24\) but the scene is 16 x 24 px"
+    ):
         F.patch_labels(labels[:10], emb)
 
 
@@ -247,7 +286,9 @@ def test_spatial_splits_are_disjoint():
     assert split.test[:, 2].all()
     split = F.spatial_split(tiles, "blocks", block=1)
     assert split.overlap_pixels == 0
-    np.testing.assert_array_equal(split.test[:, 2], split.test[:, 1])  # the flush tile goes with the tile it overlaps
+    np.testing.assert_array_equal(
+        split.test[:, 2], split.test[:, 1]
+    )  # the flush tile goes with the tile it overlaps
 
 
 # ---------------------------------------------------------------- the study's table
@@ -255,16 +296,30 @@ def test_spatial_splits_are_disjoint():
 
 def test_compare_scenarios_and_the_answer():
     scene = synthetic_scene(64, 128, 3, seed=2)
-    rows = F.compare_scenarios(small_mae(), scene.image, scene.labels, scenarios=("25%", "50%"), seeds=(0,),
-                               min_per_class=2, progress=False)
+    rows = F.compare_scenarios(
+        small_mae(),
+        scene.image,
+        scene.labels,
+        scenarios=("25%", "50%"),
+        seeds=(0,),
+        min_per_class=2,
+        progress=False,
+    )
     assert len(rows) == 4 and {r["kind"] for r in rows} == {"embedding", "error"}
-    assert all(0 <= r["accuracy"] <= 1 and 0 <= r["macro_f1"] <= 1 and -1 <= r["ari"] <= 1 for r in rows)
-    fake = [dict(kind="embedding", scenario=s, seed=k, macro_f1=v + 0.001 * k)
-            for s, v in (("25%", 0.5), ("50%", 0.6), ("3x25%", 0.5)) for k in range(3)]
+    assert all(
+        0 <= r["accuracy"] <= 1 and 0 <= r["macro_f1"] <= 1 and -1 <= r["ari"] <= 1 for r in rows
+    )
+    fake = [
+        dict(kind="embedding", scenario=s, seed=k, macro_f1=v + 0.001 * k)
+        for s, v in (("25%", 0.5), ("50%", 0.6), ("3x25%", 0.5))
+        for k in range(3)
+    ]
     answer = F.answer_study(fake)
     verdicts = {r["scenario"]: r["verdict"] for r in answer["table"]}
     assert verdicts == {"50%": "better", "3x25%": "no clear difference"}
-    assert "after 50% vs after 25%" in answer["text"] and answer["plain"].startswith("Partly: better for embeddings after 50%")
+    assert "after 50% vs after 25%" in answer["text"] and answer["plain"].startswith(
+        "Partly: better for embeddings after 50%"
+    )
     single = F.answer_study([r for r in fake if r["seed"] == 0])
     assert {r["verdict"] for r in single["table"]} == {"one seed: no verdict"}
     assert single["plain"].startswith("Not answerable from one seed")
@@ -304,7 +359,10 @@ def test_tile_grid_with_a_flush_tile_cannot_be_written(tmp_path):
 
 
 def test_scene_smaller_than_one_tile():
-    with pytest.raises(ValueError, match=r"the scene \(24 x 100 px\) is smaller than one tile of the model \(32 x 32 px\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"the scene \(24 x 100 px\) is smaller than one tile of the model \(32 x 32 px\)",
+    ):
         F.scene_embeddings(small_mae(), rng_image(h=24, w=100))
     with pytest.raises(ValueError, match="smaller than one tile"):
         F.error_map(small_mae(), rng_image(h=24, w=100))
@@ -324,7 +382,9 @@ def test_wrong_band_count_and_unknown_options():
 def test_labels_of_another_shape_than_the_grid():
     emb = toy_embeddings(np.ones((4, 4), int))
     split = F.spatial_split(emb)
-    with pytest.raises(ValueError, match=r"label grid has shape \(4, 3\) but the embeddings are a \(4, 4\) grid"):
+    with pytest.raises(
+        ValueError, match=r"label grid has shape \(4, 3\) but the embeddings are a \(4, 4\) grid"
+    ):
         F.linear_probe(emb, np.ones((4, 3), int), split)
     with pytest.raises(ValueError, match="differ in shape"):
         F.adjusted_rand(np.zeros((4, 4), int), np.ones((3, 4), int))
@@ -336,7 +396,9 @@ def test_too_few_samples_per_class_for_the_probe():
     grid[0, 0] = 3  # one training cell of class 3
     emb = toy_embeddings(grid)
     split = F.spatial_split(emb)
-    with pytest.raises(ValueError, match=r"too few training cells for the probe \(class 3: 1;.*rare='drop'"):
+    with pytest.raises(
+        ValueError, match=r"too few training cells for the probe \(class 3: 1;.*rare='drop'"
+    ):
         F.linear_probe(emb, grid, split)
     res = F.linear_probe(emb, grid, split, rare="drop")
     assert res.dropped == {3: 1} and res.classes == [1, 2]
@@ -359,13 +421,31 @@ def test_feature_plots_and_the_pca_slider():
     rgb = np.moveaxis(scene.image, 0, -1)
     figs = [
         viz.plot_pca_map(F.pca_map(emb).rgb, rgb, cell_size=8, explained=[0.5, 0.2, 0.1]),
-        viz.plot_segmentation(score.labels, score.clusters, rgb, cell_size=8, class_names=scene.class_names, ari=score.ari),
-        viz.plot_probe(score.labels, score.probe.prediction, score.split.train, score.split.test, cell_size=8),
+        viz.plot_segmentation(
+            score.labels,
+            score.clusters,
+            rgb,
+            cell_size=8,
+            class_names=scene.class_names,
+            ari=score.ari,
+        ),
+        viz.plot_probe(
+            score.labels, score.probe.prediction, score.split.train, score.split.test, cell_size=8
+        ),
         viz.plot_feature_study([dict(kind="embedding", scenario="25%", seed=0, macro_f1=0.4)]),
-        viz.plot_anomaly(rgb, np.ones(emb.shape), np.zeros(emb.shape, bool), np.zeros(emb.shape, bool), cell_size=8),
+        viz.plot_anomaly(
+            rgb,
+            np.ones(emb.shape),
+            np.zeros(emb.shape, bool),
+            np.zeros(emb.shape, bool),
+            cell_size=8,
+        ),
         widgets.pca_view(model, scene.image, block=0, scenario="25%"),
     ]
     assert all(isinstance(f, Figure) for f in figs)
     box = widgets.pca_explorer(model, scene.image)
     assert box.controls["block"].max == 1 and not box.controls["block"].continuous_update
-    assert not box.controls["scenario"].continuous_update and box.controls["scenario"].options[0] == "none"
+    assert (
+        not box.controls["scenario"].continuous_update
+        and box.controls["scenario"].options[0] == "none"
+    )

@@ -10,7 +10,13 @@ import torch
 from torch import nn
 
 from mae_nb import finetune as ft
-from mae_nb.data.hsi import HyperspectralScene, Standardizer, spatial_split, subsample_labels, synthetic_hsi
+from mae_nb.data.hsi import (
+    HyperspectralScene,
+    Standardizer,
+    spatial_split,
+    subsample_labels,
+    synthetic_hsi,
+)
 from mae_nb.models.baselines import build_classifier
 
 
@@ -34,7 +40,11 @@ def split(scene):
 
 
 def tiny(kind, scene, **kw):
-    kw = {"embed_dim": 16, "depth": 1, "num_heads": 2, **kw} if kind != "cnn3d" else {"n_planes": 4, **kw}
+    kw = (
+        {"embed_dim": 16, "depth": 1, "num_heads": 2, **kw}
+        if kind != "cnn3d"
+        else {"n_planes": 4, **kw}
+    )
     if kind.startswith("sst"):
         kw.setdefault("band_block_size", 8)
     return build_classifier(kind, scene.n_bands, scene.n_classes, 5, **kw)
@@ -52,14 +62,18 @@ class MapModel(nn.Module):
     def forward(self, imgs):
         c = self.image_size // 2
         r, q = imgs[:, 0, c, c].round().long(), imgs[:, 1, c, c].round().long()
-        return nn.functional.one_hot(self.answer[r, q] - 1, self.num_classes).float() + 0 * self.dummy
+        return (
+            nn.functional.one_hot(self.answer[r, q] - 1, self.num_classes).float() + 0 * self.dummy
+        )
 
 
 def position_scene(labels: np.ndarray, n_classes: int) -> HyperspectralScene:
     h, w = labels.shape
     rr, cc = np.mgrid[0:h, 0:w]
     cube = np.stack([rr, cc, np.zeros_like(rr)], axis=-1).astype(np.float32)
-    return HyperspectralScene(cube, labels, tuple(f"c{i}" for i in range(1, n_classes + 1)), None, "pos", "synthetic")
+    return HyperspectralScene(
+        cube, labels, tuple(f"c{i}" for i in range(1, n_classes + 1)), None, "pos", "synthetic"
+    )
 
 
 class FixedSplit:
@@ -100,8 +114,13 @@ def test_evaluate_warns_about_a_class_absent_from_the_test_split():
     scene = position_scene(labels, 3)
     test = (labels == 1) | (labels == 2)
     with pytest.warns(UserWarning, match=r"classes 3 \(c3\) have no pixel in the test split"):
-        ev = ft.evaluate(MapModel(labels.clip(1), 3), scene, FixedSplit(test), standardizer=IDENTITY,
-                         full_map=False)
+        ev = ft.evaluate(
+            MapModel(labels.clip(1), 3),
+            scene,
+            FixedSplit(test),
+            standardizer=IDENTITY,
+            full_map=False,
+        )
     assert ev["missing_classes"] == [3]
     assert ev["aa"] == 1.0 and math.isnan(ev["per_class"][2])
     assert (ev["map"][~test] == 0).all() and (ev["map"][test] == labels[test]).all()
@@ -158,7 +177,9 @@ def test_standardizer_uses_only_the_training_region(scene, split):
 
 
 def test_finetune_errors(scene, split):
-    model = build_classifier("vit", scene.n_bands, scene.n_classes + 1, 5, embed_dim=16, depth=1, num_heads=2)
+    model = build_classifier(
+        "vit", scene.n_bands, scene.n_classes + 1, 5, embed_dim=16, depth=1, num_heads=2
+    )
     with pytest.raises(ValueError, match=f"has {scene.n_classes + 1} output classes but the scene"):
         ft.finetune(model, scene, split, 0.1, progress=False)
     model = tiny("vit", scene)
@@ -171,7 +192,9 @@ def test_finetune_errors(scene, split):
     other = synthetic_hsi(size=24, bands=16, seed=0)
     with pytest.raises(ValueError, match="does not belong to the scene"):
         ft.finetune(tiny("vit", other), other, split, 0.1, progress=False)
-    wrong_bands = build_classifier("vit", scene.n_bands + 2, scene.n_classes, 5, embed_dim=16, depth=1, num_heads=2)
+    wrong_bands = build_classifier(
+        "vit", scene.n_bands + 2, scene.n_classes, 5, embed_dim=16, depth=1, num_heads=2
+    )
     with pytest.raises(ValueError, match=f"takes {scene.n_bands + 2} bands"):
         ft.evaluate(wrong_bands, scene, split)
     with pytest.raises(ValueError, match="batch_size must be a positive integer"):
@@ -182,7 +205,9 @@ def test_classifier_from_pretrained_keeps_the_encoder(scene):
     from mae_nb.models.spectral import SpectralTransformer
 
     torch.manual_seed(0)
-    pre = SpectralTransformer(scene.n_bands, image_size=5, band_block_size=8, embed_dim=16, depth=1, num_heads=2)
+    pre = SpectralTransformer(
+        scene.n_bands, image_size=5, band_block_size=8, embed_dim=16, depth=1, num_heads=2
+    )
     clf = ft.classifier_from_pretrained(pre, scene.n_classes)
     assert clf.num_classes == scene.n_classes and clf.decoder_embed is None
     assert not any(k.startswith("decoder_") for k in clf.state_dict())
@@ -197,10 +222,23 @@ def test_classifier_from_pretrained_keeps_the_encoder(scene):
 
 def test_label_efficiency_runs_the_grid(scene, split):
     models = {"ViT": lambda: tiny("vit", scene), "3D-CNN": lambda: tiny("cnn3d", scene)}
-    rows = ft.label_efficiency(models, scene, split, fractions=(0.05, 1.0), seeds=(0,), steps=3,
-                               progress=False, keep_maps=True, keep_models=True)
+    rows = ft.label_efficiency(
+        models,
+        scene,
+        split,
+        fractions=(0.05, 1.0),
+        seeds=(0,),
+        steps=3,
+        progress=False,
+        keep_maps=True,
+        keep_models=True,
+    )
     assert [(r["model"], r["fraction"]) for r in rows] == [
-        ("ViT", 0.05), ("3D-CNN", 0.05), ("ViT", 1.0), ("3D-CNN", 1.0)]
+        ("ViT", 0.05),
+        ("3D-CNN", 0.05),
+        ("ViT", 1.0),
+        ("3D-CNN", 1.0),
+    ]
     for r in rows:
         assert {"model", "fraction", "seed", "n_labels", "oa", "aa", "kappa", "seconds"} <= set(r)
         assert 0 <= r["oa"] <= 1 and -1 <= r["kappa"] <= 1
@@ -227,13 +265,42 @@ def fake_rows():
         for f in (0.01, 0.1, 1.0):
             base = 0.6 + 0.3 * (f == 1.0)
             rows += [
-                {"model": "pre", "fraction": f, "seed": seed, "oa": base + (0.10 + jitter / 100) * (f <= 0.1),
-                 "aa": base, "kappa": base, "n_labels": 10},
-                {"model": "rand", "fraction": f, "seed": seed, "oa": base, "aa": base, "kappa": base, "n_labels": 10},
-                {"model": "vit", "fraction": f, "seed": seed, "oa": base - 0.005 + 0.03 * jitter, "aa": base,
-                 "kappa": base, "n_labels": 10},
-                {"model": "cnn", "fraction": f, "seed": seed, "oa": base + 0.2, "aa": base, "kappa": base,
-                 "n_labels": 10},
+                {
+                    "model": "pre",
+                    "fraction": f,
+                    "seed": seed,
+                    "oa": base + (0.10 + jitter / 100) * (f <= 0.1),
+                    "aa": base,
+                    "kappa": base,
+                    "n_labels": 10,
+                },
+                {
+                    "model": "rand",
+                    "fraction": f,
+                    "seed": seed,
+                    "oa": base,
+                    "aa": base,
+                    "kappa": base,
+                    "n_labels": 10,
+                },
+                {
+                    "model": "vit",
+                    "fraction": f,
+                    "seed": seed,
+                    "oa": base - 0.005 + 0.03 * jitter,
+                    "aa": base,
+                    "kappa": base,
+                    "n_labels": 10,
+                },
+                {
+                    "model": "cnn",
+                    "fraction": f,
+                    "seed": seed,
+                    "oa": base + 0.2,
+                    "aa": base,
+                    "kappa": base,
+                    "n_labels": 10,
+                },
             ]
     return rows
 
@@ -255,23 +322,39 @@ def test_compare_summarize_and_table():
 
 
 def test_verdict_is_computed_from_the_numbers():
-    claims = {c["claim"]: c for c in ft.verdict(fake_rows(), pretrained="pre", random_init="rand", vit="vit",
-                                                cnn="cnn", ablations={"blockwise embedding": "vit"})}
+    claims = {
+        c["claim"]: c
+        for c in ft.verdict(
+            fake_rows(),
+            pretrained="pre",
+            random_init="rand",
+            vit="vit",
+            cnn="cnn",
+            ablations={"blockwise embedding": "vit"},
+        )
+    }
     pre = claims["masked pretraining helps with few labels"]
     assert pre["status"] == "supported" and pre["reaches_paper"] and pre["fractions"] == [0.01, 0.1]
-    assert claims["pretrained transformer beats the 3D-CNN with few labels"]["status"] == "contradicted"
+    assert (
+        claims["pretrained transformer beats the 3D-CNN with few labels"]["status"]
+        == "contradicted"
+    )
     vit = claims["spatial-spectral transformer beats a standard ViT"]
     assert vit["status"] == "inconclusive" and not vit["reaches_paper"]
     assert claims["blockwise embedding helps (ablation)"]["status"] == "inconclusive"
     text = ft.format_verdict(list(claims.values()), "tiny")
-    assert "masked pretraining helps with few labels: SUPPORTED and at least as large as the paper's" in text
+    assert (
+        "masked pretraining helps with few labels: SUPPORTED and at least as large as the paper's"
+        in text
+    )
     assert "pre vs rand: +10.0" in text and "CONTRADICTED" in text
     assert ft.format_verdict([]) == "No claim could be tested with these runs."
 
 
 def test_plots_of_the_study(scene):
-    import mae_nb.viz as viz
     from matplotlib.figure import Figure
+
+    import mae_nb.viz as viz
 
     rows = fake_rows()
     fig = viz.plot_label_efficiency(rows)
@@ -286,7 +369,9 @@ def test_plots_of_the_study(scene):
         viz.plot_confusion(np.ones((2, 3)))
     test = np.zeros_like(scene.labels, bool)
     test[:10] = True
-    fig = viz.plot_classification_maps(scene.labels, {"ViT": scene.labels}, scene.class_names, test_mask=test)
+    fig = viz.plot_classification_maps(
+        scene.labels, {"ViT": scene.labels}, scene.class_names, test_mask=test
+    )
     assert "test OA 100.0%" in fig.axes[1].get_title()
     with pytest.raises(ValueError, match="has shape"):
         viz.plot_classification_maps(scene.labels, np.zeros((3, 3)))
@@ -296,9 +381,15 @@ def test_sst_like_builds_the_same_architecture_afresh(scene):
     from mae_nb.models.spectral import SpectralTransformer
 
     torch.manual_seed(0)
-    ref = SpectralTransformer(scene.n_bands, image_size=5, band_block_size=8, embed_dim=16, depth=1, num_heads=2)
+    ref = SpectralTransformer(
+        scene.n_bands, image_size=5, band_block_size=8, embed_dim=16, depth=1, num_heads=2
+    )
     twin = ft.sst_like(ref, scene.n_classes)
-    assert {**twin.config, "decoder_depth": 1, "num_classes": 0} == ref.config and twin.decoder_embed is None
+    assert {
+        **twin.config,
+        "decoder_depth": 1,
+        "num_classes": 0,
+    } == ref.config and twin.decoder_embed is None
     assert not torch.equal(twin.patch_embed.weight, ref.patch_embed.weight)  # random, not copied
     shared = ft.sst_like(ref, scene.n_classes, blockwise_embed=False)
     assert shared.patch_embed.weight.shape[0] == 1 and ref.patch_embed.weight.shape[0] == 2
@@ -315,14 +406,26 @@ def test_course_pretrained_uses_chapter_06_or_pretrains_briefly(scene, cache, ca
     assert pre.source == "brief pretraining" and "there is no checkpoint at" in pre.notice
     assert "NOTICE: chapter 06's pretrained model is not usable here" in capsys.readouterr().out
     assert pre.model.config["embed_dim"] == 16 and pre.config["pixels"] == 64
-    result = spectral.pretrain_on_scene(scene, image_size=5, epochs=1, max_pixels=64, model_kwargs=tiny_kw,
-                                        progress=False)
+    result = spectral.pretrain_on_scene(
+        scene, image_size=5, epochs=1, max_pixels=64, model_kwargs=tiny_kw, progress=False
+    )
     spectral.save_pretrained(None, result)
-    again = ft.course_pretrained(scene, epochs=1, max_pixels=64, model_kwargs=tiny_kw, progress=False)
+    again = ft.course_pretrained(
+        scene, epochs=1, max_pixels=64, model_kwargs=tiny_kw, progress=False
+    )
     assert again.source == "chapter 06" and again.notice == ""
     for k, v in result.model.state_dict().items():
         torch.testing.assert_close(again.model.state_dict()[k], v)
     other = synthetic_hsi(size=24, bands=12, seed=1)
-    elsewhere = ft.course_pretrained(other, epochs=1, max_pixels=32, quiet=True, progress=False,
-                                     model_kwargs={**tiny_kw, "band_block_size": 4})
-    assert elsewhere.source == "brief pretraining" and "(synthetic, 16 bands), not on" in elsewhere.notice
+    elsewhere = ft.course_pretrained(
+        other,
+        epochs=1,
+        max_pixels=32,
+        quiet=True,
+        progress=False,
+        model_kwargs={**tiny_kw, "band_block_size": 4},
+    )
+    assert (
+        elsewhere.source == "brief pretraining"
+        and "(synthetic, 16 bands), not on" in elsewhere.notice
+    )

@@ -44,7 +44,9 @@ def test_not_a_raster_is_a_clear_error(tmp_path):
 
 
 def test_band_out_of_range_names_the_valid_range(scene_tif):
-    with pytest.raises(RasterError, match=r"band index 7 is out of range .* 6 band\(s\): use 1-based indexes 1..6"):
+    with pytest.raises(
+        RasterError, match=r"band index 7 is out of range .* 6 band\(s\): use 1-based indexes 1..6"
+    ):
         read_raster(scene_tif[1], bands=[1, 7])
     with pytest.raises(RasterError, match="band index 0"):
         read_raster(scene_tif[1], bands=[0])
@@ -61,7 +63,7 @@ def test_write_round_trip_and_no_silent_overwrite(scene_tif, tmp_path):
     _, path = scene_tif
     src = read_raster(path)
     out = tmp_path / "copy.tif"
-    ratio = (src.array[3].astype("float32") / np.maximum(src.array[2], 1))
+    ratio = src.array[3].astype("float32") / np.maximum(src.array[2], 1)
     write_raster(out, ratio, like=src, nodata=float("nan"), valid=src.valid)
     back = read_raster(out)
     assert back.crs == src.crs and back.transform == src.transform
@@ -86,7 +88,9 @@ def test_stretch_ignores_nodata_and_clips():
 
 
 def test_composite_picks_bands_in_order():
-    img = np.stack([np.full((4, 4), v, float) for v in (1, 2, 3)]) + np.random.default_rng(0).random((3, 4, 4))
+    img = np.stack([np.full((4, 4), v, float) for v in (1, 2, 3)]) + np.random.default_rng(
+        0
+    ).random((3, 4, 4))
     rgb = composite(img, (3, 2, 1), low=0, high=100)
     assert rgb.shape == (4, 4, 3)
     np.testing.assert_allclose(rgb[..., 0], stretch(img[2], 0, 100))

@@ -64,8 +64,14 @@ def test_mat_scene_round_trip_and_remap(tmp_path):
     cube = rng.integers(0, 1000, (6, 5, 12)).astype(np.int16)
     labels = np.array([[0, 1, 10, 11, 12]] * 6, np.uint8)
     c, g = _write_scene(tmp_path, cube, labels)
-    s = hsi.load_mat_scene(c, g, cube_key="cube", labels_key="gt", class_ids=[1, 10, 11, 12],
-                           class_names=["a", "b", "c", "d"])
+    s = hsi.load_mat_scene(
+        c,
+        g,
+        cube_key="cube",
+        labels_key="gt",
+        class_ids=[1, 10, 11, 12],
+        class_names=["a", "b", "c", "d"],
+    )
     assert s.cube.dtype == np.float32 and s.labels.dtype == np.int64
     np.testing.assert_array_equal(s.cube, cube.astype(np.float32))
     np.testing.assert_array_equal(s.labels[0], [0, 1, 2, 3, 4])
@@ -90,11 +96,15 @@ def test_nan_in_the_cube_raises_or_is_filled(tmp_path):
     cube[1, 2, 0] = np.nan
     labels = np.ones((4, 4), np.uint8)
     c, g = _write_scene(tmp_path, cube, labels)
-    with pytest.raises(ValueError, match=r"NaN/inf values in 1 pixels \(first at row 1, col 2\).*nan='fill'"):
+    with pytest.raises(
+        ValueError, match=r"NaN/inf values in 1 pixels \(first at row 1, col 2\).*nan='fill'"
+    ):
         hsi.load_mat_scene(c, g)
     s = hsi.load_mat_scene(c, g, nan="fill")
     assert np.isfinite(s.cube).all() and s.cube[1, 2, 0] == 1.0
-    assert s.labels[1, 2] == 0 and s.labels.sum() == 15  # the repaired pixel is not trusted as a label
+    assert (
+        s.labels[1, 2] == 0 and s.labels.sum() == 15
+    )  # the repaired pixel is not trusted as a label
 
 
 def test_remap_rejects_unknown_ids():
@@ -108,13 +118,33 @@ def test_houston2018_from_rasters(tmp_path):
 
     rng = np.random.default_rng(0)
     cube = rng.random((48, 10, 12)).astype(np.float32)  # (B, H, W) at 1 m
-    labels = np.repeat(np.repeat(rng.integers(0, 21, (10, 12)), 2, 0), 2, 1).astype(np.uint8)  # 0.5 m
+    labels = np.repeat(np.repeat(rng.integers(0, 21, (10, 12)), 2, 0), 2, 1).astype(
+        np.uint8
+    )  # 0.5 m
     crs = rasterio.crs.CRS.from_epsg(26915)
-    with rasterio.open(tmp_path / "hsi.tif", "w", driver="GTiff", height=10, width=12, count=48,
-                       dtype="float32", crs=crs, transform=Affine(1, 0, 100, 0, -1, 200)) as dst:
+    with rasterio.open(
+        tmp_path / "hsi.tif",
+        "w",
+        driver="GTiff",
+        height=10,
+        width=12,
+        count=48,
+        dtype="float32",
+        crs=crs,
+        transform=Affine(1, 0, 100, 0, -1, 200),
+    ) as dst:
         dst.write(cube)
-    with rasterio.open(tmp_path / "gt.tif", "w", driver="GTiff", height=20, width=24, count=1,
-                       dtype="uint8", crs=crs, transform=Affine(0.5, 0, 100, 0, -0.5, 200)) as dst:
+    with rasterio.open(
+        tmp_path / "gt.tif",
+        "w",
+        driver="GTiff",
+        height=20,
+        width=24,
+        count=1,
+        dtype="uint8",
+        crs=crs,
+        transform=Affine(0.5, 0, 100, 0, -0.5, 200),
+    ) as dst:
         dst.write(labels[None])
     s = hsi.load_houston2018(tmp_path / "hsi.tif", tmp_path / "gt.tif")
     assert s.cube.shape == (10, 12, 48) and s.labels.shape == (10, 12)
@@ -129,17 +159,25 @@ def test_salinas_a_is_loaded_and_remapped():
     assert s.source == "real" and s.cube.shape == (83, 86, 204) and s.cube.dtype == np.float32
     assert sorted(np.unique(s.labels)) == [0, 1, 2, 3, 4, 5, 6]
     assert s.class_counts() == {
-        "Brocoli_green_weeds_1": 391, "Corn_senesced_green_weeds": 1343, "Lettuce_romaine_4wk": 616,
-        "Lettuce_romaine_5wk": 1525, "Lettuce_romaine_6wk": 674, "Lettuce_romaine_7wk": 799,
+        "Brocoli_green_weeds_1": 391,
+        "Corn_senesced_green_weeds": 1343,
+        "Lettuce_romaine_4wk": 616,
+        "Lettuce_romaine_5wk": 1525,
+        "Lettuce_romaine_6wk": 674,
+        "Lettuce_romaine_7wk": 799,
     }
     assert len(s.wavelengths) == 204 and 400 <= s.wavelengths[0] < s.wavelengths[-1] <= 2500
 
 
 @pytest.mark.realdata
-@pytest.mark.parametrize("name,shape,n_labelled,n_classes", [
-    ("indian-pines", (145, 145), 10249, 16), ("pavia-university", (610, 340), 42776, 9),
-    ("salinas", (512, 217), 54129, 16),
-])
+@pytest.mark.parametrize(
+    "name,shape,n_labelled,n_classes",
+    [
+        ("indian-pines", (145, 145), 10249, 16),
+        ("pavia-university", (610, 340), 42776, 9),
+        ("salinas", (512, 217), 54129, 16),
+    ],
+)
 def test_label_maps_of_the_standard_scenes(name, shape, n_labelled, n_classes):
     labels, names = hsi.load_hsi_labels(name, download=False)
     assert labels.shape == shape and int((labels > 0).sum()) == n_labelled
@@ -257,10 +295,14 @@ def test_label_fractions_per_class_nested_and_seeded(scene):
         if previous is not None:
             assert not (previous & ~sub).any(), "smaller fractions must be subsets of larger ones"
         previous = sub
-    np.testing.assert_array_equal(hsi.subsample_labels(split.train, scene.labels, 0.05, seed=1),
-                                  hsi.subsample_labels(split.train, scene.labels, 0.05, seed=1))
-    assert (hsi.subsample_labels(split.train, scene.labels, 0.05, seed=2)
-            != hsi.subsample_labels(split.train, scene.labels, 0.05, seed=1)).any()
+    np.testing.assert_array_equal(
+        hsi.subsample_labels(split.train, scene.labels, 0.05, seed=1),
+        hsi.subsample_labels(split.train, scene.labels, 0.05, seed=1),
+    )
+    assert (
+        hsi.subsample_labels(split.train, scene.labels, 0.05, seed=2)
+        != hsi.subsample_labels(split.train, scene.labels, 0.05, seed=1)
+    ).any()
     np.testing.assert_array_equal(hsi.subsample_labels(split.train, scene.labels, 1.0), split.train)
 
 

@@ -19,7 +19,6 @@ import re
 import shutil
 import subprocess
 import sys
-import sysconfig
 from importlib import metadata
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -41,7 +40,15 @@ PYPI_NAME = {"pytorch-cpu": "torch", "python": None}
 NOTEBOOKS = list_notebooks(ROOT / "notebooks")
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 # What a pip install of the package needs from the working tree (what an sdist would hold).
-PACKAGE_FILES = ("pyproject.toml", "README.md", "LICENSE", "setup.py", "setup.cfg", "MANIFEST.in", "mae_nb")
+PACKAGE_FILES = (
+    "pyproject.toml",
+    "README.md",
+    "LICENSE",
+    "setup.py",
+    "setup.cfg",
+    "MANIFEST.in",
+    "mae_nb",
+)
 _LINK = re.compile(r"\]\((https?://[^)\s]+)\)")
 
 
@@ -62,18 +69,41 @@ def homepage_repository() -> str:
 
 def test_repository_and_default_branch_agree_everywhere():
     assert mae_nb.REPOSITORY == homepage_repository()
-    assert INSTALL_SPEC == f"mae-nb @ git+https://github.com/{mae_nb.REPOSITORY}@{mae_nb.DEFAULT_BRANCH}"
+    assert (
+        INSTALL_SPEC
+        == f"mae-nb @ git+https://github.com/{mae_nb.REPOSITORY}@{mae_nb.DEFAULT_BRANCH}"
+    )
     if (ROOT / ".git").exists() and shutil.which("git"):
-        refs = subprocess.run(["git", "-C", str(ROOT), "for-each-ref", "--format=%(refname)",
-                               "refs/heads", "refs/remotes"], capture_output=True, text=True).stdout.split()
-        branches = {r.split("/", 3)[-1] if r.startswith("refs/remotes/") else r.split("/", 2)[-1] for r in refs}
+        refs = subprocess.run(
+            [
+                "git",
+                "-C",
+                str(ROOT),
+                "for-each-ref",
+                "--format=%(refname)",
+                "refs/heads",
+                "refs/remotes",
+            ],
+            capture_output=True,
+            text=True,
+        ).stdout.split()
+        branches = {
+            r.split("/", 3)[-1] if r.startswith("refs/remotes/") else r.split("/", 2)[-1]
+            for r in refs
+        }
         if branches - {"HEAD"}:
             assert mae_nb.DEFAULT_BRANCH in branches, (
-                f"the badges point at branch {mae_nb.DEFAULT_BRANCH!r}, which this repository lacks: {sorted(branches)}")
-        head = subprocess.run(["git", "-C", str(ROOT), "symbolic-ref", "--quiet", "refs/remotes/origin/HEAD"],
-                              capture_output=True, text=True).stdout.strip()
+                f"the badges point at branch {mae_nb.DEFAULT_BRANCH!r}, which this repository lacks: {sorted(branches)}"
+            )
+        head = subprocess.run(
+            ["git", "-C", str(ROOT), "symbolic-ref", "--quiet", "refs/remotes/origin/HEAD"],
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
         if head:
-            assert head.rsplit("/", 1)[-1] == mae_nb.DEFAULT_BRANCH, f"origin's default branch is {head}"
+            assert head.rsplit("/", 1)[-1] == mae_nb.DEFAULT_BRANCH, (
+                f"origin's default branch is {head}"
+            )
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
@@ -82,16 +112,22 @@ def test_badges_open_this_notebook_on_the_default_branch(path):
     links = first_cell_links(path)
     colab = [u for u in links if u.startswith("https://colab.research.google.com/github/")]
     binder = [u for u in links if u.startswith("https://mybinder.org/v2/gh/")]
-    assert len(colab) == 1 and len(binder) == 1, f"expected one Colab and one Binder link, got {links}"
+    assert len(colab) == 1 and len(binder) == 1, (
+        f"expected one Colab and one Binder link, got {links}"
+    )
 
-    m = re.fullmatch(r"https://colab\.research\.google\.com/github/([^/]+/[^/]+)/blob/([^/]+)/(.+)", colab[0])
+    m = re.fullmatch(
+        r"https://colab\.research\.google\.com/github/([^/]+/[^/]+)/blob/([^/]+)/(.+)", colab[0]
+    )
     assert m, f"not a Colab GitHub link: {colab[0]}"
     assert m.groups() == (homepage_repository(), mae_nb.DEFAULT_BRANCH, rel), colab[0]
 
     url = urlsplit(binder[0])
     parts = url.path.split("/")  # ['', 'v2', 'gh', owner, repo, branch]
     assert len(parts) == 6, binder[0]
-    assert ("/".join(parts[3:5]), parts[5]) == (homepage_repository(), mae_nb.DEFAULT_BRANCH), binder[0]
+    assert ("/".join(parts[3:5]), parts[5]) == (homepage_repository(), mae_nb.DEFAULT_BRANCH), (
+        binder[0]
+    )
     assert [unquote(p) for p in parse_qs(url.query)["labpath"]] == [rel], binder[0]
 
     assert (ROOT / rel).is_file()
@@ -109,7 +145,9 @@ def test_every_notebook_has_the_same_install_cell():
 # --------------------------------------------------------------------------- a fresh environment
 
 
-def runtime_closure(requirements: list[str] | None = None, missing: set[str] | None = None) -> set[str]:
+def runtime_closure(
+    requirements: list[str] | None = None, missing: set[str] | None = None
+) -> set[str]:
     """Distributions needed at run time by ``requirements`` (default: pyproject's dependencies of
     ``mae_nb``), recursively, with their markers (and requested extras) evaluated for this interpreter.
     A distribution not installed here fails, unless ``missing`` is a set to collect its name in."""
@@ -147,7 +185,9 @@ def link_distributions(names: set[str], folder: Path) -> Path:
         dist = metadata.distribution(name)
         base = Path(dist.locate_file(""))
         tops = {Path(str(f)).parts[0] for f in dist.files or []}
-        tops |= {Path(dist._path).name} if hasattr(dist, "_path") else set()  # the .dist-info folder
+        tops |= (
+            {Path(dist._path).name} if hasattr(dist, "_path") else set()
+        )  # the .dist-info folder
         for top in tops:
             if top in ("..", "__pycache__") or top.endswith(".pth") or not (base / top).exists():
                 continue
@@ -161,14 +201,20 @@ def make_venv(where: Path, visible: Path, *, with_pip: bool = True) -> Path:
     args = [sys.executable, "-m", "venv", str(where)] + ([] if with_pip else ["--without-pip"])
     subprocess.run(args, check=True, capture_output=True, timeout=180)
     python = where / "bin" / "python"
-    purelib = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                             check=True, capture_output=True, text=True).stdout.strip()
+    purelib = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     (Path(purelib) / "_course_dependencies.pth").write_text(f"{visible}\n")
     return python
 
 
 def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV", "PIP_"))}
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV", "PIP_"))
+    }
     env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
     return {**env, **extra}
 
@@ -191,7 +237,9 @@ def notebook_imports(path: Path) -> list[str]:
     for cell in nb.cells:
         if cell.cell_type != "code":
             continue
-        source = "\n".join(line for line in cell.source.splitlines() if not line.lstrip().startswith(("%", "!")))
+        source = "\n".join(
+            line for line in cell.source.splitlines() if not line.lstrip().startswith(("%", "!"))
+        )
         for node in ast.walk(ast.parse(source)):
             if isinstance(node, (ast.Import, ast.ImportFrom)):
                 lines.append(ast.unparse(node))
@@ -220,13 +268,21 @@ def test_colab_install_cell_installs_the_working_tree_and_every_notebook_imports
     env = clean_env()
 
     def run(code: str, **extra: str) -> subprocess.CompletedProcess:
-        return subprocess.run([str(python), "-c", code], cwd=work, env={**env, **extra},
-                              capture_output=True, text=True, timeout=400)
+        return subprocess.run(
+            [str(python), "-c", code],
+            cwd=work,
+            env={**env, **extra},
+            capture_output=True,
+            text=True,
+            timeout=400,
+        )
 
     # Fresh: no mae_nb, but its dependencies at versions pyproject accepts (so pip only adds mae_nb).
-    probe = run("import importlib.util, json, sys; from importlib import metadata;"
-                "print(json.dumps([importlib.util.find_spec('mae_nb') is None, sys.prefix,"
-                "{d.metadata['Name'].lower(): d.version for d in metadata.distributions()}]))")
+    probe = run(
+        "import importlib.util, json, sys; from importlib import metadata;"
+        "print(json.dumps([importlib.util.find_spec('mae_nb') is None, sys.prefix,"
+        "{d.metadata['Name'].lower(): d.version for d in metadata.distributions()}]))"
+    )
     assert probe.returncode == 0, probe.stderr
     fresh, prefix, versions = json.loads(probe.stdout)
     assert fresh, "the fresh environment can already import mae_nb"
@@ -234,17 +290,23 @@ def test_colab_install_cell_installs_the_working_tree_and_every_notebook_imports
     for spec in PYPROJECT["project"]["dependencies"]:
         req = Requirement(spec)
         have = versions.get(canonicalize_name(req.name)) or versions.get(req.name.lower())
-        assert have and req.specifier.contains(have, prereleases=True), f"{req} not satisfied: {have}"
+        assert have and req.specifier.contains(have, prereleases=True), (
+            f"{req} not satisfied: {have}"
+        )
 
     # The notebook's own install cell, as Colab runs it, with the spec pointing at the working tree.
     tree = copy_package(tmp_path / "tree")
     cell = nbformat.read(NOTEBOOKS[0], as_version=4).cells[1].source
     installed = run(cell, **{INSTALL_SPEC_ENV: f"mae-nb @ {tree.as_uri()}"})
-    assert installed.returncode == 0, f"the install cell failed:\n{installed.stdout}\n{installed.stderr}"
+    assert installed.returncode == 0, (
+        f"the install cell failed:\n{installed.stdout}\n{installed.stderr}"
+    )
     where = run("import mae_nb; print(mae_nb.__file__, mae_nb.__version__)")
     assert where.returncode == 0, where.stderr
     file, version = where.stdout.split()
-    assert Path(file).is_relative_to(tmp_path / "venv"), f"mae_nb came from {file}, not the fresh environment"
+    assert Path(file).is_relative_to(tmp_path / "venv"), (
+        f"mae_nb came from {file}, not the fresh environment"
+    )
     assert version == mae_nb.__version__
 
     # Run again, it is a no-op (it must not call pip: this spec could not be installed).
@@ -252,9 +314,17 @@ def test_colab_install_cell_installs_the_working_tree_and_every_notebook_imports
     assert again.returncode == 0, again.stderr
 
     imports = {p.stem: notebook_imports(p) for p in NOTEBOOKS}
-    assert all(imports.values()), f"notebooks without imports: {[k for k, v in imports.items() if not v]}"
-    checked = subprocess.run([str(python), "-c", _CHECK_IMPORTS, json.dumps(imports)], cwd=work, env=env,
-                             capture_output=True, text=True, timeout=400)
+    assert all(imports.values()), (
+        f"notebooks without imports: {[k for k, v in imports.items() if not v]}"
+    )
+    checked = subprocess.run(
+        [str(python), "-c", _CHECK_IMPORTS, json.dumps(imports)],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
     assert checked.returncode == 0, checked.stderr
     assert json.loads(checked.stdout.strip().splitlines()[-1]) == {}
 
@@ -266,26 +336,45 @@ def test_binder_postbuild_installs_the_package_into_what_environment_yml_lists(t
     working tree, and postBuild run there as repo2docker runs it."""
     import yaml
 
-    listed = [d for d in yaml.safe_load((ROOT / "environment.yml").read_text())["dependencies"] if isinstance(d, str)]
+    listed = [
+        d
+        for d in yaml.safe_load((ROOT / "environment.yml").read_text())["dependencies"]
+        if isinstance(d, str)
+    ]
     names = []
     for spec in listed:
         name = re.split(r"[<>=!~ ]", spec, maxsplit=1)[0].strip()
         pypi = PYPI_NAME.get(name, name)
         if pypi is not None:
             names.append(pypi)
-    absent: set[str] = set()  # listed, but not installed here (e.g. wheel): cannot be part of the copy
+    absent: set[str] = (
+        set()
+    )  # listed, but not installed here (e.g. wheel): cannot be part of the copy
     deps = link_distributions(runtime_closure(names, absent) - {"mae-nb"}, tmp_path / "deps")
-    python = make_venv(tmp_path / "venv", deps, with_pip=False)  # pip comes from environment.yml, as on Binder
+    python = make_venv(
+        tmp_path / "venv", deps, with_pip=False
+    )  # pip comes from environment.yml, as on Binder
     tree = copy_package(tmp_path / "repo")
     shutil.copy2(ROOT / "postBuild", tree / "postBuild")
     env = clean_env(PATH=f"{python.parent}{os.pathsep}{os.environ.get('PATH', '')}")
-    built = subprocess.run(["bash", "./postBuild"], cwd=tree, env=env, capture_output=True, text=True, timeout=240)
+    built = subprocess.run(
+        ["bash", "./postBuild"], cwd=tree, env=env, capture_output=True, text=True, timeout=240
+    )
     assert built.returncode == 0, (
         "postBuild failed in an environment holding what environment.yml lists "
         f"({', '.join(sorted(names))}; not installed here, so left out: {sorted(absent) or 'none'}):\n"
-        f"{built.stdout[-2000:]}\n{built.stderr[-3000:]}")
+        f"{built.stdout[-2000:]}\n{built.stderr[-3000:]}"
+    )
     assert f"mae_nb {mae_nb.__version__} installed" in built.stdout
-    where = subprocess.run([str(python), "-c", "import mae_nb; print(mae_nb.__file__)"], cwd=tmp_path, env=env,
-                           capture_output=True, text=True, timeout=120)
+    where = subprocess.run(
+        [str(python), "-c", "import mae_nb; print(mae_nb.__file__)"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert where.returncode == 0, where.stderr
-    assert Path(where.stdout.strip()).is_relative_to(tree), "postBuild did not install the repository's package"
+    assert Path(where.stdout.strip()).is_relative_to(tree), (
+        "postBuild did not install the repository's package"
+    )

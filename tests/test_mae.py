@@ -11,8 +11,18 @@ from mae_nb.errors import DataUnavailableError
 from mae_nb.models import mae as M
 from mae_nb.models.mae import CheckpointError, MaskedAutoencoderViT
 
-SMALL = dict(img_size=32, patch_size=8, in_chans=3, embed_dim=64, depth=2, num_heads=4,
-             decoder_embed_dim=32, decoder_depth=2, decoder_num_heads=4, mlp_ratio=4.0)
+SMALL = dict(
+    img_size=32,
+    patch_size=8,
+    in_chans=3,
+    embed_dim=64,
+    depth=2,
+    num_heads=4,
+    decoder_embed_dim=32,
+    decoder_depth=2,
+    decoder_num_heads=4,
+    mlp_ratio=4.0,
+)
 
 
 def small_model(seed: int = 0, **kw) -> MaskedAutoencoderViT:
@@ -21,7 +31,11 @@ def small_model(seed: int = 0, **kw) -> MaskedAutoencoderViT:
     model = MaskedAutoencoderViT(**{**SMALL, **kw})
     with torch.no_grad():
         for name, p in model.named_parameters():
-            if p.requires_grad and (name.endswith("bias") or ".norm" in name or name.startswith(("norm", "decoder_norm"))):
+            if p.requires_grad and (
+                name.endswith("bias")
+                or ".norm" in name
+                or name.startswith(("norm", "decoder_norm"))
+            ):
                 p.add_(0.1 * torch.randn_like(p))
     return model.eval()
 
@@ -32,11 +46,23 @@ def small_model(seed: int = 0, **kw) -> MaskedAutoencoderViT:
 def _hf_block(sd: dict, src: str, dst: str, out: dict) -> None:
     q, k, v = sd[f"{src}.attn.qkv.weight"].chunk(3, dim=0)
     qb, kb, vb = sd[f"{src}.attn.qkv.bias"].chunk(3, dim=0)
-    out.update({f"{dst}.attention.q_proj.weight": q, f"{dst}.attention.k_proj.weight": k,
-                f"{dst}.attention.v_proj.weight": v, f"{dst}.attention.q_proj.bias": qb,
-                f"{dst}.attention.k_proj.bias": kb, f"{dst}.attention.v_proj.bias": vb})
-    for a, b in (("attn.proj", "attention.o_proj"), ("norm1", "layernorm_before"), ("norm2", "layernorm_after"),
-                 ("mlp.fc1", "mlp.fc1"), ("mlp.fc2", "mlp.fc2")):
+    out.update(
+        {
+            f"{dst}.attention.q_proj.weight": q,
+            f"{dst}.attention.k_proj.weight": k,
+            f"{dst}.attention.v_proj.weight": v,
+            f"{dst}.attention.q_proj.bias": qb,
+            f"{dst}.attention.k_proj.bias": kb,
+            f"{dst}.attention.v_proj.bias": vb,
+        }
+    )
+    for a, b in (
+        ("attn.proj", "attention.o_proj"),
+        ("norm1", "layernorm_before"),
+        ("norm2", "layernorm_after"),
+        ("mlp.fc1", "mlp.fc1"),
+        ("mlp.fc2", "mlp.fc2"),
+    ):
         for t in ("weight", "bias"):
             out[f"{dst}.{b}.{t}"] = sd[f"{src}.{a}.{t}"]
 
@@ -49,8 +75,10 @@ def to_hf_state_dict(model: MaskedAutoencoderViT) -> dict:
         "vit.embeddings.position_embeddings": sd["pos_embed"],
         "vit.embeddings.patch_embeddings.projection.weight": sd["patch_embed.proj.weight"],
         "vit.embeddings.patch_embeddings.projection.bias": sd["patch_embed.proj.bias"],
-        "vit.layernorm.weight": sd["norm.weight"], "vit.layernorm.bias": sd["norm.bias"],
-        "decoder.mask_token": sd["mask_token"], "decoder.decoder_pos_embed": sd["decoder_pos_embed"],
+        "vit.layernorm.weight": sd["norm.weight"],
+        "vit.layernorm.bias": sd["norm.bias"],
+        "decoder.mask_token": sd["mask_token"],
+        "decoder.decoder_pos_embed": sd["decoder_pos_embed"],
     }
     for name in ("decoder_embed", "decoder_norm", "decoder_pred"):
         for t in ("weight", "bias"):
@@ -62,19 +90,31 @@ def to_hf_state_dict(model: MaskedAutoencoderViT) -> dict:
     return out
 
 
-def hf_model(model: MaskedAutoencoderViT, mask_ratio: float, attn_implementation: str | None = "eager"):
+def hf_model(
+    model: MaskedAutoencoderViT, mask_ratio: float, attn_implementation: str | None = "eager"
+):
     """transformers' ViTMAEForPreTraining with ``model``'s weights (also used by benchmarks/mae_speed.py,
     with ``attn_implementation=None``: transformers' default attention)."""
     from transformers import ViTMAEConfig, ViTMAEForPreTraining
 
     kw = model.pretrained_cfg["kwargs"]
     config = ViTMAEConfig(
-        image_size=kw["img_size"][0], patch_size=kw["patch_size"], num_channels=kw["in_chans"],
-        hidden_size=kw["embed_dim"], num_hidden_layers=kw["depth"], num_attention_heads=kw["num_heads"],
-        intermediate_size=int(kw["embed_dim"] * kw["mlp_ratio"]), decoder_hidden_size=kw["decoder_embed_dim"],
-        decoder_num_hidden_layers=kw["decoder_depth"], decoder_num_attention_heads=kw["decoder_num_heads"],
-        decoder_intermediate_size=int(kw["decoder_embed_dim"] * kw["mlp_ratio"]), mask_ratio=mask_ratio,
-        norm_pix_loss=kw["norm_pix_loss"], layer_norm_eps=1e-6, qkv_bias=True, hidden_act="gelu",
+        image_size=kw["img_size"][0],
+        patch_size=kw["patch_size"],
+        num_channels=kw["in_chans"],
+        hidden_size=kw["embed_dim"],
+        num_hidden_layers=kw["depth"],
+        num_attention_heads=kw["num_heads"],
+        intermediate_size=int(kw["embed_dim"] * kw["mlp_ratio"]),
+        decoder_hidden_size=kw["decoder_embed_dim"],
+        decoder_num_hidden_layers=kw["decoder_depth"],
+        decoder_num_attention_heads=kw["decoder_num_heads"],
+        decoder_intermediate_size=int(kw["decoder_embed_dim"] * kw["mlp_ratio"]),
+        mask_ratio=mask_ratio,
+        norm_pix_loss=kw["norm_pix_loss"],
+        layer_norm_eps=1e-6,
+        qkv_bias=True,
+        hidden_act="gelu",
         **({"attn_implementation": attn_implementation} if attn_implementation else {}),
     )
     hf = ViTMAEForPreTraining(config).eval()
@@ -82,7 +122,9 @@ def hf_model(model: MaskedAutoencoderViT, mask_ratio: float, attn_implementation
     return hf
 
 
-@pytest.mark.parametrize("norm_pix_loss, mask_ratio, in_chans", [(False, 0.75, 3), (True, 0.5, 3), (False, 0.6, 5)])
+@pytest.mark.parametrize(
+    "norm_pix_loss, mask_ratio, in_chans", [(False, 0.75, 3), (True, 0.5, 3), (False, 0.6, 5)]
+)
 def test_matches_huggingface_vitmae(norm_pix_loss, mask_ratio, in_chans):
     model = small_model(norm_pix_loss=norm_pix_loss, in_chans=in_chans)
     hf = hf_model(model, mask_ratio)
@@ -105,13 +147,21 @@ def test_sincos_layout_matches_huggingface_and_meta():
 
     for dim, (gh, gw) in ((64, (4, 4)), (32, (3, 5))):
         ref = build_2d_sinusoidal_position_embedding(gh, gw, dim, cls_token=True)
-        ref = torch.cat([ref[:, dim // 2:], ref[:, :dim // 2]], dim=1)  # HF's rotation to Meta's layout
-        torch.testing.assert_close(M.get_2d_sincos_pos_embed(dim, (gh, gw), cls_token=True), ref, atol=1e-6, rtol=0)
+        ref = torch.cat(
+            [ref[:, dim // 2 :], ref[:, : dim // 2]], dim=1
+        )  # HF's rotation to Meta's layout
+        torch.testing.assert_close(
+            M.get_2d_sincos_pos_embed(dim, (gh, gw), cls_token=True), ref, atol=1e-6, rtol=0
+        )
     # Meta's layout: first half of the channels encodes the column, second half the row
     pe = M.get_2d_sincos_pos_embed(8, (2, 3))
     assert pe.shape == (6, 8)
-    assert torch.equal(pe[0, :4], pe[3, :4]) and not torch.equal(pe[0, 4:], pe[3, 4:])  # same column, other row
-    assert torch.equal(pe[0, 4:], pe[1, 4:]) and not torch.equal(pe[0, :4], pe[1, :4])  # same row, other column
+    assert torch.equal(pe[0, :4], pe[3, :4]) and not torch.equal(
+        pe[0, 4:], pe[3, 4:]
+    )  # same column, other row
+    assert torch.equal(pe[0, 4:], pe[1, 4:]) and not torch.equal(
+        pe[0, :4], pe[1, :4]
+    )  # same row, other column
 
 
 # --------------------------------------------------------------------------- the method's pieces
@@ -126,7 +176,9 @@ def test_patchify_layout_and_round_trip_non_square():
     expected = imgs[:, :, 8:16, 16:24].permute(0, 2, 3, 1).reshape(2, -1)
     assert torch.equal(x[:, 1 * 5 + 2], expected)
     assert torch.equal(model.unpatchify(x, (3, 5)), imgs)
-    assert torch.equal(model.unpatchify(model.patchify(torch.ones(1, 3, 32, 32))), torch.ones(1, 3, 32, 32))
+    assert torch.equal(
+        model.unpatchify(model.patchify(torch.ones(1, 3, 32, 32))), torch.ones(1, 3, 32, 32)
+    )
     with pytest.raises(ValueError, match="grid_hw"):
         model.unpatchify(x)  # 15 patches: neither the model's grid nor square
 
@@ -160,7 +212,9 @@ def test_loss_is_on_masked_patches_only():
         # changing the prediction of a visible patch does not change the loss
         changed = pred.clone()
         changed[mask == 0] += 5.0
-        assert torch.isclose(model.forward_loss(imgs, changed, mask), model.forward_loss(imgs, pred, mask))
+        assert torch.isclose(
+            model.forward_loss(imgs, changed, mask), model.forward_loss(imgs, pred, mask)
+        )
         per_patch = ((pred - target) ** 2).mean(-1)
         assert torch.isclose(model.forward_loss(imgs, pred, mask), per_patch[mask == 1].mean())
         zero_loss, _, zero_mask = model(imgs, 0.0, noise)
@@ -191,15 +245,18 @@ def test_position_embeddings_are_fixed():
     assert model.pos_embed.grad is None and model.cls_token.grad is not None
 
 
-@pytest.mark.parametrize("shape, ratio, message", [
-    ((1, 4, 32, 32), 0.75, "in_chans=3 bands, the images have 4"),
-    ((1, 3, 30, 32), 0.75, "multiples of patch_size=8.*crop to 24 x 32 or pad to 32 x 32"),
-    ((1, 3, 4, 4), 0.75, "smaller than one patch"),
-    ((3, 32, 32), 0.75, "add a batch dimension"),
-    ((1, 3, 32, 32), 1.0, r"mask_ratio must be in \[0, 1\), got 1.0"),
-    ((1, 3, 32, 32), -0.1, r"mask_ratio must be in \[0, 1\)"),
-    ((1, 3, 32, 32), 0.95, "leaves no visible patch out of 16"),
-])
+@pytest.mark.parametrize(
+    "shape, ratio, message",
+    [
+        ((1, 4, 32, 32), 0.75, "in_chans=3 bands, the images have 4"),
+        ((1, 3, 30, 32), 0.75, "multiples of patch_size=8.*crop to 24 x 32 or pad to 32 x 32"),
+        ((1, 3, 4, 4), 0.75, "smaller than one patch"),
+        ((3, 32, 32), 0.75, "add a batch dimension"),
+        ((1, 3, 32, 32), 1.0, r"mask_ratio must be in \[0, 1\), got 1.0"),
+        ((1, 3, 32, 32), -0.1, r"mask_ratio must be in \[0, 1\)"),
+        ((1, 3, 32, 32), 0.95, "leaves no visible patch out of 16"),
+    ],
+)
 def test_bad_inputs_raise_clear_errors(shape, ratio, message):
     model = small_model()
     with pytest.raises(ValueError, match=message):
@@ -222,11 +279,15 @@ def test_presets_have_metas_shapes():
         large = M.create_mae("mae_vit_large_patch16")
         huge = M.mae_vit_huge_patch14()
     assert base.pos_embed.shape == (1, 197, 768) and len(base.blocks) == 12
-    assert large.pos_embed.shape == (1, 197, 1024) and len(large.blocks) == 24 and large.blocks[0].attn.num_heads == 16
+    assert (
+        large.pos_embed.shape == (1, 197, 1024)
+        and len(large.blocks) == 24
+        and large.blocks[0].attn.num_heads == 16
+    )
     assert huge.pos_embed.shape == (1, 257, 1280) and len(huge.blocks) == 32
     for m in (base, large, huge):
         assert m.decoder_pos_embed.shape[-1] == 512 and len(m.decoder_blocks) == 8
-        assert m.decoder_pred.out_features == m.patch_size ** 2 * 3
+        assert m.decoder_pred.out_features == m.patch_size**2 * 3
     assert round(sum(p.numel() for p in large.parameters()) / 1e6, 1) == 329.5
     tiny = M.create_mae("mae_vit_tiny_patch8", in_chans=6, img_size=(64, 96))
     assert tiny.grid_size == (8, 12) and tiny.pretrained_cfg["arch"] == "mae_vit_tiny_patch8"
@@ -236,9 +297,21 @@ def test_presets_have_metas_shapes():
 
 def test_state_dict_names_are_metas():
     keys = set(M.create_mae("mae_vit_tiny_patch8").state_dict())
-    for k in ("patch_embed.proj.weight", "cls_token", "pos_embed", "blocks.3.attn.qkv.weight", "blocks.0.norm1.bias",
-              "blocks.0.mlp.fc2.weight", "norm.weight", "decoder_embed.weight", "mask_token", "decoder_pos_embed",
-              "decoder_blocks.1.attn.proj.bias", "decoder_norm.bias", "decoder_pred.weight"):
+    for k in (
+        "patch_embed.proj.weight",
+        "cls_token",
+        "pos_embed",
+        "blocks.3.attn.qkv.weight",
+        "blocks.0.norm1.bias",
+        "blocks.0.mlp.fc2.weight",
+        "norm.weight",
+        "decoder_embed.weight",
+        "mask_token",
+        "decoder_pos_embed",
+        "decoder_blocks.1.attn.proj.bias",
+        "decoder_norm.bias",
+        "decoder_pred.weight",
+    ):
         assert k in keys, k
     assert not any("ls1" in k or "q_norm" in k for k in keys)
 
@@ -260,7 +333,10 @@ def test_meta_format_checkpoint_loads_strict(tmp_path):
     fresh.load_state_dict(torch.load(path, weights_only=True)["model"], strict=True)
     loaded = M.load_meta_checkpoint(path)
     assert loaded.pretrained_cfg["arch"] == "mae_vit_tiny_patch8" and not loaded.training
-    assert loaded.pretrained_cfg["mean"] == list(M.IMAGENET_MEAN) and loaded.pretrained_cfg["norm_pix"] is False
+    assert (
+        loaded.pretrained_cfg["mean"] == list(M.IMAGENET_MEAN)
+        and loaded.pretrained_cfg["norm_pix"] is False
+    )
     imgs, noise = torch.randn(2, 3, 64, 64), torch.rand(2, 64)
     with torch.no_grad():
         for a, b in zip(model(imgs, 0.75, noise), loaded(imgs, 0.75, noise)):
@@ -274,10 +350,15 @@ def test_registry_name_found_in_mirror_and_wrong_preset_reported(tmp_path, monke
     monkeypatch.setenv("MAE_NB_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("MAE_NB_DATA_MIRRORS", str(mirror))
     _save_meta(mirror / "mae_visualize_vit_base.pth", M.create_mae("mae_vit_tiny_patch16"))
-    with pytest.raises(CheckpointError, match="wrong preset.*the shapes match the preset 'mae_vit_tiny_patch16'"):
+    with pytest.raises(
+        CheckpointError, match="wrong preset.*the shapes match the preset 'mae_vit_tiny_patch16'"
+    ):
         M.load_meta_checkpoint("mae_visualize_vit_base")  # the registry says base
     # the same file with arch=None is read from its shapes
-    assert M.load_meta_checkpoint(mirror / "mae_visualize_vit_base.pth").pretrained_cfg["arch"] == "mae_vit_tiny_patch16"
+    assert (
+        M.load_meta_checkpoint(mirror / "mae_visualize_vit_base.pth").pretrained_cfg["arch"]
+        == "mae_vit_tiny_patch16"
+    )
 
 
 def test_vit_large_shapes_reported_on_meta_device():
@@ -293,10 +374,15 @@ def test_vit_large_shapes_reported_on_meta_device():
 
 
 def test_encoder_only_checkpoint_is_explained(tmp_path):
-    sd = {k: v for k, v in M.create_mae("mae_vit_tiny_patch8").state_dict().items()
-          if not k.startswith(("decoder", "mask_token"))}
+    sd = {
+        k: v
+        for k, v in M.create_mae("mae_vit_tiny_patch8").state_dict().items()
+        if not k.startswith(("decoder", "mask_token"))
+    }
     path = _save_meta(tmp_path / "encoder.pth", sd)
-    with pytest.raises(CheckpointError, match="no decoder weights.*mae_pretrain_vit_.*mae_visualize_vit_"):
+    with pytest.raises(
+        CheckpointError, match="no decoder weights.*mae_pretrain_vit_.*mae_visualize_vit_"
+    ):
         M.load_meta_checkpoint(path)
     sd["head.weight"] = torch.zeros(10, 192)
     with pytest.raises(CheckpointError, match="fine-tuned classifier"):
@@ -304,7 +390,9 @@ def test_encoder_only_checkpoint_is_explained(tmp_path):
 
 
 def test_full_checkpoint_loads_with_norm_pix_warning(tmp_path):
-    path = _save_meta(tmp_path / "mae_pretrain_vit_tiny_full.pth", M.create_mae("mae_vit_tiny_patch8"))
+    path = _save_meta(
+        tmp_path / "mae_pretrain_vit_tiny_full.pth", M.create_mae("mae_vit_tiny_patch8")
+    )
     with pytest.warns(UserWarning, match="normalized"):
         model = M.load_meta_checkpoint(path)
     assert model.norm_pix_loss and model.pretrained_cfg["norm_pix"]
@@ -346,15 +434,30 @@ def test_course_checkpoint_round_trip(tmp_path, monkeypatch):
     with pytest.raises(DataUnavailableError, match="run chapter 03 first"):
         M.load_course_checkpoint()
     model = M.create_mae("mae_vit_tiny_patch8", in_chans=3, img_size=64).eval()
-    config = {**model.pretrained_cfg, "mean": [0.1, 0.2, 0.3], "std": [1.0, 2.0, 3.0], "bands": [3, 2, 1]}
+    config = {
+        **model.pretrained_cfg,
+        "mean": [0.1, 0.2, 0.3],
+        "std": [1.0, 2.0, 3.0],
+        "bands": [3, 2, 1],
+    }
     save_checkpoint(M.course_checkpoint_path(), model, config=config)
     loaded = M.load_course_checkpoint()
-    assert loaded.pretrained_cfg["mean"] == [0.1, 0.2, 0.3] and loaded.pretrained_cfg["bands"] == [3, 2, 1]
-    assert loaded.pretrained_cfg["source"] == "course" and loaded.pretrained_cfg["arch"] == "mae_vit_tiny_patch8"
+    assert loaded.pretrained_cfg["mean"] == [0.1, 0.2, 0.3] and loaded.pretrained_cfg["bands"] == [
+        3,
+        2,
+        1,
+    ]
+    assert (
+        loaded.pretrained_cfg["source"] == "course"
+        and loaded.pretrained_cfg["arch"] == "mae_vit_tiny_patch8"
+    )
     imgs, noise = torch.randn(1, 3, 64, 64), torch.rand(1, 64)
     with torch.no_grad():
         assert torch.equal(model(imgs, 0.5, noise)[1], loaded(imgs, 0.5, noise)[1])
     # the course file is in Meta's format too
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert M.load_meta_checkpoint(M.course_checkpoint_path()).pretrained_cfg["arch"] == "mae_vit_tiny_patch8"
+        assert (
+            M.load_meta_checkpoint(M.course_checkpoint_path()).pretrained_cfg["arch"]
+            == "mae_vit_tiny_patch8"
+        )

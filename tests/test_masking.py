@@ -10,7 +10,9 @@ from mae_nb.masking import block_mask, check_mask_ratio, patch_mask_to_pixels, r
 
 def test_keeps_the_right_share_and_restores_the_order():
     x = torch.randn(3, 20, 5)
-    visible, mask, ids_restore, ids_keep = random_masking(x, 0.75, generator=torch.Generator().manual_seed(0))
+    visible, mask, ids_restore, ids_keep = random_masking(
+        x, 0.75, generator=torch.Generator().manual_seed(0)
+    )
     assert visible.shape == (3, 5, 5) and mask.shape == (3, 20)
     assert torch.all(mask.sum(1) == 15)
     # un-shuffling [visible, placeholders] puts every visible token back where it came from

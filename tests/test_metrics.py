@@ -27,10 +27,10 @@ def test_per_band_scores():
 def test_nodata_and_nan_pixels_are_left_out():
     t = np.random.default_rng(0).random((3, 16, 16))
     p = t.copy()
-    p[:, :4] = np.nan          # a hole in the prediction
+    p[:, :4] = np.nan  # a hole in the prediction
     valid = np.ones((16, 16), bool)
-    valid[-4:] = False          # nodata in the source
-    p[:, -4:] += 5              # garbage where there is no data
+    valid[-4:] = False  # nodata in the source
+    p[:, -4:] += 5  # garbage where there is no data
     assert mse(p, t, valid=valid) == 0.0
     assert ssim(p, t, valid=valid) == pytest.approx(1.0)
     with pytest.raises(ValueError, match="no valid pixel"):

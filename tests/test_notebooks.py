@@ -46,7 +46,9 @@ def check_against_baseline(metrics: dict, data: str, baseline: dict) -> list[str
         if "max" in spec and v > spec["max"]:
             problems.append(f"{name} = {v:.4g} rose above its baseline maximum {spec['max']}")
         if "value" in spec and abs(v - spec["value"]) > spec.get("atol", 0):
-            problems.append(f"{name} = {v:.4g} differs from {spec['value']} by more than {spec.get('atol', 0)}")
+            problems.append(
+                f"{name} = {v:.4g} differs from {spec['value']} by more than {spec.get('atol', 0)}"
+            )
     return problems
 
 
@@ -96,7 +98,9 @@ def test_chapter_04_default_run_with_the_base_model_fits_binder(tmp_path):
     path = ROOT / "notebooks" / "04_pretrained_mae_spatial_images.ipynb"
     result = run_notebook(path, tmp_path / "run", {"CHECKPOINT": str(checkpoint)}, timeout=900)
     assert result.status == "ok", result.error
-    assert result.metrics["model_is_meta"] == 1, "the chapter fell back instead of loading the ViT-B"
+    assert result.metrics["model_is_meta"] == 1, (
+        "the chapter fell back instead of loading the ViT-B"
+    )
     assert result.peak_memory_mb is not None and result.peak_memory_mb < 2048, (
         f"chapter 04 with the base model peaked at {result.peak_memory_mb} MiB, over Binder's 2 GB"
     )

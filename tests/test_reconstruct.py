@@ -25,8 +25,17 @@ P = 8  # patch size of the test models
 
 def tiny(in_chans=3, img_size=32, seed=0):
     torch.manual_seed(seed)
-    return create_mae("mae_vit_tiny_patch8", img_size=img_size, in_chans=in_chans, embed_dim=32, depth=1,
-                      num_heads=2, decoder_embed_dim=32, decoder_depth=1, decoder_num_heads=2).eval()
+    return create_mae(
+        "mae_vit_tiny_patch8",
+        img_size=img_size,
+        in_chans=in_chans,
+        embed_dim=32,
+        depth=1,
+        num_heads=2,
+        decoder_embed_dim=32,
+        decoder_depth=1,
+        decoder_num_heads=2,
+    ).eval()
 
 
 @pytest.fixture(scope="module")
@@ -52,10 +61,16 @@ def unchanged(a, b, where):
 def test_outputs_shapes_and_meta_panels(model, image):
     r = reconstruct(model, image, 0.5, seed=3)
     assert r.original.shape == r.masked.shape == r.prediction.shape == r.pasted.shape == (3, 32, 32)
-    assert r.mask.shape == (4, 4) and r.pass_masks.shape == (1, 4, 4) and r.steps.shape == (1, 3, 32, 32)
+    assert (
+        r.mask.shape == (4, 4)
+        and r.pass_masks.shape == (1, 4, 4)
+        and r.steps.shape == (1, 3, 32, 32)
+    )
     assert r.mask.sum() == 16 - int(16 * 0.5)
     np.testing.assert_array_equal(r.pixel_mask, np.kron(r.mask, np.ones((P, P), bool)))
-    assert np.isnan(r.masked[:, r.pixel_mask]).all() and np.isfinite(r.masked[:, ~r.pixel_mask]).all()
+    assert (
+        np.isnan(r.masked[:, r.pixel_mask]).all() and np.isfinite(r.masked[:, ~r.pixel_mask]).all()
+    )
     np.testing.assert_allclose(r.original, image.astype(np.float32))
     # reconstruction + visible: prediction in the masked patches, the input elsewhere
     assert unchanged(r.pasted, r.original, ~r.pixel_mask)
@@ -101,8 +116,12 @@ def test_chained_changes_only_masked_patches_each_pass(model, image):
     previous = r.original
     for k in range(3):
         pix = np.kron(r.pass_masks[k], np.ones((P, P), bool))
-        assert unchanged(r.steps[k], previous, ~pix), f"pass {k + 1} changed a patch it did not mask"
-        assert not np.allclose(r.steps[k][:, pix], previous[:, pix]), f"pass {k + 1} predicted nothing"
+        assert unchanged(r.steps[k], previous, ~pix), (
+            f"pass {k + 1} changed a patch it did not mask"
+        )
+        assert not np.allclose(r.steps[k][:, pix], previous[:, pix]), (
+            f"pass {k + 1} predicted nothing"
+        )
         previous = r.steps[k]
     np.testing.assert_array_equal(r.mask, r.pass_masks.any(axis=0))
     np.testing.assert_array_equal(r.pasted, r.steps[-1])
@@ -126,15 +145,19 @@ def test_covering_predicts_every_patch_exactly_once(model, image, ratio):
     r = reconstruct(model, image, ratio, mode="covering", seed=2)
     per_pass = 16 - int(16 * (1 - ratio))
     assert r.iterations == math.ceil(16 / per_pass)
-    np.testing.assert_array_equal(r.pass_masks.sum(axis=0), np.ones((4, 4)))  # disjoint, all covered
+    np.testing.assert_array_equal(
+        r.pass_masks.sum(axis=0), np.ones((4, 4))
+    )  # disjoint, all covered
     assert r.mask.all() and r.masked_share == 1.0
     assert r.psnr == pytest.approx(r.psnr_masked)
     # each pass predicts its group from the ORIGINAL image: compare with one model call
-    noise, ratios = pass_noise("covering", 16, ratio, r.iterations, torch.Generator().manual_seed(2))
+    noise, ratios = pass_noise(
+        "covering", 16, ratio, r.iterations, torch.Generator().manual_seed(2)
+    )
     x = torch.from_numpy(r.normalization.apply(image.astype(np.float32)))[None]
     for k in range(r.iterations):
         with torch.no_grad():
-            _, pred, mask = model(x, ratios[k], noise=noise[k:k + 1])
+            _, pred, mask = model(x, ratios[k], noise=noise[k : k + 1])
         np.testing.assert_array_equal(mask[0].numpy().reshape(4, 4) > 0, r.pass_masks[k])
         expected = r.normalization.invert(model.unpatchify(pred)[0].numpy())
         pix = np.kron(r.pass_masks[k], np.ones((P, P), bool))
@@ -200,7 +223,9 @@ def test_normalization_imagenet_for_rgb_and_per_band_otherwise():
     np.testing.assert_allclose(n6.invert(x), six, rtol=1e-5)
     valid = np.zeros((16, 16), bool)
     valid[:8] = True
-    np.testing.assert_allclose(normalization(six, valid=valid).mean, six[:, :8].reshape(6, -1).mean(1), rtol=1e-5)
+    np.testing.assert_allclose(
+        normalization(six, valid=valid).mean, six[:, :8].reshape(6, -1).mean(1), rtol=1e-5
+    )
     with pytest.raises(ValueError, match="give both mean and std"):
         normalization(six, mean=[0] * 6)
     with pytest.raises(ValueError, match="one value per band"):
@@ -225,7 +250,9 @@ def test_band_selection_for_rgb_composites(model):
     six = synthetic_scene(32, 32, 6, seed=0).image
     r = reconstruct(model, six, 0.5, bands=[3, 2, 1])
     np.testing.assert_allclose(r.original, six[[2, 1, 0]])
-    with pytest.raises(ValueError, match=r"6 band\(s\) but the model expects in_chans=3; pick three with bands"):
+    with pytest.raises(
+        ValueError, match=r"6 band\(s\) but the model expects in_chans=3; pick three with bands"
+    ):
         reconstruct(model, six, 0.5)
     with pytest.raises(ValueError, match="band index 7 is out of range"):
         reconstruct(model, six, 0.5, bands=[7, 2, 1])
@@ -292,7 +319,10 @@ def test_fixed_size_model_rejects_other_sizes(image):
             super().__init__()
             self.inner = tiny()
             self.patch_embed = self.inner.patch_embed
-            self.forward_encoder, self.forward_decoder = self.inner.forward_encoder, self.inner.forward_decoder
+            self.forward_encoder, self.forward_decoder = (
+                self.inner.forward_encoder,
+                self.inner.forward_decoder,
+            )
             self.unpatchify = self.inner.unpatchify
 
     m = Fixed()
@@ -323,7 +353,9 @@ def test_nodata_stays_nodata_and_is_excluded_from_metrics(model, image):
     np.testing.assert_array_equal(r.valid, ~bad)
     for name in ("original", "masked", "prediction", "pasted"):
         assert np.isnan(getattr(r, name)[:, bad]).all(), f"{name} is not NaN at nodata"
-    assert np.isfinite(r.pasted[:, ~bad]).all() and np.isfinite([r.psnr, r.psnr_masked, r.ssim]).all()
+    assert (
+        np.isfinite(r.pasted[:, ~bad]).all() and np.isfinite([r.psnr, r.psnr_masked, r.ssim]).all()
+    )
     assert r.psnr == pytest.approx(metrics.psnr(r.pasted, r.original, r.data_range, valid=~bad))
     # nodata does not leak into the model: the same image with other values under the mask
     img2 = img.copy()
@@ -350,7 +382,9 @@ def scene_tif(tmp_path):
     from mae_nb.data import synthetic_scene
 
     path = tmp_path / "scene.tif"
-    synthetic_scene(300, 40, 3, seed=0, collar=True).to_geotiff(path)  # uint16, nodata 0, collar; > 1 block
+    synthetic_scene(300, 40, 3, seed=0, collar=True).to_geotiff(
+        path
+    )  # uint16, nodata 0, collar; > 1 block
     return path
 
 
@@ -382,8 +416,15 @@ def test_scene_with_nothing_masked_reproduces_the_input(model, scene_tif, tmp_pa
     """Tiling, blending and windowed writes lose nothing: mask_ratio 0 gives the input back."""
     from mae_nb.data import read_raster
 
-    res = reconstruct_scene(model, scene_tif, tmp_path / "same.tif", mask_ratio=0.0, overlap=12,
-                            batch_size=3, progress=False)
+    res = reconstruct_scene(
+        model,
+        scene_tif,
+        tmp_path / "same.tif",
+        mask_ratio=0.0,
+        overlap=12,
+        batch_size=3,
+        progress=False,
+    )
     src, rec = read_raster(scene_tif), read_raster(res.out_path)
     np.testing.assert_array_equal(rec.array, src.array)
     assert np.nanmax(read_raster(res.error_path).array) < 0.02
@@ -395,10 +436,15 @@ def test_scene_is_reproducible_and_seeded(model, tmp_path):
     scene_tif = tmp_path / "s.tif"
     synthetic_scene(60, 60, 3, seed=0).to_geotiff(scene_tif)
 
-    a = reconstruct_scene(model, scene_tif, tmp_path / "a.tif", mask_ratio=0.5, seed=1, progress=False)
-    b = reconstruct_scene(model, scene_tif, tmp_path / "b.tif", mask_ratio=0.5, seed=1, batch_size=1,
-                          progress=False)
-    c = reconstruct_scene(model, scene_tif, tmp_path / "c.tif", mask_ratio=0.5, seed=2, progress=False)
+    a = reconstruct_scene(
+        model, scene_tif, tmp_path / "a.tif", mask_ratio=0.5, seed=1, progress=False
+    )
+    b = reconstruct_scene(
+        model, scene_tif, tmp_path / "b.tif", mask_ratio=0.5, seed=1, batch_size=1, progress=False
+    )
+    c = reconstruct_scene(
+        model, scene_tif, tmp_path / "c.tif", mask_ratio=0.5, seed=2, progress=False
+    )
     ra, rb, rc = (read_raster(r.out_path).array for r in (a, b, c))
     # the batch size does not change the masks (only float rounding in the batched matmuls)
     assert np.abs(ra.astype(int) - rb.astype(int)).max() <= 1
@@ -419,7 +465,9 @@ def test_scene_never_overwrites_unless_asked(model, scene_tif, tmp_path):
     res = reconstruct_scene(model, scene_tif, out, mask_ratio=0.5, overwrite=True, progress=False)
     assert res.out_path.stat().st_size > 100 and res.error_path.stat().st_size > 100
     with pytest.raises(ValueError, match="is the input file"):
-        reconstruct_scene(model, scene_tif, scene_tif, mask_ratio=0.5, overwrite=True, progress=False)
+        reconstruct_scene(
+            model, scene_tif, scene_tif, mask_ratio=0.5, overwrite=True, progress=False
+        )
 
 
 def test_scene_bands_and_errors(model, tmp_path):
@@ -429,12 +477,18 @@ def test_scene_bands_and_errors(model, tmp_path):
     synthetic_scene(40, 40, 6, seed=0).to_geotiff(six)
     with pytest.raises(ValueError, match=r"gives 6 band\(s\).*in_chans=3"):
         reconstruct_scene(model, six, tmp_path / "x.tif", progress=False)
-    res = reconstruct_scene(model, six, tmp_path / "rgb.tif", bands=[3, 2, 1], mask_ratio=0.25, progress=False)
+    res = reconstruct_scene(
+        model, six, tmp_path / "rgb.tif", bands=[3, 2, 1], mask_ratio=0.25, progress=False
+    )
     assert read_raster(res.out_path).count == 3 and res.bands == [3, 2, 1]
     with pytest.raises(ValueError, match="overlap must be between 0 and half a tile"):
-        reconstruct_scene(model, six, tmp_path / "y.tif", bands=[3, 2, 1], overlap=20, progress=False)
+        reconstruct_scene(
+            model, six, tmp_path / "y.tif", bands=[3, 2, 1], overlap=20, progress=False
+        )
     with pytest.raises(ValueError, match="iterations must be a whole number"):
-        reconstruct_scene(model, six, tmp_path / "y.tif", bands=[3, 2, 1], iterations=0, progress=False)
+        reconstruct_scene(
+            model, six, tmp_path / "y.tif", bands=[3, 2, 1], iterations=0, progress=False
+        )
     not_tif = tmp_path / "notes.tif"
     not_tif.write_text("not a raster")
     from mae_nb.errors import RasterError
@@ -449,7 +503,9 @@ def test_scene_smaller_than_a_tile(model, tmp_path):
 
     small = tmp_path / "small.tif"
     synthetic_scene(20, 26, 3, seed=0).to_geotiff(small)
-    res = reconstruct_scene(model, small, tmp_path / "small_rec.tif", mask_ratio=0.0, progress=False)
+    res = reconstruct_scene(
+        model, small, tmp_path / "small_rec.tif", mask_ratio=0.0, progress=False
+    )
     np.testing.assert_array_equal(read_raster(res.out_path).array, read_raster(small).array)
 
 
@@ -462,18 +518,24 @@ def test_compare_scenarios_table_and_verdict(model):
 
     s = synthetic_scene(64, 64, 3, seed=0, collar=True)
     crops = pick_crops(s.image, 32, 3, s.valid)
-    assert len(crops) >= 2 and all(s.valid[r:r + 32, c:c + 32].all() for r, c in crops)
-    cmp = compare_scenarios(model, s.image, crops, seeds=(0, 1), valid=s.valid, progress=False, model_name="tiny")
+    assert len(crops) >= 2 and all(s.valid[r : r + 32, c : c + 32].all() for r, c in crops)
+    cmp = compare_scenarios(
+        model, s.image, crops, seeds=(0, 1), valid=s.valid, progress=False, model_name="tiny"
+    )
     assert len(cmp.rows) == len(crops) * 2 * 4
     summary = cmp.summary()
     assert summary["covering 25%"]["masked_share"][0] == 1.0
     assert summary["25%"]["masked_share"][0] == 0.25 and summary["50%"]["masked_share"][0] == 0.5
-    assert summary["25%"]["psnr"][0] > summary["50%"]["psnr"][0]  # fewer replaced patches, better crop
+    assert (
+        summary["25%"]["psnr"][0] > summary["50%"]["psnr"][0]
+    )  # fewer replaced patches, better crop
     table = cmp.table()
     assert table.count("\n|") >= 5 and "3x25%" in table
     verdict = cmp.verdict()
-    assert len(verdict) == 4 and all(any(w in v for w in ("SUPPORTED", "CONTRADICTED", "INCONCLUSIVE", "Reference"))
-                                     for v in verdict)
+    assert len(verdict) == 4 and all(
+        any(w in v for w in ("SUPPORTED", "CONTRADICTED", "INCONCLUSIVE", "Reference"))
+        for v in verdict
+    )
     # the verdict follows the numbers: claim 3's word agrees with the paired difference it quotes
     d, se = cmp.paired("3x25%", "25%", "ssim_masked")
     if d < -2 * se:
@@ -488,11 +550,26 @@ def test_verdict_is_computed_from_the_numbers():
         for crop in range(3):
             for seed in range(3):
                 jitter = 0.01 * (crop + seed)
-                for name, base in (("25%", 20.0), ("50%", 19.0), ("3x25%", 25.0 if better else 15.0),
-                                   ("covering 25%", 18.0)):
-                    out.append(dict(scenario=name, crop=crop, seed=seed, psnr_masked=base + jitter,
-                                    ssim_masked=base / 30 + jitter, psnr=base, ssim=0.5, masked_share=0.5,
-                                    detail=0.8, baseline_psnr_masked=10.0 + jitter))
+                for name, base in (
+                    ("25%", 20.0),
+                    ("50%", 19.0),
+                    ("3x25%", 25.0 if better else 15.0),
+                    ("covering 25%", 18.0),
+                ):
+                    out.append(
+                        dict(
+                            scenario=name,
+                            crop=crop,
+                            seed=seed,
+                            psnr_masked=base + jitter,
+                            ssim_masked=base / 30 + jitter,
+                            psnr=base,
+                            ssim=0.5,
+                            masked_share=0.5,
+                            detail=0.8,
+                            baseline_psnr_masked=10.0 + jitter,
+                        )
+                    )
         return out
 
     good = Comparison(rows(True), STUDY_SCENARIOS).verdict()
@@ -530,7 +607,9 @@ def test_fallback_trains_a_stand_in_when_nothing_is_available(tmp_path, monkeypa
     from mae_nb.errors import DataUnavailableError
 
     def offline(name, arch=None, **kw):
-        raise DataUnavailableError(f"dataset {name!r} is not cached, not in a mirror folder, and could not be downloaded")
+        raise DataUnavailableError(
+            f"dataset {name!r} is not cached, not in a mirror folder, and could not be downloaded"
+        )
 
     monkeypatch.setattr(mae, "load_meta_checkpoint", offline)
     s = synthetic_scene(64, 64, 3, seed=0)
@@ -551,16 +630,24 @@ def test_fallback_to_course_checkpoint_adapts_units(tmp_path, monkeypatch):
     from mae_nb.train import save_checkpoint
 
     monkeypatch.setenv("MAE_NB_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(mae, "load_meta_checkpoint",
-                        lambda *a, **k: (_ for _ in ()).throw(DataUnavailableError("not cached")))
+    monkeypatch.setattr(
+        mae,
+        "load_meta_checkpoint",
+        lambda *a, **k: (_ for _ in ()).throw(DataUnavailableError("not cached")),
+    )
     m = tiny()
-    save_checkpoint(mae.course_checkpoint_path(), m, config={**m.pretrained_cfg, "mean": [800.0] * 3,
-                                                             "std": [400.0] * 3})
+    save_checkpoint(
+        mae.course_checkpoint_path(),
+        m,
+        config={**m.pretrained_cfg, "mean": [800.0] * 3, "std": [400.0] * 3},
+    )
     img = np.random.default_rng(0).integers(0, 255, (3, 32, 32)).astype(np.uint8)
     with pytest.warns(UserWarning, match="chapter 03's tiny MAE"):
         choice = pretrained_or_fallback("x", img, quiet=True)
     assert choice.source == "course" and "its own per-band statistics" in choice.notice
-    np.testing.assert_allclose(choice.model.pretrained_cfg["mean"], img.reshape(3, -1).mean(1), rtol=1e-5)
+    np.testing.assert_allclose(
+        choice.model.pretrained_cfg["mean"], img.reshape(3, -1).mean(1), rtol=1e-5
+    )
 
 
 # --------------------------------------------------------------------------- plots and sliders
@@ -573,7 +660,11 @@ def test_plots_return_figures(model, image):
 
     r = reconstruct(model, image, 0.5, iterations=2)
     fig = viz.plot_reconstruction(r)
-    assert isinstance(fig, Figure) and len(fig.axes) == 4 and "masked-patch PSNR" in fig._suptitle.get_text()
+    assert (
+        isinstance(fig, Figure)
+        and len(fig.axes) == 4
+        and "masked-patch PSNR" in fig._suptitle.get_text()
+    )
     err = np.random.default_rng(0).random((32, 32))
     err[0, 0] = np.nan
     assert isinstance(viz.plot_error_map(r.rgb()["original"], r.rgb()["pasted"], err), Figure)
@@ -598,12 +689,20 @@ def test_sliders_run_the_same_functions(model, image):
 def test_scene_window(model, scene_tif, tmp_path):
     from mae_nb.data import read_raster
 
-    res = reconstruct_scene(model, scene_tif, tmp_path / "w.tif", mask_ratio=0.0, window=(100, 5, 50, 30),
-                            progress=False)
+    res = reconstruct_scene(
+        model,
+        scene_tif,
+        tmp_path / "w.tif",
+        mask_ratio=0.0,
+        window=(100, 5, 50, 30),
+        progress=False,
+    )
     part, rec = read_raster(scene_tif, window=(100, 5, 50, 30)), read_raster(res.out_path)
     np.testing.assert_array_equal(rec.array, part.array)
     assert rec.transform == part.transform and rec.shape == (50, 30)
     from mae_nb.errors import RasterError
 
     with pytest.raises(RasterError, match="outside"):
-        reconstruct_scene(model, scene_tif, tmp_path / "w2.tif", window=(290, 0, 50, 30), progress=False)
+        reconstruct_scene(
+            model, scene_tif, tmp_path / "w2.tif", window=(290, 0, 50, 30), progress=False
+        )

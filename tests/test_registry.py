@@ -6,22 +6,27 @@ import hashlib
 import http.server
 import threading
 from functools import partial
-from pathlib import Path
 
 import pytest
 
 from mae_nb.data import registry
-from mae_nb.errors import ChecksumError, DataUnavailableError, DatasetNotFoundError
+from mae_nb.errors import ChecksumError, DatasetNotFoundError, DataUnavailableError
 
 PAYLOAD = b"mae-nb test payload " * 500
 DIGEST = hashlib.sha256(PAYLOAD).hexdigest()
 
 
-def fake_dataset(url: str | None, sha: str | None = DIGEST, size: int | None = len(PAYLOAD)) -> registry.Dataset:
+def fake_dataset(
+    url: str | None, sha: str | None = DIGEST, size: int | None = len(PAYLOAD)
+) -> registry.Dataset:
     return registry.Dataset(
-        name="fake-sample", title="fake", kind="geotiff",
+        name="fake-sample",
+        title="fake",
+        kind="geotiff",
         files=(registry.RemoteFile("fake.tif", url, sha, size),),
-        licence="CC0", citation="none", homepage="https://example.org/fake",
+        licence="CC0",
+        citation="none",
+        homepage="https://example.org/fake",
     )
 
 
@@ -30,6 +35,7 @@ def register(monkeypatch):
     def _register(dataset):
         monkeypatch.setitem(registry.REGISTRY, dataset.name, dataset)
         return dataset
+
     return _register
 
 
@@ -48,7 +54,9 @@ def server(tmp_path):
 
 
 def test_unknown_name_suggests_close_ones():
-    with pytest.raises(DatasetNotFoundError, match=r"unknown dataset 'salinas_a'.*Did you mean 'salinas-a'"):
+    with pytest.raises(
+        DatasetNotFoundError, match=r"unknown dataset 'salinas_a'.*Did you mean 'salinas-a'"
+    ):
         registry.get("salinas_a")
 
 
@@ -59,7 +67,9 @@ def test_every_entry_is_complete():
             assert f.url is None or f.url.startswith("https://"), (d.name, f.url)
             assert f.sha256 is None or len(f.sha256) == 64
     assert registry.get("salinas-a").meta["class_ids"] == [1, 10, 11, 12, 13, 14]
-    assert registry.get("mae_visualize_vit_large").files[0].url.endswith("mae_visualize_vit_large.pth")
+    assert (
+        registry.get("mae_visualize_vit_large").files[0].url.endswith("mae_visualize_vit_large.pth")
+    )
 
 
 def test_cache_dir_follows_the_environment(cache):
@@ -82,7 +92,9 @@ def test_mirror_file_with_wrong_hash_is_never_used(cache, tmp_path, monkeypatch,
     monkeypatch.setenv("MAE_NB_DATA_MIRRORS", str(tmp_path))
     register(fake_dataset(url=None))
     with pytest.warns(UserWarning, match="checksum does not match"):
-        with pytest.raises(DataUnavailableError, match=r"fake-sample.*only inside a larger archive.*example.org"):
+        with pytest.raises(
+            DataUnavailableError, match=r"fake-sample.*only inside a larger archive.*example.org"
+        ):
             registry.fetch("fake-sample")
 
 
@@ -134,7 +146,11 @@ def test_offline_error_names_the_dataset_and_how_to_get_it(cache, register, no_m
     with pytest.raises(DataUnavailableError) as info:
         registry.fetch("fake-sample", progress=False)
     message = str(info.value)
-    assert "'fake-sample'" in message and "MAE_NB_DATA_MIRRORS" in message and "mae-nb data fetch fake-sample" in message
+    assert (
+        "'fake-sample'" in message
+        and "MAE_NB_DATA_MIRRORS" in message
+        and "mae-nb data fetch fake-sample" in message
+    )
 
 
 def test_remove_from_cache_leaves_mirrors_alone(cache, tmp_path, monkeypatch, register, server):
@@ -148,7 +164,9 @@ def test_remove_from_cache_leaves_mirrors_alone(cache, tmp_path, monkeypatch, re
 
 
 @pytest.mark.realdata
-@pytest.mark.parametrize("name", ["landsat7-rgb", "landsat7-olinda", "salinas-a", "bigearthnet-s2-examples"])
+@pytest.mark.parametrize(
+    "name", ["landsat7-rgb", "landsat7-olinda", "salinas-a", "bigearthnet-s2-examples"]
+)
 def test_real_samples_are_found_in_the_mirror_by_hash(name, cache):
     paths = registry.fetch(name, download=False)
     dataset = registry.get(name)

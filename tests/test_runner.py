@@ -17,15 +17,35 @@ from mae_nb.runner import parse_value, record_metrics, resolve_notebooks, run_no
 def course(tmp_path_factory):
     """A two-chapter course: one that records metrics, one that fails in its third code cell."""
     folder = tmp_path_factory.mktemp("notebooks")
-    new_chapter(folder / "00_ok.ipynb", "00 · ok", ["x"], "1 s", "SMOKE = False\nSCALE = 2", [
-        ("code", "import os, pathlib\nvalue = 21 * SCALE\nprint('cwd', pathlib.Path.cwd().name)"),
-        ("code", "import mae_nb\nmae_nb.record_metrics({'value': value, 'smoke': SMOKE}, data='synthetic')"),
-    ])
-    new_chapter(folder / "01_broken.ipynb", "01 · broken", ["x"], "1 s", "SMOKE = False", [
-        ("code", "x = 1"),
-        ("code", "raise ValueError('the model diverged')"),
-        ("code", "import mae_nb\nmae_nb.record_metrics({'x': x})"),
-    ])
+    new_chapter(
+        folder / "00_ok.ipynb",
+        "00 · ok",
+        ["x"],
+        "1 s",
+        "SMOKE = False\nSCALE = 2",
+        [
+            (
+                "code",
+                "import os, pathlib\nvalue = 21 * SCALE\nprint('cwd', pathlib.Path.cwd().name)",
+            ),
+            (
+                "code",
+                "import mae_nb\nmae_nb.record_metrics({'value': value, 'smoke': SMOKE}, data='synthetic')",
+            ),
+        ],
+    )
+    new_chapter(
+        folder / "01_broken.ipynb",
+        "01 · broken",
+        ["x"],
+        "1 s",
+        "SMOKE = False",
+        [
+            ("code", "x = 1"),
+            ("code", "raise ValueError('the model diverged')"),
+            ("code", "import mae_nb\nmae_nb.record_metrics({'x': x})"),
+        ],
+    )
     return folder
 
 
@@ -34,34 +54,50 @@ def test_generated_chapters_pass_the_lint(course):
 
 
 def test_run_records_metrics_runs_in_the_notebooks_folder_and_writes_a_summary(course, tmp_path):
-    results = run_notebooks(["00"], smoke=True, parameters={"SCALE": 3}, out_dir=tmp_path, folder=course)
+    results = run_notebooks(
+        ["00"], smoke=True, parameters={"SCALE": 3}, out_dir=tmp_path, folder=course
+    )
     (r,) = results
     assert r.status == "ok", r.error
     assert r.metrics == {"value": 63.0, "smoke": 1.0} and r.data == "synthetic"
     assert r.peak_memory_mb > 10
     executed = json.loads((tmp_path / "executed" / "00_ok.ipynb").read_text())
-    outputs = "".join("".join(o.get("text", "")) for c in executed["cells"] for o in c.get("outputs", []))
+    outputs = "".join(
+        "".join(o.get("text", "")) for c in executed["cells"] for o in c.get("outputs", [])
+    )
     assert f"cwd {course.name}" in outputs
     summary = (tmp_path / "summary.md").read_text()
     assert "| [00_ok](executed/00_ok.ipynb) | ok |" in summary and "value=63" in summary
-    assert json.loads((tmp_path / "summary.json").read_text())["notebooks"][0]["metrics"]["value"] == 63.0
+    assert (
+        json.loads((tmp_path / "summary.json").read_text())["notebooks"][0]["metrics"]["value"]
+        == 63.0
+    )
 
 
 def test_a_failing_notebook_names_its_cell_and_the_others_still_run(course, tmp_path):
     results = run_notebooks(None, out_dir=tmp_path, folder=course)
     assert [r.status for r in results] == ["ok", "failed"]
-    assert "01_broken.ipynb: cell" in results[1].error and "ValueError: the model diverged" in results[1].error
+    assert (
+        "01_broken.ipynb: cell" in results[1].error
+        and "ValueError: the model diverged" in results[1].error
+    )
     assert "## Failures" in (tmp_path / "summary.md").read_text()
 
 
 def test_unknown_parameter_fails_before_anything_runs(course, tmp_path):
-    with pytest.raises(NotebookError, match=r"00_ok.ipynb has no parameter 'SCALEE'; its parameters are: SMOKE, SCALE"):
+    with pytest.raises(
+        NotebookError,
+        match=r"00_ok.ipynb has no parameter 'SCALEE'; its parameters are: SMOKE, SCALE",
+    ):
         run_notebooks(["00"], parameters={"SCALEE": 1}, out_dir=tmp_path, folder=course)
     assert not (tmp_path / "executed").exists()
 
 
 def test_missing_notebook_lists_the_course(course):
-    with pytest.raises(NotebookError, match=r"'07' is not a notebook of the course; expected one of: 00_ok, 01_broken"):
+    with pytest.raises(
+        NotebookError,
+        match=r"'07' is not a notebook of the course; expected one of: 00_ok, 01_broken",
+    ):
         resolve_notebooks(["07"], course)
 
 
@@ -84,7 +120,9 @@ def test_record_metrics_refuses_what_is_not_a_finite_number(monkeypatch, tmp_pat
     assert saved["metrics"] == {"a": 1.0, "b": 2.0} and saved["data"] == "real"
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the fork/exec carry-over is Linux's")
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="the fork/exec carry-over is Linux's"
+)
 def test_peak_memory_is_the_processes_own_not_its_parents():
     # Linux's ru_maxrss carries the parent's peak over fork + exec: a kernel started by a
     # large process would report that process's memory. The child here uses ~30 MiB itself.

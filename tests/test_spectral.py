@@ -13,8 +13,17 @@ from mae_nb.data import hsi
 from mae_nb.models import spectral as S
 from mae_nb.models.baselines import CNN3D, MODEL_KINDS, ViTClassifier, build_classifier
 
-TINY = dict(in_chans=20, image_size=5, band_block_size=8, embed_dim=16, depth=2, num_heads=2,
-            decoder_dim=8, decoder_depth=1, decoder_num_heads=2)
+TINY = dict(
+    in_chans=20,
+    image_size=5,
+    band_block_size=8,
+    embed_dim=16,
+    depth=2,
+    num_heads=2,
+    decoder_dim=8,
+    decoder_depth=1,
+    decoder_num_heads=2,
+)
 
 
 @pytest.fixture
@@ -79,7 +88,9 @@ def test_each_band_block_has_its_own_linear_embedding(model):
     x = imgs()
     tokens = model.patchify(x)  # (N, G, S, P)
     for g in range(3):
-        expected = F.layer_norm(tokens[:, g] @ pe.weight[g] + pe.bias[g], (16,), pe.norm.weight, pe.norm.bias)
+        expected = F.layer_norm(
+            tokens[:, g] @ pe.weight[g] + pe.bias[g], (16,), pe.norm.weight, pe.norm.bias
+        )
         torch.testing.assert_close(pe(x)[:, g], expected)
     # changing the bands of block 1 changes only block 1's tokens
     y = x.clone()
@@ -101,7 +112,10 @@ def test_shared_embedding_ablation_uses_one_map():
 
 
 def test_spatial_patches_larger_than_one_pixel():
-    m = S.SpectralTransformer(**dict(TINY, image_size=6, spatial_patch_size=2, band_block_size=4, embed_dim=16), num_classes=2)
+    m = S.SpectralTransformer(
+        **dict(TINY, image_size=6, spatial_patch_size=2, band_block_size=4, embed_dim=16),
+        num_classes=2,
+    )
     # image 6 / patch 2 = 3 x 3 grid (odd, centre token), 20 / 4 = 5 blocks, P = 4 * 2 * 2
     assert (m.num_groups, m.num_spatial, m.patch_embed.token_dim) == (5, 9, 16)
     x = imgs(p=6)
@@ -116,7 +130,7 @@ def _reference_attention(attn, x):
     """Attention over the rows of x (L, D), one head at a time, softmax written out."""
     h, hd = attn.num_heads, attn.head_dim
     qkv = x @ attn.qkv.weight.T + attn.qkv.bias
-    q, k, v = qkv[:, :h * hd], qkv[:, h * hd: 2 * h * hd], qkv[:, 2 * h * hd:]
+    q, k, v = qkv[:, : h * hd], qkv[:, h * hd : 2 * h * hd], qkv[:, 2 * h * hd :]
     heads = []
     for i in range(h):
         sl = slice(i * hd, (i + 1) * hd)
@@ -142,7 +156,9 @@ def test_factorized_attention_equals_a_straightforward_computation():
     h = block.norm_spectral(after_spatial)
     for n in range(n_):
         for s in range(s_):
-            expected[n, :, s] = after_spatial[n, :, s] + _reference_attention(block.attn_spectral, h[n, :, s])
+            expected[n, :, s] = after_spatial[n, :, s] + _reference_attention(
+                block.attn_spectral, h[n, :, s]
+            )
     expected = expected + block.mlp(block.norm2(expected))
     torch.testing.assert_close(block(x), expected, rtol=1e-4, atol=1e-5)
 
@@ -152,8 +168,12 @@ def test_joint_attention_ablation_attends_over_all_tokens():
     block = S.FactorizedBlock(8, 2, factorized=False)
     assert not hasattr(block, "attn_spectral")
     x = torch.randn(2, 3, 4, 8)
-    expected = torch.stack([x[n].reshape(12, 8) + _reference_attention(block.attn, block.norm1(x[n]).reshape(12, 8))
-                            for n in range(2)]).reshape(2, 3, 4, 8)
+    expected = torch.stack(
+        [
+            x[n].reshape(12, 8) + _reference_attention(block.attn, block.norm1(x[n]).reshape(12, 8))
+            for n in range(2)
+        ]
+    ).reshape(2, 3, 4, 8)
     expected = expected + block.mlp(block.norm2(expected))
     torch.testing.assert_close(block(x), expected, rtol=1e-4, atol=1e-5)
 
@@ -194,8 +214,11 @@ def _visible_encoder_reference(model, x, mask):
     for n in range(n_):
         t = {(g, s): tokens[n, g, s] for g in range(g_) for s in range(s_) if visible[n, g, s]}
         for block in model.blocks:
-            steps = ([(block.norm1, block.attn, 0), (block.norm_spectral, block.attn_spectral, 1)]
-                     if block.factorized else [(block.norm1, block.attn, None)])
+            steps = (
+                [(block.norm1, block.attn, 0), (block.norm_spectral, block.attn_spectral, 1)]
+                if block.factorized
+                else [(block.norm1, block.attn, None)]
+            )
             for norm, attn, axis in steps:
                 rows: dict = {}
                 for key in t:
@@ -218,8 +241,12 @@ def test_visible_only_encoder_equals_attention_among_visible_tokens(factorized):
     x = imgs(3)
     mask = model.random_mask(3, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
-        torch.testing.assert_close(model.forward_visible(x, mask), _visible_encoder_reference(model, x, mask),
-                                   rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(
+            model.forward_visible(x, mask),
+            _visible_encoder_reference(model, x, mask),
+            rtol=1e-4,
+            atol=1e-5,
+        )
 
 
 def test_visible_only_encoder_survives_rows_without_visible_tokens():
@@ -232,7 +259,9 @@ def test_visible_only_encoder_survives_rows_without_visible_tokens():
     assert torch.isfinite(out["loss"])
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
     assert model.blocks[0].attn.qkv.weight.grad.abs().sum() > 0
-    with pytest.raises(ValueError, match="leaves no visible patch out of 75"):  # nothing left to encode
+    with pytest.raises(
+        ValueError, match="leaves no visible patch out of 75"
+    ):  # nothing left to encode
         model.forward_pretrain(x, mask_ratio=0.99)
     with pytest.raises(ValueError, match="hides every token"):
         model.forward_pretrain(x, mask=torch.ones(4, 75))
@@ -247,8 +276,12 @@ def test_pretraining_drops_masked_tokens_by_default_and_old_configs_keep_them():
     with torch.no_grad():
         dropped = model.forward_pretrain(x, mask=mask)["pred"]
         torch.testing.assert_close(dropped, model.forward_decoder(model.forward_visible(x, mask)))
-    old = S.SpectralTransformer.from_config({k: v for k, v in model.config.items() if k != "drop_masked"})
-    assert not old.drop_masked  # checkpoints from before the switch pretrained with mask tokens in the encoder
+    old = S.SpectralTransformer.from_config(
+        {k: v for k, v in model.config.items() if k != "drop_masked"}
+    )
+    assert (
+        not old.drop_masked
+    )  # checkpoints from before the switch pretrained with mask tokens in the encoder
     old.load_state_dict(model.state_dict())
     with torch.no_grad():
         kept = old.forward_pretrain(x, mask=mask)["pred"]
@@ -299,17 +332,23 @@ def test_loss_counts_masked_tokens_only(model):
     assert (pred.grad[:, 2, :, 4:] == 0).all()
     # the value: MSE over real values of masked tokens
     target = model.patchify(x)
-    per_token = ((pred - target) ** 2 * model.token_valid[None, :, None]).sum(-1) / model.token_valid.sum(-1)[None, :, None]
+    per_token = ((pred - target) ** 2 * model.token_valid[None, :, None]).sum(
+        -1
+    ) / model.token_valid.sum(-1)[None, :, None]
     torch.testing.assert_close(loss, per_token[m].mean())
 
 
 def test_pretrain_loss_and_fit_learn(model):
     from mae_nb.train import fit
 
-    data = hsi.PatchDataset(np.random.default_rng(0).standard_normal((8, 8, 20)).astype(np.float32), patch_size=5)
+    data = hsi.PatchDataset(
+        np.random.default_rng(0).standard_normal((8, 8, 20)).astype(np.float32), patch_size=5
+    )
     out = S.pretrain_loss(model, next(iter(torch.utils.data.DataLoader(data, batch_size=4))))
     assert set(out) == {"loss"} and out["loss"].requires_grad
-    history = fit(model, data, S.pretrain_loss, epochs=4, batch_size=64, lr=3e-3, progress=False, device="cpu")
+    history = fit(
+        model, data, S.pretrain_loss, epochs=4, batch_size=64, lr=3e-3, progress=False, device="cpu"
+    )
     assert history.train["loss"][-1] < history.train["loss"][0]
 
 
@@ -342,9 +381,16 @@ def test_reconstruct(model):
 
 def test_pretrain_save_and_load(tmp_path, cache):
     scene = hsi.synthetic_hsi(20, 24, seed=0)
-    result = S.pretrain_on_scene(scene, image_size=5, epochs=1, batch_size=32, max_pixels=64,
-                                 model_kwargs=dict(band_block_size=8, embed_dim=16, depth=1, num_heads=2,
-                                                   decoder_dim=8), progress=False, device="cpu")
+    result = S.pretrain_on_scene(
+        scene,
+        image_size=5,
+        epochs=1,
+        batch_size=32,
+        max_pixels=64,
+        model_kwargs=dict(band_block_size=8, embed_dim=16, depth=1, num_heads=2, decoder_dim=8),
+        progress=False,
+        device="cpu",
+    )
     assert result.config["pixels"] == 64 and result.config["model"]["in_chans"] == 24
     assert len(result.history.train["loss"]) == 1
     assert S.course_checkpoint_path() == cache / "checkpoints" / "sst_pretrained_ch06.pth"
@@ -419,5 +465,9 @@ def test_masked_errors_and_the_visible_mean_baseline(model):
     torch.testing.assert_close(fill[1, 2, 0], tokens[1, 2][vis[1, 2]].mean(0))
     errs = S.masked_errors(model, x, 0.5, seed=0)
     assert set(errs) == {"model", "visible_mean", "zero"}
-    zero = model.forward_loss(x, torch.zeros_like(tokens), model.random_mask(3, 0.5, generator=torch.Generator().manual_seed(0)))
+    zero = model.forward_loss(
+        x,
+        torch.zeros_like(tokens),
+        model.random_mask(3, 0.5, generator=torch.Generator().manual_seed(0)),
+    )
     assert errs["zero"] == pytest.approx(float(zero), rel=1e-5)

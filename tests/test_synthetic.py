@@ -25,11 +25,14 @@ def test_any_band_count_and_non_square(bands):
     assert 0 < s.image.min() and s.image.max() <= 1
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(bands=0), "bands must be at least 1"),
-    (dict(height=0), "height must be a positive"),
-    (dict(height=16, width=0), "width must be a positive"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(bands=0), "bands must be at least 1"),
+        (dict(height=0), "height must be a positive"),
+        (dict(height=16, width=0), "width must be a positive"),
+    ],
+)
 def test_degenerate_scenes_are_refused(kwargs, message):
     args = dict(height=16, bands=3) | kwargs
     with pytest.raises(ValueError, match=message):
@@ -46,10 +49,14 @@ def test_spectra_behave_like_the_real_thing():
     sig = dict(zip(CLASS_NAMES, signatures(wl)))
     ndvi = {k: (v[3] - v[2]) / (v[3] + v[2]) for k, v in sig.items()}
     assert ndvi["forest"] > 0.7 and ndvi["mature crop"] > 0.7 and ndvi["water"] < 0
-    assert sig["water"][3] < 0.02 and sig["water"][3] < sig["water"][1] / 2  # water is dark in the NIR
+    assert (
+        sig["water"][3] < 0.02 and sig["water"][3] < sig["water"][1] / 2
+    )  # water is dark in the NIR
     assert sig["bare soil"][4] > sig["bare soil"][1]  # soil brightens towards the SWIR
     full = signatures(np.array([1000, 1400.0, 1900]))
-    assert np.all(full[:, 1] < full[:, 0]) and np.all(full[:, 2] < full[:, 0])  # water-vapour absorption
+    assert np.all(full[:, 1] < full[:, 0]) and np.all(
+        full[:, 2] < full[:, 0]
+    )  # water-vapour absorption
 
 
 def test_labels_are_learnable_but_not_trivial_on_a_disjoint_half():
@@ -76,8 +83,11 @@ def test_geotiff_round_trip_with_labels(tmp_path):
 def test_load_sample_falls_back_to_synthetic_with_a_notice(cache, no_mirrors, monkeypatch, capsys):
     from mae_nb.data import registry
 
-    monkeypatch.setattr(registry, "_download", lambda *a, **k: (_ for _ in ()).throw(
-        registry.DataUnavailableError("offline")))
+    monkeypatch.setattr(
+        registry,
+        "_download",
+        lambda *a, **k: (_ for _ in ()).throw(registry.DataUnavailableError("offline")),
+    )
     with pytest.warns(UserWarning, match="NOTICE"):
         sample = load_sample("landsat7-olinda", bands=6, size=64)
     assert sample.source == "synthetic" and sample.labels is not None

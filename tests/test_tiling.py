@@ -14,7 +14,7 @@ def test_tiles_cover_the_image_with_the_last_ones_flush():
     t = tile(img, 32, stride=32)
     assert sorted(set(t.rows)) == [0, 18] and sorted(set(t.cols)) == [0, 32, 38]
     for tl, r, c in zip(t.tiles, t.rows, t.cols):
-        np.testing.assert_array_equal(tl, img[:, r:r + 32, c:c + 32])
+        np.testing.assert_array_equal(tl, img[:, r : r + 32, c : c + 32])
 
 
 def test_untile_restores_the_image_with_overlaps_averaged():
@@ -38,11 +38,14 @@ def test_tile_centres_in_map_coordinates():
     assert xs[0] == pytest.approx(500_000 + 8 * 10) and ys[0] == pytest.approx(5_300_000 - 8 * 10)
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(size=64), "larger than the image"),
-    (dict(size=8, stride=0), "must be positive"),
-    (dict(size=8, min_valid=2), "min_valid"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(size=64), "larger than the image"),
+        (dict(size=8, stride=0), "must be positive"),
+        (dict(size=8, min_valid=2), "min_valid"),
+    ],
+)
 def test_bad_tiling_requests(kwargs, message):
     with pytest.raises(ValueError, match=message):
         tile(np.zeros((1, 32, 32)), **kwargs)

@@ -39,7 +39,9 @@ def test_fit_is_reproducible_with_a_seed():
     for _ in range(2):
         torch.manual_seed(123)
         model = torch.nn.Linear(4, 1)
-        runs.append(fit(model, (x, y), _mse, epochs=2, seed=7, progress=False, device="cpu").train["loss"])
+        runs.append(
+            fit(model, (x, y), _mse, epochs=2, seed=7, progress=False, device="cpu").train["loss"]
+        )
     assert runs[0] == runs[1]
 
 

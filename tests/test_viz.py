@@ -12,11 +12,16 @@ from mae_nb.train import History  # noqa: E402
 
 def _lines(fig):
     ax = fig.axes[0]
-    return {line.get_label(): (list(line.get_ydata()), line.get_linestyle(), line.get_color()) for line in ax.lines}
+    return {
+        line.get_label(): (list(line.get_ydata()), line.get_linestyle(), line.get_color())
+        for line in ax.lines
+    }
 
 
 def test_loss_curve_of_one_history_draws_train_solid_and_validation_dashed():
-    h = History(train={"loss": [3.0, 2.0, 1.0], "acc": [0.1, 0.5, 0.7]}, val={"loss": [3.5, 2.5, 2.0]})
+    h = History(
+        train={"loss": [3.0, 2.0, 1.0], "acc": [0.1, 0.5, 0.7]}, val={"loss": [3.5, 2.5, 2.0]}
+    )
     lines = _lines(viz.plot_loss_curve(h, title="t"))
     assert set(lines) == {"train loss", "held out loss"}
     assert lines["train loss"][:2] == ([3.0, 2.0, 1.0], "-")

@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (MaeNbError, FileExistsError, ValueError) as exc:
+    except MaeNbError as exc:
         print(f"mae-nb: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

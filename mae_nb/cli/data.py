@@ -6,11 +6,15 @@ import argparse
 from pathlib import Path
 
 from mae_nb.data import registry
+from mae_nb.errors import OutputExistsError
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("data", help="list, fetch or generate datasets",
-                       description="The course's datasets: what is known, cached, and under which licence.")
+    p = sub.add_parser(
+        "data",
+        help="list, fetch or generate datasets",
+        description="The course's datasets: what is known, cached, and under which licence.",
+    )
     dsub = p.add_subparsers(dest="data_command", metavar="ACTION", required=True)
 
     ls = dsub.add_parser("list", help="known datasets, whether they are here, and their licences")
@@ -22,8 +26,12 @@ def add_parser(sub) -> None:
 
     sy = dsub.add_parser("synth", help="write the synthetic scene (and its labels) as GeoTIFF")
     sy.add_argument("out", type=Path, metavar="OUT.tif")
-    sy.add_argument("--size", type=int, default=256, help="height and width in pixels (default 256)")
-    sy.add_argument("--bands", type=int, default=6, help="band count (default 6; 100+ for hyperspectral)")
+    sy.add_argument(
+        "--size", type=int, default=256, help="height and width in pixels (default 256)"
+    )
+    sy.add_argument(
+        "--bands", type=int, default=6, help="band count (default 6; 100+ for hyperspectral)"
+    )
     sy.add_argument("--seed", type=int, default=0)
     sy.add_argument("--collar", action="store_true", help="add a nodata collar")
     sy.add_argument("--overwrite", action="store_true", help="replace OUT.tif if it exists")
@@ -67,7 +75,7 @@ def _synth(args: argparse.Namespace) -> int:
     from mae_nb.data.synthetic import synthetic_scene
 
     if args.out.exists() and not args.overwrite:
-        raise FileExistsError(f"{args.out} already exists; pass --overwrite to replace it")
+        raise OutputExistsError(f"{args.out} already exists; pass --overwrite to replace it")
     labels = args.out.with_name(args.out.stem + "_labels.tif")
     scene = synthetic_scene(args.size, args.size, args.bands, args.seed, collar=args.collar)
     scene.to_geotiff(args.out, labels, overwrite=args.overwrite)

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mae_nb.errors import MaeNbError
+from mae_nb.errors import MaeNbError, OutputExistsError
 
 #: The config's sections and their defaults; a config file overrides any of them.
 DEFAULTS: dict[str, Any] = {
@@ -85,19 +85,25 @@ def default_config() -> dict:
 
 def _merge(defaults: dict, given: dict, where: str) -> dict:
     if not isinstance(given, dict):
-        raise MaeNbError(f"config section {where or 'top level'} must be a mapping, got {type(given).__name__}")
+        raise MaeNbError(
+            f"config section {where or 'top level'} must be a mapping, got {type(given).__name__}"
+        )
     out = copy.deepcopy(defaults)
     for key, value in given.items():
         path = f"{where}.{key}" if where else str(key)
         if key not in defaults:
-            raise MaeNbError(f"unknown config key {path!r}; known keys{' in ' + where if where else ''}: "
-                             + ", ".join(defaults))
+            raise MaeNbError(
+                f"unknown config key {path!r}; known keys{' in ' + where if where else ''}: "
+                + ", ".join(defaults)
+            )
         default = defaults[key]
         if isinstance(default, dict) and tuple(path.split(".")) not in _FREE:
             out[key] = _merge(default, value or {}, path)
         elif isinstance(default, dict):
             if not isinstance(value, dict):
-                raise MaeNbError(f"config key {path!r} must be a mapping of keyword arguments, got {value!r}")
+                raise MaeNbError(
+                    f"config key {path!r} must be a mapping of keyword arguments, got {value!r}"
+                )
             out[key] = dict(value)
         else:
             out[key] = _check_type(path, value, default)
@@ -156,8 +162,10 @@ def _check_model_options(config: dict) -> None:
     allowed = set(inspect.signature(cls).parameters) - {"in_chans", "num_classes", "image_size"}
     for key in config["model"]["options"]:
         if key not in allowed:
-            raise MaeNbError(f"unknown config key 'model.options.{key}' for model.kind {kind!r}; "
-                             f"known: {', '.join(sorted(allowed))}")
+            raise MaeNbError(
+                f"unknown config key 'model.options.{key}' for model.kind {kind!r}; "
+                f"known: {', '.join(sorted(allowed))}"
+            )
 
 
 # --------------------------------------------------------------------------- distributed set-up
@@ -210,7 +218,9 @@ class _Dist:
         if not self.distributed:
             gen = torch.Generator().manual_seed(seed)
             return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=gen)
-        sampler = _epoch_sampler(dataset, num_replicas=self.world, rank=self.rank, shuffle=shuffle, seed=seed)
+        sampler = _epoch_sampler(
+            dataset, num_replicas=self.world, rank=self.rank, shuffle=shuffle, seed=seed
+        )
         return DataLoader(dataset, batch_size=batch_size, sampler=sampler)
 
     def barrier(self) -> None:
@@ -253,20 +263,33 @@ def _scene(config: dict, quiet: bool):
         for key in ("cube", "labels"):
             if not Path(d[key]).expanduser().is_file():
                 raise MaeNbError(f"data.{key}: no file at {d[key]}")
-        return load_mat_scene(Path(d["cube"]).expanduser(), Path(d["labels"]).expanduser(),
-                              cube_key=d["cube_key"], labels_key=d["labels_key"])
+        return load_mat_scene(
+            Path(d["cube"]).expanduser(),
+            Path(d["labels"]).expanduser(),
+            cube_key=d["cube_key"],
+            labels_key=d["labels_key"],
+        )
     if d["name"] == "synthetic":
-        return load_hsi(None, size=d["synthetic_size"], bands=d["synthetic_bands"], seed=d["synthetic_seed"])
+        return load_hsi(
+            None, size=d["synthetic_size"], bands=d["synthetic_bands"], seed=d["synthetic_seed"]
+        )
     import warnings
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        scene = load_hsi(d["name"], size=d["synthetic_size"], bands=d["synthetic_bands"],
-                         seed=d["synthetic_seed"], quiet=quiet or not d["fallback"])
+        scene = load_hsi(
+            d["name"],
+            size=d["synthetic_size"],
+            bands=d["synthetic_bands"],
+            seed=d["synthetic_seed"],
+            quiet=quiet or not d["fallback"],
+        )
     if scene.source == "synthetic" and not d["fallback"]:
-        raise MaeNbError(f"{scene.notice.replace('NOTICE: ', '').split(' Falling back')[0]} "
-                         "Set MAE_NB_DATA_MIRRORS, run 'mae-nb data fetch', or set data.fallback: true "
-                         "to use the synthetic scene")
+        raise MaeNbError(
+            f"{scene.notice.replace('NOTICE: ', '').split(' Falling back')[0]} "
+            "Set MAE_NB_DATA_MIRRORS, run 'mae-nb data fetch', or set data.fallback: true "
+            "to use the synthetic scene"
+        )
     return scene
 
 
@@ -274,20 +297,30 @@ def _split(config: dict, scene):
     from mae_nb.data.hsi import spatial_split
 
     d = config["data"]
-    return spatial_split(scene.labels, d["patch_size"], fractions=d["split_fractions"], seed=d["split_seed"])
+    return spatial_split(
+        scene.labels, d["patch_size"], fractions=d["split_fractions"], seed=d["split_seed"]
+    )
 
 
 def _paths(config: dict) -> dict[str, Path]:
     out = Path(config["output"]).expanduser()
-    return {"dir": out, "pretrain": out / "pretrain.pt", "finetune": out / "finetune.pt",
-            "pretrain_log": out / "pretrain_log.json", "finetune_log": out / "finetune_log.json",
-            "evaluation": out / "evaluation.json", "map": out / "classification_map.npy"}
+    return {
+        "dir": out,
+        "pretrain": out / "pretrain.pt",
+        "finetune": out / "finetune.pt",
+        "pretrain_log": out / "pretrain_log.json",
+        "finetune_log": out / "finetune_log.json",
+        "evaluation": out / "evaluation.json",
+        "map": out / "classification_map.npy",
+    }
 
 
 def _refuse_existing(paths: list[Path], overwrite: bool) -> None:
     for p in paths:
         if p.exists() and not overwrite:
-            raise FileExistsError(f"{p} already exists; pass --overwrite to replace it (or change 'output')")
+            raise OutputExistsError(
+                f"{p} already exists; pass --overwrite to replace it (or change 'output')"
+            )
 
 
 def _write_json(path: Path, payload: dict) -> None:
@@ -300,8 +333,18 @@ def _say(dist: _Dist, text: str) -> None:
         print(text, flush=True)
 
 
-def _finish(dist: _Dist, args: argparse.Namespace, paths: dict, action: str, model, cfg: dict, history,
-            scene, log: dict, message: str) -> int:
+def _finish(
+    dist: _Dist,
+    args: argparse.Namespace,
+    paths: dict,
+    action: str,
+    model,
+    cfg: dict,
+    history,
+    scene,
+    log: dict,
+    message: str,
+) -> int:
     """Rank 0 saves ``paths[action]`` (checkpoint with ``cfg`` and ``history``) and
     ``paths[action + "_log"]`` (``log`` plus history, world size, backend, scene); every rank
     then waits for it."""
@@ -309,9 +352,17 @@ def _finish(dist: _Dist, args: argparse.Namespace, paths: dict, action: str, mod
 
     if dist.main:
         save_checkpoint(paths[action], model, config=cfg, history=history, overwrite=args.overwrite)
-        _write_json(paths[f"{action}_log"], {"history": history.to_dict(), "world_size": dist.world,
-                                             "backend": dist.backend, **log, "scene": scene.name,
-                                             "source": scene.source})
+        _write_json(
+            paths[f"{action}_log"],
+            {
+                "history": history.to_dict(),
+                "world_size": dist.world,
+                "backend": dist.backend,
+                **log,
+                "scene": scene.name,
+                "source": scene.source,
+            },
+        )
         print(f"{message}; wrote {paths[action]} and {paths[action + '_log']}")
     dist.barrier()
     return 0
@@ -329,20 +380,32 @@ def _build_finetune_model(config: dict, scene, paths: dict, dist: _Dist):
     torch.manual_seed(f["seed"])
     init = f["init"]
     if init == "random":
-        return build_classifier(m["kind"], scene.n_bands, scene.n_classes, config["data"]["patch_size"],
-                                **m["options"]), "random"
+        return build_classifier(
+            m["kind"], scene.n_bands, scene.n_classes, config["data"]["patch_size"], **m["options"]
+        ), "random"
     path = paths["pretrain"] if init == "pretrain" else Path(init).expanduser()
     if not path.is_file():
-        hint = "run 'mae-nb hsi pretrain' with this config first" if init == "pretrain" else "check finetune.init"
-        raise MaeNbError(f"finetune.init: no pretrained checkpoint at {path}; {hint} (or set finetune.init: random)")
+        hint = (
+            "run 'mae-nb hsi pretrain' with this config first"
+            if init == "pretrain"
+            else "check finetune.init"
+        )
+        raise MaeNbError(
+            f"finetune.init: no pretrained checkpoint at {path}; {hint} (or set finetune.init: random)"
+        )
     if not m["kind"].startswith("sst"):
-        raise MaeNbError(f"finetune.init {init!r} needs a spatial-spectral transformer (model.kind sst...), "
-                         f"not {m['kind']!r}; set finetune.init: random")
+        raise MaeNbError(
+            f"finetune.init {init!r} needs a spatial-spectral transformer (model.kind sst...), "
+            f"not {m['kind']!r}; set finetune.init: random"
+        )
     payload = load_checkpoint(path)
     model_config = (payload.get("config") or {}).get("model")
     if not isinstance(model_config, dict):
         raise MaeNbError(f"{path} has no model config to rebuild the transformer from")
-    if model_config.get("in_chans") != scene.n_bands or model_config.get("image_size") != config["data"]["patch_size"]:
+    if (
+        model_config.get("in_chans") != scene.n_bands
+        or model_config.get("image_size") != config["data"]["patch_size"]
+    ):
         raise MaeNbError(
             f"{path} was pretrained on {model_config.get('in_chans')} bands and {model_config.get('image_size')} px "
             f"patches; this scene has {scene.n_bands} bands and data.patch_size is {config['data']['patch_size']}"
@@ -364,30 +427,68 @@ def _pretrain(config: dict, args: argparse.Namespace, dist: _Dist) -> int:
     paths = _paths(config)
     _refuse_existing([paths["pretrain"], paths["pretrain_log"]], args.overwrite)
     if not config["model"]["kind"].startswith("sst"):
-        raise MaeNbError(f"masked pretraining is for the spatial-spectral transformer (model.kind sst...), "
-                         f"not {config['model']['kind']!r}")
+        raise MaeNbError(
+            f"masked pretraining is for the spatial-spectral transformer (model.kind sst...), "
+            f"not {config['model']['kind']!r}"
+        )
     p, d = config["pretrain"], config["data"]
     scene = _scene(config, quiet=not dist.main)
-    data, std = pretraining_patches(scene, d["patch_size"], p["max_pixels"], p["seed"])  # no labels involved
+    data, std = pretraining_patches(
+        scene, d["patch_size"], p["max_pixels"], p["seed"]
+    )  # no labels involved
     options = dict(config["model"]["options"])
     if config["model"]["kind"] == "sst-shared-embed":
         options["blockwise_embed"] = False
     if config["model"]["kind"] == "sst-joint-attention":
         options["factorized_attention"] = False
     torch.manual_seed(p["seed"])
-    model = SpectralTransformer(scene.n_bands, image_size=d["patch_size"], mask_ratio=p["mask_ratio"],
-                                decoder_dim=p["decoder_dim"], decoder_depth=p["decoder_depth"], **options)
+    model = SpectralTransformer(
+        scene.n_bands,
+        image_size=d["patch_size"],
+        mask_ratio=p["mask_ratio"],
+        decoder_dim=p["decoder_dim"],
+        decoder_depth=p["decoder_depth"],
+        **options,
+    )
     net = dist.wrap(_pretrain_objective(model))
     loader = dist.loader(data, p["batch_size"], seed=p["seed"])
-    _say(dist, f"masked pretraining on {scene!r}: {len(data)} patches, {dist.world} process(es) "
-               f"({dist.backend or 'single'}), {len(loader)} batches per process per epoch")
-    history = fit(net, loader, _objective_loss, epochs=p["epochs"], lr=p["lr"], weight_decay=p["weight_decay"],
-                  device=dist.device, seed=p["seed"] + dist.rank, progress=dist.main, desc="masked pretraining")
-    cfg = {"model": model.config, "scene": scene.name, "source": scene.source, "mask_ratio": p["mask_ratio"],
-           "standardizer": std.to_dict(), "hsi_config": config}
-    return _finish(dist, args, paths, "pretrain", model, cfg, history, scene,
-                   {"patches": len(data), "batches_per_process": len(loader)},
-                   f"final masked reconstruction loss {history.train['loss'][-1]:.4f}")
+    _say(
+        dist,
+        f"masked pretraining on {scene!r}: {len(data)} patches, {dist.world} process(es) "
+        f"({dist.backend or 'single'}), {len(loader)} batches per process per epoch",
+    )
+    history = fit(
+        net,
+        loader,
+        _objective_loss,
+        epochs=p["epochs"],
+        lr=p["lr"],
+        weight_decay=p["weight_decay"],
+        device=dist.device,
+        seed=p["seed"] + dist.rank,
+        progress=dist.main,
+        desc="masked pretraining",
+    )
+    cfg = {
+        "model": model.config,
+        "scene": scene.name,
+        "source": scene.source,
+        "mask_ratio": p["mask_ratio"],
+        "standardizer": std.to_dict(),
+        "hsi_config": config,
+    }
+    return _finish(
+        dist,
+        args,
+        paths,
+        "pretrain",
+        model,
+        cfg,
+        history,
+        scene,
+        {"patches": len(data), "batches_per_process": len(loader)},
+        f"final masked reconstruction loss {history.train['loss'][-1]:.4f}",
+    )
 
 
 def _finetune(config: dict, args: argparse.Namespace, dist: _Dist) -> int:
@@ -399,25 +500,57 @@ def _finetune(config: dict, args: argparse.Namespace, dist: _Dist) -> int:
     scene = _scene(config, quiet=not dist.main)
     split = _split(config, scene)
     model, init = _build_finetune_model(config, scene, paths, dist)
-    if hasattr(model, "mask_token"):  # used only by masked pretraining; DDP wants a gradient for every trained tensor
+    if hasattr(
+        model, "mask_token"
+    ):  # used only by masked pretraining; DDP wants a gradient for every trained tensor
         model.mask_token.requires_grad_(False)
     net = dist.wrap(model)
 
     def loader(dataset, batch_size, shuffle=True):
         return dist.loader(dataset, batch_size, shuffle=shuffle, seed=f["seed"])
 
-    _say(dist, f"fine-tuning {config['model']['kind']} ({'pretrained: ' + init if init != 'random' else 'random init'}) "
-               f"on {f['fraction']:.1%} of the training labels of {scene!r}; {dist.world} process(es) "
-               f"({dist.backend or 'single'})")
-    result = finetune(net, scene, split, f["fraction"], seed=f["seed"], steps=f["steps"], batch_size=f["batch_size"],
-                      lr=f["lr"], weight_decay=f["weight_decay"], device=dist.device, progress=dist.main,
-                      data_loader=loader)
+    _say(
+        dist,
+        f"fine-tuning {config['model']['kind']} ({'pretrained: ' + init if init != 'random' else 'random init'}) "
+        f"on {f['fraction']:.1%} of the training labels of {scene!r}; {dist.world} process(es) "
+        f"({dist.backend or 'single'})",
+    )
+    result = finetune(
+        net,
+        scene,
+        split,
+        f["fraction"],
+        seed=f["seed"],
+        steps=f["steps"],
+        batch_size=f["batch_size"],
+        lr=f["lr"],
+        weight_decay=f["weight_decay"],
+        device=dist.device,
+        progress=dist.main,
+        data_loader=loader,
+    )
     kind = config["model"]["kind"]
-    cfg = {"kind": kind, "model": getattr(model, "config", None), "init": init, "fraction": f["fraction"],
-           "n_labels": result.n_labels, "standardizer": result.standardizer.to_dict(), "hsi_config": config}
-    return _finish(dist, args, paths, "finetune", model, cfg, result.history, scene,
-                   {"n_labels": result.n_labels, "steps_per_process": result.steps, "init": init},
-                   f"final training loss {result.history.train['loss'][-1]:.4f} on {result.n_labels} labelled pixels")
+    cfg = {
+        "kind": kind,
+        "model": getattr(model, "config", None),
+        "init": init,
+        "fraction": f["fraction"],
+        "n_labels": result.n_labels,
+        "standardizer": result.standardizer.to_dict(),
+        "hsi_config": config,
+    }
+    return _finish(
+        dist,
+        args,
+        paths,
+        "finetune",
+        model,
+        cfg,
+        result.history,
+        scene,
+        {"n_labels": result.n_labels, "steps_per_process": result.steps, "init": init},
+        f"final training loss {result.history.train['loss'][-1]:.4f} on {result.n_labels} labelled pixels",
+    )
 
 
 def _evaluate(config: dict, args: argparse.Namespace, dist: _Dist) -> int:
@@ -432,7 +565,9 @@ def _evaluate(config: dict, args: argparse.Namespace, dist: _Dist) -> int:
     paths = _paths(config)
     _refuse_existing([paths["evaluation"], paths["map"]], args.overwrite)
     if not paths["finetune"].is_file():
-        raise MaeNbError(f"no fine-tuned model at {paths['finetune']}; run 'mae-nb hsi finetune' with this config first")
+        raise MaeNbError(
+            f"no fine-tuned model at {paths['finetune']}; run 'mae-nb hsi finetune' with this config first"
+        )
     if not dist.main:  # evaluation is cheap: rank 0 does it alone
         dist.barrier()
         return 0
@@ -444,30 +579,53 @@ def _evaluate(config: dict, args: argparse.Namespace, dist: _Dist) -> int:
     kind = saved.get("kind", config["model"]["kind"])
     mc = saved.get("model") or {}
     if (mc.get("in_chans"), mc.get("num_classes")) != (scene.n_bands, scene.n_classes):
-        raise MaeNbError(f"{paths['finetune']} was trained for {mc.get('in_chans')} bands and {mc.get('num_classes')} "
-                         f"classes; the scene {scene.name!r} has {scene.n_bands} and {scene.n_classes}")
+        raise MaeNbError(
+            f"{paths['finetune']} was trained for {mc.get('in_chans')} bands and {mc.get('num_classes')} "
+            f"classes; the scene {scene.name!r} has {scene.n_bands} and {scene.n_classes}"
+        )
     if kind.startswith("sst"):
         model = SpectralTransformer.from_config(mc)
     else:
-        options = {k: v for k, v in mc.items() if k not in ("in_chans", "num_classes", "image_size")}
+        options = {
+            k: v for k, v in mc.items() if k not in ("in_chans", "num_classes", "image_size")
+        }
         model = build_classifier(kind, scene.n_bands, scene.n_classes, mc["image_size"], **options)
     model.load_state_dict(payload["model"])
     model.to(dist.device)
     std = Standardizer.from_dict(saved["standardizer"]) if "standardizer" in saved else None
-    ev = evaluate(model, scene, split, subset=e["subset"], full_map=e["full_map"], standardizer=std,
-                  batch_size=e["batch_size"], device=dist.device, progress=True)
+    ev = evaluate(
+        model,
+        scene,
+        split,
+        subset=e["subset"],
+        full_map=e["full_map"],
+        standardizer=std,
+        batch_size=e["batch_size"],
+        device=dist.device,
+        progress=True,
+    )
     record = {k: ev[k] for k in ("oa", "aa", "kappa", "n_pixels", "missing_classes", "subset")}
-    record.update(confusion=ev["confusion"].tolist(), per_class=dict(zip(scene.class_names, ev["per_class"].tolist())),
-                  scene=scene.name, source=scene.source, model=kind, fraction=saved.get("fraction"),
-                  init=saved.get("init"))
+    record.update(
+        confusion=ev["confusion"].tolist(),
+        per_class=dict(zip(scene.class_names, ev["per_class"].tolist())),
+        scene=scene.name,
+        source=scene.source,
+        model=kind,
+        fraction=saved.get("fraction"),
+        init=saved.get("init"),
+    )
     _write_json(paths["evaluation"], record)
     paths["map"].parent.mkdir(parents=True, exist_ok=True)
     np.save(paths["map"], ev["map"])
-    print(f"{kind} on the {e['subset']} split of {scene.name} ({ev['n_pixels']} px): "
-          f"OA {ev['oa']:.1%}  AA {ev['aa']:.1%}  kappa {ev['kappa']:.3f}")
+    print(
+        f"{kind} on the {e['subset']} split of {scene.name} ({ev['n_pixels']} px): "
+        f"OA {ev['oa']:.1%}  AA {ev['aa']:.1%}  kappa {ev['kappa']:.3f}"
+    )
     for name, acc in zip(scene.class_names, ev["per_class"]):
         print(f"  {name:<32} {'absent' if acc != acc else f'{acc:.1%}'}")
-    print(f"wrote {paths['evaluation']} and {paths['map']} ({ev['map'].shape[0]} x {ev['map'].shape[1]})")
+    print(
+        f"wrote {paths['evaluation']} and {paths['map']} ({ev['map'].shape[0]} x {ev['map'].shape[1]})"
+    )
     dist.barrier()
     return 0
 
@@ -498,22 +656,33 @@ def _objective_loss(net, batch):
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
-        "hsi", help="masked pretraining, fine-tuning and evaluation on hyperspectral scenes",
+        "hsi",
+        help="masked pretraining, fine-tuning and evaluation on hyperspectral scenes",
         description="Masked pretraining of the spatial-spectral transformer, fine-tuning with a share of the "
-                    "labels, and evaluation (OA/AA/kappa, classification map), driven by one YAML config. "
-                    "Runs data-parallel under torchrun --nproc_per_node=N -m mae_nb hsi ...",
+        "labels, and evaluation (OA/AA/kappa, classification map), driven by one YAML config. "
+        "Runs data-parallel under torchrun --nproc_per_node=N -m mae_nb hsi ...",
     )
     hsub = p.add_subparsers(dest="hsi_command", metavar="ACTION", required=True)
-    for name, func, text in (("pretrain", _pretrain, "masked pretraining on all pixels (no labels)"),
-                             ("finetune", _finetune, "fine-tune on finetune.fraction of the training labels"),
-                             ("evaluate", _evaluate, "accuracy on the test split and the classification map")):
+    for name, func, text in (
+        ("pretrain", _pretrain, "masked pretraining on all pixels (no labels)"),
+        ("finetune", _finetune, "fine-tune on finetune.fraction of the training labels"),
+        ("evaluate", _evaluate, "accuracy on the test split and the classification map"),
+    ):
         a = hsub.add_parser(name, help=text, description=text)
-        a.add_argument("--config", type=Path, default=None, metavar="CONFIG.yaml",
-                       help="YAML config (default: the built-in defaults; see 'mae-nb hsi config')")
+        a.add_argument(
+            "--config",
+            type=Path,
+            default=None,
+            metavar="CONFIG.yaml",
+            help="YAML config (default: the built-in defaults; see 'mae-nb hsi config')",
+        )
         a.add_argument("--overwrite", action="store_true", help="replace outputs that exist")
         a.set_defaults(func=_run(func))
-    c = hsub.add_parser("config", help="write the default config to a YAML file to edit",
-                        description="Write the default config (every key, with comments) to OUT.yaml.")
+    c = hsub.add_parser(
+        "config",
+        help="write the default config to a YAML file to edit",
+        description="Write the default config (every key, with comments) to OUT.yaml.",
+    )
     c.add_argument("out", type=Path, metavar="OUT.yaml")
     c.add_argument("--overwrite", action="store_true", help="replace OUT.yaml if it exists")
     c.set_defaults(func=_write_config)
@@ -536,10 +705,12 @@ def _write_config(args: argparse.Namespace) -> int:
     import yaml
 
     if args.out.exists() and not args.overwrite:
-        raise FileExistsError(f"{args.out} already exists; pass --overwrite to replace it")
-    text = ("# mae-nb hsi config: every key with its default. Remove what you do not change.\n"
-            "# Run: mae-nb hsi pretrain|finetune|evaluate --config THIS.yaml  (or under torchrun -m mae_nb)\n"
-            + yaml.safe_dump(DEFAULTS, sort_keys=False))
+        raise OutputExistsError(f"{args.out} already exists; pass --overwrite to replace it")
+    text = (
+        "# mae-nb hsi config: every key with its default. Remove what you do not change.\n"
+        "# Run: mae-nb hsi pretrain|finetune|evaluate --config THIS.yaml  (or under torchrun -m mae_nb)\n"
+        + yaml.safe_dump(DEFAULTS, sort_keys=False)
+    )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)
     print(f"wrote {args.out}")

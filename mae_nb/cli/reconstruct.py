@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from mae_nb.errors import InputError, OutputExistsError
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
@@ -19,26 +21,66 @@ def add_parser(sub) -> None:
     )
     p.add_argument("input", type=Path, metavar="IN.tif")
     p.add_argument("output", type=Path, metavar="OUT.tif")
-    p.add_argument("--checkpoint", required=True, metavar="NAME_OR_PATH",
-                   help="a registry name (mae_visualize_vit_large, ...), a checkpoint file (Meta's format or "
-                        "chapter 03's), or 'course' for chapter 03's trained model")
-    p.add_argument("--arch", default=None, help="architecture of a Meta checkpoint file (default: read from its shapes)")
-    p.add_argument("--mask-ratio", type=float, default=0.25, help="share of patches masked per pass (default 0.25)")
-    p.add_argument("--iterations", type=int, default=None,
-                   help="passes (default: 1 for chained, all disjoint groups for covering)")
-    p.add_argument("--mode", choices=["chained", "covering"], default="chained",
-                   help="chained: each pass masks a fresh random share of the previous output; covering: "
-                        "disjoint masks so every patch is predicted once (default chained)")
-    p.add_argument("--bands", type=int, nargs="+", default=None, metavar="B",
-                   help="1-based bands to use, e.g. --bands 3 2 1 for RGB from a Landsat file")
+    p.add_argument(
+        "--checkpoint",
+        required=True,
+        metavar="NAME_OR_PATH",
+        help="a registry name (mae_visualize_vit_large, ...), a checkpoint file (Meta's format or "
+        "chapter 03's), or 'course' for chapter 03's trained model",
+    )
+    p.add_argument(
+        "--arch",
+        default=None,
+        help="architecture of a Meta checkpoint file (default: read from its shapes)",
+    )
+    p.add_argument(
+        "--mask-ratio",
+        type=float,
+        default=0.25,
+        help="share of patches masked per pass (default 0.25)",
+    )
+    p.add_argument(
+        "--iterations",
+        type=int,
+        default=None,
+        help="passes (default: 1 for chained, all disjoint groups for covering)",
+    )
+    p.add_argument(
+        "--mode",
+        choices=["chained", "covering"],
+        default="chained",
+        help="chained: each pass masks a fresh random share of the previous output; covering: "
+        "disjoint masks so every patch is predicted once (default chained)",
+    )
+    p.add_argument(
+        "--bands",
+        type=int,
+        nargs="+",
+        default=None,
+        metavar="B",
+        help="1-based bands to use, e.g. --bands 3 2 1 for RGB from a Landsat file",
+    )
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--overlap", type=int, default=None, help="tile overlap in pixels (default: tile size / 8)")
+    p.add_argument(
+        "--overlap", type=int, default=None, help="tile overlap in pixels (default: tile size / 8)"
+    )
     p.add_argument("--batch-size", type=int, default=4, help="tiles per model call (default 4)")
-    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
-                   help="bf16 autocast is faster on CPUs with bf16 units (default fp32, exact)")
-    p.add_argument("--error-map", type=Path, default=None, metavar="PATH",
-                   help="where to write the error map (default OUT_error.tif)")
-    p.add_argument("--overwrite", action="store_true", help="replace OUT.tif and the error map if they exist")
+    p.add_argument(
+        "--precision",
+        choices=["fp32", "bf16"],
+        default="fp32",
+        help="bf16 autocast is faster on CPUs with bf16 units (default fp32, exact)",
+    )
+    p.add_argument(
+        "--error-map",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="where to write the error map (default OUT_error.tif)",
+    )
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace OUT.tif and the error map if they exist"
+    )
     p.set_defaults(func=_reconstruct)
 
 
@@ -73,20 +115,33 @@ def _reconstruct(args: argparse.Namespace) -> int:
     # cheap checks first, so a typo does not wait for a large checkpoint to load
     _open(args.input).close()
     if args.iterations is not None and args.iterations < 1:
-        raise ValueError(f"--iterations must be at least 1, got {args.iterations}")
+        raise InputError(f"--iterations must be at least 1, got {args.iterations}")
     check_mask_ratio(args.mask_ratio)
     error = args.error_map or args.output.with_name(args.output.stem + "_error.tif")
     for path in (args.output, error):
         if path.exists() and not args.overwrite:
-            raise FileExistsError(f"{path} already exists; pass --overwrite to replace it")
+            raise OutputExistsError(f"{path} already exists; pass --overwrite to replace it")
     model = load_model(args.checkpoint, args.arch)
     result = reconstruct_scene(
-        model, args.input, args.output, mask_ratio=args.mask_ratio, iterations=args.iterations,
-        mode=args.mode, seed=args.seed, bands=args.bands, overlap=args.overlap, batch_size=args.batch_size,
-        precision=args.precision, error_path=args.error_map, overwrite=args.overwrite, progress=True,
+        model,
+        args.input,
+        args.output,
+        mask_ratio=args.mask_ratio,
+        iterations=args.iterations,
+        mode=args.mode,
+        seed=args.seed,
+        bands=args.bands,
+        overlap=args.overlap,
+        batch_size=args.batch_size,
+        precision=args.precision,
+        error_path=args.error_map,
+        overwrite=args.overwrite,
+        progress=True,
     )
     h, w = result.shape
     print(f"wrote {result.out_path} ({len(result.bands)} bands, {h} x {w}) and {result.error_path}")
-    print(f"{result.tiles} tiles ({result.skipped} without valid pixels skipped) in {result.seconds:.1f} s "
-          f"({result.tiles_per_second:.2f} tiles/s); PSNR {result.psnr:.2f} dB over valid pixels")
+    print(
+        f"{result.tiles} tiles ({result.skipped} without valid pixels skipped) in {result.seconds:.1f} s "
+        f"({result.tiles_per_second:.2f} tiles/s); PSNR {result.psnr:.2f} dB over valid pixels"
+    )
     return 0

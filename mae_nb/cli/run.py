@@ -18,22 +18,38 @@ def add_parser(sub) -> None:
             "Exit status 1 when any notebook fails."
         ),
     )
-    p.add_argument("notebooks", nargs="*", metavar="NOTEBOOK", help="notebooks to run (default: all)")
-    p.add_argument("--smoke", action="store_true", help="fast mode for CI: sets the SMOKE parameter")
     p.add_argument(
-        "-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+        "notebooks", nargs="*", metavar="NOTEBOOK", help="notebooks to run (default: all)"
+    )
+    p.add_argument(
+        "--smoke", action="store_true", help="fast mode for CI: sets the SMOKE parameter"
+    )
+    p.add_argument(
+        "-p",
+        "--parameter",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("NAME", "VALUE"),
         help="set a parameter of the notebooks' parameters cell (an unknown name is an error)",
     )
     p.add_argument("--out", type=Path, default=Path("build"), help="output folder (default: build)")
-    p.add_argument("--timeout", type=int, default=DEFAULT_TIMEOUT,
-                   help=f"seconds any one cell may run (default: {DEFAULT_TIMEOUT})")
+    p.add_argument(
+        "--timeout",
+        type=int,
+        default=DEFAULT_TIMEOUT,
+        help=f"seconds any one cell may run (default: {DEFAULT_TIMEOUT})",
+    )
     p.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
     params = {name: parse_value(value) for name, value in args.parameter}
     results = run_notebooks(
-        args.notebooks or None, smoke=args.smoke, parameters=params, out_dir=args.out,
+        args.notebooks or None,
+        smoke=args.smoke,
+        parameters=params,
+        out_dir=args.out,
         timeout=args.timeout,
     )
     failed = [r for r in results if r.status != "ok"]

@@ -26,13 +26,33 @@ from mae_nb.data.registry import (
 )
 from mae_nb.data.synthetic import CLASS_NAMES, SyntheticScene, synthetic_scene
 from mae_nb.data.tiling import Tiles, tile, untile
-from mae_nb.errors import DataUnavailableError
+from mae_nb.errors import DataUnavailableError, InputError
 
 __all__ = [
-    "CLASS_NAMES", "REGISTRY", "Dataset", "Raster", "RemoteFile", "Sample", "SyntheticScene",
-    "Tiles", "cache_dir", "composite", "fetch", "get", "load_sample", "locate", "mirror_dirs",
-    "read_raster", "status", "stretch", "synthetic_path", "synthetic_scene", "tile", "untile",
-    "with_array", "write_raster",
+    "CLASS_NAMES",
+    "REGISTRY",
+    "Dataset",
+    "Raster",
+    "RemoteFile",
+    "Sample",
+    "SyntheticScene",
+    "Tiles",
+    "cache_dir",
+    "composite",
+    "fetch",
+    "get",
+    "load_sample",
+    "locate",
+    "mirror_dirs",
+    "read_raster",
+    "status",
+    "stretch",
+    "synthetic_path",
+    "synthetic_scene",
+    "tile",
+    "untile",
+    "with_array",
+    "write_raster",
 ]
 
 
@@ -62,8 +82,9 @@ class Sample:
         return self.raster.valid
 
 
-def synthetic_path(height: int = 256, width: int | None = None, bands: int = 6, seed: int = 0,
-                   collar: bool = False) -> tuple[Path, Path]:
+def synthetic_path(
+    height: int = 256, width: int | None = None, bands: int = 6, seed: int = 0, collar: bool = False
+) -> tuple[Path, Path]:
     """GeoTIFFs (image, labels) of a synthetic scene in the cache, written on first use."""
     width = height if width is None else width
     stem = f"synthetic_{height}x{width}_{bands}b_seed{seed}{'_collar' if collar else ''}"
@@ -82,7 +103,7 @@ def synthetic_path(height: int = 256, width: int | None = None, bands: int = 6, 
 def _real_path(name: str, download: bool) -> Path:
     dataset = get(name)
     if dataset.kind != "geotiff":
-        raise ValueError(
+        raise InputError(
             f"load_sample reads single GeoTIFF samples; {name!r} is a {dataset.kind} dataset "
             "(use mae_nb.data.fetch for its files)"
         )
@@ -121,7 +142,7 @@ def load_sample(
     image_path, labels_path = synthetic_path(size, size, bands, seed, collar=collar)
     raster = read_raster(image_path)
     labels = read_raster(labels_path).array[0]
-    from mae_nb.data.synthetic import rgb_bands_for, band_centres
+    from mae_nb.data.synthetic import band_centres, rgb_bands_for
 
     rgb = rgb_bands_for(band_centres(bands)[0]) if bands >= 3 else [1] * 3
     return Sample("synthetic", "synthetic", image_path, raster, rgb, labels, CLASS_NAMES, notice)

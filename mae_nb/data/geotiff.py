@@ -12,7 +12,7 @@ from typing import Sequence
 
 import numpy as np
 
-from mae_nb.errors import RasterError
+from mae_nb.errors import InputError, OutputExistsError, RasterError
 
 Window = tuple[int, int, int, int]  # (row_off, col_off, height, width)
 
@@ -61,7 +61,9 @@ def _open(path: str | Path):
 
     path = Path(path)
     if not path.exists():
-        raise RasterError(f"no file at {path}: expected a GeoTIFF (or another raster GDAL can read)")
+        raise RasterError(
+            f"no file at {path}: expected a GeoTIFF (or another raster GDAL can read)"
+        )
     if path.is_dir():
         raise RasterError(f"{path} is a folder, not a raster file")
     try:
@@ -87,7 +89,9 @@ def check_bands(bands: Sequence[int] | None, count: int, path: object = "the ras
     return bands
 
 
-def check_window(window: Window | None, height: int, width: int, path: object = "the raster") -> Window:
+def check_window(
+    window: Window | None, height: int, width: int, path: object = "the raster"
+) -> Window:
     """A ``(row_off, col_off, height, width)`` window that lies inside the image."""
     if window is None:
         return (0, 0, height, width)
@@ -154,7 +158,9 @@ def write_raster(
 
     path = Path(path)
     if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} already exists; pass overwrite=True (or --overwrite) to replace it")
+        raise OutputExistsError(
+            f"{path} already exists; pass overwrite=True (or --overwrite) to replace it"
+        )
     array = np.asarray(array)
     if array.ndim == 2:
         array = array[None]
@@ -170,8 +176,15 @@ def write_raster(
         array = np.where(valid[None], array, np.asarray(nodata, dtype=array.dtype))
     c, h, w = array.shape
     profile = dict(
-        driver="GTiff", height=h, width=w, count=c, dtype=array.dtype, crs=crs,
-        transform=transform, nodata=nodata, compress="deflate",
+        driver="GTiff",
+        height=h,
+        width=w,
+        count=c,
+        dtype=array.dtype,
+        crs=crs,
+        transform=transform,
+        nodata=nodata,
+        compress="deflate",
     )
     if h >= 256 and w >= 256:
         profile.update(tiled=True, blockxsize=256, blockysize=256)
@@ -195,7 +208,9 @@ def stretch(
     would otherwise pull the low end down); invalid pixels come out as 0.
     """
     if not 0 <= low < high <= 100:
-        raise ValueError(f"percentiles must satisfy 0 <= low < high <= 100, got low={low}, high={high}")
+        raise InputError(
+            f"percentiles must satisfy 0 <= low < high <= 100, got low={low}, high={high}"
+        )
     a = np.asarray(array, dtype=np.float32)
     squeeze = a.ndim == 2
     if squeeze:
@@ -221,7 +236,7 @@ def composite(
     """An (H, W, 3) display image from three 1-based ``bands`` of ``array`` (C, H, W), stretched."""
     bands = check_bands(bands, array.shape[0], "the array")
     if len(bands) != 3:
-        raise ValueError(f"a composite needs exactly 3 bands (red, green, blue), got {len(bands)}")
+        raise InputError(f"a composite needs exactly 3 bands (red, green, blue), got {len(bands)}")
     rgb = stretch(array[[b - 1 for b in bands]], low, high, valid)
     return np.moveaxis(rgb, 0, -1)
 

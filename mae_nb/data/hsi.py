@@ -37,12 +37,25 @@ from typing import Sequence
 
 import numpy as np
 
-from mae_nb.errors import DataUnavailableError
+from mae_nb.errors import DataUnavailableError, InputError, MissingFileError
 
 __all__ = [
-    "HSI_DATASETS", "HOUSTON2018_CLASS_NAMES", "LABEL_FRACTIONS", "HyperspectralScene", "PatchDataset",
-    "SpatialSplit", "Standardizer", "fit_standardizer", "leaking_pixels", "load_hsi", "load_hsi_labels",
-    "load_houston2018", "load_mat_scene", "remap_labels", "spatial_split", "subsample_labels",
+    "HSI_DATASETS",
+    "HOUSTON2018_CLASS_NAMES",
+    "LABEL_FRACTIONS",
+    "HyperspectralScene",
+    "PatchDataset",
+    "SpatialSplit",
+    "Standardizer",
+    "fit_standardizer",
+    "leaking_pixels",
+    "load_hsi",
+    "load_hsi_labels",
+    "load_houston2018",
+    "load_mat_scene",
+    "remap_labels",
+    "spatial_split",
+    "subsample_labels",
     "synthetic_hsi",
 ]
 
@@ -54,10 +67,26 @@ LABEL_FRACTIONS = (0.005, 0.01, 0.05, 0.10, 1.0)
 
 #: The 20 classes of the 2018 IEEE GRSS Data Fusion Contest (Houston2018), ids 1..20.
 HOUSTON2018_CLASS_NAMES = (
-    "Healthy grass", "Stressed grass", "Artificial turf", "Evergreen trees", "Deciduous trees",
-    "Bare earth", "Water", "Residential buildings", "Non-residential buildings", "Roads",
-    "Sidewalks", "Crosswalks", "Major thoroughfares", "Highways", "Railways",
-    "Paved parking lots", "Unpaved parking lots", "Cars", "Trains", "Stadium seats",
+    "Healthy grass",
+    "Stressed grass",
+    "Artificial turf",
+    "Evergreen trees",
+    "Deciduous trees",
+    "Bare earth",
+    "Water",
+    "Residential buildings",
+    "Non-residential buildings",
+    "Roads",
+    "Sidewalks",
+    "Crosswalks",
+    "Major thoroughfares",
+    "Highways",
+    "Railways",
+    "Paved parking lots",
+    "Unpaved parking lots",
+    "Cars",
+    "Trains",
+    "Stadium seats",
 )
 
 
@@ -67,7 +96,7 @@ def _aviris(n_channels: int, removed: Sequence[tuple[int, int]]) -> np.ndarray:
     wl = np.linspace(400.0, 2500.0, n_channels)
     keep = np.ones(n_channels, bool)
     for lo, hi in removed:
-        keep[lo - 1: hi] = False
+        keep[lo - 1 : hi] = False
     return wl[keep]
 
 
@@ -106,18 +135,20 @@ class HyperspectralScene:
         self.cube = np.asarray(self.cube)
         self.labels = np.asarray(self.labels)
         if self.cube.ndim != 3:
-            raise ValueError(f"cube must be (H, W, B), got shape {self.cube.shape}")
+            raise InputError(f"cube must be (H, W, B), got shape {self.cube.shape}")
         if self.labels.shape != self.cube.shape[:2]:
-            raise ValueError(
+            raise InputError(
                 f"labels {self.labels.shape} and cube {self.cube.shape[:2]} (H, W) differ in spatial "
                 "shape; the label map must cover the cube pixel for pixel"
             )
         if self.wavelengths is not None and len(self.wavelengths) != self.cube.shape[2]:
-            raise ValueError(f"{len(self.wavelengths)} wavelengths for a cube of {self.cube.shape[2]} bands")
+            raise InputError(
+                f"{len(self.wavelengths)} wavelengths for a cube of {self.cube.shape[2]} bands"
+            )
         self.class_names = tuple(self.class_names)
         top = int(self.labels.max()) if self.labels.size else 0
         if self.labels.min(initial=0) < 0 or top > len(self.class_names):
-            raise ValueError(
+            raise InputError(
                 f"labels must be 0 (unlabelled) or 1..{len(self.class_names)} (one per class name), "
                 f"found values {int(self.labels.min())}..{top}"
             )
@@ -147,13 +178,18 @@ class HyperspectralScene:
 
     def class_spectra(self) -> dict[str, np.ndarray]:
         """``{class name: (n_pixels, B) spectra}`` of each labelled class (for ``viz.plot_spectra``)."""
-        return {name: self.cube[self.labels == i + 1] for i, name in enumerate(self.class_names)
-                if (self.labels == i + 1).any()}
+        return {
+            name: self.cube[self.labels == i + 1]
+            for i, name in enumerate(self.class_names)
+            if (self.labels == i + 1).any()
+        }
 
     def __repr__(self) -> str:
         h, w, b = self.cube.shape
-        return (f"HyperspectralScene({self.name!r}, {h} x {w} px x {b} bands, {self.n_classes} classes, "
-                f"{int(self.labelled.sum())} labelled px, source={self.source!r})")
+        return (
+            f"HyperspectralScene({self.name!r}, {h} x {w} px x {b} bands, {self.n_classes} classes, "
+            f"{int(self.labelled.sum())} labelled px, source={self.source!r})"
+        )
 
 
 def remap_labels(labels: np.ndarray, class_ids: Sequence[int]) -> np.ndarray:
@@ -170,21 +206,25 @@ def remap_labels(labels: np.ndarray, class_ids: Sequence[int]) -> np.ndarray:
     out = lut[labels.astype(np.int64)]
     if (out < 0).any():
         unknown = sorted(set(np.unique(labels[out < 0]).tolist()))
-        raise ValueError(f"label ids {unknown} are not among the expected class ids {list(class_ids)}")
+        raise InputError(
+            f"label ids {unknown} are not among the expected class ids {list(class_ids)}"
+        )
     return out
 
 
-def _check_finite(cube: np.ndarray, labels: np.ndarray, name: str, nan: str) -> tuple[np.ndarray, np.ndarray]:
+def _check_finite(
+    cube: np.ndarray, labels: np.ndarray, name: str, nan: str
+) -> tuple[np.ndarray, np.ndarray]:
     """NaN/inf in the cube: raise (``nan="raise"``) or fill with the band mean and unlabel those pixels."""
     if nan not in ("raise", "fill"):
-        raise ValueError(f"nan must be 'raise' or 'fill', got {nan!r}")
+        raise InputError(f"nan must be 'raise' or 'fill', got {nan!r}")
     bad = ~np.isfinite(cube)
     if not bad.any():
         return cube, labels
     bad_px = bad.any(axis=2)
     if nan == "raise":
         r, c = np.argwhere(bad_px)[0]
-        raise ValueError(
+        raise InputError(
             f"the cube of {name!r} has {int(bad.sum())} NaN/inf values in {int(bad_px.sum())} pixels "
             f"(first at row {r}, col {c}); pass nan='fill' to replace them with the band mean and "
             "mark those pixels unlabelled"
@@ -209,24 +249,26 @@ def _read_mat(path: Path) -> dict[str, np.ndarray]:
         try:
             import h5py
         except ImportError:
-            raise ValueError(
+            raise InputError(
                 f"{path} is a MATLAB v7.3 (HDF5) file; install h5py to read it, or re-save it as v7"
             ) from None
         with h5py.File(path, "r") as fh:
             # h5py sees MATLAB arrays transposed (column-major)
             return {k: np.asarray(fh[k]).T for k in fh.keys() if hasattr(fh[k], "shape")}
     except ValueError as exc:
-        raise ValueError(f"{path} is not a readable .mat file ({exc})") from None
+        raise InputError(f"{path} is not a readable .mat file ({exc})") from None
 
 
 def _pick(variables: dict[str, np.ndarray], key: str | None, path: Path, what: str) -> np.ndarray:
     if key is None:
         if len(variables) == 1:
             return next(iter(variables.values()))
-        raise ValueError(f"{path} holds several variables {sorted(variables)}; name the {what} with its key")
+        raise InputError(
+            f"{path} holds several variables {sorted(variables)}; name the {what} with its key"
+        )
     if key not in variables:
         found = sorted(variables) or "none"
-        raise ValueError(f"{path} has no variable {key!r} (the {what}); the keys found are {found}")
+        raise InputError(f"{path} has no variable {key!r} (the {what}); the keys found are {found}")
     return variables[key]
 
 
@@ -252,15 +294,15 @@ def load_mat_scene(
     cube_path, labels_path = Path(cube_path), Path(labels_path)
     for p in (cube_path, labels_path):
         if not p.is_file():
-            raise FileNotFoundError(f"no file at {p}")
+            raise MissingFileError(f"no file at {p}")
     cube = _pick(_read_mat(cube_path), cube_key, cube_path, "cube")
     labels = _pick(_read_mat(labels_path), labels_key, labels_path, "label map")
     if cube.ndim != 3:
-        raise ValueError(f"the cube in {cube_path} must be (H, W, B), got shape {cube.shape}")
+        raise InputError(f"the cube in {cube_path} must be (H, W, B), got shape {cube.shape}")
     if labels.ndim != 2:
-        raise ValueError(f"the label map in {labels_path} must be (H, W), got shape {labels.shape}")
+        raise InputError(f"the label map in {labels_path} must be (H, W), got shape {labels.shape}")
     if labels.shape != cube.shape[:2]:
-        raise ValueError(
+        raise InputError(
             f"label map {labels.shape} ({labels_path.name}) and cube {cube.shape[:2]} ({cube_path.name}) "
             "differ in spatial shape (H, W); are they from the same scene?"
         )
@@ -275,8 +317,9 @@ def load_mat_scene(
     return HyperspectralScene(cube, labels, tuple(class_names), wavelengths, label, "real")
 
 
-def load_houston2018(hsi_path: str | Path, labels_path: str | Path, *, nan: str = "raise",
-                     name: str = "houston2018") -> HyperspectralScene:
+def load_houston2018(
+    hsi_path: str | Path, labels_path: str | Path, *, nan: str = "raise", name: str = "houston2018"
+) -> HyperspectralScene:
     """The 2018 IEEE GRSS DFC hyperspectral scene from the files a user downloaded.
 
     ``hsi_path``: the 48-band CASI cube (any format GDAL reads: the ENVI ``.hdr``/``.pix``
@@ -292,36 +335,43 @@ def load_houston2018(hsi_path: str | Path, labels_path: str | Path, *, nan: str 
     hsi_path, labels_path = Path(hsi_path), Path(labels_path)
     for p in (hsi_path, labels_path):
         if not p.is_file():
-            raise FileNotFoundError(f"no file at {p}")
+            raise MissingFileError(f"no file at {p}")
     with rasterio.open(labels_path) as src:
         labels = src.read(1).astype(np.int64)
         lab_bounds, lab_res, lab_crs = src.bounds, src.res, src.crs
     with rasterio.open(hsi_path) as src:
         window = None
-        if src.crs is not None and lab_crs is not None and src.transform != rasterio.Affine.identity():
-            window = from_bounds(*lab_bounds, transform=src.transform).round_offsets().round_lengths()
+        if (
+            src.crs is not None
+            and lab_crs is not None
+            and src.transform != rasterio.Affine.identity()
+        ):
+            window = (
+                from_bounds(*lab_bounds, transform=src.transform).round_offsets().round_lengths()
+            )
         cube = src.read(window=window).astype(np.float32)  # (B, H, W)
         res = src.res
     cube = np.moveaxis(cube, 0, -1)
     factor = round(res[0] / lab_res[0]) if lab_res[0] else 1
     if factor > 1 and labels.shape[0] >= factor * cube.shape[0] - factor:
-        labels = labels[factor // 2:: factor, factor // 2:: factor]
+        labels = labels[factor // 2 :: factor, factor // 2 :: factor]
     h, w = min(labels.shape[0], cube.shape[0]), min(labels.shape[1], cube.shape[1])
     if abs(labels.shape[0] - cube.shape[0]) > 1 or abs(labels.shape[1] - cube.shape[1]) > 1:
-        raise ValueError(
+        raise InputError(
             f"label map {labels.shape} and cube {cube.shape[:2]} differ in spatial shape even after "
             f"matching resolutions ({lab_res[0]} m vs {res[0]} m); check the two files belong together"
         )
     cube, labels = cube[:h, :w], labels[:h, :w]
     if labels.max(initial=0) > len(HOUSTON2018_CLASS_NAMES):
-        raise ValueError(f"Houston2018 labels go to 20, found {int(labels.max())} in {labels_path}")
+        raise InputError(f"Houston2018 labels go to 20, found {int(labels.max())} in {labels_path}")
     cube, labels = _check_finite(cube, labels, name, nan)
     wl = np.linspace(380.0, 1050.0, cube.shape[2]) if cube.shape[2] == 48 else None
     return HyperspectralScene(cube, labels, HOUSTON2018_CLASS_NAMES, wl, name, "real")
 
 
-def synthetic_hsi(size: int = 96, bands: int = 128, seed: int = 0, *, width: int | None = None,
-                  notice: str = "") -> HyperspectralScene:
+def synthetic_hsi(
+    size: int = 96, bands: int = 128, seed: int = 0, *, width: int | None = None, notice: str = ""
+) -> HyperspectralScene:
     """The synthetic scene (:func:`mae_nb.data.synthetic_scene`) as a hyperspectral cube.
 
     ``bands`` spread evenly over 400-2500 nm (use 64-200 for a hyperspectral cube); labels
@@ -331,13 +381,17 @@ def synthetic_hsi(size: int = 96, bands: int = 128, seed: int = 0, *, width: int
     from mae_nb.data.synthetic import synthetic_scene
 
     if int(bands) != bands or bands < 8:
-        raise ValueError(f"a synthetic hyperspectral scene needs at least 8 bands (64-200 typical), got {bands}")
+        raise InputError(
+            f"a synthetic hyperspectral scene needs at least 8 bands (64-200 typical), got {bands}"
+        )
     scene = synthetic_scene(size, width, int(bands), seed)
     cube = np.ascontiguousarray(np.moveaxis(scene.image, 0, -1), dtype=np.float32)
     present = [int(c) for c in np.unique(scene.labels) if c > 0]
     labels = remap_labels(scene.labels, present)  # only the classes this scene holds, as 1..K
     names = tuple(scene.class_names[c - 1] for c in present)
-    return HyperspectralScene(cube, labels, names, scene.wavelengths.copy(), "synthetic", "synthetic", notice)
+    return HyperspectralScene(
+        cube, labels, names, scene.wavelengths.copy(), "synthetic", "synthetic", notice
+    )
 
 
 def _locate_file(dataset, f, download: bool) -> Path:
@@ -353,7 +407,9 @@ def _locate_file(dataset, f, download: bool) -> Path:
     if not download or f.url is None:
         raise DataUnavailableError(
             f"dataset {dataset.name!r}: {f.name} is not cached or in a mirror folder"
-            + ("" if download else " and downloads are off") + ". " + registry._how_to_get(dataset)
+            + ("" if download else " and downloads are off")
+            + ". "
+            + registry._how_to_get(dataset)
         )
     return registry._download(dataset, f, True)
 
@@ -367,7 +423,9 @@ def load_hsi_labels(name: str, *, download: bool = True) -> tuple[np.ndarray, tu
 
     dataset = get(name)
     if dataset.kind != "hsi-mat":
-        raise ValueError(f"{name!r} is not a hyperspectral scene; choose one of {', '.join(HSI_DATASETS)}")
+        raise InputError(
+            f"{name!r} is not a hyperspectral scene; choose one of {', '.join(HSI_DATASETS)}"
+        )
     meta = dataset.meta
     path = _locate_file(dataset, dataset.files[1], download)
     labels = _pick(_read_mat(path), meta["gt_key"], path, "label map").astype(np.int64)
@@ -399,7 +457,7 @@ def load_hsi(
 
         dataset = get(name)
         if dataset.kind != "hsi-mat":
-            raise ValueError(
+            raise InputError(
                 f"{name!r} is not a hyperspectral scene; choose one of {', '.join(HSI_DATASETS)} "
                 "(Houston2018: load_houston2018(paths))"
             )
@@ -412,9 +470,15 @@ def load_hsi(
             meta = dataset.meta
             wl = _WAVELENGTHS.get(name)
             return load_mat_scene(
-                cube_path, labels_path, cube_key=meta["cube_key"], labels_key=meta["gt_key"],
-                class_names=meta["class_names"], class_ids=meta.get("class_ids"),
-                wavelengths=wl() if wl else None, name=name, nan=nan,
+                cube_path,
+                labels_path,
+                cube_key=meta["cube_key"],
+                labels_key=meta["gt_key"],
+                class_names=meta["class_names"],
+                class_ids=meta.get("class_ids"),
+                wavelengths=wl() if wl else None,
+                name=name,
+                nan=nan,
             )
     return synthetic_hsi(size, bands, seed, notice=notice)
 
@@ -433,7 +497,9 @@ class Standardizer:
         """cube: (..., B) -> standardized float32 of the same shape."""
         cube = np.asarray(cube)
         if cube.shape[-1] != self.mean.shape[0]:
-            raise ValueError(f"the standardizer has {self.mean.shape[0]} bands, the cube {cube.shape[-1]}")
+            raise InputError(
+                f"the standardizer has {self.mean.shape[0]} bands, the cube {cube.shape[-1]}"
+            )
         return ((cube - self.mean) / self.std).astype(np.float32)
 
     __call__ = apply
@@ -458,15 +524,17 @@ def fit_standardizer(cube: np.ndarray, train_mask: np.ndarray | None = None) -> 
     """
     cube = np.asarray(cube)
     if cube.ndim != 3:
-        raise ValueError(f"cube must be (H, W, B), got shape {cube.shape}")
+        raise InputError(f"cube must be (H, W, B), got shape {cube.shape}")
     if train_mask is None:
         pixels = cube.reshape(-1, cube.shape[2])
     else:
         train_mask = np.asarray(train_mask, bool)
         if train_mask.shape != cube.shape[:2]:
-            raise ValueError(f"train_mask {train_mask.shape} must match the cube's (H, W) {cube.shape[:2]}")
+            raise InputError(
+                f"train_mask {train_mask.shape} must match the cube's (H, W) {cube.shape[:2]}"
+            )
         if not train_mask.any():
-            raise ValueError("train_mask selects no pixel; cannot fit a standardizer on nothing")
+            raise InputError("train_mask selects no pixel; cannot fit a standardizer on nothing")
         pixels = cube[train_mask]
     pixels = pixels.astype(np.float64)
     mean = pixels.mean(axis=0)
@@ -504,12 +572,15 @@ class SpatialSplit:
 
     def mask(self, split: str) -> np.ndarray:
         if split not in SPLIT_NAMES:
-            raise ValueError(f"split must be one of {SPLIT_NAMES}, got {split!r}")
+            raise InputError(f"split must be one of {SPLIT_NAMES}, got {split!r}")
         return getattr(self, split)
 
     def class_counts(self, labels: np.ndarray) -> dict[str, np.ndarray]:
         """Labelled pixels per class (index 0 = class 1) in each split: ``{split: (K,) int}``."""
-        return {s: np.bincount(labels[self.mask(s)], minlength=self.n_classes + 1)[1:] for s in SPLIT_NAMES}
+        return {
+            s: np.bincount(labels[self.mask(s)], minlength=self.n_classes + 1)[1:]
+            for s in SPLIT_NAMES
+        }
 
 
 def _dilate(mask: np.ndarray, radius: int) -> np.ndarray:
@@ -518,7 +589,9 @@ def _dilate(mask: np.ndarray, radius: int) -> np.ndarray:
         return mask.copy()
     from scipy.ndimage import maximum_filter
 
-    return maximum_filter(mask.astype(np.uint8), size=2 * radius + 1, mode="constant", cval=0).astype(bool)
+    return maximum_filter(
+        mask.astype(np.uint8), size=2 * radius + 1, mode="constant", cval=0
+    ).astype(bool)
 
 
 def _block_ids(h: int, w: int, grid: tuple[int, int]) -> np.ndarray:
@@ -561,10 +634,16 @@ def _best_assignment(labels, grid, fr, buffer, seed, attempts, present, n_classe
     best = None
     for score, assign in sorted(candidates.values(), key=lambda t: t[0])[:40]:
         regions = _apply_buffer(assign, blocks, buffer)
-        missing = {s: [int(c) for c in present if not ((regions == i) & (labels == c)).any()]
-                   for i, s in enumerate(SPLIT_NAMES)}
+        missing = {
+            s: [int(c) for c in present if not ((regions == i) & (labels == c)).any()]
+            for i, s in enumerate(SPLIT_NAMES)
+        }
         missing = {k: v for k, v in missing.items() if v}
-        key = (len(missing.get("train", [])) + len(missing.get("test", [])), len(missing.get("val", [])), score)
+        key = (
+            len(missing.get("train", [])) + len(missing.get("test", [])),
+            len(missing.get("val", [])),
+            score,
+        )
         if best is None or key < best[0]:
             best = (key, regions, missing, blocks, grid)
     return best
@@ -599,19 +678,23 @@ def spatial_split(
     """
     labels = np.asarray(labels)
     if labels.ndim != 2:
-        raise ValueError(f"labels must be (H, W), got shape {labels.shape}")
+        raise InputError(f"labels must be (H, W), got shape {labels.shape}")
     if int(patch_size) != patch_size or patch_size < 1 or patch_size % 2 == 0:
-        raise ValueError(f"patch_size must be an odd positive integer (a centre pixel), got {patch_size}")
+        raise InputError(
+            f"patch_size must be an odd positive integer (a centre pixel), got {patch_size}"
+        )
     fr = np.asarray(fractions, float)
     if fr.shape != (3,) or (fr < 0).any() or fr[0] <= 0 or fr[2] <= 0 or abs(fr.sum() - 1) > 1e-6:
-        raise ValueError(f"fractions must be (train, val, test) >= 0 summing to 1 with train, test > 0, got {tuple(fractions)}")
+        raise InputError(
+            f"fractions must be (train, val, test) >= 0 summing to 1 with train, test > 0, got {tuple(fractions)}"
+        )
     buffer = patch_size // 2 if buffer is None else int(buffer)
     if buffer < 0:
-        raise ValueError(f"buffer must be >= 0, got {buffer}")
+        raise InputError(f"buffer must be >= 0, got {buffer}")
     h, w = labels.shape
     if isinstance(grid, str):
         if grid != "auto":
-            raise ValueError(f"grid must be 'auto' or (rows, cols), got {grid!r}")
+            raise InputError(f"grid must be 'auto' or (rows, cols), got {grid!r}")
         # from coarse to fine blocks (never narrower than two patches): the first that works
         smallest = 2 * patch_size + 1
         sides = sorted({max(smallest, min(h, w) / k) for k in (6, 8, 10, 12, 16)}, reverse=True)
@@ -619,10 +702,12 @@ def spatial_split(
     else:
         grids = [(int(grid[0]), int(grid[1]))]
         if grids[0][0] * grids[0][1] < 2 or min(grids[0]) < 1 or grids[0][0] > h or grids[0][1] > w:
-            raise ValueError(f"grid must have at least 2 blocks and fit the {h} x {w} scene, got {grid}")
+            raise InputError(
+                f"grid must have at least 2 blocks and fit the {h} x {w} scene, got {grid}"
+            )
     n_classes = int(labels.max())
     if n_classes < 1:
-        raise ValueError("the label map has no labelled pixel (all 0)")
+        raise InputError("the label map has no labelled pixel (all 0)")
     present = np.unique(labels[labels > 0])
     best = None
     for g in dict.fromkeys(grids):
@@ -634,22 +719,32 @@ def spatial_split(
     (_, regions, missing, blocks, grid) = best[0], *best[1:]  # type: ignore[index]
     if (missing.get("train") or missing.get("test")) and require_all_classes:
         parts = [f"classes {v} never reach the {k} split" for k, v in missing.items() if k != "val"]
-        raise ValueError(
+        raise InputError(
             "no spatial split of this label map puts every class in both train and test ("
-            + "; ".join(parts) + f"; grid {grid}, buffer {buffer} px). Try a finer grid (more, smaller "
+            + "; ".join(parts)
+            + f"; grid {grid}, buffer {buffer} px). Try a finer grid (more, smaller "
             "blocks), a smaller patch_size/buffer, another seed, or require_all_classes=False."
         )
     if missing.get("train") or missing.get("test"):
         warnings.warn(f"spatial split: classes missing per split: {missing}", stacklevel=2)
     lab = labels > 0
     return SpatialSplit(
-        train=lab & (regions == 0), val=lab & (regions == 1), test=lab & (regions == 2),
-        regions=regions, blocks=blocks, patch_size=int(patch_size), buffer=buffer, seed=seed,
-        n_classes=n_classes, missing=missing,
+        train=lab & (regions == 0),
+        val=lab & (regions == 1),
+        test=lab & (regions == 2),
+        regions=regions,
+        blocks=blocks,
+        patch_size=int(patch_size),
+        buffer=buffer,
+        seed=seed,
+        n_classes=n_classes,
+        missing=missing,
     )
 
 
-def leaking_pixels(split: SpatialSplit, patch_size: int | None = None, train_mask: np.ndarray | None = None) -> int:
+def leaking_pixels(
+    split: SpatialSplit, patch_size: int | None = None, train_mask: np.ndarray | None = None
+) -> int:
     """How many val/test pixels fall inside a training patch (``patch_size`` window around a
     training pixel). 0 for a leak-free split. ``train_mask`` defaults to ``split.train``."""
     p = split.patch_size if patch_size is None else int(patch_size)
@@ -675,23 +770,25 @@ def subsample_labels(
     """
     fraction = float(fraction)
     if not 0.0 < fraction <= 1.0:
-        raise ValueError(f"fraction must be in (0, 1] (e.g. 0.01 for 1 % of the labels), got {fraction}")
+        raise InputError(
+            f"fraction must be in (0, 1] (e.g. 0.01 for 1 % of the labels), got {fraction}"
+        )
     train_mask = np.asarray(train_mask, bool)
     labels = np.asarray(labels)
     if train_mask.shape != labels.shape:
-        raise ValueError(f"train_mask {train_mask.shape} and labels {labels.shape} differ in shape")
+        raise InputError(f"train_mask {train_mask.shape} and labels {labels.shape} differ in shape")
     out = np.zeros_like(train_mask)
     classes = np.unique(labels[labels > 0])
     for c in classes:
         rc = np.argwhere(train_mask & (labels == c))
         if len(rc) == 0:
-            raise ValueError(
+            raise InputError(
                 f"class {int(c)} has no training pixel, so no label fraction can include it; "
                 "choose another split (seed, grid) or drop the class"
             )
         k = max(int(min_per_class), int(round(fraction * len(rc))))
         if k == 0:
-            raise ValueError(
+            raise InputError(
                 f"fraction {fraction} leaves class {int(c)} with no pixel (it has {len(rc)} training "
                 "pixels); use a larger fraction or min_per_class=1"
             )
@@ -719,32 +816,47 @@ class PatchDataset(_TorchDataset):
     target int64 = ``label - 1`` (0..K-1), or -1 for unlabelled pixels or without labels.
     """
 
-    def __init__(self, cube: np.ndarray, labels: np.ndarray | None = None, mask: np.ndarray | None = None,
-                 patch_size: int = 7):
+    def __init__(
+        self,
+        cube: np.ndarray,
+        labels: np.ndarray | None = None,
+        mask: np.ndarray | None = None,
+        patch_size: int = 7,
+    ):
         import torch
 
         cube = np.asarray(cube)
         if cube.ndim != 3:
-            raise ValueError(f"cube must be (H, W, B), got shape {cube.shape}")
+            raise InputError(f"cube must be (H, W, B), got shape {cube.shape}")
         h, w, _ = cube.shape
         if int(patch_size) != patch_size or patch_size < 1 or patch_size % 2 == 0:
-            raise ValueError(f"patch_size must be an odd positive integer (a centre pixel), got {patch_size}")
+            raise InputError(
+                f"patch_size must be an odd positive integer (a centre pixel), got {patch_size}"
+            )
         r = patch_size // 2
         if r >= min(h, w):
-            raise ValueError(f"patch_size {patch_size} is too large for a {h} x {w} scene (reflect padding)")
+            raise InputError(
+                f"patch_size {patch_size} is too large for a {h} x {w} scene (reflect padding)"
+            )
         if not np.isfinite(cube).all():
-            raise ValueError("the cube has NaN/inf values; load it with nan='fill' or clean it first")
+            raise InputError(
+                "the cube has NaN/inf values; load it with nan='fill' or clean it first"
+            )
         if labels is not None and np.asarray(labels).shape != (h, w):
-            raise ValueError(f"labels {np.asarray(labels).shape} and cube {(h, w)} differ in spatial shape")
+            raise InputError(
+                f"labels {np.asarray(labels).shape} and cube {(h, w)} differ in spatial shape"
+            )
         if mask is not None:
             mask = np.asarray(mask, bool)
             if mask.shape != (h, w):
-                raise ValueError(f"mask {mask.shape} and cube {(h, w)} differ in spatial shape")
+                raise InputError(f"mask {mask.shape} and cube {(h, w)} differ in spatial shape")
         self.patch_size = int(patch_size)
         self.coords = np.argwhere(mask) if mask is not None else np.argwhere(np.ones((h, w), bool))
         padded = np.pad(cube, ((r, r), (r, r), (0, 0)), mode="reflect")
         # (B, H + 2r, W + 2r), contiguous: a patch is a strided view, stacked by the DataLoader
-        self.padded = torch.from_numpy(np.ascontiguousarray(np.moveaxis(padded, -1, 0), dtype=np.float32))
+        self.padded = torch.from_numpy(
+            np.ascontiguousarray(np.moveaxis(padded, -1, 0), dtype=np.float32)
+        )
         targets = np.full(len(self.coords), -1, np.int64)
         if labels is not None:
             targets = np.asarray(labels, np.int64)[self.coords[:, 0], self.coords[:, 1]] - 1
@@ -756,7 +868,7 @@ class PatchDataset(_TorchDataset):
     def __getitem__(self, i: int):
         r, c = self.coords[i]
         p = self.patch_size
-        return self.padded[:, r: r + p, c: c + p], self.targets[i]
+        return self.padded[:, r : r + p, c : c + p], self.targets[i]
 
     def patches(self, index=None):
         """All (or ``index``-selected) patches at once: (N, B, p, p) tensor (no DataLoader)."""

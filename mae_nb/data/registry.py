@@ -24,7 +24,7 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mae_nb.errors import ChecksumError, DataUnavailableError, DatasetNotFoundError
+from mae_nb.errors import ChecksumError, DatasetNotFoundError, DataUnavailableError
 
 CACHE_ENV = "MAE_NB_CACHE"
 MIRRORS_ENV = "MAE_NB_DATA_MIRRORS"
@@ -77,7 +77,9 @@ class Dataset:
 _EHU = "https://www.ehu.eus/ccwintco/uploads"
 _EHU_HOME = "https://www.ehu.eus/ccwintco/index.php/Hyperspectral_Remote_Sensing_Scenes"
 _EHU_LICENCE = "no licence stated by the distributor; research use with citation"
-_EHU_CITE = "Grupo de Inteligencia Computacional (GIC), UPV/EHU, Hyperspectral Remote Sensing Scenes"
+_EHU_CITE = (
+    "Grupo de Inteligencia Computacional (GIC), UPV/EHU, Hyperspectral Remote Sensing Scenes"
+)
 _META_MAE = "https://dl.fbaipublicfiles.com/mae/visualize"
 _MAE_CITE = "He et al., Masked Autoencoders Are Scalable Vision Learners, CVPR 2022"
 _MAE_LICENCE = "CC BY-NC 4.0 (facebookresearch/mae)"
@@ -144,7 +146,9 @@ def _hsi(name, title, cube, cube_url, cube_key, gt, gt_url, gt_key, classes, sha
         title=title,
         kind="hsi-mat",
         files=(
-            RemoteFile(cube, f"{_EHU}/{cube_url}", kw.pop("cube_sha256", None), kw.pop("cube_size", None)),
+            RemoteFile(
+                cube, f"{_EHU}/{cube_url}", kw.pop("cube_sha256", None), kw.pop("cube_size", None)
+            ),
             RemoteFile(gt, f"{_EHU}/{gt_url}", kw.pop("gt_sha256", None), kw.pop("gt_size", None)),
         ),
         licence=_EHU_LICENCE,
@@ -214,77 +218,195 @@ _DATASETS = [
         citation="Sumbul et al., BigEarthNet: A Large-Scale Benchmark Archive for Remote Sensing Image Understanding, IGARSS 2019",
         homepage="https://bigearth.net",
         description="6 Sentinel-2 L2A patches, 120 x 120 px at 10 m, bands B02/B03/B04/B08 (uint16 reflectance x 10000), CORINE labels. Distributed only inside the BigEarthNet archive: use a mirror folder.",
-        meta={"band_names": ["B02", "B03", "B04", "B08"], "rgb": [3, 2, 1], "patches": list(_BEN_PATCHES)},
+        meta={
+            "band_names": ["B02", "B03", "B04", "B08"],
+            "rgb": [3, 2, 1],
+            "patches": list(_BEN_PATCHES),
+        },
     ),
     _hsi(
-        "salinas-a", "Salinas-A (AVIRIS sub-scene)",
-        "SalinasA_corrected.mat", "1/1a/SalinasA_corrected.mat", "salinasA_corrected",
-        "SalinasA_gt.mat", "a/aa/SalinasA_gt.mat", "salinasA_gt",
-        ["Brocoli_green_weeds_1", "Corn_senesced_green_weeds", "Lettuce_romaine_4wk",
-         "Lettuce_romaine_5wk", "Lettuce_romaine_6wk", "Lettuce_romaine_7wk"],
+        "salinas-a",
+        "Salinas-A (AVIRIS sub-scene)",
+        "SalinasA_corrected.mat",
+        "1/1a/SalinasA_corrected.mat",
+        "salinasA_corrected",
+        "SalinasA_gt.mat",
+        "a/aa/SalinasA_gt.mat",
+        "salinasA_gt",
+        [
+            "Brocoli_green_weeds_1",
+            "Corn_senesced_green_weeds",
+            "Lettuce_romaine_4wk",
+            "Lettuce_romaine_5wk",
+            "Lettuce_romaine_6wk",
+            "Lettuce_romaine_7wk",
+        ],
         (83, 86, 204),
-        cube_sha256="d75684ed3ab71a1024cee0f9db9061f50a3523a92ff5edfbbb1eed976b9f1721", cube_size=1539086,
-        gt_sha256="17814c1d3296c0e29b27f320f2c4174d2a68adb87e376abe78f02923e2c2e454", gt_size=587,
+        cube_sha256="d75684ed3ab71a1024cee0f9db9061f50a3523a92ff5edfbbb1eed976b9f1721",
+        cube_size=1539086,
+        gt_sha256="17814c1d3296c0e29b27f320f2c4174d2a68adb87e376abe78f02923e2c2e454",
+        gt_size=587,
         class_ids=[1, 10, 11, 12, 13, 14],
         description="83 x 86 px, 204 bands, 3.7 m, 6 classes (original Salinas ids 1,10-14, remapped to 1-6).",
     ),
     _hsi(
-        "indian-pines", "Indian Pines (AVIRIS)",
-        "Indian_pines_corrected.mat", "6/67/Indian_pines_corrected.mat", "indian_pines_corrected",
-        "Indian_pines_gt.mat", "c/c4/Indian_pines_gt.mat", "indian_pines_gt",
-        ["Alfalfa", "Corn-notill", "Corn-mintill", "Corn", "Grass-pasture", "Grass-trees",
-         "Grass-pasture-mowed", "Hay-windrowed", "Oats", "Soybean-notill", "Soybean-mintill",
-         "Soybean-clean", "Wheat", "Woods", "Buildings-Grass-Trees-Drives", "Stone-Steel-Towers"],
+        "indian-pines",
+        "Indian Pines (AVIRIS)",
+        "Indian_pines_corrected.mat",
+        "6/67/Indian_pines_corrected.mat",
+        "indian_pines_corrected",
+        "Indian_pines_gt.mat",
+        "c/c4/Indian_pines_gt.mat",
+        "indian_pines_gt",
+        [
+            "Alfalfa",
+            "Corn-notill",
+            "Corn-mintill",
+            "Corn",
+            "Grass-pasture",
+            "Grass-trees",
+            "Grass-pasture-mowed",
+            "Hay-windrowed",
+            "Oats",
+            "Soybean-notill",
+            "Soybean-mintill",
+            "Soybean-clean",
+            "Wheat",
+            "Woods",
+            "Buildings-Grass-Trees-Drives",
+            "Stone-Steel-Towers",
+        ],
         (145, 145, 200),
-        gt_sha256="65c4687a8ab04f6da4789799bc3bc4f6e88bccac3ed6a2e6ae367e5e6b9e429c", gt_size=1125,
+        gt_sha256="65c4687a8ab04f6da4789799bc3bc4f6e88bccac3ed6a2e6ae367e5e6b9e429c",
+        gt_size=1125,
         description="145 x 145 px, 200 bands, 20 m, 16 classes.",
     ),
     _hsi(
-        "pavia-university", "Pavia University (ROSIS)",
-        "PaviaU.mat", "e/ee/PaviaU.mat", "paviaU",
-        "PaviaU_gt.mat", "5/50/PaviaU_gt.mat", "paviaU_gt",
-        ["Asphalt", "Meadows", "Gravel", "Trees", "Painted metal sheets", "Bare Soil",
-         "Bitumen", "Self-Blocking Bricks", "Shadows"],
+        "pavia-university",
+        "Pavia University (ROSIS)",
+        "PaviaU.mat",
+        "e/ee/PaviaU.mat",
+        "paviaU",
+        "PaviaU_gt.mat",
+        "5/50/PaviaU_gt.mat",
+        "paviaU_gt",
+        [
+            "Asphalt",
+            "Meadows",
+            "Gravel",
+            "Trees",
+            "Painted metal sheets",
+            "Bare Soil",
+            "Bitumen",
+            "Self-Blocking Bricks",
+            "Shadows",
+        ],
         (610, 340, 103),
-        gt_sha256="23f6a426928f9b32984adffe659e29f554f9fb6c93b5a107528d308d5087a829", gt_size=11005,
+        gt_sha256="23f6a426928f9b32984adffe659e29f554f9fb6c93b5a107528d308d5087a829",
+        gt_size=11005,
         description="610 x 340 px, 103 bands, 1.3 m, 9 classes.",
     ),
     _hsi(
-        "salinas", "Salinas (AVIRIS)",
-        "Salinas_corrected.mat", "a/a3/Salinas_corrected.mat", "salinas_corrected",
-        "Salinas_gt.mat", "f/fa/Salinas_gt.mat", "salinas_gt",
-        ["Brocoli_green_weeds_1", "Brocoli_green_weeds_2", "Fallow", "Fallow_rough_plow",
-         "Fallow_smooth", "Stubble", "Celery", "Grapes_untrained", "Soil_vinyard_develop",
-         "Corn_senesced_green_weeds", "Lettuce_romaine_4wk", "Lettuce_romaine_5wk",
-         "Lettuce_romaine_6wk", "Lettuce_romaine_7wk", "Vinyard_untrained", "Vinyard_vertical_trellis"],
+        "salinas",
+        "Salinas (AVIRIS)",
+        "Salinas_corrected.mat",
+        "a/a3/Salinas_corrected.mat",
+        "salinas_corrected",
+        "Salinas_gt.mat",
+        "f/fa/Salinas_gt.mat",
+        "salinas_gt",
+        [
+            "Brocoli_green_weeds_1",
+            "Brocoli_green_weeds_2",
+            "Fallow",
+            "Fallow_rough_plow",
+            "Fallow_smooth",
+            "Stubble",
+            "Celery",
+            "Grapes_untrained",
+            "Soil_vinyard_develop",
+            "Corn_senesced_green_weeds",
+            "Lettuce_romaine_4wk",
+            "Lettuce_romaine_5wk",
+            "Lettuce_romaine_6wk",
+            "Lettuce_romaine_7wk",
+            "Vinyard_untrained",
+            "Vinyard_vertical_trellis",
+        ],
         (512, 217, 204),
-        gt_sha256="ecfab4d31ef5553f097943235d8ea502038eb4a2067b2ad10b33e37c949955e2", gt_size=4277,
+        gt_sha256="ecfab4d31ef5553f097943235d8ea502038eb4a2067b2ad10b33e37c949955e2",
+        gt_size=4277,
         description="512 x 217 px, 204 bands, 3.7 m, 16 classes.",
     ),
     _hsi(
-        "ksc", "Kennedy Space Center (AVIRIS)",
-        "KSC.mat", "2/26/KSC.mat", "KSC",
-        "KSC_gt.mat", "a/a6/KSC_gt.mat", "KSC_gt",
-        ["Scrub", "Willow swamp", "Cabbage palm hammock", "Cabbage palm/oak hammock",
-         "Slash pine", "Oak/broadleaf hammock", "Hardwood swamp", "Graminoid marsh",
-         "Spartina marsh", "Cattail marsh", "Salt marsh", "Mud flats", "Water"],
+        "ksc",
+        "Kennedy Space Center (AVIRIS)",
+        "KSC.mat",
+        "2/26/KSC.mat",
+        "KSC",
+        "KSC_gt.mat",
+        "a/a6/KSC_gt.mat",
+        "KSC_gt",
+        [
+            "Scrub",
+            "Willow swamp",
+            "Cabbage palm hammock",
+            "Cabbage palm/oak hammock",
+            "Slash pine",
+            "Oak/broadleaf hammock",
+            "Hardwood swamp",
+            "Graminoid marsh",
+            "Spartina marsh",
+            "Cattail marsh",
+            "Salt marsh",
+            "Mud flats",
+            "Water",
+        ],
         (512, 614, 176),
         description="512 x 614 px, 176 bands, 18 m, 13 classes.",
     ),
     _hsi(
-        "botswana", "Botswana (Hyperion)",
-        "Botswana.mat", "7/72/Botswana.mat", "Botswana",
-        "Botswana_gt.mat", "5/58/Botswana_gt.mat", "Botswana_gt",
-        ["Water", "Hippo grass", "Floodplain grasses 1", "Floodplain grasses 2", "Reeds",
-         "Riparian", "Firescar", "Island interior", "Acacia woodlands", "Acacia shrublands",
-         "Acacia grasslands", "Short mopane", "Mixed mopane", "Exposed soils"],
+        "botswana",
+        "Botswana (Hyperion)",
+        "Botswana.mat",
+        "7/72/Botswana.mat",
+        "Botswana",
+        "Botswana_gt.mat",
+        "5/58/Botswana_gt.mat",
+        "Botswana_gt",
+        [
+            "Water",
+            "Hippo grass",
+            "Floodplain grasses 1",
+            "Floodplain grasses 2",
+            "Reeds",
+            "Riparian",
+            "Firescar",
+            "Island interior",
+            "Acacia woodlands",
+            "Acacia shrublands",
+            "Acacia grasslands",
+            "Short mopane",
+            "Mixed mopane",
+            "Exposed soils",
+        ],
         (1476, 256, 145),
         description="1476 x 256 px, 145 bands, 30 m, 14 classes.",
     ),
-    _mae_checkpoint("mae_visualize_vit_base", "mae_vit_base_patch16", "Meta MAE ViT-Base/16 (visualize)"),
-    _mae_checkpoint("mae_visualize_vit_large", "mae_vit_large_patch16", "Meta MAE ViT-Large/16 (visualize)"),
-    _mae_checkpoint("mae_visualize_vit_large_ganloss", "mae_vit_large_patch16", "Meta MAE ViT-Large/16 with GAN loss (visualize)"),
-    _mae_checkpoint("mae_visualize_vit_huge", "mae_vit_huge_patch14", "Meta MAE ViT-Huge/14 (visualize)"),
+    _mae_checkpoint(
+        "mae_visualize_vit_base", "mae_vit_base_patch16", "Meta MAE ViT-Base/16 (visualize)"
+    ),
+    _mae_checkpoint(
+        "mae_visualize_vit_large", "mae_vit_large_patch16", "Meta MAE ViT-Large/16 (visualize)"
+    ),
+    _mae_checkpoint(
+        "mae_visualize_vit_large_ganloss",
+        "mae_vit_large_patch16",
+        "Meta MAE ViT-Large/16 with GAN loss (visualize)",
+    ),
+    _mae_checkpoint(
+        "mae_visualize_vit_huge", "mae_vit_huge_patch14", "Meta MAE ViT-Huge/14 (visualize)"
+    ),
 ]
 
 REGISTRY: dict[str, Dataset] = {d.name: d for d in _DATASETS}
@@ -315,7 +437,9 @@ def cache_dir() -> Path:
 def mirror_dirs() -> list[Path]:
     """Folders named by ``$MAE_NB_DATA_MIRRORS`` that exist."""
     raw = os.environ.get(MIRRORS_ENV, "")
-    return [Path(p).expanduser() for p in raw.split(os.pathsep) if p and Path(p).expanduser().is_dir()]
+    return [
+        Path(p).expanduser() for p in raw.split(os.pathsep) if p and Path(p).expanduser().is_dir()
+    ]
 
 
 def sha256sum(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -407,7 +531,10 @@ def _download(dataset: Dataset, f: RemoteFile, progress: bool) -> Path:
     target = cached_path(dataset, f)
     target.parent.mkdir(parents=True, exist_ok=True)
     if target.exists() and not _matches(target, f):
-        warnings.warn(f"cached {target} does not match the registry's checksum; downloading it again", stacklevel=3)
+        warnings.warn(
+            f"cached {target} does not match the registry's checksum; downloading it again",
+            stacklevel=3,
+        )
         target.unlink()
     known_hash = f"sha256:{f.sha256}" if f.sha256 else None
     try:
@@ -469,7 +596,9 @@ def fetch(name: str, *, progress: bool = True, download: bool = True) -> dict[st
     return paths
 
 
-def announce_fallback(what: str, name: str, exc: Exception, bands: int, size: int, quiet: bool = False) -> str:
+def announce_fallback(
+    what: str, name: str, exc: Exception, bands: int, size: int, quiet: bool = False
+) -> str:
     """Print (unless ``quiet``) and warn that ``what`` ``name`` is unavailable and the synthetic scene stands in."""
     notice = (
         f"NOTICE: the {what} {name!r} is not available here ({exc}). "

@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
+from mae_nb.errors import InputError
+
 #: Land-cover classes of the synthetic scene; label ``i + 1`` is ``CLASS_NAMES[i]``, 0 is unlabelled.
 CLASS_NAMES = (
     "water",
@@ -35,7 +37,10 @@ CLASS_NAMES = (
 SENSOR_BANDS = {
     3: ((660, 560, 485), ("red", "green", "blue")),  # like an RGB GeoTIFF
     4: ((490, 560, 665, 842), ("blue", "green", "red", "nir")),  # Sentinel-2 10 m bands
-    6: ((485, 560, 660, 835, 1650, 2220), ("blue", "green", "red", "nir", "swir1", "swir2")),  # Landsat ETM+
+    6: (
+        (485, 560, 660, 835, 1650, 2220),
+        ("blue", "green", "red", "nir", "swir1", "swir2"),
+    ),  # Landsat ETM+
 }
 
 
@@ -117,8 +122,14 @@ class SyntheticScene:
         c, h, w = self.image.shape
         return f"SyntheticScene({c} bands x {h} x {w}, {len(self.class_names)} classes, seed={self.seed})"
 
-    def to_geotiff(self, path: str | Path, labels_path: str | Path | None = None, *,
-                   dtype: str = "uint16", overwrite: bool = False) -> Path:
+    def to_geotiff(
+        self,
+        path: str | Path,
+        labels_path: str | Path | None = None,
+        *,
+        dtype: str = "uint16",
+        overwrite: bool = False,
+    ) -> Path:
         """Write the image (reflectance x 10000 as uint16, nodata 0, or float32) and optionally the labels."""
         from mae_nb.data.geotiff import write_raster
 
@@ -128,12 +139,27 @@ class SyntheticScene:
         elif dtype == "float32":
             data, nodata = self.image.astype(np.float32), float("nan")
         else:
-            raise ValueError(f"dtype must be 'uint16' or 'float32', got {dtype!r}")
-        write_raster(path, data, crs=self.crs, transform=self.transform, nodata=nodata,
-                     valid=self.valid, band_names=self.band_names, overwrite=overwrite)
+            raise InputError(f"dtype must be 'uint16' or 'float32', got {dtype!r}")
+        write_raster(
+            path,
+            data,
+            crs=self.crs,
+            transform=self.transform,
+            nodata=nodata,
+            valid=self.valid,
+            band_names=self.band_names,
+            overwrite=overwrite,
+        )
         if labels_path is not None:
-            write_raster(labels_path, self.labels, crs=self.crs, transform=self.transform,
-                         nodata=0, band_names=["land cover"], overwrite=overwrite)
+            write_raster(
+                labels_path,
+                self.labels,
+                crs=self.crs,
+                transform=self.transform,
+                nodata=0,
+                band_names=["land cover"],
+                overwrite=overwrite,
+            )
         return Path(path)
 
 
@@ -174,13 +200,15 @@ def synthetic_scene(
     width = height if width is None else width
     for label, value in (("height", height), ("width", width)):
         if int(value) != value or value < 1:
-            raise ValueError(f"{label} must be a positive number of pixels, got {value}")
+            raise InputError(f"{label} must be a positive number of pixels, got {value}")
     if wavelengths is not None:
         wavelengths = np.asarray(wavelengths, dtype=np.float64)
         bands = len(wavelengths)
         names = [f"{w:.0f} nm" for w in wavelengths]
     if int(bands) != bands or bands < 1:
-        raise ValueError(f"bands must be at least 1 (3-6 for multispectral, 100+ for hyperspectral), got {bands}")
+        raise InputError(
+            f"bands must be at least 1 (3-6 for multispectral, 100+ for hyperspectral), got {bands}"
+        )
     if wavelengths is None:
         wavelengths, names = band_centres(int(bands))
     h, w = int(height), int(width)
@@ -209,7 +237,8 @@ def synthetic_scene(
     parcel_town = np.hypot(seeds[:, 0] - town[0], seeds[:, 1] - town[1]) < town_radius
     u = rng.uniform(size=n_parcels)
     parcel_class = np.where(
-        parcel_terrain > 0.7, 2,  # forest on the hills
+        parcel_terrain > 0.7,
+        2,  # forest on the hills
         np.where(u < 0.35, 3, np.where(u < 0.7, 4, np.where(u < 0.87, 5, 6))),
     )
     parcel_class = np.where((parcel_moist > 0.9) & (parcel_class != 2), 5, parcel_class)
@@ -230,7 +259,12 @@ def synthetic_scene(
         c0, c1 = int(max(lo_c - rw, 0)), int(min(hi_c + rw + 1, w))
         if r0 < r1 and c0 < c1:
             sub = river[r0:r1, c0:c1]
-            _draw_line(sub, (river_r[i] - r0, river_c[i] - c0), (river_r[i + 1] - r0, river_c[i + 1] - c0), rw)
+            _draw_line(
+                sub,
+                (river_r[i] - r0, river_c[i] - c0),
+                (river_r[i + 1] - r0, river_c[i + 1] - c0),
+                rw,
+            )
     labels[water | river] = 1
 
     # roads: two straight roads through the scene and a grid in town

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mae_nb.errors import InputError
+
 
 @dataclass
 class Tiles:
@@ -57,27 +59,36 @@ def tile(
     edges). Tiles whose share of valid pixels is below ``min_valid`` are dropped.
     """
     if image.ndim != 3:
-        raise ValueError(f"expected an image of shape (C, H, W), got {image.shape}")
+        raise InputError(f"expected an image of shape (C, H, W), got {image.shape}")
     _, h, w = image.shape
     stride = size if stride is None else stride
     if size < 1 or stride < 1:
-        raise ValueError(f"size and stride must be positive, got size={size}, stride={stride}")
+        raise InputError(f"size and stride must be positive, got size={size}, stride={stride}")
     if size > h or size > w:
-        raise ValueError(f"tile size {size} is larger than the image ({h} x {w} pixels); use a smaller size")
+        raise InputError(
+            f"tile size {size} is larger than the image ({h} x {w} pixels); use a smaller size"
+        )
     if not 0 <= min_valid <= 1:
-        raise ValueError(f"min_valid must be in [0, 1], got {min_valid}")
+        raise InputError(f"min_valid must be in [0, 1], got {min_valid}")
     valid = np.ones((h, w), bool) if valid is None else np.asarray(valid, bool)
     rs, cs = np.meshgrid(tile_starts(h, size, stride), tile_starts(w, size, stride), indexing="ij")
     rs, cs = rs.ravel(), cs.ravel()
     keep = [
-        i for i, (r, c) in enumerate(zip(rs, cs))
-        if valid[r:r + size, c:c + size].mean() >= min_valid - 1e-9
+        i
+        for i, (r, c) in enumerate(zip(rs, cs))
+        if valid[r : r + size, c : c + size].mean() >= min_valid - 1e-9
     ]
     rs, cs = rs[keep], cs[keep]
-    tiles = np.stack([image[:, r:r + size, c:c + size] for r, c in zip(rs, cs)]) if keep else \
-        np.zeros((0, image.shape[0], size, size), image.dtype)
-    masks = np.stack([valid[r:r + size, c:c + size] for r, c in zip(rs, cs)]) if keep else \
-        np.zeros((0, size, size), bool)
+    tiles = (
+        np.stack([image[:, r : r + size, c : c + size] for r, c in zip(rs, cs)])
+        if keep
+        else np.zeros((0, image.shape[0], size, size), image.dtype)
+    )
+    masks = (
+        np.stack([valid[r : r + size, c : c + size] for r, c in zip(rs, cs)])
+        if keep
+        else np.zeros((0, size, size), bool)
+    )
     return Tiles(tiles, rs, cs, masks, size, (h, w))
 
 
@@ -93,8 +104,8 @@ def untile(tiles: Tiles, values: np.ndarray | None = None) -> np.ndarray:
     count = np.zeros((h, w), np.float64)
     s = tiles.size
     for v, r, col in zip(values, tiles.rows, tiles.cols):
-        total[:, r:r + s, col:col + s] += v
-        count[r:r + s, col:col + s] += 1
+        total[:, r : r + s, col : col + s] += v
+        count[r : r + s, col : col + s] += 1
     with np.errstate(invalid="ignore", divide="ignore"):
         out = total / count
     return out.astype(np.float32)

@@ -34,17 +34,41 @@ from torch import nn
 from torch.nn import functional as F
 
 from mae_nb.data.tiling import Tiles, tile
-from mae_nb.errors import MaeNbError
+from mae_nb.errors import InputError, InputTypeError, MaeNbError
 from mae_nb.masking import block_mask, check_mask_ratio, patch_mask_to_pixels
 
 __all__ = [
-    "AAEOptimizers", "AdversarialAutoencoder", "BandScaler", "ConvAutoencoder", "DenoisingAutoencoder",
-    "GaussianMixturePrior", "GaussianPrior", "MLPAutoencoder", "MaskedReconstruction", "TileAutoencoder",
-    "TileSplit", "adversarial_train_step", "autoencoder_loss", "build_autoencoder", "compare_models", "encode_tiles",
-    "evaluate_reconstruction", "fill_nodata", "hidden_psnr_curves", "hide_patches", "latent_knn_accuracy",
+    "AAEOptimizers",
+    "AdversarialAutoencoder",
+    "BandScaler",
+    "ConvAutoencoder",
+    "DenoisingAutoencoder",
+    "GaussianMixturePrior",
+    "GaussianPrior",
+    "MLPAutoencoder",
+    "MaskedReconstruction",
+    "TileAutoencoder",
+    "TileSplit",
+    "adversarial_train_step",
+    "autoencoder_loss",
+    "build_autoencoder",
+    "compare_models",
+    "encode_tiles",
+    "evaluate_reconstruction",
+    "fill_nodata",
+    "hidden_psnr_curves",
+    "hide_patches",
+    "latent_knn_accuracy",
     "latent_projection",
-    "markdown_table", "masked_reconstruction", "prior_distance", "reconstruct", "reconstruction_loss",
-    "score_reconstructions", "tile_mean_baseline", "tile_split", "visible_mean_fill",
+    "markdown_table",
+    "masked_reconstruction",
+    "prior_distance",
+    "reconstruct",
+    "reconstruction_loss",
+    "score_reconstructions",
+    "tile_mean_baseline",
+    "tile_split",
+    "visible_mean_fill",
 ]
 
 
@@ -69,7 +93,9 @@ class BandScaler:
         for b, band in enumerate(a):
             values = band[np.isfinite(band)]
             if values.size == 0:
-                raise ValueError(f"band {b + 1} has no valid pixel to scale: every pixel is nodata or NaN")
+                raise InputError(
+                    f"band {b + 1} has no valid pixel to scale: every pixel is nodata or NaN"
+                )
             lo, hi = np.percentile(values, percentiles)
             low.append(lo)
             high.append(hi if hi > lo else lo + 1.0)
@@ -85,7 +111,9 @@ class BandScaler:
     def inverse(self, array: np.ndarray) -> np.ndarray:
         """Back from [0, 1] to the image's units (float64)."""
         shape = (-1, 1, 1)
-        return np.asarray(array, np.float64) * (self.high - self.low).reshape(shape) + self.low.reshape(shape)
+        return np.asarray(array, np.float64) * (self.high - self.low).reshape(
+            shape
+        ) + self.low.reshape(shape)
 
 
 @dataclass
@@ -109,15 +137,17 @@ class TileSplit:
 
     def __repr__(self) -> str:
         n, c, h, w = self.train.shape
-        return (f"TileSplit(train={n} tiles, held out={len(self.val)} tiles, {c} bands x {h} x {w} px, "
-                f"held-out strip: columns >= {self.boundary})")
+        return (
+            f"TileSplit(train={n} tiles, held out={len(self.val)} tiles, {c} bands x {h} x {w} px, "
+            f"held-out strip: columns >= {self.boundary})"
+        )
 
 
 def _majority_labels(labels: np.ndarray, tiles: Tiles) -> np.ndarray:
     s = tiles.size
     out = np.zeros(len(tiles), dtype=np.int64)
     for i, (r, c) in enumerate(zip(tiles.rows, tiles.cols)):
-        counts = np.bincount(labels[r:r + s, c:c + s].ravel().astype(np.int64))
+        counts = np.bincount(labels[r : r + s, c : c + s].ravel().astype(np.int64))
         counts[0] = 0  # 0 = unlabelled
         out[i] = int(counts.argmax())
     return out
@@ -144,22 +174,22 @@ def tile_split(
     """
     image = np.asarray(image)
     if image.ndim != 3:
-        raise ValueError(f"expected an image of shape (C, H, W), got {image.shape}")
+        raise InputError(f"expected an image of shape (C, H, W), got {image.shape}")
     if not 0 < val_fraction < 1:
-        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+        raise InputError(f"val_fraction must be in (0, 1), got {val_fraction}")
     c, h, w = image.shape
     a = image.astype(np.float32)
     ok = np.isfinite(a).all(axis=0)
     if valid is not None:
         valid = np.asarray(valid, bool)
         if valid.shape != (h, w):
-            raise ValueError(f"valid must have shape (H, W) = {(h, w)}, got {valid.shape}")
+            raise InputError(f"valid must have shape (H, W) = {(h, w)}, got {valid.shape}")
         ok &= valid
     a[:, ~ok] = np.nan
     boundary = int(round(w * (1 - val_fraction)))
     for name, width in (("training", boundary), ("held-out", w - boundary)):
         if width < size:
-            raise ValueError(
+            raise InputError(
                 f"val_fraction={val_fraction} leaves a {name} strip {width} px wide, narrower than one "
                 f"{size} px tile; choose a val_fraction closer to 0.5 or a smaller tile size"
             )
@@ -167,7 +197,7 @@ def tile_split(
     val_t = tile(a[:, :, boundary:], size, stride, ok[:, boundary:], min_valid)
     for name, t in (("training", train_t), ("held-out", val_t)):
         if len(t) == 0:
-            raise ValueError(
+            raise InputError(
                 f"no {name} tiles left after dropping tiles with less than {min_valid:.0%} valid pixels "
                 f"(image {h} x {w} px, tile {size} px, {ok.mean():.1%} of the pixels valid); lower "
                 "min_valid or the tile size, or check the image's nodata"
@@ -182,8 +212,12 @@ def tile_split(
     return TileSplit(
         train=torch.from_numpy(scaler.transform(train_t.tiles)),
         val=torch.from_numpy(scaler.transform(val_t.tiles)),
-        train_tiles=train_t, val_tiles=val_t, scaler=scaler, boundary=boundary,
-        train_labels=lab_train, val_labels=lab_val,
+        train_tiles=train_t,
+        val_tiles=val_t,
+        scaler=scaler,
+        boundary=boundary,
+        train_labels=lab_train,
+        val_labels=lab_val,
     )
 
 
@@ -201,7 +235,9 @@ def fill_nodata(imgs: torch.Tensor, value: float = 0.0) -> tuple[torch.Tensor, t
     return filled, valid
 
 
-def reconstruction_loss(pred: torch.Tensor, target: torch.Tensor, pixel_mask: torch.Tensor | None = None) -> torch.Tensor:
+def reconstruction_loss(
+    pred: torch.Tensor, target: torch.Tensor, pixel_mask: torch.Tensor | None = None
+) -> torch.Tensor:
     """Mean squared error over the valid pixels of ``target`` (and, if given, where ``pixel_mask``).
 
     pred, target: (N, C, H, W); target may hold NaN (nodata), left out of the mean and of the
@@ -221,7 +257,9 @@ def _batch_images(batch: Any) -> torch.Tensor:
     if isinstance(batch, (tuple, list)):
         batch = batch[0]
     if not isinstance(batch, torch.Tensor):
-        raise TypeError(f"expected a batch of tiles as a tensor (N, C, H, W), got {type(batch).__name__}")
+        raise InputTypeError(
+            f"expected a batch of tiles as a tensor (N, C, H, W), got {type(batch).__name__}"
+        )
     return batch
 
 
@@ -242,31 +280,37 @@ class TileAutoencoder(nn.Module):
     def check_input(self, imgs: torch.Tensor) -> torch.Tensor:
         """Raise a clear error unless ``imgs`` is (N, in_chans, H, W) with H, W as the model needs."""
         if not isinstance(imgs, torch.Tensor):
-            raise TypeError(f"expected tiles as a torch tensor (N, C, H, W), got {type(imgs).__name__}")
+            raise InputTypeError(
+                f"expected tiles as a torch tensor (N, C, H, W), got {type(imgs).__name__}"
+            )
         if imgs.ndim == 3:
-            raise ValueError(f"expected a batch of tiles (N, C, H, W), got one tile {tuple(imgs.shape)}; use imgs[None]")
+            raise InputError(
+                f"expected a batch of tiles (N, C, H, W), got one tile {tuple(imgs.shape)}; use imgs[None]"
+            )
         if imgs.ndim != 4:
-            raise ValueError(f"expected tiles of shape (N, C, H, W), got {tuple(imgs.shape)}")
+            raise InputError(f"expected tiles of shape (N, C, H, W), got {tuple(imgs.shape)}")
         _, c, h, w = imgs.shape
         if c != self.in_chans:
-            raise ValueError(
+            raise InputError(
                 f"this {type(self).__name__} was built for {self.in_chans} band(s) (in_chans={self.in_chans}), "
                 f"got tiles with {c}; use tiles of the same bands it was trained on, or build a new model "
                 f"with in_chans={c}"
             )
         if self.img_size is not None and (h, w) != (self.img_size, self.img_size):
-            raise ValueError(
+            raise InputError(
                 f"this {type(self).__name__} was built for {self.img_size} x {self.img_size} px tiles "
                 f"(img_size={self.img_size}), got {h} x {w}; cut tiles of that size or build a new model"
             )
         if h % self.downsample or w % self.downsample:
-            raise ValueError(
+            raise InputError(
                 f"tile size {h} x {w} px is not divisible by the network's downsampling factor "
                 f"{self.downsample}; use tiles whose height and width are multiples of {self.downsample} "
                 f"(e.g. {_multiples_near(h, self.downsample)})"
             )
         if not imgs.is_floating_point():
-            raise TypeError(f"expected float tiles scaled to about [0, 1], got dtype {imgs.dtype} (see tile_split)")
+            raise InputTypeError(
+                f"expected float tiles scaled to about [0, 1], got dtype {imgs.dtype} (see tile_split)"
+            )
         return imgs
 
     def encode(self, imgs: torch.Tensor) -> torch.Tensor:
@@ -298,7 +342,9 @@ class TileAutoencoder(nn.Module):
             was = self.training
             self.eval()
             p = next(self.parameters())
-            z = self.encode(torch.zeros(1, self.in_chans, height, width, device=p.device, dtype=p.dtype))
+            z = self.encode(
+                torch.zeros(1, self.in_chans, height, width, device=p.device, dtype=p.dtype)
+            )
             self.train(was)
         return int(z[0].numel())
 
@@ -311,7 +357,7 @@ def _multiples_near(size: int, factor: int) -> str:
 def _check_positive(**values: int) -> None:
     for name, value in values.items():
         if int(value) != value or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value}")
+            raise InputError(f"{name} must be a positive integer, got {value}")
 
 
 class MLPAutoencoder(TileAutoencoder):
@@ -321,12 +367,24 @@ class MLPAutoencoder(TileAutoencoder):
     a fixed ``img_size``. z: (N, latent_dim).
     """
 
-    def __init__(self, in_chans: int, img_size: int, latent_dim: int = 64, hidden: Sequence[int] = (512,)):
+    def __init__(
+        self, in_chans: int, img_size: int, latent_dim: int = 64, hidden: Sequence[int] = (512,)
+    ):
         super().__init__()
         _check_positive(in_chans=in_chans, img_size=img_size, latent_dim=latent_dim)
-        self.in_chans, self.img_size, self.latent_dim, self.hidden = int(in_chans), int(img_size), int(latent_dim), tuple(hidden)
-        self.config = {"kind": "mlp", "in_chans": self.in_chans, "img_size": self.img_size,
-                       "latent_dim": self.latent_dim, "hidden": list(self.hidden)}
+        self.in_chans, self.img_size, self.latent_dim, self.hidden = (
+            int(in_chans),
+            int(img_size),
+            int(latent_dim),
+            tuple(hidden),
+        )
+        self.config = {
+            "kind": "mlp",
+            "in_chans": self.in_chans,
+            "img_size": self.img_size,
+            "latent_dim": self.latent_dim,
+            "hidden": list(self.hidden),
+        }
         d = self.in_chans * self.img_size**2
         sizes = [d, *self.hidden, self.latent_dim]
         enc: list[nn.Module] = [nn.Flatten()]
@@ -337,17 +395,23 @@ class MLPAutoencoder(TileAutoencoder):
         rev = sizes[::-1]
         for a, b in zip(rev[:-1], rev[1:]):
             dec += [nn.Linear(a, b), nn.GELU()]
-        self.decoder = nn.Sequential(*dec[:-1], nn.Unflatten(1, (self.in_chans, self.img_size, self.img_size)))
+        self.decoder = nn.Sequential(
+            *dec[:-1], nn.Unflatten(1, (self.in_chans, self.img_size, self.img_size))
+        )
 
 
 def _down(cin: int, cout: int) -> nn.Sequential:
     """Halve the resolution: a strided 4 x 4 convolution, batch norm, GELU."""
-    return nn.Sequential(nn.Conv2d(cin, cout, 4, stride=2, padding=1), nn.BatchNorm2d(cout), nn.GELU())
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 4, stride=2, padding=1), nn.BatchNorm2d(cout), nn.GELU()
+    )
 
 
 def _up(cin: int, cout: int) -> nn.Sequential:
     """Double the resolution: a strided 4 x 4 transposed convolution, batch norm, GELU."""
-    return nn.Sequential(nn.ConvTranspose2d(cin, cout, 4, stride=2, padding=1), nn.BatchNorm2d(cout), nn.GELU())
+    return nn.Sequential(
+        nn.ConvTranspose2d(cin, cout, 4, stride=2, padding=1), nn.BatchNorm2d(cout), nn.GELU()
+    )
 
 
 def _conv_stacks(in_chans: int, widths: Sequence[int]) -> tuple[nn.Sequential, nn.Sequential]:
@@ -359,8 +423,10 @@ def _conv_stacks(in_chans: int, widths: Sequence[int]) -> tuple[nn.Sequential, n
     chans = [in_chans, *widths]
     down = nn.Sequential(*[_down(a, b) for a, b in zip(chans[:-1], chans[1:])])
     back = list(widths[::-1])
-    up = nn.Sequential(*[_up(a, b) for a, b in zip(back[:-1], back[1:])],
-                       nn.ConvTranspose2d(widths[0], in_chans, 4, stride=2, padding=1))
+    up = nn.Sequential(
+        *[_up(a, b) for a, b in zip(back[:-1], back[1:])],
+        nn.ConvTranspose2d(widths[0], in_chans, 4, stride=2, padding=1),
+    )
     return down, up
 
 
@@ -371,18 +437,30 @@ class ConvAutoencoder(TileAutoencoder):
     by ``downsample = 2**len(widths)``. z: (N, latent_channels, H / downsample, W / downsample).
     """
 
-    def __init__(self, in_chans: int, latent_channels: int = 8, widths: Sequence[int] = (32, 64, 128)):
+    def __init__(
+        self, in_chans: int, latent_channels: int = 8, widths: Sequence[int] = (32, 64, 128)
+    ):
         super().__init__()
         _check_positive(in_chans=in_chans, latent_channels=latent_channels)
         if not widths:
-            raise ValueError("widths must name at least one stage, e.g. (32, 64, 128)")
-        self.in_chans, self.latent_channels, self.widths = int(in_chans), int(latent_channels), tuple(int(v) for v in widths)
+            raise InputError("widths must name at least one stage, e.g. (32, 64, 128)")
+        self.in_chans, self.latent_channels, self.widths = (
+            int(in_chans),
+            int(latent_channels),
+            tuple(int(v) for v in widths),
+        )
         self.downsample = 2 ** len(self.widths)
-        self.config = {"kind": "conv", "in_chans": self.in_chans, "latent_channels": self.latent_channels,
-                       "widths": list(self.widths)}
+        self.config = {
+            "kind": "conv",
+            "in_chans": self.in_chans,
+            "latent_channels": self.latent_channels,
+            "widths": list(self.widths),
+        }
         down, up = _conv_stacks(self.in_chans, self.widths)
         self.encoder = nn.Sequential(down, nn.Conv2d(self.widths[-1], self.latent_channels, 1))
-        self.decoder = nn.Sequential(nn.Conv2d(self.latent_channels, self.widths[-1], 1), nn.GELU(), up)
+        self.decoder = nn.Sequential(
+            nn.Conv2d(self.latent_channels, self.widths[-1], 1), nn.GELU(), up
+        )
 
 
 # --------------------------------------------------------------------------- masking the input
@@ -405,11 +483,11 @@ def hide_patches(
     patches of every tile are hidden.
     """
     if imgs.ndim != 4:
-        raise ValueError(f"expected tiles of shape (N, C, H, W), got {tuple(imgs.shape)}")
+        raise InputError(f"expected tiles of shape (N, C, H, W), got {tuple(imgs.shape)}")
     n, _, h, w = imgs.shape
     _check_positive(patch_size=patch_size)
     if h % patch_size or w % patch_size:
-        raise ValueError(
+        raise InputError(
             f"tile size {h} x {w} px is not divisible by patch_size={patch_size}; "
             f"choose a patch_size that divides both (e.g. 4 or 8 for 32 px tiles)"
         )
@@ -430,24 +508,42 @@ class DenoisingAutoencoder(nn.Module):
     every valid pixel (visible ones are easy, so they dilute the signal).
     """
 
-    def __init__(self, autoencoder: TileAutoencoder, patch_size: int = 4, mask_ratio: float = 0.5,
-                 loss_on: str = "masked"):
+    def __init__(
+        self,
+        autoencoder: TileAutoencoder,
+        patch_size: int = 4,
+        mask_ratio: float = 0.5,
+        loss_on: str = "masked",
+    ):
         super().__init__()
         if not isinstance(autoencoder, TileAutoencoder):
-            raise TypeError(f"autoencoder must be one of this module's autoencoders, got {type(autoencoder).__name__}")
+            raise InputTypeError(
+                f"autoencoder must be one of this module's autoencoders, got {type(autoencoder).__name__}"
+            )
         if loss_on not in ("masked", "all"):
-            raise ValueError(f"loss_on must be 'masked' or 'all', got {loss_on!r}")
+            raise InputError(f"loss_on must be 'masked' or 'all', got {loss_on!r}")
         self.mask_ratio = check_mask_ratio(mask_ratio)
         if loss_on == "masked" and self.mask_ratio == 0:
-            raise ValueError("loss_on='masked' needs a mask_ratio above 0 (nothing would be scored); use loss_on='all'")
+            raise InputError(
+                "loss_on='masked' needs a mask_ratio above 0 (nothing would be scored); use loss_on='all'"
+            )
         _check_positive(patch_size=patch_size)
         self.autoencoder, self.patch_size, self.loss_on = autoencoder, int(patch_size), loss_on
         self.in_chans = autoencoder.in_chans
-        self.config = {"kind": "denoising", "autoencoder": autoencoder.config, "patch_size": self.patch_size,
-                       "mask_ratio": self.mask_ratio, "loss_on": loss_on}
+        self.config = {
+            "kind": "denoising",
+            "autoencoder": autoencoder.config,
+            "patch_size": self.patch_size,
+            "mask_ratio": self.mask_ratio,
+            "loss_on": loss_on,
+        }
 
-    def forward(self, imgs: torch.Tensor, mask_ratio: float | None = None,
-                generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self,
+        imgs: torch.Tensor,
+        mask_ratio: float | None = None,
+        generator: torch.Generator | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Reconstruction (N, C, H, W) from partly hidden ``imgs``, and the ``pixel_mask`` (N, H, W) used."""
         imgs = self.autoencoder.check_input(imgs)
         ratio = self.mask_ratio if mask_ratio is None else mask_ratio
@@ -473,7 +569,9 @@ class GaussianPrior:
     latent_dim: int
     std: float = 1.0
 
-    def sample(self, n: int, generator: torch.Generator | None = None, device: Any = None) -> torch.Tensor:
+    def sample(
+        self, n: int, generator: torch.Generator | None = None, device: Any = None
+    ) -> torch.Tensor:
         """(n, latent_dim) samples."""
         return (torch.randn(n, self.latent_dim, generator=generator) * self.std).to(device or "cpu")
 
@@ -497,7 +595,7 @@ class GaussianMixturePrior:
 
     def __post_init__(self) -> None:
         if self.latent_dim < 2:
-            raise ValueError(f"a mixture prior needs latent_dim >= 2, got {self.latent_dim}")
+            raise InputError(f"a mixture prior needs latent_dim >= 2, got {self.latent_dim}")
         _check_positive(n_components=self.n_components)
 
     @property
@@ -508,7 +606,9 @@ class GaussianMixturePrior:
         means[:, 0], means[:, 1] = self.radius * torch.cos(angle), self.radius * torch.sin(angle)
         return means
 
-    def sample(self, n: int, generator: torch.Generator | None = None, device: Any = None) -> torch.Tensor:
+    def sample(
+        self, n: int, generator: torch.Generator | None = None, device: Any = None
+    ) -> torch.Tensor:
         """(n, latent_dim) samples, components chosen uniformly."""
         k = torch.randint(self.n_components, (n,), generator=generator)
         z = self.means[k] + torch.randn(n, self.latent_dim, generator=generator) * self.std
@@ -516,14 +616,19 @@ class GaussianMixturePrior:
 
     @property
     def config(self) -> dict:
-        return {"name": "mixture", "n_components": self.n_components, "radius": self.radius, "std": self.std}
+        return {
+            "name": "mixture",
+            "n_components": self.n_components,
+            "radius": self.radius,
+            "std": self.std,
+        }
 
 
 def make_prior(prior: str | GaussianPrior | GaussianMixturePrior | dict, latent_dim: int):
     """A prior from a name (``"gaussian"``, ``"mixture"``), a config dict or a prior object."""
     if isinstance(prior, (GaussianPrior, GaussianMixturePrior)):
         if prior.latent_dim != latent_dim:
-            raise ValueError(f"the prior has latent_dim={prior.latent_dim}, the model {latent_dim}")
+            raise InputError(f"the prior has latent_dim={prior.latent_dim}, the model {latent_dim}")
         return prior
     kwargs: dict = {}
     if isinstance(prior, dict):
@@ -533,7 +638,7 @@ def make_prior(prior: str | GaussianPrior | GaussianMixturePrior | dict, latent_
         return GaussianPrior(latent_dim, **kwargs)
     if prior == "mixture":
         return GaussianMixturePrior(latent_dim, **kwargs)
-    raise ValueError(f"prior must be 'gaussian' or 'mixture' (or a prior object), got {prior!r}")
+    raise InputError(f"prior must be 'gaussian' or 'mixture' (or a prior object), got {prior!r}")
 
 
 @dataclass
@@ -556,29 +661,49 @@ class AdversarialAutoencoder(TileAutoencoder):
     ``fit(model, data, autoencoder_loss, train_step=adversarial_train_step, optimizer=model.optimizers())``.
     """
 
-    def __init__(self, in_chans: int, img_size: int, latent_dim: int = 8, widths: Sequence[int] = (32, 64, 128),
-                 prior: str | dict | GaussianPrior | GaussianMixturePrior = "gaussian",
-                 disc_hidden: Sequence[int] = (256, 256)):
+    def __init__(
+        self,
+        in_chans: int,
+        img_size: int,
+        latent_dim: int = 8,
+        widths: Sequence[int] = (32, 64, 128),
+        prior: str | dict | GaussianPrior | GaussianMixturePrior = "gaussian",
+        disc_hidden: Sequence[int] = (256, 256),
+    ):
         super().__init__()
         _check_positive(in_chans=in_chans, img_size=img_size, latent_dim=latent_dim)
-        self.in_chans, self.img_size, self.latent_dim = int(in_chans), int(img_size), int(latent_dim)
+        self.in_chans, self.img_size, self.latent_dim = (
+            int(in_chans),
+            int(img_size),
+            int(latent_dim),
+        )
         self.widths = tuple(int(v) for v in widths)
         self.downsample = 2 ** len(self.widths)
         if self.img_size % self.downsample:
-            raise ValueError(
+            raise InputError(
                 f"img_size={img_size} is not divisible by the network's downsampling factor {self.downsample}; "
                 f"use a multiple of {self.downsample}"
             )
         self.prior = make_prior(prior, self.latent_dim)
-        self.config = {"kind": "adversarial", "in_chans": self.in_chans, "img_size": self.img_size,
-                       "latent_dim": self.latent_dim, "widths": list(self.widths), "prior": self.prior.config,
-                       "disc_hidden": list(disc_hidden)}
+        self.config = {
+            "kind": "adversarial",
+            "in_chans": self.in_chans,
+            "img_size": self.img_size,
+            "latent_dim": self.latent_dim,
+            "widths": list(self.widths),
+            "prior": self.prior.config,
+            "disc_hidden": list(disc_hidden),
+        }
         g = self.img_size // self.downsample
         down, up = _conv_stacks(self.in_chans, self.widths)
         flat = self.widths[-1] * g * g
         self.encoder = nn.Sequential(down, nn.Flatten(), nn.Linear(flat, self.latent_dim))
-        self.decoder = nn.Sequential(nn.Linear(self.latent_dim, flat), nn.GELU(),
-                                     nn.Unflatten(1, (self.widths[-1], g, g)), up)
+        self.decoder = nn.Sequential(
+            nn.Linear(self.latent_dim, flat),
+            nn.GELU(),
+            nn.Unflatten(1, (self.widths[-1], g, g)),
+            up,
+        )
         layers: list[nn.Module] = []
         sizes = [self.latent_dim, *disc_hidden]
         for a, b in zip(sizes[:-1], sizes[1:]):
@@ -590,7 +715,9 @@ class AdversarialAutoencoder(TileAutoencoder):
         ae_params = list(self.encoder.parameters()) + list(self.decoder.parameters())
         return AAEOptimizers(
             ae=torch.optim.Adam(ae_params, lr=lr),
-            disc=torch.optim.Adam(self.discriminator.parameters(), lr=adversarial_lr, betas=(0.5, 0.9)),
+            disc=torch.optim.Adam(
+                self.discriminator.parameters(), lr=adversarial_lr, betas=(0.5, 0.9)
+            ),
             gen=torch.optim.Adam(self.encoder.parameters(), lr=adversarial_lr, betas=(0.5, 0.9)),
         )
 
@@ -613,7 +740,9 @@ def _finite_or_raise(name: str, value: torch.Tensor) -> None:
         )
 
 
-def adversarial_train_step(model: AdversarialAutoencoder, batch: Any, optimizer: AAEOptimizers) -> dict[str, float]:
+def adversarial_train_step(
+    model: AdversarialAutoencoder, batch: Any, optimizer: AAEOptimizers
+) -> dict[str, float]:
     """One alternating AAE update on a batch of tiles, for ``fit(..., train_step=...)``.
 
     1. reconstruction: encoder + decoder minimise the MSE over valid pixels;
@@ -622,7 +751,7 @@ def adversarial_train_step(model: AdversarialAutoencoder, batch: Any, optimizer:
     Returns ``loss`` (reconstruction), ``disc_loss``, ``gen_loss`` and ``disc_acc``.
     """
     if not isinstance(optimizer, AAEOptimizers):
-        raise TypeError(
+        raise InputTypeError(
             "adversarial_train_step needs the AAE's three optimizers: "
             "fit(model, data, train_step=adversarial_train_step, optimizer=model.optimizers())"
         )
@@ -638,8 +767,9 @@ def adversarial_train_step(model: AdversarialAutoencoder, batch: Any, optimizer:
     z_fake = model.encode(imgs).detach()
     z_real = model.prior.sample(n, device=imgs.device)
     d_real, d_fake = model.discriminator(z_real), model.discriminator(z_fake)
-    disc = F.binary_cross_entropy_with_logits(d_real, torch.ones_like(d_real)) + \
-        F.binary_cross_entropy_with_logits(d_fake, torch.zeros_like(d_fake))
+    disc = F.binary_cross_entropy_with_logits(
+        d_real, torch.ones_like(d_real)
+    ) + F.binary_cross_entropy_with_logits(d_fake, torch.zeros_like(d_fake))
     _finite_or_raise("discriminator loss", disc)
     optimizer.disc.zero_grad(set_to_none=True)
     disc.backward()
@@ -652,7 +782,12 @@ def adversarial_train_step(model: AdversarialAutoencoder, batch: Any, optimizer:
     gen.backward()
     optimizer.gen.step()
     acc = ((d_real > 0).float().mean() + (d_fake < 0).float().mean()) / 2
-    return {"loss": float(rec.detach()), "disc_loss": float(disc.detach()), "gen_loss": float(gen.detach()), "disc_acc": float(acc)}
+    return {
+        "loss": float(rec.detach()),
+        "disc_loss": float(disc.detach()),
+        "gen_loss": float(gen.detach()),
+        "disc_acc": float(acc),
+    }
 
 
 # --------------------------------------------------------------------------- training and building
@@ -675,7 +810,9 @@ def build_autoencoder(config: dict) -> nn.Module:
         return AdversarialAutoencoder(**cfg)
     if kind == "denoising":
         return DenoisingAutoencoder(build_autoencoder(cfg.pop("autoencoder")), **cfg)
-    raise ValueError(f"unknown autoencoder kind {kind!r}; expected 'mlp', 'conv', 'denoising' or 'adversarial'")
+    raise InputError(
+        f"unknown autoencoder kind {kind!r}; expected 'mlp', 'conv', 'denoising' or 'adversarial'"
+    )
 
 
 # --------------------------------------------------------------------------- using a trained model
@@ -697,7 +834,7 @@ def reconstruct(model: nn.Module, imgs: torch.Tensor, batch_size: int = 256) -> 
     was = net.training
     net.eval()
     device = next(net.parameters()).device
-    out = [net(imgs[i:i + batch_size].to(device)).cpu() for i in range(0, len(imgs), batch_size)]
+    out = [net(imgs[i : i + batch_size].to(device)).cpu() for i in range(0, len(imgs), batch_size)]
     net.train(was)
     return torch.cat(out) if out else imgs.new_zeros(imgs.shape)
 
@@ -710,7 +847,10 @@ def encode_tiles(model: nn.Module, imgs: torch.Tensor, batch_size: int = 256) ->
     was = net.training
     net.eval()
     device = next(net.parameters()).device
-    out = [net.encode(imgs[i:i + batch_size].to(device)).flatten(1).cpu() for i in range(0, len(imgs), batch_size)]
+    out = [
+        net.encode(imgs[i : i + batch_size].to(device)).flatten(1).cpu()
+        for i in range(0, len(imgs), batch_size)
+    ]
     net.train(was)
     return torch.cat(out).numpy()
 
@@ -722,12 +862,18 @@ def tile_mean_baseline(imgs: torch.Tensor) -> torch.Tensor:
     """
     filled, valid = fill_nodata(imgs)
     w = valid[:, None].to(filled.dtype)
-    mean = (filled * w).sum(dim=(2, 3), keepdim=True) / w.sum(dim=(2, 3), keepdim=True).clamp_min(1.0)
+    mean = (filled * w).sum(dim=(2, 3), keepdim=True) / w.sum(dim=(2, 3), keepdim=True).clamp_min(
+        1.0
+    )
     return mean.expand_as(imgs).clone()
 
 
-def evaluate_reconstruction(pred: torch.Tensor, target: torch.Tensor, pixel_mask: torch.Tensor | None = None,
-                            ssim: bool = True) -> dict[str, float]:
+def evaluate_reconstruction(
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    pixel_mask: torch.Tensor | None = None,
+    ssim: bool = True,
+) -> dict[str, float]:
     """PSNR (dB), SSIM and MSE of ``pred`` against ``target`` (N, C, H, W) in [0, 1].
 
     Only valid pixels count (finite in every band of ``target``), and only where
@@ -741,7 +887,10 @@ def evaluate_reconstruction(pred: torch.Tensor, target: torch.Tensor, pixel_mask
     valid = torch.isfinite(target).all(dim=1)
     if pixel_mask is not None:
         valid = valid & pixel_mask.bool().cpu()
-    out = {"psnr": metrics.psnr(pred, target, valid=valid), "mse": metrics.mse(pred, target, valid=valid)}
+    out = {
+        "psnr": metrics.psnr(pred, target, valid=valid),
+        "mse": metrics.mse(pred, target, valid=valid),
+    }
     if ssim:
         out["ssim"] = metrics.ssim(pred, target, valid=valid)
     return out
@@ -765,8 +914,13 @@ class MaskedReconstruction:
     psnr_visible: float
 
 
-def masked_reconstruction(model: nn.Module, imgs: torch.Tensor, mask_ratio: float, patch_size: int | None = None,
-                          seed: int = 0) -> MaskedReconstruction:
+def masked_reconstruction(
+    model: nn.Module,
+    imgs: torch.Tensor,
+    mask_ratio: float,
+    patch_size: int | None = None,
+    seed: int = 0,
+) -> MaskedReconstruction:
     """Hide ``mask_ratio`` of the patches of ``imgs`` (N, C, H, W), reconstruct, and score it.
 
     Works for any autoencoder here: a :class:`DenoisingAutoencoder` (its ``patch_size`` by
@@ -777,14 +931,22 @@ def masked_reconstruction(model: nn.Module, imgs: torch.Tensor, mask_ratio: floa
     net.check_input(imgs)
     if patch_size is None:
         patch_size = model.patch_size if isinstance(model, DenoisingAutoencoder) else 4
-    hidden, pixel_mask = hide_patches(imgs, mask_ratio, patch_size, generator=torch.Generator().manual_seed(seed))
+    hidden, pixel_mask = hide_patches(
+        imgs, mask_ratio, patch_size, generator=torch.Generator().manual_seed(seed)
+    )
     recon = reconstruct(net, hidden)
     scores = {}
     for name, where in (("hidden", pixel_mask), ("visible", ~pixel_mask)):
         ok = where & torch.isfinite(imgs).all(dim=1)
-        scores[name] = evaluate_reconstruction(recon, imgs, where, ssim=False)["psnr"] if ok.any() else float("nan")
+        scores[name] = (
+            evaluate_reconstruction(recon, imgs, where, ssim=False)["psnr"]
+            if ok.any()
+            else float("nan")
+        )
     display = imgs.masked_fill(pixel_mask[:, None], float("nan"))
-    return MaskedReconstruction(imgs, display, pixel_mask, recon, float(mask_ratio), scores["hidden"], scores["visible"])
+    return MaskedReconstruction(
+        imgs, display, pixel_mask, recon, float(mask_ratio), scores["hidden"], scores["visible"]
+    )
 
 
 def latent_projection(z: np.ndarray, n_components: int = 2) -> np.ndarray:
@@ -794,12 +956,15 @@ def latent_projection(z: np.ndarray, n_components: int = 2) -> np.ndarray:
 
     z = np.asarray(z, dtype=np.float64)
     if z.ndim != 2 or len(z) < n_components:
-        raise ValueError(f"expected at least {n_components} codes of shape (N, D), got {z.shape}")
-    return PCA(n_components=n_components, random_state=0).fit_transform(StandardScaler().fit_transform(z))
+        raise InputError(f"expected at least {n_components} codes of shape (N, D), got {z.shape}")
+    return PCA(n_components=n_components, random_state=0).fit_transform(
+        StandardScaler().fit_transform(z)
+    )
 
 
-def latent_knn_accuracy(z_train: np.ndarray, y_train: np.ndarray, z_test: np.ndarray, y_test: np.ndarray,
-                        k: int = 5) -> float:
+def latent_knn_accuracy(
+    z_train: np.ndarray, y_train: np.ndarray, z_test: np.ndarray, y_test: np.ndarray, k: int = 5
+) -> float:
     """Accuracy of a k-nearest-neighbour classifier of tile labels on standardized latent codes.
 
     A number for "do tiles of the same land cover land close together in the latent space?"
@@ -823,13 +988,17 @@ def prior_distance(z: np.ndarray, prior, n: int = 4000, seed: int = 0) -> float:
 
     z = np.asarray(z, dtype=np.float64)
     if z.ndim != 2 or z.shape[1] != prior.latent_dim:
-        raise ValueError(f"expected codes of shape (N, {prior.latent_dim}), got {z.shape}")
+        raise InputError(f"expected codes of shape (N, {prior.latent_dim}), got {z.shape}")
     p = prior.sample(n, torch.Generator().manual_seed(seed)).numpy()
     return float(np.mean([wasserstein_distance(z[:, d], p[:, d]) for d in range(z.shape[1])]))
 
 
-def score_reconstructions(target: torch.Tensor, reconstructions: dict, code_sizes: dict | None = None,
-                          pixel_mask: torch.Tensor | None = None) -> list[dict]:
+def score_reconstructions(
+    target: torch.Tensor,
+    reconstructions: dict,
+    code_sizes: dict | None = None,
+    pixel_mask: torch.Tensor | None = None,
+) -> list[dict]:
     """One row per entry of ``reconstructions`` ({name: (N, C, H, W)}): PSNR, SSIM and MSE against ``target``.
 
     ``code_sizes`` ({name: numbers per tile}) adds a column; ``pixel_mask`` (N, H, W) scores
@@ -865,11 +1034,14 @@ def visible_mean_fill(result: MaskedReconstruction) -> torch.Tensor:
 
     The fill any masked autoencoder must beat on the hidden pixels. Returns (N, C, H, W).
     """
-    return tile_mean_baseline(result.hidden)  # ``hidden`` is NaN where hidden, so only visible pixels count
+    return tile_mean_baseline(
+        result.hidden
+    )  # ``hidden`` is NaN where hidden, so only visible pixels count
 
 
-def hidden_psnr_curves(models: dict, imgs: torch.Tensor, ratios: Sequence[float], patch_size: int = 4,
-                       seed: int = 0) -> dict[str, list[float]]:
+def hidden_psnr_curves(
+    models: dict, imgs: torch.Tensor, ratios: Sequence[float], patch_size: int = 4, seed: int = 0
+) -> dict[str, list[float]]:
     """PSNR on the hidden pixels at each mask ratio, per model ({name: model}) and for the visible-mean fill.
 
     Every model sees the same hidden patches (same ``seed``). Returns {name: [PSNR per ratio]}.
@@ -882,16 +1054,23 @@ def hidden_psnr_curves(models: dict, imgs: torch.Tensor, ratios: Sequence[float]
             result = masked_reconstruction(model, imgs, ratio, patch_size, seed)
             curves[name].append(result.psnr_hidden)
         if result is None:
-            result = masked_reconstruction(models[next(iter(models))], imgs, ratio, patch_size, seed)
+            result = masked_reconstruction(
+                models[next(iter(models))], imgs, ratio, patch_size, seed
+            )
         has_hidden = bool(result.pixel_mask.any())
         curves["visible-mean fill"].append(
-            evaluate_reconstruction(visible_mean_fill(result), imgs, result.pixel_mask, ssim=False)["psnr"]
-            if has_hidden else float("nan"))
+            evaluate_reconstruction(visible_mean_fill(result), imgs, result.pixel_mask, ssim=False)[
+                "psnr"
+            ]
+            if has_hidden
+            else float("nan")
+        )
     return curves
 
 
-def compare_models(models: dict, imgs: torch.Tensor, mask_ratio: float = 0.5, patch_size: int = 4,
-                   seed: int = 0) -> list[dict]:
+def compare_models(
+    models: dict, imgs: torch.Tensor, mask_ratio: float = 0.5, patch_size: int = 4, seed: int = 0
+) -> list[dict]:
     """One row per model ({name: model}) on ``imgs`` (N, C, H, W), after a per-tile-mean row.
 
     Columns: numbers per tile in the code, PSNR and SSIM of complete tiles, and PSNR on the hidden
@@ -907,12 +1086,19 @@ def compare_models(models: dict, imgs: torch.Tensor, mask_ratio: float = 0.5, pa
         else:
             pred, size = reconstruct(model, imgs), encode_tiles(model, imgs[:1]).shape[1]
         s = evaluate_reconstruction(pred, imgs)
-        row: dict[str, Any] = {"model": name, "numbers per tile": size, "PSNR (dB)": s["psnr"], "SSIM": s["ssim"]}
+        row: dict[str, Any] = {
+            "model": name,
+            "numbers per tile": size,
+            "PSNR (dB)": s["psnr"],
+            "SSIM": s["ssim"],
+        }
         if model is not None:
             res = masked_reconstruction(model, imgs, mask_ratio, patch_size, seed)
             first = first or res
             row[hidden_col] = res.psnr_hidden
         rows.append(row)
     if first is not None:
-        rows[0][hidden_col] = evaluate_reconstruction(visible_mean_fill(first), imgs, first.pixel_mask, ssim=False)["psnr"]
+        rows[0][hidden_col] = evaluate_reconstruction(
+            visible_mean_fill(first), imgs, first.pixel_mask, ssim=False
+        )["psnr"]
     return rows

@@ -30,18 +30,36 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from mae_nb.errors import MaeNbError
+from mae_nb.errors import CheckpointError, InputError, InputTypeError, MissingFileError
 from mae_nb.masking import check_mask_ratio
 from mae_nb.masking import random_masking as _random_masking
 
 __all__ = [
-    "ARCHS", "CheckpointError", "IMAGENET_MEAN", "IMAGENET_STD", "MaskedAutoencoderViT", "PRESETS",
-    "build_from_config", "config_from_state_dict", "course_checkpoint_path", "create_mae", "diagnose_state_dict",
-    "get_2d_sincos_pos_embed", "load_course_checkpoint", "load_meta_checkpoint",
-    "mae_vit_base_patch16", "mae_vit_base_patch16_dec512d8b", "mae_vit_huge_patch14",
-    "mae_vit_huge_patch14_dec512d8b", "mae_vit_large_patch16", "mae_vit_large_patch16_dec512d8b",
-    "mae_vit_tiny_patch8", "mae_vit_tiny_patch8_dec128d2b", "mae_vit_tiny_patch16",
-    "mae_vit_tiny_patch16_dec128d2b", "state_dict_from_file",
+    "ARCHS",
+    "CheckpointError",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "MaskedAutoencoderViT",
+    "PRESETS",
+    "build_from_config",
+    "config_from_state_dict",
+    "course_checkpoint_path",
+    "create_mae",
+    "diagnose_state_dict",
+    "get_2d_sincos_pos_embed",
+    "load_course_checkpoint",
+    "load_meta_checkpoint",
+    "mae_vit_base_patch16",
+    "mae_vit_base_patch16_dec512d8b",
+    "mae_vit_huge_patch14",
+    "mae_vit_huge_patch14_dec512d8b",
+    "mae_vit_large_patch16",
+    "mae_vit_large_patch16_dec512d8b",
+    "mae_vit_tiny_patch8",
+    "mae_vit_tiny_patch8_dec128d2b",
+    "mae_vit_tiny_patch16",
+    "mae_vit_tiny_patch16_dec128d2b",
+    "state_dict_from_file",
 ]
 
 #: Pixel statistics Meta's RGB checkpoints were trained with (images in [0, 1], then standardized).
@@ -49,15 +67,12 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-class CheckpointError(MaeNbError, ValueError):
-    """A file that is not an MAE checkpoint, or one that does not fit the model asked for."""
-
-
 # --------------------------------------------------------------------------- position embeddings
 
 
-def get_2d_sincos_pos_embed(embed_dim: int, grid_hw: int | tuple[int, int],
-                            cls_token: bool = False) -> torch.Tensor:
+def get_2d_sincos_pos_embed(
+    embed_dim: int, grid_hw: int | tuple[int, int], cls_token: bool = False
+) -> torch.Tensor:
     """Fixed 2-D sin-cos position embeddings, laid out as in Meta's ``util/pos_embed.py``.
 
     Returns (gh * gw [+ 1], embed_dim) float32, patches in row-major order. The first half
@@ -67,11 +82,14 @@ def get_2d_sincos_pos_embed(embed_dim: int, grid_hw: int | tuple[int, int],
     """
     gh, gw = (grid_hw, grid_hw) if isinstance(grid_hw, int) else grid_hw
     if embed_dim % 4:
-        raise ValueError(f"embed_dim must be a multiple of 4 for 2-D sin-cos embeddings, got {embed_dim}")
+        raise InputError(
+            f"embed_dim must be a multiple of 4 for 2-D sin-cos embeddings, got {embed_dim}"
+        )
     quarter = embed_dim // 4
     omega = 1.0 / 10000 ** (torch.arange(quarter, dtype=torch.float64) / quarter)  # (D/4,)
-    rows, cols = torch.meshgrid(torch.arange(gh, dtype=torch.float64),
-                                torch.arange(gw, dtype=torch.float64), indexing="ij")
+    rows, cols = torch.meshgrid(
+        torch.arange(gh, dtype=torch.float64), torch.arange(gw, dtype=torch.float64), indexing="ij"
+    )
     out_w = cols.reshape(-1, 1) * omega  # (L, D/4)
     out_h = rows.reshape(-1, 1) * omega
     emb = torch.cat([out_w.sin(), out_w.cos(), out_h.sin(), out_h.cos()], dim=1)  # (L, D)
@@ -123,18 +141,32 @@ class MaskedAutoencoderViT(nn.Module):
         from timm.models.vision_transformer import Block
 
         img_hw = _pair(img_size)
-        for name, value in (("patch_size", patch_size), ("in_chans", in_chans), ("embed_dim", embed_dim),
-                            ("depth", depth), ("num_heads", num_heads), ("decoder_embed_dim", decoder_embed_dim),
-                            ("decoder_depth", decoder_depth), ("decoder_num_heads", decoder_num_heads)):
+        for name, value in (
+            ("patch_size", patch_size),
+            ("in_chans", in_chans),
+            ("embed_dim", embed_dim),
+            ("depth", depth),
+            ("num_heads", num_heads),
+            ("decoder_embed_dim", decoder_embed_dim),
+            ("decoder_depth", decoder_depth),
+            ("decoder_num_heads", decoder_num_heads),
+        ):
             if int(value) != value or value < (0 if "depth" in name else 1):
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+                raise InputError(f"{name} must be a positive integer, got {value!r}")
         if img_hw[0] % patch_size or img_hw[1] % patch_size or min(img_hw) < patch_size:
-            raise ValueError(f"img_size {img_hw} must be a multiple of patch_size={patch_size}")
-        for dim, heads, what in ((embed_dim, num_heads, ""), (decoder_embed_dim, decoder_num_heads, "decoder_")):
+            raise InputError(f"img_size {img_hw} must be a multiple of patch_size={patch_size}")
+        for dim, heads, what in (
+            (embed_dim, num_heads, ""),
+            (decoder_embed_dim, decoder_num_heads, "decoder_"),
+        ):
             if dim % heads:
-                raise ValueError(f"{what}embed_dim={dim} must be divisible by {what}num_heads={heads}")
+                raise InputError(
+                    f"{what}embed_dim={dim} must be divisible by {what}num_heads={heads}"
+                )
             if dim % 4:
-                raise ValueError(f"{what}embed_dim must be a multiple of 4 (sin-cos position embeddings), got {dim}")
+                raise InputError(
+                    f"{what}embed_dim must be a multiple of 4 (sin-cos position embeddings), got {dim}"
+                )
 
         self.img_size = img_hw
         self.patch_size = int(patch_size)
@@ -144,34 +176,60 @@ class MaskedAutoencoderViT(nn.Module):
         #: What the model is and how to rebuild it; loaders add "mean", "std", "source" (like timm's).
         self.pretrained_cfg: dict[str, Any] = {
             "arch": None,
-            "kwargs": dict(img_size=list(img_hw), patch_size=int(patch_size), in_chans=int(in_chans),
-                           embed_dim=embed_dim, depth=depth, num_heads=num_heads,
-                           decoder_embed_dim=decoder_embed_dim, decoder_depth=decoder_depth,
-                           decoder_num_heads=decoder_num_heads, mlp_ratio=mlp_ratio,
-                           norm_pix_loss=bool(norm_pix_loss)),
+            "kwargs": dict(
+                img_size=list(img_hw),
+                patch_size=int(patch_size),
+                in_chans=int(in_chans),
+                embed_dim=embed_dim,
+                depth=depth,
+                num_heads=num_heads,
+                decoder_embed_dim=decoder_embed_dim,
+                decoder_depth=decoder_depth,
+                decoder_num_heads=decoder_num_heads,
+                mlp_ratio=mlp_ratio,
+                norm_pix_loss=bool(norm_pix_loss),
+            ),
         }
 
         # MAE encoder
-        self.patch_embed = PatchEmbed(img_hw, patch_size, in_chans, embed_dim, strict_img_size=False)
+        self.patch_embed = PatchEmbed(
+            img_hw, patch_size, in_chans, embed_dim, strict_img_size=False
+        )
         num_patches = self.grid_size[0] * self.grid_size[1]
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
-        self.pos_embed = nn.Parameter(torch.zeros(1, num_patches + 1, embed_dim), requires_grad=False)  # fixed sin-cos
-        self.blocks = nn.ModuleList([
-            Block(embed_dim, num_heads, mlp_ratio, qkv_bias=True, norm_layer=norm_layer) for _ in range(depth)
-        ])
+        self.pos_embed = nn.Parameter(
+            torch.zeros(1, num_patches + 1, embed_dim), requires_grad=False
+        )  # fixed sin-cos
+        self.blocks = nn.ModuleList(
+            [
+                Block(embed_dim, num_heads, mlp_ratio, qkv_bias=True, norm_layer=norm_layer)
+                for _ in range(depth)
+            ]
+        )
         self.norm = norm_layer(embed_dim)
 
         # MAE decoder
         self.decoder_embed = nn.Linear(embed_dim, decoder_embed_dim, bias=True)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, decoder_embed_dim))
-        self.decoder_pos_embed = nn.Parameter(torch.zeros(1, num_patches + 1, decoder_embed_dim),
-                                              requires_grad=False)  # fixed sin-cos
-        self.decoder_blocks = nn.ModuleList([
-            Block(decoder_embed_dim, decoder_num_heads, mlp_ratio, qkv_bias=True, norm_layer=norm_layer)
-            for _ in range(decoder_depth)
-        ])
+        self.decoder_pos_embed = nn.Parameter(
+            torch.zeros(1, num_patches + 1, decoder_embed_dim), requires_grad=False
+        )  # fixed sin-cos
+        self.decoder_blocks = nn.ModuleList(
+            [
+                Block(
+                    decoder_embed_dim,
+                    decoder_num_heads,
+                    mlp_ratio,
+                    qkv_bias=True,
+                    norm_layer=norm_layer,
+                )
+                for _ in range(decoder_depth)
+            ]
+        )
         self.decoder_norm = norm_layer(decoder_embed_dim)
-        self.decoder_pred = nn.Linear(decoder_embed_dim, patch_size ** 2 * in_chans, bias=True)  # decoder to patch
+        self.decoder_pred = nn.Linear(
+            decoder_embed_dim, patch_size**2 * in_chans, bias=True
+        )  # decoder to patch
 
         self.initialize_weights()
 
@@ -180,9 +238,14 @@ class MaskedAutoencoderViT(nn.Module):
     def initialize_weights(self) -> None:
         """Meta's initialization: sin-cos position embeddings, xavier linears, normal(0.02) tokens."""
         with torch.no_grad():
-            self.pos_embed.copy_(get_2d_sincos_pos_embed(self.pos_embed.shape[-1], self.grid_size, True)[None])
+            self.pos_embed.copy_(
+                get_2d_sincos_pos_embed(self.pos_embed.shape[-1], self.grid_size, True)[None]
+            )
             self.decoder_pos_embed.copy_(
-                get_2d_sincos_pos_embed(self.decoder_pos_embed.shape[-1], self.grid_size, True)[None])
+                get_2d_sincos_pos_embed(self.decoder_pos_embed.shape[-1], self.grid_size, True)[
+                    None
+                ]
+            )
         w = self.patch_embed.proj.weight.data
         nn.init.xavier_uniform_(w.view([w.shape[0], -1]))  # like nn.Linear, not nn.Conv2d
         nn.init.normal_(self.cls_token, std=0.02)
@@ -209,23 +272,27 @@ class MaskedAutoencoderViT(nn.Module):
     def check_imgs(self, imgs: torch.Tensor) -> tuple[int, int]:
         """Raise a clear ValueError for images the model cannot take; return the patch grid (gh, gw)."""
         if not isinstance(imgs, torch.Tensor):
-            raise TypeError(f"imgs must be a torch.Tensor of shape (N, C, H, W), got {type(imgs).__name__}")
+            raise InputTypeError(
+                f"imgs must be a torch.Tensor of shape (N, C, H, W), got {type(imgs).__name__}"
+            )
         if imgs.ndim != 4:
             hint = " (add a batch dimension: imgs[None])" if imgs.ndim == 3 else ""
-            raise ValueError(f"imgs must have shape (N, C, H, W), got {tuple(imgs.shape)}{hint}")
+            raise InputError(f"imgs must have shape (N, C, H, W), got {tuple(imgs.shape)}{hint}")
         if not imgs.is_floating_point():
-            raise ValueError(f"imgs must be a floating-point tensor (normalized pixels), got {imgs.dtype}")
+            raise InputError(
+                f"imgs must be a floating-point tensor (normalized pixels), got {imgs.dtype}"
+            )
         _, c, h, w = imgs.shape
         if c != self.in_chans:
-            raise ValueError(
+            raise InputError(
                 f"the model takes in_chans={self.in_chans} bands, the images have {c}; select "
                 f"{self.in_chans} bands (e.g. an RGB composite) or build a model with in_chans={c}"
             )
         p = self.patch_size
         if h < p or w < p:
-            raise ValueError(f"the image ({h} x {w} px) is smaller than one patch ({p} x {p} px)")
+            raise InputError(f"the image ({h} x {w} px) is smaller than one patch ({p} x {p} px)")
         if h % p or w % p:
-            raise ValueError(
+            raise InputError(
                 f"image height and width must be multiples of patch_size={p}, got {h} x {w}; "
                 f"crop to {h // p * p} x {w // p * p} or pad to {math.ceil(h / p) * p} x {math.ceil(w / p) * p}"
             )
@@ -235,14 +302,18 @@ class MaskedAutoencoderViT(nn.Module):
         if grid_hw is not None:
             gh, gw = _pair(grid_hw)
             if gh * gw != num_patches:
-                raise ValueError(f"grid_hw={grid_hw} has {gh * gw} patches, the tokens have {num_patches}")
+                raise InputError(
+                    f"grid_hw={grid_hw} has {gh * gw} patches, the tokens have {num_patches}"
+                )
             return gh, gw
         if num_patches == self.num_patches:
             return self.grid_size
         side = math.isqrt(num_patches)
         if side * side == num_patches:
             return side, side
-        raise ValueError(f"{num_patches} patches do not form the model's grid nor a square one; pass grid_hw=(gh, gw)")
+        raise InputError(
+            f"{num_patches} patches do not form the model's grid nor a square one; pass grid_hw=(gh, gw)"
+        )
 
     def position_embeddings(self, grid_hw: tuple[int, int], decoder: bool = False) -> torch.Tensor:
         """The fixed position embeddings (1, 1 + gh*gw, D) of a patch grid, cls position first.
@@ -271,24 +342,40 @@ class MaskedAutoencoderViT(nn.Module):
         model's grid when L matches it, else a square grid."""
         p, c = self.patch_size, self.in_chans
         if x.ndim != 3 or x.shape[2] != p * p * c:
-            raise ValueError(f"x must have shape (N, L, {p * p * c}) (patch_size={p}, in_chans={c}), got {tuple(x.shape)}")
+            raise InputError(
+                f"x must have shape (N, L, {p * p * c}) (patch_size={p}, in_chans={c}), got {tuple(x.shape)}"
+            )
         gh, gw = self._grid_for(x.shape[1], grid_hw)
         x = x.reshape(x.shape[0], gh, gw, p, p, c)
         x = torch.einsum("nhwpqc->nchpwq", x)
         return x.reshape(x.shape[0], c, gh * p, gw * p)
 
-    def random_masking(self, x: torch.Tensor, mask_ratio: float, noise: torch.Tensor | None = None, *,
-                       generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def random_masking(
+        self,
+        x: torch.Tensor,
+        mask_ratio: float,
+        noise: torch.Tensor | None = None,
+        *,
+        generator: torch.Generator | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Per-sample random masking by argsort of noise (see :func:`mae_nb.masking.random_masking`).
 
         x: (N, L, D); noise: (N, L), the patches with the smallest noise stay visible. Returns
         x_visible (N, L_keep, D), mask (N, L) with 1 = masked, ids_restore (N, L).
         """
-        x_visible, mask, ids_restore, _ = _random_masking(x, mask_ratio, noise=noise, generator=generator)
+        x_visible, mask, ids_restore, _ = _random_masking(
+            x, mask_ratio, noise=noise, generator=generator
+        )
         return x_visible, mask, ids_restore
 
-    def forward_encoder(self, imgs: torch.Tensor, mask_ratio: float, noise: torch.Tensor | None = None, *,
-                        generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward_encoder(
+        self,
+        imgs: torch.Tensor,
+        mask_ratio: float,
+        noise: torch.Tensor | None = None,
+        *,
+        generator: torch.Generator | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Embed patches, add positions, drop the masked ones, run the encoder on the rest.
 
         imgs: (N, C, H, W) -> latent (N, 1 + L_keep, D) (cls token first), mask (N, L), ids_restore (N, L).
@@ -305,8 +392,12 @@ class MaskedAutoencoderViT(nn.Module):
             x = blk(x)
         return self.norm(x), mask, ids_restore
 
-    def forward_decoder(self, latent: torch.Tensor, ids_restore: torch.Tensor,
-                        grid_hw: tuple[int, int] | None = None) -> torch.Tensor:
+    def forward_decoder(
+        self,
+        latent: torch.Tensor,
+        ids_restore: torch.Tensor,
+        grid_hw: tuple[int, int] | None = None,
+    ) -> torch.Tensor:
         """Fill the masked places with the mask token, unshuffle, decode every patch.
 
         latent: (N, 1 + L_keep, D), ids_restore: (N, L) -> pred (N, L, p*p*C). ``grid_hw`` is
@@ -316,7 +407,9 @@ class MaskedAutoencoderViT(nn.Module):
         x = self.decoder_embed(latent)  # (N, 1 + L_keep, Dd)
         mask_tokens = self.mask_token.repeat(x.shape[0], ids_restore.shape[1] + 1 - x.shape[1], 1)
         x_ = torch.cat([x[:, 1:, :], mask_tokens], dim=1)  # no cls token
-        x_ = torch.gather(x_, dim=1, index=ids_restore.unsqueeze(-1).repeat(1, 1, x.shape[2]))  # unshuffle
+        x_ = torch.gather(
+            x_, dim=1, index=ids_restore.unsqueeze(-1).repeat(1, 1, x.shape[2])
+        )  # unshuffle
         x = torch.cat([x[:, :1, :], x_], dim=1)  # append cls token
         x = x + self.position_embeddings(grid, decoder=True)
         for blk in self.decoder_blocks:
@@ -324,7 +417,9 @@ class MaskedAutoencoderViT(nn.Module):
         x = self.decoder_pred(self.decoder_norm(x))
         return x[:, 1:, :]  # remove cls token
 
-    def forward_loss(self, imgs: torch.Tensor, pred: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward_loss(
+        self, imgs: torch.Tensor, pred: torch.Tensor, mask: torch.Tensor
+    ) -> torch.Tensor:
         """Mean squared error per patch, averaged over the masked patches.
 
         imgs: (N, C, H, W); pred: (N, L, p*p*C); mask: (N, L), 1 = masked. With
@@ -342,42 +437,104 @@ class MaskedAutoencoderViT(nn.Module):
             return loss.mean()
         return (loss * mask).sum() / mask.sum()  # mean loss on removed patches
 
-    def forward(self, imgs: torch.Tensor, mask_ratio: float = 0.75, noise: torch.Tensor | None = None, *,
-                generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(
+        self,
+        imgs: torch.Tensor,
+        mask_ratio: float = 0.75,
+        noise: torch.Tensor | None = None,
+        *,
+        generator: torch.Generator | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """imgs: (N, C, H, W) -> loss (scalar), pred (N, L, p*p*C), mask (N, L) with 1 = masked.
 
         ``noise`` (N, L) chooses the mask (smallest noise = visible); ``generator`` draws it
         reproducibly. Without either, the mask is random, as in training.
         """
-        latent, mask, ids_restore = self.forward_encoder(imgs, mask_ratio, noise, generator=generator)
+        latent, mask, ids_restore = self.forward_encoder(
+            imgs, mask_ratio, noise, generator=generator
+        )
         grid = (imgs.shape[2] // self.patch_size, imgs.shape[3] // self.patch_size)
         pred = self.forward_decoder(latent, ids_restore, grid)
         loss = self.forward_loss(imgs, pred, mask)
         return loss, pred, mask
 
     def extra_repr(self) -> str:
-        return (f"img_size={self.img_size}, patch_size={self.patch_size}, in_chans={self.in_chans}, "
-                f"norm_pix_loss={self.norm_pix_loss}")
+        return (
+            f"img_size={self.img_size}, patch_size={self.patch_size}, in_chans={self.in_chans}, "
+            f"norm_pix_loss={self.norm_pix_loss}"
+        )
 
 
 # --------------------------------------------------------------------------- presets
 
 #: Each preset's architecture (short name -> constructor arguments besides img_size / in_chans).
 PRESETS: dict[str, dict[str, Any]] = {
-    "mae_vit_tiny_patch8": dict(img_size=64, patch_size=8, embed_dim=192, depth=4, num_heads=3,
-                                decoder_embed_dim=128, decoder_depth=2, decoder_num_heads=4, mlp_ratio=4.0),
-    "mae_vit_tiny_patch16": dict(img_size=224, patch_size=16, embed_dim=192, depth=4, num_heads=3,
-                                 decoder_embed_dim=128, decoder_depth=2, decoder_num_heads=4, mlp_ratio=4.0),
-    "mae_vit_base_patch16": dict(img_size=224, patch_size=16, embed_dim=768, depth=12, num_heads=12,
-                                 decoder_embed_dim=512, decoder_depth=8, decoder_num_heads=16, mlp_ratio=4.0),
-    "mae_vit_large_patch16": dict(img_size=224, patch_size=16, embed_dim=1024, depth=24, num_heads=16,
-                                  decoder_embed_dim=512, decoder_depth=8, decoder_num_heads=16, mlp_ratio=4.0),
-    "mae_vit_huge_patch14": dict(img_size=224, patch_size=14, embed_dim=1280, depth=32, num_heads=16,
-                                 decoder_embed_dim=512, decoder_depth=8, decoder_num_heads=16, mlp_ratio=4.0),
+    "mae_vit_tiny_patch8": dict(
+        img_size=64,
+        patch_size=8,
+        embed_dim=192,
+        depth=4,
+        num_heads=3,
+        decoder_embed_dim=128,
+        decoder_depth=2,
+        decoder_num_heads=4,
+        mlp_ratio=4.0,
+    ),
+    "mae_vit_tiny_patch16": dict(
+        img_size=224,
+        patch_size=16,
+        embed_dim=192,
+        depth=4,
+        num_heads=3,
+        decoder_embed_dim=128,
+        decoder_depth=2,
+        decoder_num_heads=4,
+        mlp_ratio=4.0,
+    ),
+    "mae_vit_base_patch16": dict(
+        img_size=224,
+        patch_size=16,
+        embed_dim=768,
+        depth=12,
+        num_heads=12,
+        decoder_embed_dim=512,
+        decoder_depth=8,
+        decoder_num_heads=16,
+        mlp_ratio=4.0,
+    ),
+    "mae_vit_large_patch16": dict(
+        img_size=224,
+        patch_size=16,
+        embed_dim=1024,
+        depth=24,
+        num_heads=16,
+        decoder_embed_dim=512,
+        decoder_depth=8,
+        decoder_num_heads=16,
+        mlp_ratio=4.0,
+    ),
+    "mae_vit_huge_patch14": dict(
+        img_size=224,
+        patch_size=14,
+        embed_dim=1280,
+        depth=32,
+        num_heads=16,
+        decoder_embed_dim=512,
+        decoder_depth=8,
+        decoder_num_heads=16,
+        mlp_ratio=4.0,
+    ),
 }
 
 #: What a state dict's shapes tell about a preset (head counts and image size cannot be read from weights).
-_SHAPE_KEYS = ("patch_size", "embed_dim", "depth", "decoder_embed_dim", "decoder_depth", "mlp_ratio")
+_SHAPE_KEYS = (
+    "patch_size",
+    "embed_dim",
+    "depth",
+    "decoder_embed_dim",
+    "decoder_depth",
+    "mlp_ratio",
+)
 
 
 def _build(arch: str, overrides: dict[str, Any]) -> MaskedAutoencoderViT:
@@ -440,7 +597,9 @@ def _short_arch(arch: str) -> str:
 
         close = difflib.get_close_matches(arch, ARCHS, n=3)
         hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
-        raise ValueError(f"unknown MAE architecture {arch!r}.{hint} Known: {', '.join(sorted(PRESETS))}")
+        raise InputError(
+            f"unknown MAE architecture {arch!r}.{hint} Known: {', '.join(sorted(PRESETS))}"
+        )
     return re.sub(r"_dec\d+d\d+b$", "", arch)
 
 
@@ -450,11 +609,15 @@ def create_mae(arch: str, **overrides: Any) -> MaskedAutoencoderViT:
     return _build(_short_arch(arch), overrides)
 
 
-def build_from_config(config: dict[str, Any], device: str | torch.device | None = None) -> MaskedAutoencoderViT:
+def build_from_config(
+    config: dict[str, Any], device: str | torch.device | None = None
+) -> MaskedAutoencoderViT:
     """A model (random weights) from ``{"arch": ..., "kwargs": {...}}``: a checkpoint's "config"
     or a model's ``pretrained_cfg``. ``device="meta"`` allocates no memory."""
     if not isinstance(config, dict) or not isinstance(config.get("kwargs"), dict):
-        raise CheckpointError(f"a model config must be a dict with 'arch' and 'kwargs', got {str(config)[:200]}")
+        raise CheckpointError(
+            f"a model config must be a dict with 'arch' and 'kwargs', got {str(config)[:200]}"
+        )
     kwargs = dict(config["kwargs"])
     if isinstance(kwargs.get("img_size"), (list, tuple)):
         kwargs["img_size"] = tuple(kwargs["img_size"])
@@ -485,26 +648,39 @@ def config_from_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str, Any
     num_patches = int(sd["pos_embed"].shape[1]) - 1
     side = math.isqrt(max(num_patches, 0))
     has_decoder = "decoder_embed.weight" in sd
-    kw: dict[str, Any] = dict(patch_size=p, in_chans=in_chans, embed_dim=embed_dim, depth=_block_count(sd, "blocks"))
+    kw: dict[str, Any] = dict(
+        patch_size=p, in_chans=in_chans, embed_dim=embed_dim, depth=_block_count(sd, "blocks")
+    )
     if "blocks.0.mlp.fc1.weight" in sd:
         kw["mlp_ratio"] = float(sd["blocks.0.mlp.fc1.weight"].shape[0]) / embed_dim
     if has_decoder:
         kw["decoder_embed_dim"] = int(sd["decoder_embed.weight"].shape[0])
         kw["decoder_depth"] = _block_count(sd, "decoder_blocks")
-    arch = next((name for name, preset in PRESETS.items()
-                 if all(kw.get(k, preset[k]) == preset[k] for k in _SHAPE_KEYS)
-                 and (has_decoder or kw["depth"] == preset["depth"])), None)
+    arch = next(
+        (
+            name
+            for name, preset in PRESETS.items()
+            if all(kw.get(k, preset[k]) == preset[k] for k in _SHAPE_KEYS)
+            and (has_decoder or kw["depth"] == preset["depth"])
+        ),
+        None,
+    )
     kw["num_heads"] = PRESETS[arch]["num_heads"] if arch else max(1, embed_dim // 64)
     if has_decoder:
-        kw["decoder_num_heads"] = PRESETS[arch]["decoder_num_heads"] if arch else max(1, kw["decoder_embed_dim"] // 32)
+        kw["decoder_num_heads"] = (
+            PRESETS[arch]["decoder_num_heads"] if arch else max(1, kw["decoder_embed_dim"] // 32)
+        )
     if side * side == num_patches:
         kw["img_size"] = side * p
     return {"arch": arch, "kwargs": kw, "has_decoder": has_decoder}
 
 
 def _describe(kw: dict[str, Any]) -> str:
-    dec = (f", decoder {kw['decoder_embed_dim']}-dim x {kw['decoder_depth']} blocks"
-           if "decoder_embed_dim" in kw else ", no decoder")
+    dec = (
+        f", decoder {kw['decoder_embed_dim']}-dim x {kw['decoder_depth']} blocks"
+        if "decoder_embed_dim" in kw
+        else ", no decoder"
+    )
     return f"patch {kw['patch_size']}, encoder {kw['embed_dim']}-dim x {kw['depth']} blocks{dec}, in_chans {kw['in_chans']}"
 
 
@@ -512,15 +688,21 @@ def _foreign_format(keys: Any) -> str | None:
     """Why weights with these keys are not an MAE ViT in Meta's format, or None."""
     keys = set(keys)
     if any(k.startswith(("vit.embeddings.", "vit.encoder.", "vit.layers.")) for k in keys):
-        return ("the weights use Hugging Face transformers' names (vit.embeddings..., decoder.decoder_layers...), "
-                "not Meta's; load them with transformers' ViTMAEForPreTraining or convert the names")
+        return (
+            "the weights use Hugging Face transformers' names (vit.embeddings..., decoder.decoder_layers...), "
+            "not Meta's; load them with transformers' ViTMAEForPreTraining or convert the names"
+        )
     if "patch_embed.proj.weight" not in keys or "pos_embed" not in keys:
-        return (f"these are not MAE ViT weights in Meta's format (no patch_embed.proj.weight / pos_embed; "
-                f"first keys: {', '.join(sorted(keys)[:5]) or 'none'})")
+        return (
+            f"these are not MAE ViT weights in Meta's format (no patch_embed.proj.weight / pos_embed; "
+            f"first keys: {', '.join(sorted(keys)[:5]) or 'none'})"
+        )
     return None
 
 
-def diagnose_state_dict(state_dict: dict[str, torch.Tensor], model: MaskedAutoencoderViT) -> list[str]:
+def diagnose_state_dict(
+    state_dict: dict[str, torch.Tensor], model: MaskedAutoencoderViT
+) -> list[str]:
     """Why ``state_dict`` does not load into ``model`` with strict=True; [] when it does.
 
     Names the likely cause: Hugging Face names, an encoder-only ``mae_pretrain_*`` file, a
@@ -533,39 +715,64 @@ def diagnose_state_dict(state_dict: dict[str, torch.Tensor], model: MaskedAutoen
     if foreign:
         return [foreign]
     if not any(k.startswith(("decoder_", "mask_token")) for k in keys):
-        what = ("a fine-tuned classifier (it has head.weight)" if "head.weight" in keys
-                else "an encoder-only checkpoint such as Meta's mae_pretrain_vit_*.pth")
-        problems.append(f"the file has no decoder weights (no decoder_embed, decoder_blocks, mask_token): it is {what}. "
-                        "Reconstruction needs the decoder: use a mae_visualize_vit_* checkpoint (or a *_full.pth one)")
+        what = (
+            "a fine-tuned classifier (it has head.weight)"
+            if "head.weight" in keys
+            else "an encoder-only checkpoint such as Meta's mae_pretrain_vit_*.pth"
+        )
+        problems.append(
+            f"the file has no decoder weights (no decoder_embed, decoder_blocks, mask_token): it is {what}. "
+            "Reconstruction needs the decoder: use a mae_visualize_vit_* checkpoint (or a *_full.pth one)"
+        )
     mine = model.pretrained_cfg.get("kwargs", {})
     try:
         theirs = config_from_state_dict(state_dict)
     except CheckpointError as exc:
         return problems + [str(exc)]
     mismatched = [k for k in keys & want if tuple(state_dict[k].shape) != tuple(expected[k].shape)]
-    body_differs = any(theirs["kwargs"].get(k) != mine.get(k) for k in _SHAPE_KEYS
-                       if k in theirs["kwargs"] and not (k.startswith("decoder") and not theirs["has_decoder"]))
+    body_differs = any(
+        theirs["kwargs"].get(k) != mine.get(k)
+        for k in _SHAPE_KEYS
+        if k in theirs["kwargs"] and not (k.startswith("decoder") and not theirs["has_decoder"])
+    )
     if body_differs:
-        suggestion = (f"the shapes match the preset {theirs['arch']!r}" if theirs["arch"]
-                      else "the shapes match no preset (build MaskedAutoencoderViT with these sizes)")
-        problems.append(f"wrong preset: the checkpoint has {_describe(theirs['kwargs'])}; the model "
-                        f"{model.pretrained_cfg.get('arch') or 'given'} has {_describe(mine)}; {suggestion}")
+        suggestion = (
+            f"the shapes match the preset {theirs['arch']!r}"
+            if theirs["arch"]
+            else "the shapes match no preset (build MaskedAutoencoderViT with these sizes)"
+        )
+        problems.append(
+            f"wrong preset: the checkpoint has {_describe(theirs['kwargs'])}; the model "
+            f"{model.pretrained_cfg.get('arch') or 'given'} has {_describe(mine)}; {suggestion}"
+        )
     elif theirs["kwargs"]["in_chans"] != model.in_chans:
-        problems.append(f"the checkpoint takes in_chans={theirs['kwargs']['in_chans']} bands, the model {model.in_chans}")
+        problems.append(
+            f"the checkpoint takes in_chans={theirs['kwargs']['in_chans']} bands, the model {model.in_chans}"
+        )
     elif mismatched:
-        problems.append("shapes differ: " + "; ".join(
-            f"{k} {tuple(state_dict[k].shape)} in the file vs {tuple(expected[k].shape)} in the model" for k in mismatched[:5]))
+        problems.append(
+            "shapes differ: "
+            + "; ".join(
+                f"{k} {tuple(state_dict[k].shape)} in the file vs {tuple(expected[k].shape)} in the model"
+                for k in mismatched[:5]
+            )
+        )
     missing = sorted(want - keys)
     unexpected = sorted(keys - want)
     if missing and not problems:
-        problems.append(f"{len(missing)} weights are missing from the file: {', '.join(missing[:6])}")
+        problems.append(
+            f"{len(missing)} weights are missing from the file: {', '.join(missing[:6])}"
+        )
     if unexpected and (not problems or not body_differs):
-        problems.append(f"{len(unexpected)} keys of the file are not in the model: {', '.join(unexpected[:6])}")
+        problems.append(
+            f"{len(unexpected)} keys of the file are not in the model: {', '.join(unexpected[:6])}"
+        )
     return problems
 
 
-def state_dict_from_file(path: str | Path, map_location: str | torch.device = "cpu",
-                         mmap: bool = True) -> dict[str, torch.Tensor]:
+def state_dict_from_file(
+    path: str | Path, map_location: str | torch.device = "cpu", mmap: bool = True
+) -> dict[str, torch.Tensor]:
     """The state dict in a checkpoint file (``{"model": ...}``, ``{"state_dict": ...}`` or bare).
 
     Loaded with ``weights_only=True`` (no code runs) and, where the file allows, memory-mapped
@@ -573,10 +780,12 @@ def state_dict_from_file(path: str | Path, map_location: str | torch.device = "c
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}")
+        raise MissingFileError(f"no checkpoint at {path}")
 
     def _load(use_mmap: bool) -> Any:
-        with torch.serialization.safe_globals([argparse.Namespace]):  # Meta's fine-tuning files hold their args
+        with torch.serialization.safe_globals(
+            [argparse.Namespace]
+        ):  # Meta's fine-tuning files hold their args
             return torch.load(path, map_location=map_location, weights_only=True, mmap=use_mmap)
 
     try:
@@ -598,11 +807,17 @@ def state_dict_from_file(path: str | Path, map_location: str | torch.device = "c
             if isinstance(payload.get(key), dict):
                 sd = payload[key]
                 break
-    if not isinstance(sd, dict) or not sd or not all(isinstance(v, torch.Tensor) for v in sd.values()):
+    if (
+        not isinstance(sd, dict)
+        or not sd
+        or not all(isinstance(v, torch.Tensor) for v in sd.values())
+    ):
         keys = list(payload)[:8] if isinstance(payload, dict) else type(payload).__name__
-        raise CheckpointError(f"{path} holds no state dict (top level: {keys}); expected {{'model': state_dict}}")
+        raise CheckpointError(
+            f"{path} holds no state dict (top level: {keys}); expected {{'model': state_dict}}"
+        )
     if all(k.startswith("module.") for k in sd):
-        sd = {k[len("module."):]: v for k, v in sd.items()}
+        sd = {k[len("module.") :]: v for k, v in sd.items()}
     return sd
 
 
@@ -611,8 +826,9 @@ def _predicts_normalized_pixels(path: Path) -> bool:
     return stem.endswith("_full") or "pretrain" in stem
 
 
-def load_meta_checkpoint(name_or_path: str | Path, arch: str | None = None,
-                         map_location: str | torch.device = "cpu") -> MaskedAutoencoderViT:
+def load_meta_checkpoint(
+    name_or_path: str | Path, arch: str | None = None, map_location: str | torch.device = "cpu"
+) -> MaskedAutoencoderViT:
     """Meta's MAE checkpoint as a ready model in eval mode: a registry name or a file path.
 
     Registry names: ``mae_visualize_vit_base``, ``mae_visualize_vit_large``,
@@ -631,14 +847,18 @@ def load_meta_checkpoint(name_or_path: str | Path, arch: str | None = None,
     if isinstance(name_or_path, str) and name_or_path in registry.REGISTRY:
         dataset = registry.get(name_or_path)
         if dataset.kind != "checkpoint":
-            raise CheckpointError(f"{name_or_path!r} is a {dataset.kind} dataset, not a model checkpoint")
+            raise CheckpointError(
+                f"{name_or_path!r} is a {dataset.kind} dataset, not a model checkpoint"
+            )
         path = registry.fetch(name_or_path)[dataset.files[0].name]
         arch = arch or dataset.meta.get("arch")
     else:
         path = Path(name_or_path).expanduser()
         if not path.exists():
             names = [d.name for d in registry.REGISTRY.values() if d.kind == "checkpoint"]
-            raise FileNotFoundError(f"{source!r} is neither a file nor a checkpoint of the registry ({', '.join(names)})")
+            raise MissingFileError(
+                f"{source!r} is neither a file nor a checkpoint of the registry ({', '.join(names)})"
+            )
     sd = state_dict_from_file(path, map_location=map_location, mmap=True)
     norm_pix = _predicts_normalized_pixels(path)
     try:
@@ -658,8 +878,10 @@ def load_meta_checkpoint(name_or_path: str | Path, arch: str | None = None,
             model = MaskedAutoencoderViT(**{**kw, **overrides})
     problems = diagnose_state_dict(sd, model)
     if problems:
-        raise CheckpointError(f"{path} does not fit {model.pretrained_cfg['arch'] or 'the model'}:\n- "
-                              + "\n- ".join(problems))
+        raise CheckpointError(
+            f"{path} does not fit {model.pretrained_cfg['arch'] or 'the model'}:\n- "
+            + "\n- ".join(problems)
+        )
     model.load_state_dict(sd, strict=True, assign=True)
     left = [n for n, t in list(model.named_parameters()) + list(model.named_buffers()) if t.is_meta]
     if left:  # cannot happen after a strict load; guards against silent empty weights
@@ -672,7 +894,9 @@ def load_meta_checkpoint(name_or_path: str | Path, arch: str | None = None,
             stacklevel=2,
         )
     model.pretrained_cfg.update(
-        source=source, path=str(path), norm_pix=norm_pix,
+        source=source,
+        path=str(path),
+        norm_pix=norm_pix,
         mean=list(IMAGENET_MEAN) if model.in_chans == 3 else None,
         std=list(IMAGENET_STD) if model.in_chans == 3 else None,
     )
@@ -689,8 +913,9 @@ def course_checkpoint_path() -> Path:
     return cache_dir() / "checkpoints" / "mae_tiny_ch03.pth"
 
 
-def load_course_checkpoint(path: str | Path | None = None,
-                           map_location: str | torch.device = "cpu") -> MaskedAutoencoderViT:
+def load_course_checkpoint(
+    path: str | Path | None = None, map_location: str | torch.device = "cpu"
+) -> MaskedAutoencoderViT:
     """The MAE that chapter 03 trained (chapter 04's offline stand-in for Meta's weights).
 
     The file holds ``{"model": state dict (Meta's names), "config": {"arch", "kwargs", "mean",
@@ -702,13 +927,18 @@ def load_course_checkpoint(path: str | Path | None = None,
     path = Path(path) if path is not None else course_checkpoint_path()
     if not path.is_file():
         raise DataUnavailableError(
-            f"no course checkpoint at {path}: run chapter 03 first (`mae-nb run 03`) to train and save it")
+            f"no course checkpoint at {path}: run chapter 03 first (`mae-nb run 03`) to train and save it"
+        )
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:
-        raise CheckpointError(f"{path} is not a readable checkpoint ({type(exc).__name__}: {exc})") from None
+        raise CheckpointError(
+            f"{path} is not a readable checkpoint ({type(exc).__name__}: {exc})"
+        ) from None
     if not isinstance(payload, dict) or "model" not in payload or "config" not in payload:
-        raise CheckpointError(f"{path} lacks 'model' or 'config': not a checkpoint saved by chapter 03")
+        raise CheckpointError(
+            f"{path} lacks 'model' or 'config': not a checkpoint saved by chapter 03"
+        )
     config = payload["config"]
     model = build_from_config(config, device="meta")
     problems = diagnose_state_dict(payload["model"], model)

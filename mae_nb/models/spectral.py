@@ -64,14 +64,31 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mae_nb.errors import InputError, MissingFileError
 from mae_nb.masking import check_mask_ratio, random_masking
 
 __all__ = [
-    "Attention", "BlockwisePatchEmbed", "FactorizedBlock", "PretrainResult", "Reconstruction",
-    "SpectralTransformer", "classification_loss", "course_checkpoint_path", "load_pretrained",
-    "masked_errors", "pretrain_loss", "pretrain_on_scene", "pretraining_patches", "reconstruct",
-    "save_pretrained", "sincos_1d", "spectral_spatial_pos_embed", "visible_layout", "visible_mean_fill",
-    "TokenRows", "VisibleLayout",
+    "Attention",
+    "BlockwisePatchEmbed",
+    "FactorizedBlock",
+    "PretrainResult",
+    "Reconstruction",
+    "SpectralTransformer",
+    "classification_loss",
+    "course_checkpoint_path",
+    "load_pretrained",
+    "masked_errors",
+    "pretrain_loss",
+    "pretrain_on_scene",
+    "pretraining_patches",
+    "reconstruct",
+    "save_pretrained",
+    "sincos_1d",
+    "spectral_spatial_pos_embed",
+    "visible_layout",
+    "visible_mean_fill",
+    "TokenRows",
+    "VisibleLayout",
 ]
 
 CHECKPOINT_NAME = "sst_pretrained_ch06.pth"
@@ -83,7 +100,7 @@ CHECKPOINT_NAME = "sst_pretrained_ch06.pth"
 def sincos_1d(dim: int, positions: torch.Tensor) -> torch.Tensor:
     """Fixed sin-cos embedding (L, dim) of positions (L,), as in MAE's ``pos_embed.py``."""
     if dim % 2:
-        raise ValueError(f"a sin-cos embedding needs an even dim, got {dim}")
+        raise InputError(f"a sin-cos embedding needs an even dim, got {dim}")
     omega = 1.0 / 10000 ** (torch.arange(dim // 2, dtype=torch.float64) / (dim / 2))
     out = positions.double()[:, None] * omega[None]
     return torch.cat([out.sin(), out.cos()], dim=1).float()
@@ -92,14 +109,15 @@ def sincos_1d(dim: int, positions: torch.Tensor) -> torch.Tensor:
 def _sincos_2d(dim: int, grid_h: int, grid_w: int) -> torch.Tensor:
     """(grid_h * grid_w, dim): half the dims for the row, half for the column."""
     if dim % 4:
-        raise ValueError(f"a 2-D sin-cos embedding needs dim divisible by 4, got {dim}")
+        raise InputError(f"a 2-D sin-cos embedding needs dim divisible by 4, got {dim}")
     rows = torch.arange(grid_h).repeat_interleave(grid_w)
     cols = torch.arange(grid_w).repeat(grid_h)
     return torch.cat([sincos_1d(dim // 2, rows), sincos_1d(dim // 2, cols)], dim=1)
 
 
-def spectral_spatial_pos_embed(dim: int, num_groups: int, grid: tuple[int, int],
-                               spectral: bool = True) -> torch.Tensor:
+def spectral_spatial_pos_embed(
+    dim: int, num_groups: int, grid: tuple[int, int], spectral: bool = True
+) -> torch.Tensor:
     """Positional embedding (G, S, dim) of the token grid.
 
     With ``spectral``: 2-D spatial sin-cos in the first ``dim - dim // 3`` dims (rounded to a
@@ -112,11 +130,18 @@ def spectral_spatial_pos_embed(dim: int, num_groups: int, grid: tuple[int, int],
     spatial_dim = (dim - dim // 3) // 4 * 4
     spectral_dim = dim - spatial_dim
     if spectral_dim % 2:
-        raise ValueError(f"embed_dim {dim} cannot be split into spatial and spectral sin-cos parts; use a multiple of 4")
+        raise InputError(
+            f"embed_dim {dim} cannot be split into spatial and spectral sin-cos parts; use a multiple of 4"
+        )
     spatial = _sincos_2d(spatial_dim, *grid)  # (S, ds)
     spec = sincos_1d(spectral_dim, torch.arange(num_groups))  # (G, dc)
-    return torch.cat([spatial[None].expand(num_groups, s, spatial_dim),
-                      spec[:, None].expand(num_groups, s, spectral_dim)], dim=-1)
+    return torch.cat(
+        [
+            spatial[None].expand(num_groups, s, spatial_dim),
+            spec[:, None].expand(num_groups, s, spectral_dim),
+        ],
+        dim=-1,
+    )
 
 
 # --------------------------------------------------------------------------- parts
@@ -131,11 +156,21 @@ class BlockwisePatchEmbed(nn.Module):
     at the end to a multiple of k.
     """
 
-    def __init__(self, in_chans: int, image_size: int, band_block_size: int, spatial_patch_size: int,
-                 embed_dim: int, blockwise: bool = True):
+    def __init__(
+        self,
+        in_chans: int,
+        image_size: int,
+        band_block_size: int,
+        spatial_patch_size: int,
+        embed_dim: int,
+        blockwise: bool = True,
+    ):
         super().__init__()
         self.in_chans, self.image_size = int(in_chans), int(image_size)
-        self.band_block_size, self.spatial_patch_size = int(band_block_size), int(spatial_patch_size)
+        self.band_block_size, self.spatial_patch_size = (
+            int(band_block_size),
+            int(spatial_patch_size),
+        )
         self.num_groups = math.ceil(in_chans / band_block_size)
         self.pad_bands = self.num_groups * band_block_size - in_chans
         self.grid = (image_size // spatial_patch_size, image_size // spatial_patch_size)
@@ -194,7 +229,7 @@ class Attention(nn.Module):
     def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True):
         super().__init__()
         if dim % num_heads:
-            raise ValueError(f"embed_dim {dim} must be divisible by num_heads {num_heads}")
+            raise InputError(f"embed_dim {dim} must be divisible by num_heads {num_heads}")
         self.num_heads, self.head_dim = num_heads, dim // num_heads
         self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
         self.proj = nn.Linear(dim, dim)
@@ -217,7 +252,11 @@ class Attention(nn.Module):
         dim = x.shape[1]
         qkv = self.qkv(x)[rows.index]  # (R, L, 3D); the linear map runs on the M tokens only
         r, length = rows.index.shape
-        q, k, v = qkv.reshape(r, length, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+        q, k, v = (
+            qkv.reshape(r, length, 3, self.num_heads, self.head_dim)
+            .permute(2, 0, 3, 1, 4)
+            .unbind(0)
+        )
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=rows.attn_mask)
         out = out.transpose(1, 2).reshape(r * length, dim)[rows.unpad]  # (M, D), packed order
         return self.proj(out)
@@ -316,18 +355,26 @@ def _token_rows(visible: torch.Tensor, packed: torch.Tensor) -> TokenRows:
 
 
 @torch.no_grad()
-def visible_layout(mask: torch.Tensor, num_groups: int, num_spatial: int, factorized: bool = True) -> VisibleLayout:
+def visible_layout(
+    mask: torch.Tensor, num_groups: int, num_spatial: int, factorized: bool = True
+) -> VisibleLayout:
     """The :class:`VisibleLayout` of a token mask (N, G*S) or (N, G, S), 1 = masked: spatial
     and spectral rows when ``factorized``, else joint rows."""
     visible = ~mask.reshape(-1, num_groups, num_spatial).bool()  # (N, G, S)
     n = visible.shape[0]
-    packed = torch.cumsum(visible.flatten(), 0).reshape(visible.shape) - 1  # packed index of each token
+    packed = (
+        torch.cumsum(visible.flatten(), 0).reshape(visible.shape) - 1
+    )  # packed index of each token
     layout = VisibleLayout(flat=visible.flatten().nonzero().squeeze(1))
     if factorized:
-        layout.spatial = _token_rows(visible.reshape(n * num_groups, num_spatial),
-                                     packed.reshape(n * num_groups, num_spatial))
-        layout.spectral = _token_rows(visible.transpose(1, 2).reshape(n * num_spatial, num_groups),
-                                      packed.transpose(1, 2).reshape(n * num_spatial, num_groups))
+        layout.spatial = _token_rows(
+            visible.reshape(n * num_groups, num_spatial),
+            packed.reshape(n * num_groups, num_spatial),
+        )
+        layout.spectral = _token_rows(
+            visible.transpose(1, 2).reshape(n * num_spatial, num_groups),
+            packed.transpose(1, 2).reshape(n * num_spatial, num_groups),
+        )
     else:
         layout.joint = _token_rows(visible.reshape(n, -1), packed.reshape(n, -1))
     return layout
@@ -367,52 +414,88 @@ class SpectralTransformer(nn.Module):
         drop_masked: bool = True,
     ):
         super().__init__()
-        for name, v in (("in_chans", in_chans), ("image_size", image_size), ("band_block_size", band_block_size),
-                        ("spatial_patch_size", spatial_patch_size), ("embed_dim", embed_dim), ("depth", depth)):
+        for name, v in (
+            ("in_chans", in_chans),
+            ("image_size", image_size),
+            ("band_block_size", band_block_size),
+            ("spatial_patch_size", spatial_patch_size),
+            ("embed_dim", embed_dim),
+            ("depth", depth),
+        ):
             if int(v) != v or v < 1:
-                raise ValueError(f"{name} must be a positive integer, got {v}")
+                raise InputError(f"{name} must be a positive integer, got {v}")
         if image_size % spatial_patch_size:
-            raise ValueError(f"image_size {image_size} must be a multiple of spatial_patch_size {spatial_patch_size}")
+            raise InputError(
+                f"image_size {image_size} must be a multiple of spatial_patch_size {spatial_patch_size}"
+            )
         if (image_size // spatial_patch_size) % 2 == 0:
-            raise ValueError(
+            raise InputError(
                 f"image_size / spatial_patch_size must be odd so one token holds the centre pixel, "
                 f"got {image_size} / {spatial_patch_size}"
             )
         if band_block_size > in_chans:
-            raise ValueError(f"band_block_size {band_block_size} is larger than the {in_chans} bands")
+            raise InputError(
+                f"band_block_size {band_block_size} is larger than the {in_chans} bands"
+            )
         if embed_dim % 4:
-            raise ValueError(f"embed_dim must be a multiple of 4 (sin-cos positions), got {embed_dim}")
+            raise InputError(
+                f"embed_dim must be a multiple of 4 (sin-cos positions), got {embed_dim}"
+            )
         check_mask_ratio(mask_ratio)
         self._config = dict(
-            in_chans=int(in_chans), image_size=int(image_size), band_block_size=int(band_block_size),
-            spatial_patch_size=int(spatial_patch_size), embed_dim=int(embed_dim), depth=int(depth),
-            num_heads=int(num_heads), mlp_ratio=float(mlp_ratio), num_classes=int(num_classes),
-            decoder_dim=int(decoder_dim), decoder_depth=int(decoder_depth),
-            decoder_num_heads=int(decoder_num_heads), mask_ratio=float(mask_ratio),
-            blockwise_embed=bool(blockwise_embed), factorized_attention=bool(factorized_attention),
-            spectral_pos_embed=bool(spectral_pos_embed), drop_masked=bool(drop_masked),
+            in_chans=int(in_chans),
+            image_size=int(image_size),
+            band_block_size=int(band_block_size),
+            spatial_patch_size=int(spatial_patch_size),
+            embed_dim=int(embed_dim),
+            depth=int(depth),
+            num_heads=int(num_heads),
+            mlp_ratio=float(mlp_ratio),
+            num_classes=int(num_classes),
+            decoder_dim=int(decoder_dim),
+            decoder_depth=int(decoder_depth),
+            decoder_num_heads=int(decoder_num_heads),
+            mask_ratio=float(mask_ratio),
+            blockwise_embed=bool(blockwise_embed),
+            factorized_attention=bool(factorized_attention),
+            spectral_pos_embed=bool(spectral_pos_embed),
+            drop_masked=bool(drop_masked),
         )
         self.drop_masked = bool(drop_masked)
         self.mask_ratio = float(mask_ratio)
-        self.patch_embed = BlockwisePatchEmbed(in_chans, image_size, band_block_size, spatial_patch_size,
-                                               embed_dim, blockwise=blockwise_embed)
+        self.patch_embed = BlockwisePatchEmbed(
+            in_chans,
+            image_size,
+            band_block_size,
+            spatial_patch_size,
+            embed_dim,
+            blockwise=blockwise_embed,
+        )
         g, grid = self.patch_embed.num_groups, self.patch_embed.grid
         self.num_groups, self.num_spatial = g, grid[0] * grid[1]
-        self.register_buffer("pos_embed", spectral_spatial_pos_embed(embed_dim, g, grid, spectral_pos_embed),
-                             persistent=False)
+        self.register_buffer(
+            "pos_embed",
+            spectral_spatial_pos_embed(embed_dim, g, grid, spectral_pos_embed),
+            persistent=False,
+        )
         self.mask_token = nn.Parameter(torch.zeros(embed_dim))
         nn.init.normal_(self.mask_token, std=0.02)
         self.blocks = nn.ModuleList(
-            FactorizedBlock(embed_dim, num_heads, mlp_ratio, factorized_attention) for _ in range(depth)
+            FactorizedBlock(embed_dim, num_heads, mlp_ratio, factorized_attention)
+            for _ in range(depth)
         )
         self.norm = nn.LayerNorm(embed_dim)
-        self.head: nn.Module = nn.Linear(embed_dim, num_classes) if num_classes > 0 else nn.Identity()
+        self.head: nn.Module = (
+            nn.Linear(embed_dim, num_classes) if num_classes > 0 else nn.Identity()
+        )
         self.num_classes = int(num_classes)
         if decoder_depth >= 0:
             self.decoder_embed = nn.Linear(embed_dim, decoder_dim)
-            self.register_buffer("decoder_pos_embed",
-                                 spectral_spatial_pos_embed(decoder_dim, g, grid, spectral_pos_embed),
-                                 persistent=False)
+            self.register_buffer(
+                "decoder_pos_embed",
+                spectral_spatial_pos_embed(decoder_dim, g, grid, spectral_pos_embed),
+                persistent=False,
+            )
             self.decoder_blocks = nn.ModuleList(
                 FactorizedBlock(decoder_dim, decoder_num_heads, mlp_ratio, factorized_attention)
                 for _ in range(decoder_depth)
@@ -423,7 +506,9 @@ class SpectralTransformer(nn.Module):
             self.decoder_embed = None  # type: ignore[assignment]
         # which token values are real bands (not padding): (G, P)
         valid = torch.ones(1, in_chans, image_size, image_size)
-        self.register_buffer("token_valid", self.patch_embed.patchify(valid)[0, :, 0] > 0, persistent=False)
+        self.register_buffer(
+            "token_valid", self.patch_embed.patchify(valid)[0, :, 0] > 0, persistent=False
+        )
 
     @property
     def config(self) -> dict:
@@ -452,7 +537,7 @@ class SpectralTransformer(nn.Module):
     def _check_input(self, imgs: torch.Tensor) -> None:
         b, p = self._config["in_chans"], self._config["image_size"]
         if imgs.ndim != 4 or imgs.shape[1:] != (b, p, p):
-            raise ValueError(
+            raise InputError(
                 f"expected patches of shape (N, {b}, {p}, {p}) (bands, rows, cols), got {tuple(imgs.shape)}"
             )
 
@@ -463,7 +548,9 @@ class SpectralTransformer(nn.Module):
         self.head = nn.Linear(dim, num_classes).to(device) if num_classes > 0 else nn.Identity()
         self.num_classes = self._config["num_classes"] = int(num_classes)
 
-    def forward_features(self, imgs: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward_features(
+        self, imgs: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Encoder: imgs (N, B, p, p), mask (N, G*S) or (N, G, S), 1 = masked -> (N, G, S, D), normed."""
         self._check_input(imgs)
         x = self.patch_embed(imgs)
@@ -478,7 +565,9 @@ class SpectralTransformer(nn.Module):
     def forward(self, imgs: torch.Tensor) -> torch.Tensor:
         """Class logits (N, num_classes) of the centre pixel of each patch imgs (N, B, p, p)."""
         if self.num_classes == 0:
-            raise ValueError("this model has no classification head (num_classes=0); call reset_classifier(K)")
+            raise InputError(
+                "this model has no classification head (num_classes=0); call reset_classifier(K)"
+            )
         x = self.forward_features(imgs)
         return self.head(x[:, :, self.centre_index].mean(dim=1))
 
@@ -493,29 +582,44 @@ class SpectralTransformer(nn.Module):
         self._check_input(imgs)
         n = imgs.shape[0]
         if mask.numel() != n * self.num_groups * self.num_spatial:
-            raise ValueError(f"expected a token mask of shape ({n}, {self.num_groups * self.num_spatial}) "
-                             f"(1 = hidden), got {tuple(mask.shape)}")
-        layout = visible_layout(mask, self.num_groups, self.num_spatial, self._config["factorized_attention"])
+            raise InputError(
+                f"expected a token mask of shape ({n}, {self.num_groups * self.num_spatial}) "
+                f"(1 = hidden), got {tuple(mask.shape)}"
+            )
+        layout = visible_layout(
+            mask, self.num_groups, self.num_spatial, self._config["factorized_attention"]
+        )
         if layout.flat.numel() == 0:
-            raise ValueError("the mask hides every token; the encoder needs at least one visible token")
-        x = (self.patch_embed(imgs) + self.pos_embed).reshape(-1, self._config["embed_dim"])[layout.flat]
+            raise InputError(
+                "the mask hides every token; the encoder needs at least one visible token"
+            )
+        x = (self.patch_embed(imgs) + self.pos_embed).reshape(-1, self._config["embed_dim"])[
+            layout.flat
+        ]
         for block in self.blocks:
             x = block.forward_visible(x, layout)
         x = self.norm(x)
-        grid = self.mask_token.expand(n * self.num_groups * self.num_spatial, -1).index_copy(0, layout.flat, x)
+        grid = self.mask_token.expand(n * self.num_groups * self.num_spatial, -1).index_copy(
+            0, layout.flat, x
+        )
         return grid.reshape(n, self.num_groups, self.num_spatial, -1)
 
     def forward_decoder(self, x: torch.Tensor) -> torch.Tensor:
         """Encoded tokens (N, G, S, D) -> predicted token values (N, G, S, P)."""
         if self.decoder_embed is None:
-            raise ValueError("this model was built without a decoder (decoder_depth=-1)")
+            raise InputError("this model was built without a decoder (decoder_depth=-1)")
         x = self.decoder_embed(x) + self.decoder_pos_embed
         for block in self.decoder_blocks:
             x = block(x)
         return self.decoder_pred(self.decoder_norm(x))
 
-    def random_mask(self, n: int, mask_ratio: float | None = None, noise: torch.Tensor | None = None,
-                    generator: torch.Generator | None = None) -> torch.Tensor:
+    def random_mask(
+        self,
+        n: int,
+        mask_ratio: float | None = None,
+        noise: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
         """A random token mask (N, G*S), 1 = masked; ``L - int(L * (1 - mask_ratio))`` masked per sample (MAE's rule)."""
         ratio = self.mask_ratio if mask_ratio is None else mask_ratio
         length = self.num_groups * self.num_spatial
@@ -524,7 +628,9 @@ class SpectralTransformer(nn.Module):
         dummy = torch.zeros(n, length, 1, device=noise.device)
         return random_masking(dummy, ratio, noise=noise)[1]
 
-    def forward_loss(self, imgs: torch.Tensor, pred: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward_loss(
+        self, imgs: torch.Tensor, pred: torch.Tensor, mask: torch.Tensor
+    ) -> torch.Tensor:
         """MSE over the real (unpadded) values of masked tokens only. pred: (N, G, S, P), mask: (N, G*S)."""
         target = self.patchify(imgs)
         valid = self.token_valid[None, :, None, :].to(pred.dtype)  # (1, G, 1, P)
@@ -532,14 +638,23 @@ class SpectralTransformer(nn.Module):
         m = mask.reshape(per_token.shape).to(per_token.dtype)
         return (per_token * m).sum() / m.sum().clamp(min=1)
 
-    def forward_pretrain(self, imgs: torch.Tensor, mask_ratio: float | None = None,
-                         noise: torch.Tensor | None = None, generator: torch.Generator | None = None,
-                         mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    def forward_pretrain(
+        self,
+        imgs: torch.Tensor,
+        mask_ratio: float | None = None,
+        noise: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+        mask: torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor]:
         """Masked pretraining step: ``{"loss", "pred" (N, G, S, P), "mask" (N, G*S)}``."""
         self._check_input(imgs)
         if mask is None:
             mask = self.random_mask(imgs.shape[0], mask_ratio, noise, generator)
-        encoded = self.forward_visible(imgs, mask) if self.drop_masked else self.forward_features(imgs, mask)
+        encoded = (
+            self.forward_visible(imgs, mask)
+            if self.drop_masked
+            else self.forward_features(imgs, mask)
+        )
         pred = self.forward_decoder(encoded)
         return {"loss": self.forward_loss(imgs, pred, mask), "pred": pred, "mask": mask}
 
@@ -571,7 +686,9 @@ def classification_loss(model: nn.Module, batch: Any) -> dict:
     logits = model(imgs)
     keep = targets >= 0
     if not bool(keep.any()):
-        raise ValueError("a batch without labelled pixels (all targets -1); serve labelled pixels only")
+        raise InputError(
+            "a batch without labelled pixels (all targets -1); serve labelled pixels only"
+        )
     loss = F.cross_entropy(logits, targets, ignore_index=-1)
     acc = (logits.argmax(1)[keep] == targets[keep]).float().mean()
     return {"loss": loss, "acc": acc.detach()}
@@ -601,17 +718,28 @@ class Reconstruction:
     def centre_spectra(self, i: int = 0) -> dict[str, np.ndarray]:
         """True and predicted spectra (B,) of the centre pixel of patch ``i``, and its masked bands (B,) bool."""
         c = self.original.shape[-1] // 2
-        return {"true": self.original[i, :, c, c], "predicted": self.predicted[i, :, c, c],
-                "masked": self.masked[i, :, c, c]}
+        return {
+            "true": self.original[i, :, c, c],
+            "predicted": self.predicted[i, :, c, c],
+            "masked": self.masked[i, :, c, c],
+        }
 
 
 @torch.no_grad()
-def reconstruct(model: SpectralTransformer, imgs: torch.Tensor | np.ndarray, mask_ratio: float | None = None,
-                seed: int = 0) -> Reconstruction:
+def reconstruct(
+    model: SpectralTransformer,
+    imgs: torch.Tensor | np.ndarray,
+    mask_ratio: float | None = None,
+    seed: int = 0,
+) -> Reconstruction:
     """Mask ``mask_ratio`` of the tokens of imgs (N, B, p, p) (seeded) and reconstruct them."""
     model.eval()
     device = model.mask_token.device
-    x = torch.as_tensor(np.asarray(imgs) if not isinstance(imgs, torch.Tensor) else imgs).float().to(device)
+    x = (
+        torch.as_tensor(np.asarray(imgs) if not isinstance(imgs, torch.Tensor) else imgs)
+        .float()
+        .to(device)
+    )
     ratio = model.mask_ratio if mask_ratio is None else float(mask_ratio)
     check_mask_ratio(ratio)
     gen = torch.Generator().manual_seed(seed)
@@ -619,12 +747,17 @@ def reconstruct(model: SpectralTransformer, imgs: torch.Tensor | np.ndarray, mas
     tokens_mask = out["mask"].reshape(x.shape[0], model.num_groups, model.num_spatial, 1)
     masked = model.unpatchify(tokens_mask.expand(-1, -1, -1, model.patch_embed.token_dim)) > 0.5
     return Reconstruction(
-        original=x.cpu().numpy(), predicted=model.unpatchify(out["pred"]).cpu().numpy(),
-        masked=masked.cpu().numpy(), mask_ratio=ratio, loss=float(out["loss"]),
+        original=x.cpu().numpy(),
+        predicted=model.unpatchify(out["pred"]).cpu().numpy(),
+        masked=masked.cpu().numpy(),
+        mask_ratio=ratio,
+        loss=float(out["loss"]),
     )
 
 
-def visible_mean_fill(model: SpectralTransformer, imgs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def visible_mean_fill(
+    model: SpectralTransformer, imgs: torch.Tensor, mask: torch.Tensor
+) -> torch.Tensor:
     """A baseline without learning: each masked token gets the mean of the visible tokens with
     the same spectral index in its patch (its spatial neighbours' values of those bands).
 
@@ -639,25 +772,34 @@ def visible_mean_fill(model: SpectralTransformer, imgs: torch.Tensor, mask: torc
 
 
 @torch.no_grad()
-def masked_errors(model: SpectralTransformer, imgs: torch.Tensor | np.ndarray, mask_ratio: float | None = None,
-                  seed: int = 0, batch_size: int = 256) -> dict[str, float]:
+def masked_errors(
+    model: SpectralTransformer,
+    imgs: torch.Tensor | np.ndarray,
+    mask_ratio: float | None = None,
+    seed: int = 0,
+    batch_size: int = 256,
+) -> dict[str, float]:
     """Mean squared error on masked token values (standardized units) of the model and of two
     baselines for the same masks: ``visible_mean`` (:func:`visible_mean_fill`) and ``zero``
     (the band mean). imgs: (N, B, p, p). Returns ``{"model", "visible_mean", "zero"}``."""
     model.eval()
     device = model.mask_token.device
-    x_all = torch.as_tensor(np.asarray(imgs) if not isinstance(imgs, torch.Tensor) else imgs).float()
+    x_all = torch.as_tensor(
+        np.asarray(imgs) if not isinstance(imgs, torch.Tensor) else imgs
+    ).float()
     ratio = model.mask_ratio if mask_ratio is None else float(mask_ratio)
     gen = torch.Generator().manual_seed(seed)
     sums = {"model": 0.0, "visible_mean": 0.0, "zero": 0.0}
     count = 0
     for start in range(0, len(x_all), batch_size):
-        x = x_all[start:start + batch_size].to(device)
+        x = x_all[start : start + batch_size].to(device)
         mask = model.random_mask(x.shape[0], ratio, generator=gen)
         out = model.forward_pretrain(x, mask=mask)
         n = x.shape[0]
         sums["model"] += float(out["loss"]) * n
-        sums["visible_mean"] += float(model.forward_loss(x, visible_mean_fill(model, x, mask), mask)) * n
+        sums["visible_mean"] += (
+            float(model.forward_loss(x, visible_mean_fill(model, x, mask), mask)) * n
+        )
         sums["zero"] += float(model.forward_loss(x, torch.zeros_like(out["pred"]), mask)) * n
         count += n
     return {k: v / max(count, 1) for k, v in sums.items()}
@@ -721,16 +863,34 @@ def pretrain_on_scene(
     data, std = pretraining_patches(scene, image_size, max_pixels, seed)
     if model is None:
         torch.manual_seed(seed)
-        model = SpectralTransformer(scene.n_bands, image_size=image_size, mask_ratio=mask_ratio,
-                                    **(model_kwargs or {}))
+        model = SpectralTransformer(
+            scene.n_bands, image_size=image_size, mask_ratio=mask_ratio, **(model_kwargs or {})
+        )
     loss_fn = lambda m, b: pretrain_loss(m, b, mask_ratio)  # noqa: E731
-    history = fit(model, data, loss_fn, epochs=epochs, lr=lr, batch_size=batch_size,
-                  weight_decay=weight_decay, seed=seed, device=device, progress=progress,
-                  desc="masked pretraining")
+    history = fit(
+        model,
+        data,
+        loss_fn,
+        epochs=epochs,
+        lr=lr,
+        batch_size=batch_size,
+        weight_decay=weight_decay,
+        seed=seed,
+        device=device,
+        progress=progress,
+        desc="masked pretraining",
+    )
     config = {
-        "model": model.config, "scene": scene.name, "source": scene.source, "mask_ratio": mask_ratio,
-        "epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
-        "pixels": len(data), "standardizer": std.to_dict(),
+        "model": model.config,
+        "scene": scene.name,
+        "source": scene.source,
+        "mask_ratio": mask_ratio,
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "lr": lr,
+        "seed": seed,
+        "pixels": len(data),
+        "standardizer": std.to_dict(),
     }
     return PretrainResult(model, history, std, config)
 
@@ -742,17 +902,25 @@ def course_checkpoint_path() -> Path:
     return cache_dir() / "checkpoints" / CHECKPOINT_NAME
 
 
-def save_pretrained(path: str | Path | None, result: PretrainResult, *, overwrite: bool = False) -> Path:
+def save_pretrained(
+    path: str | Path | None, result: PretrainResult, *, overwrite: bool = False
+) -> Path:
     """Save a :class:`PretrainResult` with :func:`mae_nb.train.save_checkpoint` (config included)."""
     from mae_nb.train import save_checkpoint
 
     path = course_checkpoint_path() if path is None else Path(path)
-    return save_checkpoint(path, result.model, config=result.config, history=result.history,
-                           overwrite=overwrite)
+    return save_checkpoint(
+        path, result.model, config=result.config, history=result.history, overwrite=overwrite
+    )
 
 
-def load_pretrained(path: str | Path | None = None, *, num_classes: int | None = None,
-                    map_location: str | torch.device = "cpu", with_config: bool = False):
+def load_pretrained(
+    path: str | Path | None = None,
+    *,
+    num_classes: int | None = None,
+    map_location: str | torch.device = "cpu",
+    with_config: bool = False,
+):
     """The pretrained :class:`SpectralTransformer` from ``path`` (default :func:`course_checkpoint_path`).
 
     The model is rebuilt from the checkpoint's ``config["model"]`` and its weights loaded
@@ -764,7 +932,7 @@ def load_pretrained(path: str | Path | None = None, *, num_classes: int | None =
 
     path = course_checkpoint_path() if path is None else Path(path)
     if not path.is_file():
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"no pretrained spatial-spectral transformer at {path}; run notebook "
             "06_hyperspectral_masked_pretraining (or mae_nb.models.spectral.pretrain_on_scene and "
             "save_pretrained) first"
@@ -772,7 +940,9 @@ def load_pretrained(path: str | Path | None = None, *, num_classes: int | None =
     payload = load_checkpoint(path, map_location=map_location)
     config = payload.get("config") or {}
     if "model" not in config:
-        raise ValueError(f"{path} has no config['model'] to rebuild the model from (keys: {sorted(config)})")
+        raise InputError(
+            f"{path} has no config['model'] to rebuild the model from (keys: {sorted(config)})"
+        )
     model = SpectralTransformer.from_config(config["model"])
     model.load_state_dict(payload["model"])
     if num_classes is not None:
