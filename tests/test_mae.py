@@ -202,6 +202,31 @@ def test_mask_counts_noise_and_generator_reproducible():
     assert torch.equal(torch.sort(ids_restore, 1).values, torch.arange(16).expand(2, 16))
 
 
+def test_forward_features_is_the_unmasked_encoder_in_patch_order():
+    from mae_nb.features import encoder_tokens
+
+    model = small_model(depth=3)
+    imgs = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        tokens = model.forward_features(imgs)
+        latent, mask, _ = model.forward_encoder(imgs, 0.0, noise=torch.arange(16.0).expand(2, 16))
+        assert tokens.shape == (2, 1 + 16, 64) and mask.sum() == 0
+        torch.testing.assert_close(tokens, latent, atol=1e-6, rtol=0)
+        for block in (None, 0, 1, 2, -1, -3):
+            torch.testing.assert_close(
+                model.forward_features(imgs, block), encoder_tokens(model, imgs, block)
+            )
+        # block i: the output of the first i + 1 blocks, then the final norm
+        x = model.forward_features(imgs, 0)
+        assert not torch.allclose(x, tokens)
+        torch.testing.assert_close(model.forward_features(imgs, -3), x)
+        other = model.forward_features(torch.randn(1, 3, 24, 40))  # another size: recomputed pos
+    assert other.shape == (1, 1 + 15, 64)
+    for bad in (3, -4, 1.5, True):
+        with pytest.raises(ValueError, match=r"block must be an encoder block index in \[-3, 2\]"):
+            model.forward_features(imgs, bad)
+
+
 def test_loss_is_on_masked_patches_only():
     model = small_model()
     imgs = torch.randn(1, 3, 32, 32)

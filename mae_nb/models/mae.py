@@ -458,6 +458,32 @@ class MaskedAutoencoderViT(nn.Module):
         loss = self.forward_loss(imgs, pred, mask)
         return loss, pred, mask
 
+    def forward_features(self, imgs: torch.Tensor, block: int | None = None) -> torch.Tensor:
+        """The encoder's tokens with no patch masked, in patch order (timm's ``forward_features``).
+
+        imgs: (N, C, H, W) -> (N, 1 + L, D), the cls token first, patches row-major. ``block``:
+        stop after this encoder block (0-based, negative counts from the end; default the last);
+        the encoder's final norm follows either way. For the last block this equals
+        ``forward_encoder(imgs, 0.0, noise=arange(L))[0]``.
+        """
+        grid = self.check_imgs(imgs)
+        depth = len(self.blocks)
+        if block is not None and (
+            isinstance(block, bool) or int(block) != block or not -depth <= block < depth
+        ):
+            raise InputError(
+                f"block must be an encoder block index in [{-depth}, {depth - 1}] "
+                f"(the encoder has {depth} blocks), got {block!r}"
+            )
+        stop = depth if block is None else int(block) % depth + 1
+        pos = self.position_embeddings(grid)
+        x = self.patch_embed(imgs) + pos[:, 1:, :]
+        cls_token = (self.cls_token + pos[:, :1, :]).expand(x.shape[0], -1, -1)
+        x = torch.cat([cls_token, x], dim=1)
+        for blk in self.blocks[:stop]:
+            x = blk(x)
+        return self.norm(x)
+
     def extra_repr(self) -> str:
         return (
             f"img_size={self.img_size}, patch_size={self.patch_size}, in_chans={self.in_chans}, "
