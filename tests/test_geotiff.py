@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from mae_nb.data import composite, read_raster, stretch, synthetic_scene, write_raster
+from mae_nb.data.geotiff import open_raster, read_window
 from mae_nb.errors import RasterError
 
 
@@ -96,3 +97,69 @@ def test_composite_picks_bands_in_order():
     np.testing.assert_allclose(rgb[..., 0], stretch(img[2], 0, 100))
     with pytest.raises(ValueError, match="exactly 3 bands"):
         composite(img, (1, 2))
+
+
+def _cut_in_half(path, out):
+    data = path.read_bytes()
+    out.write_bytes(data[: len(data) // 2])
+    return out
+
+
+@pytest.fixture
+def tiled_tif(tmp_path):
+    """A 4-band, 512 x 600 GeoTIFF in 256-pixel blocks."""
+    scene = synthetic_scene(512, 600, bands=4, seed=1)
+    return scene.to_geotiff(tmp_path / "tiled.tif")
+
+
+def test_open_raster_opens_a_readable_file(tiled_tif):
+    with open_raster(tiled_tif) as src:
+        assert (src.count, src.height, src.width) == (4, 512, 600)
+    with pytest.raises(RasterError, match="no file at"):
+        open_raster(tiled_tif.with_name("missing.tif"))
+    with pytest.raises(RasterError, match="is a folder"):
+        open_raster(tiled_tif.parent)
+
+
+def test_truncated_geotiff_is_named_as_damaged_when_opened(tiled_tif, tmp_path):
+    # rasterio writes the directory at the end, so a cut file cannot even be opened
+    cut = _cut_in_half(tiled_tif, tmp_path / "cut.tif")
+    for call in (open_raster, read_raster):
+        with pytest.raises(RasterError, match=r"cut\.tif is damaged or truncated") as info:
+            call(cut)
+        assert "\n" not in str(info.value)
+
+
+def test_truncated_geotiff_with_its_header_first_fails_before_any_work(tiled_tif, tmp_path):
+    import rasterio
+    import rasterio.shutil
+
+    # a copy with the directory first (as cloud-optimized GeoTIFFs have): it opens, pixels fail
+    header_first = tmp_path / "header_first.tif"
+    rasterio.shutil.copy(
+        tiled_tif, header_first, driver="GTiff", tiled=True, copy_src_overviews=True
+    )
+    cut = _cut_in_half(header_first, tmp_path / "cut.tif")
+    with rasterio.open(cut) as src:  # GDAL itself opens it: the damage shows only on reading
+        assert src.count == 4
+    with pytest.raises(RasterError, match=r"cut\.tif is damaged or truncated"):
+        open_raster(cut)
+    with pytest.raises(RasterError, match=r"cut\.tif is damaged or truncated"):
+        read_raster(cut)
+    with rasterio.open(cut) as src, pytest.raises(RasterError, match=r"cut\.tif is damaged"):
+        read_window(src, [1, 2], (256, 256, 256, 256))
+
+
+def test_read_window_reads_windows_outside_and_decimated(tiled_tif):
+    full = read_raster(tiled_tif)
+    with open_raster(tiled_tif) as src:
+        array, valid = read_window(src, [2, 1], (10, 20, 30, 40))
+        np.testing.assert_array_equal(array, full.array[[1, 0], 10:40, 20:60])
+        np.testing.assert_array_equal(valid, full.valid[10:40, 20:60])
+        # a boundless window past the last row: the outside is fill_value and invalid
+        array, valid = read_window(src, [1], (500, 0, 32, 16), boundless=True, fill_value=7)
+        assert array.shape == (1, 32, 16) and np.all(array[0, 12:] == 7)
+        assert valid[:12].all() and not valid[12:].any()
+        array, valid = read_window(src, [1, 2, 3, 4], out_shape=(64, 75))
+        assert array.shape == (4, 64, 75) and valid.shape == (64, 75)
+        assert array.dtype == full.array.dtype

@@ -55,7 +55,24 @@ class Raster:
         return xy(self.transform, rows, cols, offset="center")
 
 
-def _open(path: str | Path):
+_TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")  # classic and BigTIFF
+
+
+def _damaged(path: object) -> RasterError:
+    return RasterError(
+        f"{path} is damaged or truncated: GDAL cannot read its pixels; copy or download the file "
+        "again (`mae-nb data fetch NAME` for the course's samples)"
+    )
+
+
+def open_raster(path: str | Path):
+    """Open a raster file for reading: a rasterio dataset, to use as a context manager.
+
+    Checks what can be checked cheaply before any work: that ``path`` exists, is a file, is a
+    raster GDAL can read, and that its last block of pixels can be read (a file cut short
+    fails there). Raises :class:`~mae_nb.errors.RasterError` naming the file otherwise. Read
+    its pixels with :func:`read_window`, which reports a block damaged further in the same way.
+    """
     import rasterio
     from rasterio.errors import RasterioIOError
 
@@ -67,12 +84,27 @@ def _open(path: str | Path):
     if path.is_dir():
         raise RasterError(f"{path} is a folder, not a raster file")
     try:
-        return rasterio.open(path)
+        src = rasterio.open(path)
     except RasterioIOError as exc:
+        with open(path, "rb") as fh:
+            if fh.read(4) in _TIFF_MAGIC:
+                raise _damaged(path) from None
         raise RasterError(
-            f"{path} is not a raster GDAL can read ({exc}); expected a GeoTIFF such as the course's "
-            "samples (`mae-nb data list`)"
+            f"{path} is not a raster GDAL can read ({exc}); expected a GeoTIFF such as the "
+            "course's samples (`mae-nb data list`)"
         ) from None
+    try:
+        block_h, block_w = src.block_shapes[-1]
+        last = (-(-src.height // block_h) - 1, -(-src.width // block_w) - 1)
+        src.read(src.count, window=src.block_window(src.count, *last))
+    except RasterioIOError:
+        src.close()
+        raise _damaged(path) from None
+    return src
+
+
+# the private name other modules imported before open_raster existed; removed once unused
+_open = open_raster
 
 
 def check_bands(bands: Sequence[int] | None, count: int, path: object = "the raster") -> list[int]:
@@ -105,6 +137,40 @@ def check_window(
     return (r, c, h, w)
 
 
+def read_window(
+    src,
+    bands: Sequence[int],
+    window: Window | None = None,
+    *,
+    boundless: bool = False,
+    fill_value: float | None = None,
+    out_shape: tuple[int, int] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pixels and validity of ``bands`` (1-based) in a ``window`` of an open raster ``src``.
+
+    ``src`` comes from :func:`open_raster`; ``window`` is ``(row_off, col_off, height, width)``
+    (default: the whole image), and may reach outside the image when ``boundless`` (the outside
+    is ``fill_value`` and invalid). ``out_shape=(h, w)`` reads a decimated copy (nearest pixel).
+    Returns ``(array (C, h, w) in the file's dtype, valid (h, w) bool)``; a pixel is valid where
+    any band's mask is set. A block the file cannot deliver raises
+    :class:`~mae_nb.errors.RasterError` naming the file.
+    """
+    from rasterio.enums import Resampling
+    from rasterio.errors import RasterioIOError
+    from rasterio.windows import Window as RioWindow
+
+    r, c, h, w = (0, 0, src.height, src.width) if window is None else window
+    kwargs: dict = dict(window=RioWindow(c, r, w, h), boundless=boundless)
+    if out_shape is not None:
+        kwargs.update(out_shape=(len(bands), *out_shape), resampling=Resampling.nearest)
+    try:
+        array = src.read(list(bands), fill_value=fill_value, **kwargs)
+        valid = (src.read_masks(list(bands), **kwargs) > 0).any(axis=0)
+    except RasterioIOError:
+        raise _damaged(src.name) from None
+    return array, valid
+
+
 def read_raster(
     path: str | Path,
     bands: Sequence[int] | None = None,
@@ -118,19 +184,16 @@ def read_raster(
     from rasterio.windows import Window as RioWindow
     from rasterio.windows import transform as window_transform
 
-    with _open(path) as src:
+    with open_raster(path) as src:
         idx = check_bands(bands, src.count, path)
         r, c, h, w = check_window(window, src.height, src.width, path)
-        rio_window = RioWindow(c, r, w, h)
-        array = src.read(idx, window=rio_window)
-        masks = src.read_masks(idx, window=rio_window)
-        valid = (masks > 0).any(axis=0)
+        array, valid = read_window(src, idx, (r, c, h, w))
         names = [src.descriptions[i - 1] or f"band {i}" for i in idx]
         return Raster(
             array=array,
             valid=valid,
             crs=src.crs,
-            transform=window_transform(rio_window, src.transform),
+            transform=window_transform(RioWindow(c, r, w, h), src.transform),
             nodata=src.nodata,
             band_names=names,
             path=Path(path),
