@@ -13,12 +13,9 @@ Lower layers never import higher ones: ``viz`` and ``widgets`` may import ``mode
 
 from __future__ import annotations
 
+from mae_nb.notebook import DEFAULT_BRANCH, REPOSITORY
+from mae_nb.runner import record_metrics  # re-exported for notebooks
+
 __version__ = "0.1.0"
-
-#: GitHub repository and default branch that the launch badges and the Colab install cell use.
-REPOSITORY = "mae-nb/mae-nb"
-DEFAULT_BRANCH = "main"
-
-from mae_nb.runner import record_metrics  # noqa: E402  (re-exported for notebooks)
 
 __all__ = ["REPOSITORY", "DEFAULT_BRANCH", "record_metrics", "__version__"]

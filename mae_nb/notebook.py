@@ -16,8 +16,11 @@ import re
 from pathlib import Path
 from typing import Sequence
 
-from mae_nb import DEFAULT_BRANCH, REPOSITORY
 from mae_nb.errors import InputError
+
+#: GitHub repository and default branch that the launch badges and the Colab install cell use.
+REPOSITORY = "mae-nb/mae-nb"
+DEFAULT_BRANCH = "main"
 
 #: Environment variable a test sets to install ``mae_nb`` from a working tree instead of GitHub.
 INSTALL_SPEC_ENV = "MAE_NB_INSTALL_SPEC"
