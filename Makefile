@@ -12,7 +12,7 @@ OUT    ?= build
 
 help:
 	@echo "make run    execute every notebook headless (papermill) -> $(OUT)/summary.md"
-	@echo "make test   run the test suite (executes every notebook in smoke mode)"
+	@echo "make test   ruff, the import contract (lint-imports), then the test suite (every notebook in smoke mode)"
 	@echo "make lab    open JupyterLab at the first chapter"
 	@echo "make clean  remove $(OUT)/ (the .venv stays)"
 
@@ -28,7 +28,10 @@ install: $(STAMP)
 run: $(STAMP)
 	$(VENV)/bin/mae-nb run $(NB) $(if $(SMOKE),--smoke) --out $(OUT)
 
+# conventions first (seconds), then the suite: the first failure stops with a non-zero exit
 test: $(STAMP)
+	$(VENV)/bin/ruff check
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest
 
 lab: $(STAMP)
