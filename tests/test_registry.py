@@ -136,9 +136,22 @@ def test_truncated_download_without_hash_is_caught_by_size(cache, server, regist
     base, www = server
     (www / "fake.tif").write_bytes(PAYLOAD[:100])
     ds = register(fake_dataset(url=f"{base}/fake.tif", sha=None))
-    with pytest.raises(ChecksumError, match="expected 10000"):
+    with pytest.raises(ChecksumError, match="has 100 bytes, expected 10000"):
         registry.fetch("fake-sample", progress=False)
     assert not registry.cached_path(ds, ds.files[0]).exists()
+
+
+def test_fetch_file_gets_one_file_and_refuses_to_download_when_told(
+    cache, server, register, no_mirrors
+):
+    base, www = server
+    (www / "fake.tif").write_bytes(PAYLOAD)
+    ds = register(fake_dataset(url=f"{base}/fake.tif"))
+    with pytest.raises(DataUnavailableError, match="not cached and downloads are off"):
+        registry.fetch_file(ds, ds.files[0], download=False)
+    path = registry.fetch_file(ds, ds.files[0], progress=False)
+    assert path == registry.cached_path(ds, ds.files[0]) and path.read_bytes() == PAYLOAD
+    assert registry.fetch_file(ds, ds.files[0], download=False) == path  # now from the cache
 
 
 def test_offline_error_names_the_dataset_and_how_to_get_it(cache, register, no_mirrors):

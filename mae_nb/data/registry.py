@@ -168,7 +168,9 @@ def _mae_checkpoint(name: str, arch: str, title: str) -> Dataset:
         licence=_MAE_LICENCE,
         citation=_MAE_CITE,
         homepage="https://github.com/facebookresearch/mae",
-        description="Meta's MAE demo checkpoint (encoder and decoder, pixel targets not normalized).",
+        description=(
+            "Meta's MAE demo checkpoint (encoder and decoder, pixel targets not normalized)."
+        ),
         meta={"arch": arch},
     )
 
@@ -189,7 +191,9 @@ _DATASETS = [
         licence="CC0 1.0 (rasterio tests/data); Landsat data USGS public domain",
         citation="rasterio project, tests/data/RGB.byte.tif; USGS Landsat 7 ETM+",
         homepage="https://github.com/rasterio/rasterio",
-        description="3 bands (RGB), uint8, ~300 m pixels, nodata 0 collar, EPSG:32618, 791 x 718 px.",
+        description=(
+            "3 bands (RGB), uint8, ~300 m pixels, nodata 0 collar, EPSG:32618, 791 x 718 px."
+        ),
     ),
     Dataset(
         name="landsat7-olinda",
@@ -206,7 +210,10 @@ _DATASETS = [
         licence="Apache-2.0 (stars package); USGS Landsat public domain",
         citation="Pebesma, stars: Spatiotemporal Arrays, inst/tif/L7_ETMs.tif; USGS Landsat 7 ETM+",
         homepage="https://github.com/r-spatial/stars",
-        description="6 bands (ETM+ 1,2,3,4,5,7: blue, green, red, NIR, SWIR1, SWIR2), uint8, 28.5 m, EPSG:31985, 349 x 352 px.",
+        description=(
+            "6 bands (ETM+ 1,2,3,4,5,7: blue, green, red, NIR, SWIR1, SWIR2), uint8, 28.5 m, "
+            "EPSG:31985, 349 x 352 px."
+        ),
         meta={"band_names": ["blue", "green", "red", "nir", "swir1", "swir2"], "rgb": [3, 2, 1]},
     ),
     Dataset(
@@ -215,9 +222,16 @@ _DATASETS = [
         kind="geotiff-bands",
         files=_bigearthnet_files(),
         licence="CDLA-Permissive-1.0; contains modified Copernicus Sentinel data 2017-2018",
-        citation="Sumbul et al., BigEarthNet: A Large-Scale Benchmark Archive for Remote Sensing Image Understanding, IGARSS 2019",
+        citation=(
+            "Sumbul et al., BigEarthNet: A Large-Scale Benchmark Archive for Remote Sensing "
+            "Image Understanding, IGARSS 2019"
+        ),
         homepage="https://bigearth.net",
-        description="6 Sentinel-2 L2A patches, 120 x 120 px at 10 m, bands B02/B03/B04/B08 (uint16 reflectance x 10000), CORINE labels. Distributed only inside the BigEarthNet archive: use a mirror folder.",
+        description=(
+            "6 Sentinel-2 L2A patches, 120 x 120 px at 10 m, bands B02/B03/B04/B08 (uint16 "
+            "reflectance x 10000), CORINE labels. Distributed only inside the BigEarthNet "
+            "archive: use a mirror folder."
+        ),
         meta={
             "band_names": ["B02", "B03", "B04", "B08"],
             "rgb": [3, 2, 1],
@@ -247,7 +261,10 @@ _DATASETS = [
         gt_sha256="17814c1d3296c0e29b27f320f2c4174d2a68adb87e376abe78f02923e2c2e454",
         gt_size=587,
         class_ids=[1, 10, 11, 12, 13, 14],
-        description="83 x 86 px, 204 bands, 3.7 m, 6 classes (original Salinas ids 1,10-14, remapped to 1-6).",
+        description=(
+            "83 x 86 px, 204 bands, 3.7 m, 6 classes (original Salinas ids 1,10-14, remapped "
+            "to 1-6)."
+        ),
     ),
     _hsi(
         "indian-pines",
@@ -548,7 +565,8 @@ def _download(dataset: Dataset, f: RemoteFile, progress: bool) -> Path:
     except ValueError as exc:  # pooch's hash mismatch; the partial file is already removed
         raise ChecksumError(
             f"the download of {f.name} for dataset {dataset.name!r} from {f.url} is corrupt or "
-            f"truncated ({exc}); nothing was kept in the cache. Try again, or {_how_to_get(dataset)}"
+            f"truncated ({exc}); nothing was kept in the cache. Try again, or "
+            + _how_to_get(dataset)
         ) from None
     except Exception as exc:  # network errors: requests, urllib3, socket
         raise DataUnavailableError(
@@ -556,13 +574,41 @@ def _download(dataset: Dataset, f: RemoteFile, progress: bool) -> Path:
             f"downloaded from {f.url} ({type(exc).__name__}: {exc}). {_how_to_get(dataset)}"
         ) from None
     path = Path(path)
-    if f.size is not None and path.stat().st_size != f.size:
+    size = path.stat().st_size
+    if f.size is not None and size != f.size:
         path.unlink()
         raise ChecksumError(
-            f"the download of {f.name} from {f.url} has {path.stat().st_size if path.exists() else 0} "
-            f"bytes, expected {f.size}; it was removed from the cache. Try again."
+            f"the download of {f.name} from {f.url} has {size} bytes, expected {f.size}; "
+            "it was removed from the cache. Try again."
         )
     return path
+
+
+def fetch_file(
+    dataset: Dataset, f: RemoteFile, *, progress: bool = True, download: bool = True
+) -> Path:
+    """The local path of one file ``f`` of ``dataset``: cache, then mirrors, then download.
+
+    Raises :class:`DataUnavailableError`, saying how to get the file, when it can be neither
+    found nor downloaded (``download=False`` forbids downloading).
+    """
+    cached = cached_path(dataset, f)
+    if cached.is_file() and _matches(cached, f):
+        return cached
+    mirrored = find_in_mirrors(f)
+    if mirrored is not None:
+        return mirrored
+    if f.url is None or not download:
+        reason = (
+            "is distributed only inside a larger archive"
+            if f.url is None
+            else "is not cached and downloads are off"
+        )
+        raise DataUnavailableError(
+            f"dataset {dataset.name!r}: file {f.name} {reason} and no mirror folder holds it. "
+            + _how_to_get(dataset)
+        )
+    return _download(dataset, f, progress)
 
 
 def fetch(name: str, *, progress: bool = True, download: bool = True) -> dict[str, Path]:
@@ -572,34 +618,18 @@ def fetch(name: str, *, progress: bool = True, download: bool = True) -> dict[st
     and :class:`DataUnavailableError` when a file can be neither found nor downloaded.
     """
     dataset = get(name)
-    paths: dict[str, Path] = {}
-    for f in dataset.files:
-        cached = cached_path(dataset, f)
-        if cached.is_file() and _matches(cached, f):
-            paths[f.name] = cached
-            continue
-        mirrored = find_in_mirrors(f)
-        if mirrored is not None:
-            paths[f.name] = mirrored
-            continue
-        if f.url is None or not download:
-            reason = (
-                "is distributed only inside a larger archive"
-                if f.url is None
-                else "is not cached and downloads are off"
-            )
-            raise DataUnavailableError(
-                f"dataset {dataset.name!r}: file {f.name} {reason} and no mirror folder holds it. "
-                + _how_to_get(dataset)
-            )
-        paths[f.name] = _download(dataset, f, progress)
-    return paths
+    return {
+        f.name: fetch_file(dataset, f, progress=progress, download=download) for f in dataset.files
+    }
 
 
 def announce_fallback(
     what: str, name: str, exc: Exception, bands: int, size: int, quiet: bool = False
 ) -> str:
-    """Print (unless ``quiet``) and warn that ``what`` ``name`` is unavailable and the synthetic scene stands in."""
+    """Print (unless ``quiet``) and warn that ``what`` ``name`` is unavailable.
+
+    The synthetic scene stands in; the notice says so. Returns the notice.
+    """
     notice = (
         f"NOTICE: the {what} {name!r} is not available here ({exc}). "
         f"Falling back to the synthetic scene ({bands} bands, {size} x {size} px)."
@@ -611,7 +641,10 @@ def announce_fallback(
 
 
 def remove_from_cache(name: str) -> list[Path]:
-    """Delete the cached files of dataset ``name``; returns what was removed (mirrors are never touched)."""
+    """Delete the cached files of dataset ``name``; returns what was removed.
+
+    Mirror folders are never touched.
+    """
     dataset = get(name)
     removed = []
     for f in dataset.files:
