@@ -1,4 +1,4 @@
-"""``mae-nb reconstruct``: checkpoints in Meta's and chapter 03's format, outputs, errors."""
+"""``mae-nb reconstruct``: checkpoints in Meta's and chapter 03's format, outputs, bad inputs."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from mae_nb.models.mae import create_mae
 
 
 def small_model(in_chans=3):
-    # head counts that config_from_state_dict infers (64 channels per encoder head, 32 per decoder head)
+    # head counts that config_from_state_dict infers (64 channels per encoder head, 32 per
+    # decoder head)
     torch.manual_seed(0)
     return create_mae(
         "mae_vit_tiny_patch8",
@@ -182,3 +183,63 @@ def test_missing_input(tmp_path, capsys):
         ["reconstruct", str(tmp_path / "nope.tif"), str(tmp_path / "o.tif"), "--checkpoint", "x"]
     )
     assert rc == 2 and "no file at" in capsys.readouterr().err
+
+
+def test_truncated_geotiff_is_one_line_naming_the_file(files, tmp_path, capsys):
+    whole = (files / "rgb.tif").read_bytes()
+    cut = tmp_path / "cut.tif"
+    cut.write_bytes(whole[: len(whole) // 2])
+    rc = main(
+        [
+            "reconstruct",
+            str(cut),
+            str(tmp_path / "o.tif"),
+            "--checkpoint",
+            str(files / "meta_format.pth"),
+        ]
+    )
+    err = capsys.readouterr().err
+    assert rc == 2 and str(cut) in err and "damaged or truncated" in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not (tmp_path / "o.tif").exists()
+
+
+def test_not_a_raster_and_a_folder(files, tmp_path, capsys):
+    for bad, message in ((files / "notes.pth", "not a raster"), (tmp_path, "is a folder")):
+        rc = main(["reconstruct", str(bad), str(tmp_path / "o.tif"), "--checkpoint", "x"])
+        err = capsys.readouterr().err
+        assert rc == 2 and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_non_numeric_seed_is_a_usage_error(files, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(
+            [
+                "reconstruct",
+                str(files / "rgb.tif"),
+                str(tmp_path / "o.tif"),
+                "--checkpoint",
+                str(files / "meta_format.pth"),
+                "--seed",
+                "abc",
+            ]
+        )
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "argument --seed: invalid int value: 'abc'" in err
+    assert "Traceback" not in err and err.strip().splitlines()[0].startswith("usage: mae-nb")
+
+
+def test_course_checkpoint_by_name(files, tmp_path, cache, capsys):
+    from mae_nb.pretrained import course_mae_path, load_mae
+
+    rc = main(
+        ["reconstruct", str(files / "rgb.tif"), str(tmp_path / "o.tif"), "--checkpoint", "course"]
+    )
+    assert rc == 2 and "run chapter 03 first" in capsys.readouterr().err
+    course_mae_path().parent.mkdir(parents=True)
+    (course_mae_path()).write_bytes((files / "course.pth").read_bytes())
+    assert load_mae("course").pretrained_cfg["mean"] == [800.0, 700.0, 600.0]
+    rc = main(
+        ["reconstruct", str(files / "rgb.tif"), str(tmp_path / "o.tif"), "--checkpoint", "course"]
+    )
+    assert rc == 0 and (tmp_path / "o.tif").exists()

@@ -1,15 +1,14 @@
-"""Tests of mae_nb.models.mae: equivalence with Hugging Face's ViTMAE, shapes, masks, errors, checkpoints."""
+"""Tests of mae_nb.models.mae: equivalence with Hugging Face's ViTMAE, shapes, masks, errors.
+
+Loading checkpoints is tested in tests/test_pretrained.py."""
 
 from __future__ import annotations
-
-import warnings
 
 import pytest
 import torch
 
-from mae_nb.errors import DataUnavailableError
 from mae_nb.models import mae as M
-from mae_nb.models.mae import CheckpointError, MaskedAutoencoderViT
+from mae_nb.models.mae import MaskedAutoencoderViT
 
 SMALL = dict(
     img_size=32,
@@ -93,8 +92,8 @@ def to_hf_state_dict(model: MaskedAutoencoderViT) -> dict:
 def hf_model(
     model: MaskedAutoencoderViT, mask_ratio: float, attn_implementation: str | None = "eager"
 ):
-    """transformers' ViTMAEForPreTraining with ``model``'s weights (also used by benchmarks/mae_speed.py,
-    with ``attn_implementation=None``: transformers' default attention)."""
+    """transformers' ViTMAEForPreTraining with ``model``'s weights (also used by
+    benchmarks/mae_speed.py, with ``attn_implementation=None``: transformers' default attention)."""
     from transformers import ViTMAEConfig, ViTMAEForPreTraining
 
     kw = model.pretrained_cfg["kwargs"]
@@ -339,150 +338,3 @@ def test_state_dict_names_are_metas():
     ):
         assert k in keys, k
     assert not any("ls1" in k or "q_norm" in k for k in keys)
-
-
-# --------------------------------------------------------------------------- Meta's checkpoints
-
-
-def _save_meta(path, model_or_sd):
-    sd = model_or_sd.state_dict() if isinstance(model_or_sd, torch.nn.Module) else model_or_sd
-    torch.save({"model": sd}, path)
-    return path
-
-
-def test_meta_format_checkpoint_loads_strict(tmp_path):
-    torch.manual_seed(0)
-    model = M.create_mae("mae_vit_tiny_patch8").eval()
-    path = _save_meta(tmp_path / "mine.pth", model)
-    fresh = M.create_mae("mae_vit_tiny_patch8")
-    fresh.load_state_dict(torch.load(path, weights_only=True)["model"], strict=True)
-    loaded = M.load_meta_checkpoint(path)
-    assert loaded.pretrained_cfg["arch"] == "mae_vit_tiny_patch8" and not loaded.training
-    assert (
-        loaded.pretrained_cfg["mean"] == list(M.IMAGENET_MEAN)
-        and loaded.pretrained_cfg["norm_pix"] is False
-    )
-    imgs, noise = torch.randn(2, 3, 64, 64), torch.rand(2, 64)
-    with torch.no_grad():
-        for a, b in zip(model(imgs, 0.75, noise), loaded(imgs, 0.75, noise)):
-            assert torch.equal(a, b)
-    assert not any(p.is_meta for p in loaded.parameters())
-
-
-def test_registry_name_found_in_mirror_and_wrong_preset_reported(tmp_path, monkeypatch):
-    mirror = tmp_path / "mirror"
-    mirror.mkdir()
-    monkeypatch.setenv("MAE_NB_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("MAE_NB_DATA_MIRRORS", str(mirror))
-    _save_meta(mirror / "mae_visualize_vit_base.pth", M.create_mae("mae_vit_tiny_patch16"))
-    with pytest.raises(
-        CheckpointError, match="wrong preset.*the shapes match the preset 'mae_vit_tiny_patch16'"
-    ):
-        M.load_meta_checkpoint("mae_visualize_vit_base")  # the registry says base
-    # the same file with arch=None is read from its shapes
-    assert (
-        M.load_meta_checkpoint(mirror / "mae_visualize_vit_base.pth").pretrained_cfg["arch"]
-        == "mae_vit_tiny_patch16"
-    )
-
-
-def test_vit_large_shapes_reported_on_meta_device():
-    with torch.device("meta"):
-        large_sd = M.create_mae("mae_vit_large_patch16").state_dict()
-        base = M.create_mae("mae_vit_base_patch16")
-    assert all(t.is_meta for t in large_sd.values())
-    problems = M.diagnose_state_dict(large_sd, base)
-    assert len(problems) == 1
-    assert "wrong preset" in problems[0] and "'mae_vit_large_patch16'" in problems[0]
-    assert "1024-dim x 24 blocks" in problems[0] and "768-dim x 12 blocks" in problems[0]
-    assert M.config_from_state_dict(large_sd)["kwargs"]["img_size"] == 224
-
-
-def test_encoder_only_checkpoint_is_explained(tmp_path):
-    sd = {
-        k: v
-        for k, v in M.create_mae("mae_vit_tiny_patch8").state_dict().items()
-        if not k.startswith(("decoder", "mask_token"))
-    }
-    path = _save_meta(tmp_path / "encoder.pth", sd)
-    with pytest.raises(
-        CheckpointError, match="no decoder weights.*mae_pretrain_vit_.*mae_visualize_vit_"
-    ):
-        M.load_meta_checkpoint(path)
-    sd["head.weight"] = torch.zeros(10, 192)
-    with pytest.raises(CheckpointError, match="fine-tuned classifier"):
-        M.load_meta_checkpoint(_save_meta(tmp_path / "finetuned.pth", sd))
-
-
-def test_full_checkpoint_loads_with_norm_pix_warning(tmp_path):
-    path = _save_meta(
-        tmp_path / "mae_pretrain_vit_tiny_full.pth", M.create_mae("mae_vit_tiny_patch8")
-    )
-    with pytest.warns(UserWarning, match="normalized"):
-        model = M.load_meta_checkpoint(path)
-    assert model.norm_pix_loss and model.pretrained_cfg["norm_pix"]
-
-
-def test_non_checkpoint_files_and_names(tmp_path):
-    text = tmp_path / "notes.pth"
-    text.write_text("not a checkpoint")
-    with pytest.raises(CheckpointError, match="not a PyTorch checkpoint"):
-        M.load_meta_checkpoint(text)
-    torch.save([1, 2, 3], tmp_path / "list.pth")
-    with pytest.raises(CheckpointError, match="holds no state dict"):
-        M.load_meta_checkpoint(tmp_path / "list.pth")
-    torch.save({"model": to_hf_state_dict(small_model())}, tmp_path / "hf.pth")
-    with pytest.raises(CheckpointError, match="Hugging Face"):
-        M.load_meta_checkpoint(tmp_path / "hf.pth")
-    with pytest.raises(FileNotFoundError, match="mae_visualize_vit_large"):
-        M.load_meta_checkpoint("mae_visualize_vit_larg")
-    with pytest.raises(CheckpointError, match="not a model checkpoint"):
-        M.load_meta_checkpoint("landsat7-olinda")
-
-
-def test_other_shapes_and_extra_keys_are_listed(tmp_path):
-    model = M.create_mae("mae_vit_tiny_patch8")
-    sd = dict(model.state_dict())
-    sd["extra.weight"] = torch.zeros(1)
-    with pytest.raises(CheckpointError, match="not in the model: extra.weight"):
-        M.load_meta_checkpoint(_save_meta(tmp_path / "extra.pth", sd), arch="mae_vit_tiny_patch8")
-    six = M.create_mae("mae_vit_tiny_patch8", in_chans=6)
-    loaded = M.load_meta_checkpoint(_save_meta(tmp_path / "six.pth", six))
-    assert loaded.in_chans == 6 and loaded.pretrained_cfg["mean"] is None
-
-
-def test_course_checkpoint_round_trip(tmp_path, monkeypatch):
-    from mae_nb.train import save_checkpoint
-
-    monkeypatch.setenv("MAE_NB_CACHE", str(tmp_path))
-    assert M.course_checkpoint_path() == tmp_path / "checkpoints" / "mae_tiny_ch03.pth"
-    with pytest.raises(DataUnavailableError, match="run chapter 03 first"):
-        M.load_course_checkpoint()
-    model = M.create_mae("mae_vit_tiny_patch8", in_chans=3, img_size=64).eval()
-    config = {
-        **model.pretrained_cfg,
-        "mean": [0.1, 0.2, 0.3],
-        "std": [1.0, 2.0, 3.0],
-        "bands": [3, 2, 1],
-    }
-    save_checkpoint(M.course_checkpoint_path(), model, config=config)
-    loaded = M.load_course_checkpoint()
-    assert loaded.pretrained_cfg["mean"] == [0.1, 0.2, 0.3] and loaded.pretrained_cfg["bands"] == [
-        3,
-        2,
-        1,
-    ]
-    assert (
-        loaded.pretrained_cfg["source"] == "course"
-        and loaded.pretrained_cfg["arch"] == "mae_vit_tiny_patch8"
-    )
-    imgs, noise = torch.randn(1, 3, 64, 64), torch.rand(1, 64)
-    with torch.no_grad():
-        assert torch.equal(model(imgs, 0.5, noise)[1], loaded(imgs, 0.5, noise)[1])
-    # the course file is in Meta's format too
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        assert (
-            M.load_meta_checkpoint(M.course_checkpoint_path()).pretrained_cfg["arch"]
-            == "mae_vit_tiny_patch8"
-        )

@@ -13,10 +13,11 @@ def add_parser(sub) -> None:
         "reconstruct",
         help="reconstruct a GeoTIFF with a masked autoencoder (writes the image and an error map)",
         description=(
-            "Cut IN.tif into overlapping tiles of the model's size, mask --mask-ratio of each tile's "
-            "patches, let the model predict them (--iterations passes, see --mode), blend the tiles and "
-            "write OUT.tif (the source's dtype, CRS, transform and nodata) and OUT_error.tif (per-pixel "
-            "RMSE over bands). Memory stays bounded by one strip of tiles, whatever the scene's size."
+            "Cut IN.tif into overlapping tiles of the model's size, mask --mask-ratio of each "
+            "tile's patches, let the model predict them (--iterations passes, see --mode), blend "
+            "the tiles and write OUT.tif (the source's dtype, CRS, transform and nodata) and "
+            "OUT_error.tif (per-pixel RMSE over bands). Memory stays bounded by one strip of "
+            "tiles, whatever the scene's size."
         ),
     )
     p.add_argument("input", type=Path, metavar="IN.tif")
@@ -84,36 +85,14 @@ def add_parser(sub) -> None:
     p.set_defaults(func=_reconstruct)
 
 
-def load_model(checkpoint: str, arch: str | None = None):
-    """A model from ``--checkpoint``: 'course', a registry name, or a file (Meta's or chapter 03's)."""
-    import torch
-
-    from mae_nb.errors import MaeNbError
-    from mae_nb.models import mae
-
-    if checkpoint == "course":
-        return mae.load_course_checkpoint()
-    path = Path(checkpoint).expanduser()
-    if path.is_file():
-        try:  # chapter 03's files carry a config (with the normalization the model was trained with)
-            payload = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-            if isinstance(payload, dict) and "config" in payload and "model" in payload:
-                return mae.load_course_checkpoint(path)
-        except Exception:  # not a zip checkpoint: let the Meta loader explain what is wrong
-            pass
-    try:
-        return mae.load_meta_checkpoint(checkpoint, arch=arch)
-    except FileNotFoundError as exc:  # the CLI reports MaeNbError in one line, not a traceback
-        raise MaeNbError(str(exc)) from None
-
-
 def _reconstruct(args: argparse.Namespace) -> int:
-    from mae_nb.data.geotiff import _open
+    from mae_nb.data.geotiff import open_raster
     from mae_nb.masking import check_mask_ratio
+    from mae_nb.pretrained import load_mae
     from mae_nb.reconstruct import reconstruct_scene
 
-    # cheap checks first, so a typo does not wait for a large checkpoint to load
-    _open(args.input).close()
+    # cheap checks first, so a typo or a damaged file does not wait for a large checkpoint
+    open_raster(args.input).close()
     if args.iterations is not None and args.iterations < 1:
         raise InputError(f"--iterations must be at least 1, got {args.iterations}")
     check_mask_ratio(args.mask_ratio)
@@ -121,7 +100,7 @@ def _reconstruct(args: argparse.Namespace) -> int:
     for path in (args.output, error):
         if path.exists() and not args.overwrite:
             raise OutputExistsError(f"{path} already exists; pass --overwrite to replace it")
-    model = load_model(args.checkpoint, args.arch)
+    model = load_mae(args.checkpoint, arch=args.arch)
     result = reconstruct_scene(
         model,
         args.input,
@@ -141,7 +120,8 @@ def _reconstruct(args: argparse.Namespace) -> int:
     h, w = result.shape
     print(f"wrote {result.out_path} ({len(result.bands)} bands, {h} x {w}) and {result.error_path}")
     print(
-        f"{result.tiles} tiles ({result.skipped} without valid pixels skipped) in {result.seconds:.1f} s "
+        f"{result.tiles} tiles ({result.skipped} without valid pixels skipped) in "
+        f"{result.seconds:.1f} s "
         f"({result.tiles_per_second:.2f} tiles/s); PSNR {result.psnr:.2f} dB over valid pixels"
     )
     return 0

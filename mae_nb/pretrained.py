@@ -1,0 +1,330 @@
+"""Getting a masked autoencoder: Meta's pretrained checkpoints, chapter 03's model, or a stand-in.
+
+Every chapter and command gets its MAE here, one way:
+
+- :func:`load_mae` loads one by name: a checkpoint of the registry
+  (``"mae_visualize_vit_large"``, fetched from the cache, a mirror folder or Meta's server), a
+  file (Meta's format or chapter 03's), or ``"course"``, the model chapter 03 trained and saved
+  at :func:`course_mae_path` (with :func:`save_course_mae`).
+- :func:`train_course_mae` is chapter 03's training recipe in one call: the chapter builds it by
+  hand, then calls this function, and every stand-in is trained by it.
+- :func:`mae_or_fallback` is what chapters 04-05 call: the checkpoint asked for if it can be had,
+  else chapter 03's model, else a stand-in trained on the chapter's image, with a notice that
+  says which and why.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from mae_nb.data import registry
+from mae_nb.data.geotiff import check_bands
+from mae_nb.data.tiling import tile
+from mae_nb.errors import CheckpointError, DataUnavailableError, InputError, MissingFileError
+from mae_nb.models.checkpoints import model_from_checkpoint
+from mae_nb.models.mae import MaskedAutoencoderViT, create_mae
+from mae_nb.reconstruct import normalization
+from mae_nb.train import History, fit, save_checkpoint, seed_everything
+
+__all__ = [
+    "COURSE",
+    "ModelChoice",
+    "TrainedMAE",
+    "course_mae_path",
+    "load_mae",
+    "mae_or_fallback",
+    "save_course_mae",
+    "train_course_mae",
+]
+
+#: The name :func:`load_mae` and :func:`mae_or_fallback` give chapter 03's saved model.
+COURSE = "course"
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def course_mae_path() -> Path:
+    """Where chapter 03 saves its trained tiny MAE: ``<cache>/checkpoints/mae_tiny_ch03.pth``."""
+    return registry.cache_dir() / "checkpoints" / "mae_tiny_ch03.pth"
+
+
+def _registry_checkpoints() -> list[str]:
+    return [d.name for d in registry.REGISTRY.values() if d.kind == "checkpoint"]
+
+
+def load_mae(
+    source: str | Path = COURSE,
+    *,
+    arch: str | None = None,
+    map_location: str | torch.device = "cpu",
+) -> MaskedAutoencoderViT:
+    """An MAE ready to use (eval mode): ``"course"``, a registry name, or a checkpoint file.
+
+    ``"course"``: the model chapter 03 saved (:func:`course_mae_path`). A registry name
+    (``mae_visualize_vit_base``, ``mae_visualize_vit_large``, ``..._ganloss``, ``..._huge``):
+    Meta's checkpoint, fetched with :func:`mae_nb.data.fetch` (cache, mirror folders, then
+    Meta's server). A path: a file in Meta's format (``{"model": state_dict}``) or chapter 03's.
+    ``arch``: the preset of a Meta file (default: the registry's, or read from its shapes).
+    ``model.pretrained_cfg`` holds the architecture, ``source``, and the ``mean``/``std`` the
+    model expects its input standardized with (ImageNet's for Meta's RGB models, the training
+    image's per-band statistics for chapter 03's). Loading is
+    :func:`mae_nb.models.checkpoints.model_from_checkpoint` (memory-mapped: ViT-L within 2 GB).
+    """
+    name = str(source)
+    if name == COURSE:
+        path = course_mae_path()
+        if not path.is_file():
+            raise DataUnavailableError(
+                f"no course checkpoint at {path}: run chapter 03 first (`mae-nb run 03`) to "
+                "train and save it"
+            )
+        return model_from_checkpoint(path, map_location=map_location)
+    if isinstance(source, str) and name in registry.REGISTRY:
+        dataset = registry.get(name)
+        if dataset.kind != "checkpoint":
+            raise CheckpointError(f"{name!r} is a {dataset.kind} dataset, not a model checkpoint")
+        path = registry.fetch(name)[dataset.files[0].name]
+        model = model_from_checkpoint(path, arch or dataset.meta.get("arch"), map_location)
+        model.pretrained_cfg["source"] = name
+        return model
+    path = Path(source).expanduser()
+    if not path.exists():
+        raise MissingFileError(
+            f"{name!r} is neither a file nor a checkpoint of the registry "
+            f"({', '.join(_registry_checkpoints())}) nor {COURSE!r} (chapter 03's model)"
+        )
+    return model_from_checkpoint(path, arch, map_location)
+
+
+def save_course_mae(
+    model: MaskedAutoencoderViT,
+    history: History | None = None,
+    *,
+    path: str | Path | None = None,
+    **config: Any,
+) -> Path:
+    """Save ``model`` as the course's MAE (default :func:`course_mae_path`), for chapters 04-05.
+
+    The file holds ``{"model": state dict (Meta's names), "config": model.pretrained_cfg plus
+    ``config`` (e.g. ``data="landsat7-olinda"``), "history": history}``; :func:`load_mae`
+    rebuilds the model from it, with the ``mean``/``std`` it was trained with. Overwrites.
+    """
+    config = {**model.pretrained_cfg, **config}
+    path = course_mae_path() if path is None else Path(path)
+    return save_checkpoint(path, model, config=config, history=history, overwrite=True)
+
+
+# --------------------------------------------------------------------------- chapter 03's recipe
+
+
+@dataclass
+class TrainedMAE:
+    """What :func:`train_course_mae` made: the model (eval mode, on the CPU), its per-epoch
+    ``history``, and the normalized tiles (N, C, T, T) it trained and was validated on."""
+
+    model: MaskedAutoencoderViT
+    history: History
+    train_tiles: torch.Tensor
+    val_tiles: torch.Tensor
+
+
+def train_course_mae(
+    image: np.ndarray,
+    valid: np.ndarray | None = None,
+    *,
+    bands: list[int] | None = None,
+    tile_size: int = 64,
+    stride: int = 32,
+    epochs: int = 5,
+    mask_ratio: float = 0.75,
+    lr: float = 1e-3,
+    batch_size: int = 32,
+    seed: int = 0,
+    val_fraction: float = 0.0,
+    max_tiles: int | None = None,
+    progress: bool = True,
+) -> TrainedMAE:
+    """Train the course's tiny MAE (``mae_vit_tiny_patch8``) on tiles of ``image``: chapter 03.
+
+    image: (C, H, W) in its own units (``bands``: 1-based bands to use); ``valid`` (H, W): False
+    for nodata. The recipe chapter 03 teaches step by step:
+
+    1. standardize each band by its mean and std over the valid pixels
+       (:func:`mae_nb.reconstruct.normalization`, ``"per-band"``); both go to
+       ``model.pretrained_cfg["mean"/"std"]``, so later chapters feed the model the same way;
+    2. cut fully valid ``tile_size`` tiles every ``stride`` px; with ``val_fraction`` the bottom
+       share of the rows gives the validation tiles and the tiles above it the training tiles
+       (spatially disjoint), at most ``max_tiles`` of them;
+    3. train with AdamW (weight decay 0.05) on the loss of the masked patches, each batch with a
+       fresh random mask and a random rotation and flip; validation uses the same masks every
+       epoch (noise drawn from seed 0), so its curve is not noise.
+
+    The same ``seed`` gives the same model. Returns a :class:`TrainedMAE`.
+    """
+    image = np.asarray(image.detach().cpu() if isinstance(image, torch.Tensor) else image)
+    if image.ndim != 3:
+        raise InputError(f"image must have shape (C, H, W), got {image.shape}")
+    if bands is not None:
+        image = image[[b - 1 for b in check_bands(bands, image.shape[0], "the image")]]
+    image = image.astype(np.float32)
+    valid = np.ones(image.shape[1:], bool) if valid is None else np.asarray(valid, bool)
+    if valid.shape != image.shape[1:]:
+        raise InputError(f"valid must have the image's shape {image.shape[1:]}, got {valid.shape}")
+    if not 0 <= val_fraction < 1:
+        raise InputError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    valid = valid & np.isfinite(image).all(axis=0)
+    norm = normalization(image, "per-band", valid)
+    x = np.where(valid[None], norm.apply(np.nan_to_num(image)), 0.0).astype(np.float32)
+    split = int(image.shape[1] * (1 - val_fraction))  # rows above: training; below: validation
+    tiles = tile(x, tile_size, stride=stride, valid=valid)
+    train_tiles = torch.from_numpy(tiles.tiles[tiles.rows + tile_size <= split][:max_tiles])
+    val_tiles = torch.from_numpy(tiles.tiles[tiles.rows >= split])
+    if len(train_tiles) == 0:
+        raise InputError(
+            f"no fully valid {tile_size} x {tile_size} tile to train on in the image "
+            f"({image.shape[1]} x {image.shape[2]} px, the top {split} rows for training)"
+        )
+
+    def mae_loss(model: MaskedAutoencoderViT, x: torch.Tensor) -> torch.Tensor:
+        """Random masks, rotations and flips while training; fixed masks for validation."""
+        if model.training:
+            x = torch.rot90(x, int(torch.randint(4, (1,))), dims=(2, 3))
+            x = x.flip(3) if torch.rand(1) < 0.5 else x
+            return model(x, mask_ratio)[0]
+        generator = torch.Generator().manual_seed(0)
+        noise = torch.rand(len(x), model.num_patches, generator=generator)
+        return model(x, mask_ratio, noise)[0]
+
+    seed_everything(seed)
+    model = create_mae("mae_vit_tiny_patch8", img_size=tile_size, in_chans=image.shape[0])
+    history = fit(
+        model,
+        train_tiles,
+        mae_loss,
+        epochs=epochs,
+        lr=lr,
+        batch_size=batch_size,
+        val_data=val_tiles if len(val_tiles) else None,
+        weight_decay=0.05,
+        seed=seed,
+        progress=progress,
+        desc="tiny MAE",
+    )
+    model = model.cpu().eval()
+    model.pretrained_cfg.update(
+        mean=norm.mean.tolist(),
+        std=norm.std.tolist(),
+        bands=list(bands) if bands is not None else None,
+        tile=tile_size,
+        mask_ratio=mask_ratio,
+        epochs=epochs,
+        source="trained here",
+    )
+    return TrainedMAE(model, history, train_tiles, val_tiles)
+
+
+# --------------------------------------------------------------------------- with a fallback
+
+
+@dataclass
+class ModelChoice:
+    """The model a chapter got and why: ``source`` is ``"meta"`` (the checkpoint asked for),
+    ``"course"`` (chapter 03's) or ``"trained here"``; ``notice`` says why it is not the first."""
+
+    model: MaskedAutoencoderViT
+    source: str
+    name: str
+    notice: str = ""
+
+
+def mae_or_fallback(
+    checkpoint: str = "mae_visualize_vit_large",
+    image: np.ndarray | None = None,
+    valid: np.ndarray | None = None,
+    *,
+    epochs: int = 5,
+    seed: int = 0,
+    quiet: bool = False,
+) -> ModelChoice:
+    """The checkpoint asked for if it can be had; else chapter 03's model; else one trained here.
+
+    ``checkpoint``: a registry name (``mae_visualize_vit_large``, ``..._base``), a file, or
+    ``"course"`` to start from chapter 03's model. When a registry checkpoint is not available
+    (offline, no copy in the cache or a mirror), chapter 03's saved model is used; if chapter
+    03 has not been run either, the tiny preset is trained for ``epochs`` on ``image``
+    (C, H, W) with :func:`train_course_mae`. Every fallback prints (unless ``quiet``) and warns
+    its notice. When chapter 03's model meets an ``image`` in other units than it was trained
+    on, the image is standardized by its own per-band statistics instead (said in the notice).
+    """
+    first = ""
+    if str(checkpoint) != COURSE:
+        try:
+            return ModelChoice(load_mae(checkpoint), "meta", str(checkpoint))
+        except DataUnavailableError as exc:
+            reason = str(exc).split(" from http")[0].split(" (")[0]
+            first = f"Meta's checkpoint {checkpoint!r} is not available here ({reason})"
+    try:
+        model = load_mae(COURSE)
+    except DataUnavailableError:
+        if image is None:
+            start = f"{first}, and chapter 03's model" if first else "Chapter 03's model"
+            raise DataUnavailableError(
+                f"{start} was not found; run chapter 03 (`mae-nb run 03`) or pass an image to "
+                "train a stand-in on"
+            ) from None
+        notice = (
+            f"NOTICE: {first + ', and chapter 03' if first else 'Chapter 03'}'s model was not "
+            f"found (run chapter 03 to make it). Training the tiny MAE for {epochs} epoch(s) on "
+            "this image as a stand-in: every number below describes this briefly trained model"
+            + (", not Meta's ViT." if first else ".")
+        )
+        if not quiet:
+            print(notice)
+        trained = train_course_mae(image, valid, epochs=epochs, seed=seed, progress=not quiet)
+        warnings.warn(notice, stacklevel=2)
+        name = f"a tiny MAE trained here for {epochs} epoch(s)"
+        return ModelChoice(trained.model, "trained here", name, notice)
+    notice = ""
+    if first:
+        notice = (
+            f"NOTICE: {first}. Using chapter 03's tiny MAE instead ({course_mae_path()}): a 2 "
+            "M-parameter model trained for minutes on one image, not Meta's 300 M-parameter "
+            "ViT-L trained on ImageNet. Every number below describes this stand-in."
+        )
+    units = _adapt_units(model, image, valid) if image is not None else ""
+    if units:
+        notice = f"{notice} {units}" if notice else f"NOTICE: {units}"
+    if notice:
+        if not quiet:
+            print(notice)
+        warnings.warn(notice, stacklevel=2)
+    return ModelChoice(model, "course", "chapter 03's tiny MAE", notice)
+
+
+def _adapt_units(model: MaskedAutoencoderViT, image: np.ndarray, valid: np.ndarray | None) -> str:
+    """Chapter 03 standardized each band over its training image. If this image's bands are in
+    other units (e.g. the model was trained on the synthetic scene's reflectance x 10000 and this
+    is 8-bit Landsat), standardize it by its own per-band statistics instead; say so."""
+    cfg = model.pretrained_cfg
+    image = np.asarray(image, np.float32)
+    if cfg.get("mean") is None or cfg.get("std") is None or len(cfg["mean"]) != image.shape[0]:
+        return ""
+    own = normalization(image, "per-band", valid)
+    saved_mean, saved_std = np.asarray(cfg["mean"], np.float64), np.asarray(cfg["std"], np.float64)
+    off = np.abs(own.mean - saved_mean) / saved_std
+    ratio = own.std / saved_std
+    if off.max() < 2 and ratio.min() > 0.33 and ratio.max() < 3:
+        return ""
+    cfg.update(mean=own.mean.tolist(), std=own.std.tolist())
+    return (
+        "Chapter 03's model was trained on data in other units (band means "
+        f"{np.round(saved_mean, 1).tolist()}, this image {np.round(own.mean, 1).tolist()}), so "
+        "this image is standardized by its own per-band statistics."
+    )

@@ -1,0 +1,302 @@
+"""Tests of mae_nb.pretrained and mae_nb.models.checkpoints: loading Meta's and chapter 03's
+checkpoints, chapter 03's training recipe, and the checkpoint-or-fallback choice."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from test_mae import small_model, to_hf_state_dict
+
+from mae_nb import pretrained
+from mae_nb.data import registry, synthetic_scene
+from mae_nb.errors import CheckpointError, DataUnavailableError, InputError, MissingFileError
+from mae_nb.models import checkpoints as C
+from mae_nb.models.mae import IMAGENET_MEAN, create_mae
+from mae_nb.pretrained import load_mae, mae_or_fallback, save_course_mae, train_course_mae
+
+
+def _save_meta(path, model_or_sd):
+    sd = model_or_sd.state_dict() if isinstance(model_or_sd, torch.nn.Module) else model_or_sd
+    torch.save({"model": sd}, path)
+    return path
+
+
+def tiny(in_chans=3, img_size=32, seed=0):
+    """A very small MAE of the tiny preset's family (one block each side)."""
+    torch.manual_seed(seed)
+    return create_mae(
+        "mae_vit_tiny_patch8",
+        img_size=img_size,
+        in_chans=in_chans,
+        embed_dim=32,
+        depth=1,
+        num_heads=2,
+        decoder_embed_dim=32,
+        decoder_depth=1,
+        decoder_num_heads=2,
+    ).eval()
+
+
+@pytest.fixture
+def offline(monkeypatch, cache, no_mirrors):
+    """An empty cache, no mirror folder, and no download: Meta's checkpoints cannot be had."""
+
+    def fetch(name, **kw):
+        raise DataUnavailableError(
+            f"dataset {name!r} is not cached, not in a mirror folder, and could not be downloaded"
+        )
+
+    monkeypatch.setattr(registry, "fetch", fetch)
+    return cache
+
+
+# --------------------------------------------------------------------------- Meta's checkpoints
+
+
+def test_meta_format_checkpoint_loads_strict(tmp_path):
+    torch.manual_seed(0)
+    model = create_mae("mae_vit_tiny_patch8").eval()
+    path = _save_meta(tmp_path / "mine.pth", model)
+    fresh = create_mae("mae_vit_tiny_patch8")
+    fresh.load_state_dict(torch.load(path, weights_only=True)["model"], strict=True)
+    loaded = load_mae(path)
+    assert loaded.pretrained_cfg["arch"] == "mae_vit_tiny_patch8" and not loaded.training
+    assert loaded.pretrained_cfg["mean"] == list(IMAGENET_MEAN)
+    assert loaded.pretrained_cfg["norm_pix"] is False
+    assert loaded.pretrained_cfg["source"] == str(path)
+    imgs, noise = torch.randn(2, 3, 64, 64), torch.rand(2, 64)
+    with torch.no_grad():
+        for a, b in zip(model(imgs, 0.75, noise), loaded(imgs, 0.75, noise)):
+            assert torch.equal(a, b)
+    assert not any(p.is_meta for p in loaded.parameters())
+    assert load_mae(str(path)).pretrained_cfg["arch"] == "mae_vit_tiny_patch8"  # a str path too
+
+
+def test_registry_name_found_in_mirror_and_wrong_preset_reported(tmp_path, monkeypatch, cache):
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    monkeypatch.setenv("MAE_NB_DATA_MIRRORS", str(mirror))
+    _save_meta(mirror / "mae_visualize_vit_base.pth", create_mae("mae_vit_tiny_patch16"))
+    with pytest.raises(
+        CheckpointError, match="wrong preset.*the shapes match the preset 'mae_vit_tiny_patch16'"
+    ):
+        load_mae("mae_visualize_vit_base")  # the registry says base
+    # arch given: it wins over the registry's; the same file as a path is read from its shapes
+    loaded = load_mae("mae_visualize_vit_base", arch="mae_vit_tiny_patch16")
+    assert loaded.pretrained_cfg["source"] == "mae_visualize_vit_base"
+    path = mirror / "mae_visualize_vit_base.pth"
+    assert load_mae(path).pretrained_cfg["arch"] == "mae_vit_tiny_patch16"
+
+
+def test_vit_large_shapes_reported_on_meta_device():
+    with torch.device("meta"):
+        large_sd = create_mae("mae_vit_large_patch16").state_dict()
+        base = create_mae("mae_vit_base_patch16")
+    assert all(t.is_meta for t in large_sd.values())
+    problems = C.diagnose_state_dict(large_sd, base)
+    assert len(problems) == 1
+    assert "wrong preset" in problems[0] and "'mae_vit_large_patch16'" in problems[0]
+    assert "1024-dim x 24 blocks" in problems[0] and "768-dim x 12 blocks" in problems[0]
+    config = C.config_from_state_dict(large_sd)
+    assert config["arch"] == "mae_vit_large_patch16" and config["kwargs"]["img_size"] == 224
+    built = C.build_for_state_dict(large_sd)
+    assert built.pretrained_cfg["arch"] == "mae_vit_large_patch16" and built.pos_embed.is_meta
+
+
+def test_encoder_only_checkpoint_is_explained(tmp_path):
+    sd = {
+        k: v
+        for k, v in create_mae("mae_vit_tiny_patch8").state_dict().items()
+        if not k.startswith(("decoder", "mask_token"))
+    }
+    path = _save_meta(tmp_path / "encoder.pth", sd)
+    with pytest.raises(
+        CheckpointError, match="no decoder weights.*mae_pretrain_vit_.*mae_visualize_vit_"
+    ):
+        load_mae(path)
+    sd["head.weight"] = torch.zeros(10, 192)
+    with pytest.raises(CheckpointError, match="fine-tuned classifier"):
+        load_mae(_save_meta(tmp_path / "finetuned.pth", sd))
+
+
+def test_full_checkpoint_loads_with_norm_pix_warning(tmp_path):
+    path = _save_meta(
+        tmp_path / "mae_pretrain_vit_tiny_full.pth", create_mae("mae_vit_tiny_patch8")
+    )
+    with pytest.warns(UserWarning, match="normalized"):
+        model = load_mae(path)
+    assert model.norm_pix_loss and model.pretrained_cfg["norm_pix"]
+
+
+def test_non_checkpoint_files_and_names(tmp_path):
+    text = tmp_path / "notes.pth"
+    text.write_text("not a checkpoint")
+    with pytest.raises(CheckpointError, match="not a PyTorch checkpoint"):
+        load_mae(text)
+    torch.save([1, 2, 3], tmp_path / "list.pth")
+    with pytest.raises(CheckpointError, match="holds no state dict"):
+        load_mae(tmp_path / "list.pth")
+    torch.save({"model": to_hf_state_dict(small_model())}, tmp_path / "hf.pth")
+    with pytest.raises(CheckpointError, match="Hugging Face"):
+        load_mae(tmp_path / "hf.pth")
+    with pytest.raises(MissingFileError, match="neither a file nor a checkpoint.*vit_large"):
+        load_mae("mae_visualize_vit_larg")
+    with pytest.raises(CheckpointError, match="not a model checkpoint"):
+        load_mae("landsat7-olinda")
+    with pytest.raises(MissingFileError, match="no checkpoint at"):
+        load_mae(tmp_path)  # a folder
+
+
+def test_other_shapes_and_extra_keys_are_listed(tmp_path):
+    model = create_mae("mae_vit_tiny_patch8")
+    sd = dict(model.state_dict())
+    sd["extra.weight"] = torch.zeros(1)
+    with pytest.raises(CheckpointError, match="not in the model: extra.weight"):
+        load_mae(_save_meta(tmp_path / "extra.pth", sd), arch="mae_vit_tiny_patch8")
+    six = create_mae("mae_vit_tiny_patch8", in_chans=6)
+    loaded = load_mae(_save_meta(tmp_path / "six.pth", six))
+    assert loaded.in_chans == 6 and loaded.pretrained_cfg["mean"] is None
+    prefixed = {f"module.{k}": v for k, v in six.state_dict().items()}
+    torch.save({"state_dict": prefixed}, tmp_path / "ddp.pth")
+    assert set(C.state_dict_from_file(tmp_path / "ddp.pth")) == set(six.state_dict())
+
+
+# --------------------------------------------------------------------------- chapter 03's model
+
+
+def test_course_checkpoint_round_trip(cache):
+    assert pretrained.course_mae_path() == cache / "checkpoints" / "mae_tiny_ch03.pth"
+    with pytest.raises(DataUnavailableError, match="run chapter 03 first"):
+        load_mae("course")
+    model = create_mae("mae_vit_tiny_patch8", in_chans=3, img_size=64).eval()
+    model.pretrained_cfg.update(mean=[0.1, 0.2, 0.3], std=[1.0, 2.0, 3.0])
+    path = save_course_mae(model, bands=[3, 2, 1])
+    assert path == pretrained.course_mae_path()
+    for loaded in (load_mae(), load_mae("course"), load_mae(path)):
+        cfg = loaded.pretrained_cfg
+        assert cfg["mean"] == [0.1, 0.2, 0.3] and cfg["bands"] == [3, 2, 1]
+        assert cfg["source"] == "course" and cfg["arch"] == "mae_vit_tiny_patch8"
+    imgs, noise = torch.randn(1, 3, 64, 64), torch.rand(1, 64)
+    with torch.no_grad():
+        assert torch.equal(model(imgs, 0.5, noise)[1], load_mae()(imgs, 0.5, noise)[1])
+    # the course file is in Meta's format too: its state dict alone rebuilds the model
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        sd = C.state_dict_from_file(path)
+        again = C.load_weights(C.build_for_state_dict(sd), sd)
+    assert again.pretrained_cfg["arch"] == "mae_vit_tiny_patch8"
+
+
+def test_course_checkpoint_that_does_not_fit_its_config(cache):
+    model = create_mae("mae_vit_tiny_patch8", img_size=64)
+    config = {**model.pretrained_cfg, "kwargs": {**model.pretrained_cfg["kwargs"], "depth": 2}}
+    pretrained.course_mae_path().parent.mkdir(parents=True)
+    torch.save({"model": model.state_dict(), "config": config}, pretrained.course_mae_path())
+    with pytest.raises(CheckpointError, match="does not fit mae_vit_tiny_patch8:\n- wrong preset"):
+        load_mae()
+
+
+@pytest.fixture(scope="module")
+def scene():
+    s = synthetic_scene(256, 128, 3, seed=0)
+    return s.image, s.valid
+
+
+def test_train_course_mae_learns_and_records_its_normalization(scene):
+    image, valid = scene
+    run = train_course_mae(
+        image, valid, epochs=3, batch_size=8, val_fraction=0.25, seed=0, progress=False
+    )
+    model, history = run.model, run.history
+    assert not model.training and model.pretrained_cfg["arch"] == "mae_vit_tiny_patch8"
+    assert history.train["loss"][-1] < history.train["loss"][0]  # it learns
+    assert len(history.val["loss"]) == 3
+    # the per-band statistics over valid pixels, in the image's units
+    pixels = image[:, valid].astype(np.float64)
+    np.testing.assert_allclose(model.pretrained_cfg["mean"], pixels.mean(1), rtol=1e-5)
+    np.testing.assert_allclose(model.pretrained_cfg["std"], pixels.std(1), rtol=1e-5)
+    assert model.pretrained_cfg["source"] == "trained here" and model.pretrained_cfg["tile"] == 64
+    # tiles every 32 px; training above row 192, validation from row 192 (spatially disjoint)
+    assert run.train_tiles.shape == (15, 3, 64, 64) and run.val_tiles.shape == (3, 3, 64, 64)
+    assert abs(float(run.train_tiles.mean())) < 0.5  # standardized
+
+
+def test_train_course_mae_is_deterministic_with_a_seed(scene):
+    image, valid = scene
+    kw = dict(epochs=1, batch_size=4, max_tiles=4, progress=False)
+    a = train_course_mae(image, valid, seed=1, **kw).model.state_dict()
+    b = train_course_mae(image, valid, seed=1, **kw).model.state_dict()
+    c = train_course_mae(image, valid, seed=2, **kw).model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+def test_train_course_mae_bands_and_bad_inputs(scene):
+    image, valid = scene
+    six = np.concatenate([image, image], axis=0)
+    run = train_course_mae(six, valid, bands=[3, 2, 1], epochs=1, max_tiles=2, progress=False)
+    assert run.model.in_chans == 3 and run.model.pretrained_cfg["bands"] == [3, 2, 1]
+    with pytest.raises(InputError, match="band index 7 is out of range"):
+        train_course_mae(six, bands=[7], epochs=1, progress=False)
+    with pytest.raises(InputError, match=r"shape \(C, H, W\)"):
+        train_course_mae(image[0], epochs=1, progress=False)
+    holes = valid.copy()
+    holes[:, ::40] = False
+    with pytest.raises(InputError, match="no fully valid 64 x 64 tile"):
+        train_course_mae(image, holes, epochs=1, progress=False)
+    with pytest.raises(InputError, match="val_fraction must be in"):
+        train_course_mae(image, val_fraction=1.0, epochs=1, progress=False)
+
+
+# --------------------------------------------------------------------------- with a fallback
+
+
+def test_fallback_meta_when_it_can_be_had(tmp_path, offline):
+    path = _save_meta(tmp_path / "mine.pth", tiny())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no notice
+        choice = mae_or_fallback(str(path), quiet=True)
+    assert choice.source == "meta" and choice.name == str(path) and choice.notice == ""
+    with pytest.raises(MissingFileError):  # a typo is not a reason to fall back
+        mae_or_fallback(str(tmp_path / "no_such.pth"), quiet=True)
+
+
+def test_fallback_trains_a_stand_in_when_nothing_is_available(offline):
+    """Offline, no chapter 03 checkpoint: a tiny MAE is trained on the image, with a notice."""
+    from mae_nb.reconstruct import reconstruct
+
+    s = synthetic_scene(64, 64, 3, seed=0)
+    with pytest.warns(UserWarning, match="Training the tiny MAE"):
+        choice = mae_or_fallback("mae_visualize_vit_large", s.image, s.valid, epochs=1, quiet=True)
+    assert choice.source == "trained here" and "not available here" in choice.notice
+    assert choice.model.pretrained_cfg["mean"] is not None and not choice.model.training
+    r = reconstruct(choice.model, s.image, 0.5)
+    assert r.normalization.kind == "given" and np.isfinite(r.psnr_masked)
+    with pytest.raises(DataUnavailableError, match="run chapter 03"):
+        mae_or_fallback("mae_visualize_vit_large", None, quiet=True)
+    with pytest.warns(UserWarning, match="Chapter 03's model was not found"):
+        choice = mae_or_fallback("course", s.image, s.valid, epochs=1, quiet=True)
+    assert choice.source == "trained here" and "Meta" not in choice.notice
+
+
+def test_fallback_to_course_checkpoint_adapts_units(offline):
+    m = tiny()
+    m.pretrained_cfg.update(mean=[800.0] * 3, std=[400.0] * 3)
+    save_course_mae(m)
+    img = np.random.default_rng(0).integers(0, 255, (3, 32, 32)).astype(np.uint8)
+    with pytest.warns(UserWarning, match="chapter 03's tiny MAE"):
+        choice = mae_or_fallback("mae_visualize_vit_large", img, quiet=True)
+    assert choice.source == "course" and "its own per-band statistics" in choice.notice
+    np.testing.assert_allclose(
+        choice.model.pretrained_cfg["mean"], img.reshape(3, -1).mean(1), rtol=1e-5
+    )
+    # asked for chapter 03's model: no notice unless the units differ
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        plain = mae_or_fallback("course", quiet=True)
+    assert plain.source == "course" and plain.notice == ""
+    with pytest.warns(UserWarning, match="other units"):
+        assert mae_or_fallback("course", img, quiet=True).notice.startswith("NOTICE: Chapter 03")
