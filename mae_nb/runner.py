@@ -87,7 +87,7 @@ def record_metrics(metrics: Mapping[str, float], *, data: str = "synthetic") -> 
 
 
 def notebooks_dir() -> Path:
-    """The course's ``notebooks/`` folder: next to the package in a checkout, else ``./notebooks``."""
+    """The course's ``notebooks/`` folder: next to the package in a checkout, else ./notebooks."""
     here = Path(__file__).resolve().parents[1] / "notebooks"
     return here if here.is_dir() else Path.cwd() / "notebooks"
 
@@ -146,7 +146,7 @@ def check_parameters(path: Path, parameters: Mapping[str, Any]) -> None:
 
 
 def parse_value(text: str) -> Any:
-    """A ``-p NAME VALUE`` value as papermill's CLI reads it: YAML (numbers, booleans, lists), else text."""
+    """A ``-p NAME VALUE`` value read as papermill's CLI does: YAML (numbers, lists), else text."""
     import yaml
 
     try:
@@ -156,12 +156,21 @@ def parse_value(text: str) -> Any:
 
 
 def ensure_kernel() -> str:
-    """A Jupyter kernelspec for this very Python (``mae-nb``), so notebooks run in this environment."""
+    """A Jupyter kernelspec (``mae-nb``) for this Python, so notebooks run in this environment.
+
+    It is (re)installed when missing, made for another Python, or made by another ipykernel
+    (whose metadata, e.g. the transport encryption it supports, differs from this one's).
+    """
+    from ipykernel.kernelspec import get_kernel_dict
     from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 
     try:
         spec = KernelSpecManager().get_kernel_spec(KERNEL_NAME)
-        if spec.argv and Path(spec.argv[0]).resolve() == Path(sys.executable).resolve():
+        if (
+            spec.argv
+            and Path(spec.argv[0]).resolve() == Path(sys.executable).resolve()
+            and spec.metadata == get_kernel_dict()["metadata"]
+        ):
             return KERNEL_NAME
     except NoSuchKernel:
         pass
@@ -172,6 +181,23 @@ def ensure_kernel() -> str:
         return KERNEL_NAME
     except OSError:  # read-only environment: the native kernel of this Python is the next best
         return "python3"
+
+
+def _kernel_config():
+    """Settings of the kernel manager: encrypt the kernel's traffic when this environment can.
+
+    A kernel talks to the runner over local TCP ports; with CurveZMQ keys (jupyter_client's
+    ``transport_encryption``, pyzmq built with curve, a kernelspec that declares it) that
+    traffic is encrypted, and the kernel has no reason to print its warning "Kernel is running
+    over TCP without encryption" for every notebook.
+    """
+    import zmq
+    from jupyter_client.manager import KernelManager
+    from traitlets.config import Config
+
+    if "transport_encryption" in KernelManager.class_trait_names() and zmq.has("curve"):
+        return Config({"KernelManager": {"transport_encryption": "auto"}})
+    return Config()
 
 
 @dataclass
@@ -231,6 +257,7 @@ def run_notebook(
             execution_timeout=timeout,
             progress_bar=False,
             log_output=False,
+            config=_kernel_config(),
         )
     except PapermillExecutionError as exc:
         status = "failed"

@@ -30,7 +30,8 @@ def course(tmp_path_factory):
             ),
             (
                 "code",
-                "import mae_nb\nmae_nb.record_metrics({'value': value, 'smoke': SMOKE}, data='synthetic')",
+                "import mae_nb\n"
+                "mae_nb.record_metrics({'value': value, 'smoke': SMOKE}, data='synthetic')",
             ),
         ],
     )
@@ -72,6 +73,18 @@ def test_run_records_metrics_runs_in_the_notebooks_folder_and_writes_a_summary(c
         json.loads((tmp_path / "summary.json").read_text())["notebooks"][0]["metrics"]["value"]
         == 63.0
     )
+
+
+def test_a_run_prints_only_what_helps_the_user(course, tmp_path, capfd):
+    # the kernel's own warning about unencrypted TCP came once per notebook; capfd also sees
+    # what the kernel process writes to the terminal directly
+    echoed = []
+    (r,) = run_notebooks(["00"], out_dir=tmp_path, folder=course, echo=echoed.append)
+    assert r.status == "ok", r.error
+    out, err = capfd.readouterr()
+    assert "without encryption" not in out + err, out + err
+    assert "WARNING" not in err, err
+    assert echoed[0] == "[1/1] 00_ok ..." and echoed[1].startswith("[1/1] 00_ok: ok in ")
 
 
 def test_a_failing_notebook_names_its_cell_and_the_others_still_run(course, tmp_path):

@@ -1,4 +1,4 @@
-"""The ``mae-nb`` command. Each sub-command lives in its own module with ``add_parser``.
+"""The ``mae-nb`` command line: one sub-command per module, each with its ``add_parser``.
 
 Errors that mae-nb raises on purpose are printed as one line (``mae-nb: error: ...``) with
 exit status 2; anything else is a bug and shows its traceback.
