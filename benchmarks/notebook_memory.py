@@ -4,12 +4,12 @@ Prints a table of:
 
 1. the smoke run of every notebook (in order, in one fresh cache, as ``tests/test_notebooks.py``
    runs them);
-2. chapter 04's default run with ``-p CHECKPOINT mae_visualize_vit_base``, which is what Binder users
-   are told to use. Offline, Meta's file cannot be had and the chapter falls back to chapter 03's
-   tiny model, so this row measures the fallback;
-3. chapter 04's default run with a ViT-B of random weights saved in Meta's format (a file the chapter
-   loads like Meta's ``mae_visualize_vit_base.pth``, same shapes and size): what the base model
-   really costs in the chapter. ``--large`` adds the same with ViT-L (the chapter's default
+2. chapter 04's default run with ``-p CHECKPOINT mae_visualize_vit_base``, which is what Binder
+   users are told to use. Offline, Meta's file cannot be had and the chapter falls back to chapter
+   03's tiny model, so this row measures the fallback;
+3. chapter 04's default run with a ViT-B of random weights saved in Meta's format (a file the
+   chapter loads like Meta's ``mae_visualize_vit_base.pth``, same shapes and size): what the base
+   model really costs in the chapter. ``--large`` adds the same with ViT-L (the chapter's default
    ``CHECKPOINT``; slow on a CPU);
 4. a bare process that loads ViT-B / ViT-L from such a file (memory-mapped, as the chapter does) and
    runs one reconstruction of a 224 x 224 crop: the model's own cost without the rest of a kernel.
@@ -138,7 +138,8 @@ def main(argv=None) -> int:
 
     print()
     print(
-        f"| notebook / run | mode | kernel peak memory (MiB) | under {BINDER_MB} MiB | time (s) | status |"
+        f"| notebook / run | mode | kernel peak memory (MiB) | under {BINDER_MB} MiB | time (s) "
+        "| status |"
     )
     print("|---|---|---:|---|---:|---|")
     worst = 0.0
@@ -146,11 +147,13 @@ def main(argv=None) -> int:
         fits = "-" if peak is None else ("yes" if peak < BINDER_MB else "**NO**")
         worst = max(worst, peak or 0.0)
         print(
-            f"| {what} | {mode} | {peak if peak is not None else '-'} | {fits} | {seconds:.0f} | {status} |"
+            f"| {what} | {mode} | {peak if peak is not None else '-'} | {fits} "
+            f"| {seconds:.0f} | {status} |"
         )
     load = os.getloadavg() if hasattr(os, "getloadavg") else ("?",) * 3
     print(
-        f"\nlargest: {worst:.0f} MiB; load average at the end {load[0]:.1f}; executed notebooks in {out}"
+        f"\nlargest: {worst:.0f} MiB; load average at the end {load[0]:.1f}; "
+        f"executed notebooks in {out}"
     )
     return 0 if all(s == "ok" for *_, s in rows) else 1
 

@@ -16,7 +16,10 @@ from mae_nb.errors import InputError
 
 
 def check_mask_ratio(mask_ratio: float, num_tokens: int | None = None) -> float:
-    """``mask_ratio`` as a float in [0, 1); with ``num_tokens``, at least one token must stay visible."""
+    """``mask_ratio`` as a float in [0, 1).
+
+    With ``num_tokens``, at least one of that many tokens must stay visible.
+    """
     try:
         ratio = float(mask_ratio)
     except (TypeError, ValueError):
@@ -82,7 +85,7 @@ def patch_mask_to_pixels(
 def block_mask(
     n: int, grid_hw: tuple[int, int], mask_ratio: float, generator: torch.Generator | None = None
 ) -> torch.Tensor:
-    """A random per-patch mask (N, L), 1 = masked, with exactly ``int(L * mask_ratio)`` masked patches."""
+    """A random per-patch mask (N, L), 1 = masked, exactly ``int(L * mask_ratio)`` patches each."""
     length = grid_hw[0] * grid_hw[1]
     dummy = torch.zeros(n, length, 1)
     return random_masking(dummy, mask_ratio, generator=generator)[1]

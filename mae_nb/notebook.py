@@ -26,25 +26,38 @@ DEFAULT_BRANCH = "main"
 INSTALL_SPEC_ENV = "MAE_NB_INSTALL_SPEC"
 INSTALL_SPEC = f"mae-nb @ git+https://github.com/{REPOSITORY}@{DEFAULT_BRANCH}"
 
-INSTALL_CELL = f'''# Colab or a fresh environment: install the course's package first (a no-op when it is there).
-import importlib.util, os, subprocess, sys
-
-if importlib.util.find_spec("mae_nb") is None:
-    spec = os.environ.get("{INSTALL_SPEC_ENV}", "{INSTALL_SPEC}")
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", spec], check=True)'''
+INSTALL_CELL = (
+    "# Colab or a fresh environment: install the course's package first"
+    " (a no-op when it is there).\n"
+    "import importlib.util, os, subprocess, sys\n"
+    "\n"
+    'if importlib.util.find_spec("mae_nb") is None:\n'
+    f'    spec = os.environ.get("{INSTALL_SPEC_ENV}", "{INSTALL_SPEC}")\n'
+    '    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", spec], check=True)'
+)
 
 
 def colab_url(notebook: str | Path) -> str:
-    return f"https://colab.research.google.com/github/{REPOSITORY}/blob/{DEFAULT_BRANCH}/notebooks/{Path(notebook).name}"
+    """The Colab link that opens ``notebook`` from the course's repository."""
+    return (
+        f"https://colab.research.google.com/github/{REPOSITORY}/blob/{DEFAULT_BRANCH}"
+        f"/notebooks/{Path(notebook).name}"
+    )
 
 
 def binder_url(notebook: str | Path) -> str:
-    return f"https://mybinder.org/v2/gh/{REPOSITORY}/{DEFAULT_BRANCH}?labpath=notebooks%2F{Path(notebook).name}"
+    """The Binder link that opens ``notebook`` in JupyterLab, built from the repository."""
+    return (
+        f"https://mybinder.org/v2/gh/{REPOSITORY}/{DEFAULT_BRANCH}"
+        f"?labpath=notebooks%2F{Path(notebook).name}"
+    )
 
 
 def badges(notebook: str | Path) -> str:
+    """Markdown for the Colab and Binder badges of ``notebook``."""
     return (
-        f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]({colab_url(notebook)}) "
+        "[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]"
+        f"({colab_url(notebook)}) "
         f"[![Binder](https://mybinder.org/badge_logo.svg)]({binder_url(notebook)})"
     )
 

@@ -58,7 +58,7 @@ NOTEBOOKS = list_notebooks(ROOT / "notebooks")
 
 
 def has_sliders(path: Path) -> bool:
-    """Whether a chapter shows the course's sliders (calls into ``mae_nb.widgets`` or ipywidgets)."""
+    """Whether a chapter shows the course's sliders (calls ``mae_nb.widgets`` or ipywidgets)."""
     nb = nbformat.read(path, as_version=4)
     code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
     return bool(re.search(r"\bwidgets\.\w+\(|ipywidgets", code))
@@ -90,7 +90,7 @@ def missing():
 
 
 def smoke_copy(src: Path, dst: Path) -> Path:
-    """Copy a notebook with ``SMOKE = True`` in its parameters cell (what ``-p SMOKE True`` does)."""
+    """Copy a notebook with ``SMOKE = True`` in its parameters cell (as ``-p SMOKE True`` does)."""
     nb = nbformat.read(src, as_version=4)
     cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
     cell.source, n = re.subn(r"^SMOKE\s*=.*$", "SMOKE = True", cell.source, count=1, flags=re.M)
@@ -282,20 +282,21 @@ def cell_state(cell) -> tuple[tuple[str, ...], str]:
                     digests.push('unreadable');  // replaced while being read: read again
                 }
             }
-            const texts = Array.from(c.querySelectorAll('.widget-html-content, .jp-OutputArea-output pre'))
-                .map(e => e.textContent);
+            const texts = Array.from(
+                c.querySelectorAll('.widget-html-content, .jp-OutputArea-output pre')
+            ).map(e => e.textContent);
             return [digests, texts.join('\\n')];
         }"""
     )
 
 
 def distorted_images(cell) -> list[str]:
-    """Images in a cell shown at another aspect ratio than they were drawn (squeezed by the layout)."""
+    """Images in a cell shown at another aspect ratio than drawn (squeezed by the layout)."""
     return cell.evaluate(
         """c => Array.from(c.querySelectorAll('.jp-OutputArea img'))
             .filter(i => i.naturalWidth && i.clientWidth && i.clientHeight)
-            .map(i => [i.naturalWidth / i.naturalHeight, i.clientWidth / i.clientHeight, i.naturalWidth,
-                       i.naturalHeight, i.clientWidth, i.clientHeight])
+            .map(i => [i.naturalWidth / i.naturalHeight, i.clientWidth / i.clientHeight,
+                       i.naturalWidth, i.naturalHeight, i.clientWidth, i.clientHeight])
             .filter(([drawn, shown]) => Math.abs(shown / drawn - 1) > 0.05)
             .map(([, , nw, nh, cw, ch]) => `drawn ${nw}x${nh} px, shown ${cw}x${ch} px`)"""
     )
@@ -403,7 +404,8 @@ def test_chapter_runs_in_jupyterlab_and_its_sliders_redraw(path, lab, browser, t
         shot(first_cell, f"{nn}_before.png", tmp_path)
         bad = distorted_images(first_cell)
         assert not bad, (
-            f"chapter {nn}: the figure next to the sliders is shown squeezed ({bad}; see {nn}_before.png)"
+            f"chapter {nn}: the figure next to the sliders is shown squeezed ({bad}; see "
+            f"{nn}_before.png)"
         )
         for i in chosen:
             slider = sliders.nth(i)
@@ -442,8 +444,9 @@ def test_chapter_runs_in_jupyterlab_and_its_sliders_redraw(path, lab, browser, t
             assert "Error displaying widget" not in cell.inner_text()
         assert errors == [], f"JavaScript errors on the page: {errors}"
         print(
-            f"chapter {nn}: run all cells {ran:.0f} s, {len(chosen)} slider(s) moved and redrawn in "
-            f"{time.monotonic() - t0 - ran:.0f} s; {time.monotonic() - lab['start']:.0f} s since JupyterLab started"
+            f"chapter {nn}: run all cells {ran:.0f} s, {len(chosen)} slider(s) moved and redrawn "
+            f"in {time.monotonic() - t0 - ran:.0f} s; "
+            f"{time.monotonic() - lab['start']:.0f} s since JupyterLab started"
         )
     except BaseException:
         page.screenshot(path=str(tmp_path / f"{nn}_failure.png"))

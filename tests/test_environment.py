@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import re
-
-import pytest
-
-tomllib = pytest.importorskip("tomllib")  # Python 3.11+
 from pathlib import Path
 
+import pytest
 import yaml
+
+tomllib = pytest.importorskip("tomllib")  # Python 3.11+
 
 ROOT = Path(__file__).resolve().parents[1]
 # conda-forge names of PyPI packages where they differ
@@ -55,9 +54,10 @@ def test_python_requirement_is_at_least_310():
 
 
 def test_environment_yml_provides_what_postbuild_builds_with():
-    # postBuild installs with --no-build-isolation (pip must not touch the conda packages), so pip and
-    # the build backend pyproject names must come from environment.yml itself: conda-forge's pip no
-    # longer pulls in setuptools and wheel. (tests/test_launch.py runs postBuild in a fresh environment.)
+    # postBuild installs with --no-build-isolation (pip must not touch the conda packages), so
+    # pip and the build backend pyproject names must come from environment.yml itself:
+    # conda-forge's pip no longer pulls in setuptools and wheel. (tests/test_launch.py runs
+    # postBuild in a fresh environment.)
     text = (ROOT / "postBuild").read_text()
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     listed = {_name(d) for d in env["dependencies"] if isinstance(d, str)}
@@ -66,6 +66,6 @@ def test_environment_yml_provides_what_postbuild_builds_with():
         pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
         backend = {_name(r) for r in pyproject["build-system"]["requires"]}
         assert backend - listed == set(), (
-            f"postBuild builds without isolation, so environment.yml must list {sorted(backend - listed)} "
-            "(pyproject's build-system.requires)"
+            "postBuild builds without isolation, so environment.yml must list "
+            f"{sorted(backend - listed)} (pyproject's build-system.requires)"
         )

@@ -1,4 +1,4 @@
-"""How people launch the course: each notebook's Colab and Binder badges, and the Colab install cell.
+"""How people launch the course: each notebook's Colab and Binder badges, the Colab install cell.
 
 The install cell is run for real, in a fresh virtual environment that has no ``mae_nb``: like
 Colab, which comes with PyTorch, NumPy and friends but not with this course, the environment sees
@@ -93,7 +93,8 @@ def test_repository_and_default_branch_agree_everywhere():
         }
         if branches - {"HEAD"}:
             assert mae_nb.DEFAULT_BRANCH in branches, (
-                f"the badges point at branch {mae_nb.DEFAULT_BRANCH!r}, which this repository lacks: {sorted(branches)}"
+                f"the badges point at branch {mae_nb.DEFAULT_BRANCH!r}, which this repository "
+                f"lacks: {sorted(branches)}"
             )
         head = subprocess.run(
             ["git", "-C", str(ROOT), "symbolic-ref", "--quiet", "refs/remotes/origin/HEAD"],
@@ -148,9 +149,12 @@ def test_every_notebook_has_the_same_install_cell():
 def runtime_closure(
     requirements: list[str] | None = None, missing: set[str] | None = None
 ) -> set[str]:
-    """Distributions needed at run time by ``requirements`` (default: pyproject's dependencies of
-    ``mae_nb``), recursively, with their markers (and requested extras) evaluated for this interpreter.
-    A distribution not installed here fails, unless ``missing`` is a set to collect its name in."""
+    """Distributions needed at run time by ``requirements``, recursively.
+
+    ``requirements`` defaults to pyproject's dependencies of ``mae_nb``; markers (and requested
+    extras) are evaluated for this interpreter. A distribution not installed here fails, unless
+    ``missing`` is a set to collect its name in.
+    """
     if requirements is None:
         requirements = PYPROJECT["project"]["dependencies"]
     todo = [(Requirement(r), "") for r in requirements]
@@ -277,7 +281,7 @@ def test_colab_install_cell_installs_the_working_tree_and_every_notebook_imports
             timeout=400,
         )
 
-    # Fresh: no mae_nb, but its dependencies at versions pyproject accepts (so pip only adds mae_nb).
+    # Fresh: no mae_nb, but its dependencies at versions pyproject accepts (pip only adds mae_nb).
     probe = run(
         "import importlib.util, json, sys; from importlib import metadata;"
         "print(json.dumps([importlib.util.find_spec('mae_nb') is None, sys.prefix,"
@@ -362,7 +366,8 @@ def test_binder_postbuild_installs_the_package_into_what_environment_yml_lists(t
     )
     assert built.returncode == 0, (
         "postBuild failed in an environment holding what environment.yml lists "
-        f"({', '.join(sorted(names))}; not installed here, so left out: {sorted(absent) or 'none'}):\n"
+        f"({', '.join(sorted(names))}; not installed here, so left out: "
+        f"{sorted(absent) or 'none'}):\n"
         f"{built.stdout[-2000:]}\n{built.stderr[-3000:]}"
     )
     assert f"mae_nb {mae_nb.__version__} installed" in built.stdout

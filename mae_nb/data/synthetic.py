@@ -21,7 +21,7 @@ from scipy import ndimage
 
 from mae_nb.errors import InputError
 
-#: Land-cover classes of the synthetic scene; label ``i + 1`` is ``CLASS_NAMES[i]``, 0 is unlabelled.
+#: Land-cover classes of the synthetic scene: label ``i + 1`` is ``CLASS_NAMES[i]``; 0 is none.
 CLASS_NAMES = (
     "water",
     "forest",
@@ -53,7 +53,7 @@ def _s(wl: np.ndarray, centre: float, width: float) -> np.ndarray:
 
 
 def _vegetation(wl, green, red, nir, edge=715.0, swir=0.22):
-    """Green peak, chlorophyll red well, red edge at ``edge`` nm, NIR plateau, leaf water in SWIR."""
+    """Green peak, chlorophyll red well, red edge at ``edge`` nm, NIR plateau, SWIR leaf water."""
     visible = red + (green - red) * _g(wl, 555, 40)
     plateau = visible + (nir - visible) * _s(wl, edge, 14)
     shortwave = swir * _g(wl, 1650, 200) + 0.55 * swir * _g(wl, 2200, 150)
@@ -98,8 +98,9 @@ def rgb_bands_for(wavelengths: np.ndarray) -> list[int]:
 
 @dataclass
 class SyntheticScene:
-    """A synthetic scene. ``image``: (C, H, W) float32 reflectance in [0, 1]; ``labels``: (H, W) uint8.
+    """A synthetic scene with its land-cover labels and georeferencing.
 
+    ``image``: (C, H, W) float32 reflectance in [0, 1]; ``labels``: (H, W) uint8.
     ``labels`` hold ``1..len(class_names)`` (0 only under the nodata collar); ``valid`` is False
     under the collar. ``transform`` and ``crs`` place it in UTM zone 33N at ``pixel_size`` metres.
     """
@@ -120,7 +121,10 @@ class SyntheticScene:
 
     def __repr__(self) -> str:
         c, h, w = self.image.shape
-        return f"SyntheticScene({c} bands x {h} x {w}, {len(self.class_names)} classes, seed={self.seed})"
+        return (
+            f"SyntheticScene({c} bands x {h} x {w}, {len(self.class_names)} classes, "
+            f"seed={self.seed})"
+        )
 
     def to_geotiff(
         self,
@@ -130,7 +134,10 @@ class SyntheticScene:
         dtype: str = "uint16",
         overwrite: bool = False,
     ) -> Path:
-        """Write the image (reflectance x 10000 as uint16, nodata 0, or float32) and optionally the labels."""
+        """Write the image as GeoTIFF, and the labels too when ``labels_path`` is given.
+
+        The image is reflectance x 10000 as uint16 with nodata 0, or float32.
+        """
         from mae_nb.data.geotiff import write_raster
 
         if dtype == "uint16":
