@@ -57,6 +57,7 @@ def _modules() -> list[tuple[str, Path]]:
 
 
 MODULES = _modules()
+PACKAGE_MODULES = {name for name, _ in MODULES}
 
 
 @cache
@@ -69,12 +70,17 @@ def _where(path: Path, node: ast.AST | None = None) -> str:
     return f"{path.relative_to(ROOT)}{line}"
 
 
+def _is_package(module: str) -> bool:
+    path = dict(MODULES).get(module)
+    return path is not None and path.name == "__init__.py"
+
+
 def _absolute(module: str, node: ast.ImportFrom) -> str:
     """The absolute module a ``from ... import`` in ``module`` reads from."""
     if not node.level:
         return node.module or ""
-    is_package = _path_of(module).name == "__init__.py"
-    base = module.split(".")[: len(module.split(".")) - node.level + is_package]
+    parts = module.split(".")
+    base = parts[: len(parts) - node.level + _is_package(module)]
     return ".".join(base + ([node.module] if node.module else []))
 
 
@@ -159,6 +165,21 @@ def _raise_problem(value: object, called: bool) -> str | None:
     return None
 
 
+def _raise_problems(module: str, tree: ast.Module, namespace: dict) -> list[tuple[int, str]]:
+    """(line, why) of every ``raise`` in ``tree`` that raises something else than a MaeNbError."""
+    imports = _imported_names(module, tree)
+    problems = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Raise) or node.exc is None:
+            continue
+        called = isinstance(node.exc, ast.Call)
+        target = node.exc.func if called else node.exc
+        problem = _raise_problem(_resolve(target, namespace, imports), called)
+        if problem:
+            problems.append((node.lineno, problem))
+    return problems
+
+
 def test_every_error_raised_on_purpose_is_a_mae_nb_error():
     problems = []
     for module, path in MODULES:
@@ -167,15 +188,8 @@ def test_every_error_raised_on_purpose_is_a_mae_nb_error():
         except Exception as exc:  # a module mid-way through a change: say so, check the rest
             problems.append(f"{_where(path)}: cannot be imported ({type(exc).__name__}: {exc})")
             continue
-        imports = _imported_names(module, _tree(path))
-        for node in ast.walk(_tree(path)):
-            if not isinstance(node, ast.Raise) or node.exc is None:
-                continue
-            called = isinstance(node.exc, ast.Call)
-            target = node.exc.func if called else node.exc
-            problem = _raise_problem(_resolve(target, namespace, imports), called)
-            if problem:
-                problems.append(f"{_where(path, node)}: {problem}")
+        for line, problem in _raise_problems(module, _tree(path), namespace):
+            problems.append(f"{_where(path)}:{line}: {problem}")
     assert not problems, "\n".join(problems)
 
 
@@ -237,38 +251,45 @@ def _private(name: str) -> bool:
     return name.startswith("_") and not (name.startswith("__") and name.endswith("__"))
 
 
-def test_no_private_name_is_imported_from_another_module():
+def _private_imports(module: str, tree: ast.Module) -> list[tuple[int, str]]:
+    """(line, what) of every private name ``module`` takes from another mae_nb module."""
+    imports = _imported_names(module, tree)
+    modules_here = {  # names bound to a mae_nb module: `geotiff._open` reads a private name
+        name
+        for name, (source, attribute) in imports.items()
+        if (source + (f".{attribute}" if attribute else "")) in PACKAGE_MODULES
+    }
     problems = []
-    for module, path in MODULES:
-        tree = _tree(path)
-        imports = _imported_names(module, tree)
-        modules_here = {  # names bound to a mae_nb module: `geotiff._open` reads a private name
-            name
-            for name, (source, attribute) in imports.items()
-            if isinstance(_load(source, attribute), types.ModuleType)
-            and (source + (f".{attribute}" if attribute else "")).startswith("mae_nb")
-        }
-        for node in ast.walk(tree):
-            if isinstance(node, ast.ImportFrom):
-                source = _absolute(module, node)
-                if source.split(".")[0] != "mae_nb" or source == module:
-                    continue
-                for alias in node.names:
-                    if _private(alias.name):
-                        problems.append(f"{_where(path, node)}: imports {alias.name} from {source}")
-            elif isinstance(node, ast.Import):
-                for alias in node.names:
-                    if any(_private(part) for part in alias.name.split(".")):
-                        problems.append(f"{_where(path, node)}: imports {alias.name}")
-            elif (
-                isinstance(node, ast.Attribute)
-                and isinstance(node.value, ast.Name)
-                and node.value.id in modules_here
-                and _private(node.attr)
-            ):
-                problems.append(
-                    f"{_where(path, node)}: uses {node.value.id}.{node.attr} from another module"
-                )
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            source = _absolute(module, node)
+            if source.split(".")[0] != "mae_nb" or source == module:
+                continue
+            for alias in node.names:
+                if _private(alias.name):
+                    problems.append((node.lineno, f"imports {alias.name} from {source}"))
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.startswith("mae_nb.") and any(
+                    _private(part) for part in alias.name.split(".")
+                ):
+                    problems.append((node.lineno, f"imports {alias.name}"))
+        elif (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and node.value.id in modules_here
+            and _private(node.attr)
+        ):
+            problems.append((node.lineno, f"uses {node.value.id}.{node.attr} of another module"))
+    return problems
+
+
+def test_no_private_name_is_imported_from_another_module():
+    problems = [
+        f"{_where(path)}:{line}: {what}"
+        for module, path in MODULES
+        for line, what in _private_imports(module, _tree(path))
+    ]
     assert not problems, "\n".join(problems)
 
 
@@ -298,11 +319,12 @@ def _top_level_names(tree: ast.Module) -> dict[str, ast.AST]:
     return {name: node for name, node in defined.items() if not name.startswith("_")}
 
 
-def test_no_public_name_is_defined_in_two_modules():
+def _names_defined_twice(trees: dict[str, ast.Module]) -> list[str]:
+    """Public top-level names that two modules of ``trees`` (path -> tree) define."""
     where: dict[str, list[str]] = defaultdict(list)
-    for _, path in MODULES:
-        for name, node in _top_level_names(_tree(path)).items():
-            where[name].append(_where(path, node))
+    for path, tree in trees.items():
+        for name, node in _top_level_names(tree).items():
+            where[name].append(f"{path}:{node.lineno}")
     problems = []
     for name, places in sorted(where.items()):
         if len(places) < 2:
@@ -311,6 +333,12 @@ def test_no_public_name_is_defined_in_two_modules():
         if shared and all(place.startswith(shared) for place in places):
             continue
         problems.append(f"{name} is defined in {len(places)} modules: {', '.join(places)}")
+    return problems
+
+
+def test_no_public_name_is_defined_in_two_modules():
+    trees = {_where(path): _tree(path) for _, path in MODULES}
+    problems = _names_defined_twice(trees)
     assert not problems, "\n".join(problems)
 
 
@@ -318,21 +346,118 @@ def test_no_public_name_is_defined_in_two_modules():
 _SENTENCE_END = re.compile(r"(?<!\be\.g)(?<!\bi\.e)(?<!\betc)(?<!\bvs)(?<!\bal)[.!?]\s+[A-Z]")
 
 
+def _docstring_problem(tree: ast.Module) -> str | None:
+    """Why the module's docstring does not open with its concept in one sentence line, or None."""
+    doc = ast.get_docstring(tree, clean=True)
+    if not doc:
+        return "no module docstring"
+    lines = doc.splitlines()
+    first = lines[0].strip()
+    if not first:
+        return "the docstring's first line is empty"
+    if len(lines) > 1 and lines[1].strip():
+        return "the first sentence runs onto a second line"
+    if not first.endswith((".", "?")):  # a study may state its question
+        return "the first line does not end a sentence ('.', '?')"
+    if _SENTENCE_END.search(first):
+        return "the first line holds more than one sentence"
+    return None
+
+
 def test_every_module_says_its_concept_in_one_sentence_line():
-    problems = []
-    for _, path in MODULES:
-        doc = ast.get_docstring(_tree(path), clean=True)
-        if not doc:
-            problems.append(f"{_where(path)}: no module docstring")
-            continue
-        lines = doc.splitlines()
-        first = lines[0].strip()
-        if not first:
-            problems.append(f"{_where(path)}: the docstring's first line is empty")
-        elif len(lines) > 1 and lines[1].strip():
-            problems.append(f"{_where(path)}: the first sentence runs onto a second line")
-        elif not first.endswith((".", "?")):  # a study may state its question
-            problems.append(f"{_where(path)}: the first line does not end a sentence ('.', '?')")
-        elif _SENTENCE_END.search(first):
-            problems.append(f"{_where(path)}: the first line holds more than one sentence")
+    problems = [
+        f"{_where(path)}: {problem}"
+        for _, path in MODULES
+        if (problem := _docstring_problem(_tree(path)))
+    ]
     assert not problems, "\n".join(problems)
+
+
+# ----------------------------------------------------------------- the checks check
+
+
+BAD_MODULE = '''"""A module that breaks every convention. It says so in two sentences."""
+
+from mae_nb import errors
+from mae_nb.data import geotiff
+from mae_nb.data.registry import _matches
+from mae_nb.errors import InputError, MaeNbError
+
+
+class LocalError(Exception):
+    pass
+
+
+def _error(message) -> InputError:
+    return InputError(message)
+
+
+def _anything(message):
+    return ValueError(message)
+
+
+def check(x):
+    from mae_nb.data.geotiff import _open
+
+    if x is None:
+        raise ValueError("x is None")
+    if x == 1:
+        raise LocalError("one")
+    if x == 2:
+        raise _anything("two")
+    if x == 3:
+        raise KeyError
+    try:
+        geotiff._open(x)
+    except OSError as exc:
+        raise exc
+    raise NotImplementedError
+
+
+def fine(x):
+    if x:
+        raise InputError("x")
+    if x is None:
+        raise errors.RasterError("x")
+    raise _error("x") from None
+
+
+def read_raster():
+    """A second read_raster, besides mae_nb.data.geotiff's."""
+'''
+
+
+def test_the_checks_find_what_they_look_for(tmp_path):
+    (tmp_path / "mae_nb_bad_example.py").write_text(BAD_MODULE)
+    sys.path.insert(0, str(tmp_path))
+    try:
+        bad = importlib.import_module("mae_nb_bad_example")
+    finally:
+        sys.path.remove(str(tmp_path))
+    tree = ast.parse(BAD_MODULE)
+    line = {text: i for i, text in enumerate(BAD_MODULE.splitlines(), start=1)}
+
+    raised = dict(_raise_problems("mae_nb.bad_example", tree, vars(bad)))
+    assert sorted(raised) == sorted(
+        line[f"        raise {what}"]
+        for what in ('ValueError("x is None")', 'LocalError("one")', '_anything("two")', "KeyError")
+    ), raised
+    assert "annotate it" in raised[line['        raise _anything("two")']]
+
+    private = _private_imports("mae_nb.bad_example", tree)
+    assert sorted(what for _, what in private) == [
+        "imports _matches from mae_nb.data.registry",
+        "imports _open from mae_nb.data.geotiff",
+        "uses geotiff._open of another module",
+    ]
+
+    geotiff = PACKAGE / "data" / "geotiff.py"
+    twice = _names_defined_twice({"bad.py": tree, "geotiff.py": _tree(geotiff)})
+    assert [problem.split(" is defined")[0] for problem in twice] == ["read_raster"]
+
+    assert _docstring_problem(tree) == "the first line holds more than one sentence"
+    assert _docstring_problem(ast.parse('"""Two lines\nfor one sentence."""')) == (
+        "the first sentence runs onto a second line"
+    )
+    assert _docstring_problem(ast.parse("x = 1")) == "no module docstring"
+    assert _docstring_problem(ast.parse('"""Masking of He et al. (2022), e.g. random."""')) is None
