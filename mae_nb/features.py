@@ -34,7 +34,7 @@ of the patch size are cropped at the bottom and right, as :func:`mae_nb.reconstr
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -57,19 +57,17 @@ __all__ = [
     "POOLS",
     "SCENARIOS",
     "Detection",
+    "EmbeddingSplit",
     "Embeddings",
     "FeatureScore",
     "PCAMap",
     "ProbeResult",
-    "SpatialSplit",
     "adjusted_rand",
-    "answer_study",
-    "compare_scenarios",
     "detect_top_k",
     "embed_image",
+    "embedding_split",
     "encoder_tokens",
     "error_map",
-    "evaluate",
     "kmeans_map",
     "linear_probe",
     "load_or_train_course_model",
@@ -81,9 +79,7 @@ __all__ = [
     "plant_cloud",
     "plant_stripe",
     "scene_embeddings",
-    "spatial_split",
-    "summarize",
-    "table",
+    "score_features",
     "train_tiny_mae",
     "write_embeddings",
 ]
@@ -804,11 +800,11 @@ def adjusted_rand(clusters: np.ndarray, labels: np.ndarray) -> float:
     return float(adjusted_rand_score(labels[keep], clusters[keep]))
 
 
-# --------------------------------------------------------------------------- spatially disjoint probe
+# ------------------------------------------------------------------------- spatially disjoint probe
 
 
 @dataclass
-class SpatialSplit:
+class EmbeddingSplit:
     """Cells for training and testing a probe: ``train``, ``test`` (gh, gw) bool, never both;
     ``boundary``: the pixel column (or row) where "halves" cut; ``overlap_pixels``: pixels that a
     train cell and a test cell share (0 by construction)."""
@@ -822,8 +818,8 @@ class SpatialSplit:
     def describe(self) -> str:
         where = f" at pixel {self.boundary}" if self.boundary is not None else ""
         return (
-            f"{self.scheme}{where}: {int(self.train.sum())} train cells, {int(self.test.sum())} test "
-            f"cells, {self.overlap_pixels} shared pixels"
+            f"{self.scheme}{where}: {int(self.train.sum())} train cells, "
+            f"{int(self.test.sum())} test cells, {self.overlap_pixels} shared pixels"
         )
 
 
@@ -835,14 +831,14 @@ def _footprint(emb: Embeddings, cells: np.ndarray) -> np.ndarray:
     return out
 
 
-def spatial_split(
+def embedding_split(
     emb: Embeddings,
     scheme: str = "halves",
     *,
     test_fraction: float = 0.5,
     axis: int = 1,
     block: int = 2,
-) -> SpatialSplit:
+) -> EmbeddingSplit:
     """A spatially disjoint train/test split of the cells of ``emb``.
 
     ``"halves"``: train on one side (left for ``axis=1``, top for ``axis=0``), test on the other;
@@ -891,7 +887,7 @@ def spatial_split(
             if shared[emb.rows[i] : emb.rows[i] + s, emb.cols[j] : emb.cols[j] + s].any():
                 test[i, j] = False
     overlap = int((_footprint(emb, train) & _footprint(emb, test)).sum())
-    return SpatialSplit(train, test, scheme, boundary, overlap)
+    return EmbeddingSplit(train, test, scheme, boundary, overlap)
 
 
 @dataclass
@@ -912,7 +908,7 @@ class ProbeResult:
 def linear_probe(
     emb: Embeddings,
     labels: np.ndarray,
-    split: SpatialSplit,
+    split: EmbeddingSplit,
     *,
     min_per_class: int = 5,
     rare: str = "raise",
@@ -948,7 +944,7 @@ def linear_probe(
     train = split.train & finite & (labels > 0)
     test = split.test & finite & (labels > 0)
     if (train & test).any():
-        raise InputError("the split's train and test cells overlap; use spatial_split")
+        raise InputError("the split's train and test cells overlap; use embedding_split")
     classes, counts = np.unique(labels[train], return_counts=True)
     rare_classes = {int(k): int(n) for k, n in zip(classes, counts) if n < min_per_class}
     test_only = sorted(set(np.unique(labels[test]).tolist()) - set(classes.tolist()))
@@ -957,15 +953,16 @@ def linear_probe(
     if rare_classes and rare == "raise":
         detail = ", ".join(f"class {k}: {n}" for k, n in sorted(rare_classes.items()))
         raise InputError(
-            f"too few training cells for the probe ({detail}; at least min_per_class={min_per_class} each). "
-            "Use a larger scene or another split, lower min_per_class, or pass rare='drop' to leave these classes out"
+            f"too few training cells for the probe ({detail}; at least "
+            f"min_per_class={min_per_class} each). Use a larger scene or another split, lower "
+            "min_per_class, or pass rare='drop' to leave these classes out"
         )
     keep = np.array([k for k in classes if int(k) not in rare_classes], dtype=np.int64)
     if len(keep) < 2:
+        seen = dict(zip(classes.tolist(), counts.tolist())) or "no labelled cells"
         raise InputError(
-            f"the probe needs at least 2 classes with {min_per_class} or more training cells; the training "
-            f"side has {dict(zip(classes.tolist(), counts.tolist())) or 'no labelled cells'}. "
-            "Use a larger scene or another split"
+            f"the probe needs at least 2 classes with {min_per_class} or more training cells; "
+            f"the training side has {seen}. Use a larger scene or another split"
         )
     train &= np.isin(labels, keep)
     test &= np.isin(labels, keep)
@@ -1108,7 +1105,7 @@ def detect_top_k(
     )
 
 
-# --------------------------------------------------------------------------- one call per feature source
+# ---------------------------------------------------------------------- one call per feature source
 
 
 @dataclass
@@ -1122,7 +1119,7 @@ class FeatureScore:
     ari: float
     labels: np.ndarray = field(repr=False)
     clusters: np.ndarray = field(repr=False)
-    split: SpatialSplit = field(repr=False)
+    split: EmbeddingSplit = field(repr=False)
     probe: ProbeResult = field(repr=False)
     cell_size: int = 1
 
@@ -1130,7 +1127,7 @@ class FeatureScore:
         return {"accuracy": self.accuracy, "macro_f1": self.macro_f1, "ari": self.ari}
 
 
-def evaluate(
+def score_features(
     emb: Embeddings,
     labels: np.ndarray,
     *,
@@ -1141,12 +1138,12 @@ def evaluate(
 ) -> FeatureScore:
     """Probe and cluster ``emb`` against the land-cover map ``labels`` (H, W) of its scene.
 
-    Per-cell majority labels (:func:`patch_labels`); a linear probe on :func:`spatial_split`
+    Per-cell majority labels (:func:`patch_labels`); a linear probe on :func:`embedding_split`
     (classes too rare on the training side are left out: ``rare="drop"``); k-means with
     ``n_clusters`` (default: as many as classes) scored by the adjusted Rand index.
     """
     grid = patch_labels(labels, emb)
-    split = spatial_split(emb, split_scheme)
+    split = embedding_split(emb, split_scheme)
     probe = linear_probe(emb, grid, split, min_per_class=min_per_class, rare="drop", seed=seed)
     k = n_clusters or max(2, len(np.unique(grid[grid > 0])))
     clusters = kmeans_map(emb, k, seed=seed)
@@ -1160,168 +1157,6 @@ def evaluate(
         probe,
         emb.cell_size,
     )
-
-
-def table(rows: Sequence[dict], floatfmt: str = ".3f") -> str:
-    """A Markdown table of ``rows`` (dicts with the same keys); floats formatted with ``floatfmt``."""
-    if not rows:
-        return ""
-    keys = list(rows[0])
-    fmt = lambda v: format(v, floatfmt) if isinstance(v, (float, np.floating)) else str(v)  # noqa: E731
-    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
-    lines += ["| " + " | ".join(fmt(r.get(k, "")) for k in keys) + " |" for r in rows]
-    return "\n".join(lines)
-
-
-def summarize(
-    rows: Sequence[dict], metrics: Sequence[str] = ("accuracy", "macro_f1", "ari")
-) -> list[dict]:
-    """Mean and standard deviation over seeds per (kind, scenario) of :func:`compare_scenarios` rows."""
-    out = []
-    for key in dict.fromkeys((r["kind"], r["scenario"]) for r in rows):
-        mine = [r for r in rows if (r["kind"], r["scenario"]) == key]
-        row: dict[str, Any] = {"kind": key[0], "scenario": key[1], "seeds": len(mine)}
-        for m in metrics:
-            v = np.array([r[m] for r in mine], float)
-            row[m] = f"{v.mean():.3f} ± {v.std(ddof=1) if len(v) > 1 else 0.0:.3f}"
-        out.append(row)
-    return out
-
-
-# --------------------------------------------------------------------------- the study's question
-
-
-def compare_scenarios(
-    model,
-    image,
-    labels: np.ndarray,
-    *,
-    scenarios: Sequence[str] = ("none", "25%", "50%", "3x25%"),
-    seeds: Sequence[int] = (0, 1, 2),
-    kinds: Sequence[str] = ("embedding", "error"),
-    block: int | None = None,
-    bands=None,
-    n_clusters: int | None = None,
-    split_scheme: str = "halves",
-    min_per_class: int = 5,
-    progress: bool = True,
-) -> list[dict]:
-    """Probe and cluster features of each masking scenario over seeds: one row per
-    (kind, scenario, seed) with accuracy, macro_f1 (probe on a spatially disjoint split) and ari
-    (k-means with as many clusters as classes vs the labels).
-
-    ``kinds``: "embedding" (patch embeddings of the scenario's reconstruction, :func:`scene_embeddings`)
-    and "error" (log per-band error map of the scenario, :data:`ERROR_SCENARIOS`; not defined for "none").
-    labels: (H, W) land-cover map of the scene.
-    """
-    from tqdm.auto import tqdm
-
-    jobs = [
-        (k, s, seed)
-        for k in kinds
-        for s in scenarios
-        for seed in seeds
-        if not (k == "error" and s == "none")
-    ]
-    for k in kinds:
-        if k not in ("embedding", "error"):
-            raise InputError(f"kinds must be 'embedding' and/or 'error', got {k!r}")
-    for s in scenarios:
-        _scenario(s)
-    rows = []
-    for kind, scen, seed in tqdm(jobs, disable=not progress, desc="scenarios x seeds"):
-        if kind == "embedding":
-            emb = scene_embeddings(model, image, block=block, scenario=scen, seed=seed, bands=bands)
-        else:
-            err = error_map(model, image, seed=seed, bands=bands, **ERROR_SCENARIOS[scen])
-            emb = replace(err, values=np.log10(np.maximum(err.values, 1e-8)))
-        score = evaluate(
-            emb,
-            labels,
-            n_clusters=n_clusters,
-            split_scheme=split_scheme,
-            min_per_class=min_per_class,
-            seed=seed,
-        )
-        rows.append(dict(kind=kind, scenario=scen, seed=seed, **score.row()))
-    return rows
-
-
-def answer_study(
-    rows: list[dict], metric: str = "macro_f1", reference: str = "25%", margin: float = 0.02
-) -> dict:
-    """The study's question answered from ``rows`` of :func:`compare_scenarios`.
-
-    For each kind and each scenario other than ``reference``: the mean over seeds of the paired
-    difference in ``metric`` and its standard error; the verdict is "better" / "worse" when the
-    mean difference exceeds both ``margin`` and twice its standard error, else "no clear difference"
-    (with a single seed there is no standard error, and no verdict).
-    Returns {"table": [...], "text": a plain answer}.
-    """
-    results, lines = [], []
-    for kind in dict.fromkeys(r["kind"] for r in rows):
-        ref = {
-            r["seed"]: r[metric] for r in rows if r["kind"] == kind and r["scenario"] == reference
-        }
-        if not ref:
-            continue
-        for scen in dict.fromkeys(r["scenario"] for r in rows if r["kind"] == kind):
-            if scen == reference:
-                continue
-            d = np.array(
-                [
-                    r[metric] - ref[r["seed"]]
-                    for r in rows
-                    if r["kind"] == kind and r["scenario"] == scen and r["seed"] in ref
-                ]
-            )
-            if not len(d):
-                continue
-            mean = float(d.mean())
-            se = float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("nan")
-            clear = abs(mean) > margin and abs(mean) > 2 * se
-            verdict = (
-                (("better" if mean > 0 else "worse") if clear else "no clear difference")
-                if len(d) > 1
-                else "one seed: no verdict"
-            )
-            results.append(
-                dict(
-                    kind=kind,
-                    scenario=scen,
-                    reference=reference,
-                    metric=metric,
-                    mean_difference=mean,
-                    standard_error=se,
-                    n=len(d),
-                    verdict=verdict,
-                )
-            )
-            lines.append(
-                f"{kind}s after {scen} vs after {reference}: {metric} {mean:+.3f} "
-                f"(± {se:.3f} s.e., {len(d)} seeds): {verdict}"
-            )
-    question = [r for r in results if r["scenario"] in ("50%", "3x25%")]
-    better = [f"{r['kind']}s after {r['scenario']}" for r in question if r["verdict"] == "better"]
-    worse = [f"{r['kind']}s after {r['scenario']}" for r in question if r["verdict"] == "worse"]
-    if not question:
-        plain = "The rows hold neither 50% nor 3x25% scenarios: nothing to answer."
-    elif all(r["n"] < 2 for r in question):
-        plain = "Not answerable from one seed: the spread between seeds is unknown. Run with two or more seeds."
-    elif better and len(better) == len(question):
-        plain = f"Yes: {', '.join(better)} separate land cover better than after {reference} ({metric})."
-    elif better:
-        plain = (
-            f"Partly: better for {', '.join(better)}; "
-            + (f"worse for {', '.join(worse)}; " if worse else "")
-            + f"no clear difference elsewhere ({metric}, vs {reference})."
-        )
-    else:
-        plain = (
-            f"No: neither 50% masking nor 3x25% iterations gave features that separate land cover better "
-            f"than {reference} ({metric}" + (f"; worse: {', '.join(worse)}" if worse else "") + ")."
-        )
-    return {"table": results, "text": "\n".join(lines), "plain": plain}
 
 
 # --------------------------------------------------------------------------- GeoTIFF

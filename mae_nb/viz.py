@@ -345,7 +345,8 @@ def plot_scenario_comparison(
     comparison, metrics: Sequence[str] = ("psnr_masked", "ssim_masked", "psnr")
 ) -> Figure:
     """Mean ± standard deviation of each scenario (bars) for a few metrics of a
-    :class:`mae_nb.reconstruct.Comparison`; the blur baseline is marked on masked-patch PSNR."""
+    :class:`mae_nb.studies.scenarios.ScenarioComparison` (anything with its ``summary()``); the
+    blur baseline is marked on masked-patch PSNR."""
     labels = {
         "psnr_masked": "PSNR, masked patches (dB)",
         "ssim_masked": "SSIM, masked patches",
@@ -700,7 +701,7 @@ def plot_probe(
 
 def plot_feature_study(rows: Sequence[dict], metric: str = "macro_f1", size: float = 4.0) -> Figure:
     """One panel per feature kind: ``metric`` per masking scenario, one dot per seed and the mean
-    as a bar (``rows`` from :func:`mae_nb.features.compare_scenarios`)."""
+    as a bar (``rows`` from :func:`mae_nb.studies.features.compare_feature_scenarios`)."""
     kinds = list(dict.fromkeys(r["kind"] for r in rows))
     fig, axes = _figure(1, len(kinds), size)
     for ax, kind in zip(axes[0], kinds):

@@ -241,7 +241,7 @@ def test_probe_and_clusters_on_a_separable_problem():
         np.repeat([1, 2, 3], 4)[:, None], (1, 16)
     )  # horizontal bands: each class on both halves
     emb = toy_embeddings(grid)
-    split = F.spatial_split(emb)
+    split = F.embedding_split(emb)
     res = F.linear_probe(emb, grid, split)
     assert res.accuracy > 0.95 and res.macro_f1 > 0.95
     assert res.classes == [1, 2, 3] and res.n_train == res.n_test == 96
@@ -268,61 +268,27 @@ def test_patch_labels_majority_and_shape_check():
         F.patch_labels(labels[:10], emb)
 
 
-def test_spatial_splits_are_disjoint():
+def test_embedding_splits_are_disjoint():
     model = small_mae()
     emb = F.scene_embeddings(model, rng_image(h=64, w=160))  # tiles at cols 0, 32, ..., 128
     for scheme in ("halves", "blocks"):
-        split = F.spatial_split(emb, scheme, block=1)
+        split = F.embedding_split(emb, scheme, block=1)
         assert not (split.train & split.test).any()
         assert split.overlap_pixels == 0 and split.train.any() and split.test.any()
-    halves = F.spatial_split(emb, "halves", test_fraction=0.4)
+    halves = F.embedding_split(emb, "halves", test_fraction=0.4)
     assert halves.boundary == 96  # the tile boundary nearest 0.6 * 160
     cols = np.broadcast_to(emb.cols, emb.shape)
     assert cols[halves.train].max() + 8 <= 96 <= cols[halves.test].min()
     # a grid of overlapping tiles (the last tile is flush): a test tile sharing pixels with a train tile is dropped
     tiles = F.scene_embeddings(model, rng_image(h=64, w=80), pool="mean")  # tile cols 0, 32, 48
-    split = F.spatial_split(tiles, "halves", test_fraction=0.6)
+    split = F.embedding_split(tiles, "halves", test_fraction=0.6)
     assert split.boundary == 32 and split.overlap_pixels == 0
     assert split.test[:, 2].all()
-    split = F.spatial_split(tiles, "blocks", block=1)
+    split = F.embedding_split(tiles, "blocks", block=1)
     assert split.overlap_pixels == 0
     np.testing.assert_array_equal(
         split.test[:, 2], split.test[:, 1]
     )  # the flush tile goes with the tile it overlaps
-
-
-# ---------------------------------------------------------------- the study's table
-
-
-def test_compare_scenarios_and_the_answer():
-    scene = synthetic_scene(64, 128, 3, seed=2)
-    rows = F.compare_scenarios(
-        small_mae(),
-        scene.image,
-        scene.labels,
-        scenarios=("25%", "50%"),
-        seeds=(0,),
-        min_per_class=2,
-        progress=False,
-    )
-    assert len(rows) == 4 and {r["kind"] for r in rows} == {"embedding", "error"}
-    assert all(
-        0 <= r["accuracy"] <= 1 and 0 <= r["macro_f1"] <= 1 and -1 <= r["ari"] <= 1 for r in rows
-    )
-    fake = [
-        dict(kind="embedding", scenario=s, seed=k, macro_f1=v + 0.001 * k)
-        for s, v in (("25%", 0.5), ("50%", 0.6), ("3x25%", 0.5))
-        for k in range(3)
-    ]
-    answer = F.answer_study(fake)
-    verdicts = {r["scenario"]: r["verdict"] for r in answer["table"]}
-    assert verdicts == {"50%": "better", "3x25%": "no clear difference"}
-    assert "after 50% vs after 25%" in answer["text"] and answer["plain"].startswith(
-        "Partly: better for embeddings after 50%"
-    )
-    single = F.answer_study([r for r in fake if r["seed"] == 0])
-    assert {r["verdict"] for r in single["table"]} == {"one seed: no verdict"}
-    assert single["plain"].startswith("Not answerable from one seed")
 
 
 # ---------------------------------------------------------------- GeoTIFF
@@ -381,7 +347,7 @@ def test_wrong_band_count_and_unknown_options():
 
 def test_labels_of_another_shape_than_the_grid():
     emb = toy_embeddings(np.ones((4, 4), int))
-    split = F.spatial_split(emb)
+    split = F.embedding_split(emb)
     with pytest.raises(
         ValueError, match=r"label grid has shape \(4, 3\) but the embeddings are a \(4, 4\) grid"
     ):
@@ -395,7 +361,7 @@ def test_too_few_samples_per_class_for_the_probe():
     grid[:6] = 2
     grid[0, 0] = 3  # one training cell of class 3
     emb = toy_embeddings(grid)
-    split = F.spatial_split(emb)
+    split = F.embedding_split(emb)
     with pytest.raises(
         ValueError, match=r"too few training cells for the probe \(class 3: 1;.*rare='drop'"
     ):
@@ -417,7 +383,7 @@ def test_feature_plots_and_the_pca_slider():
     model = small_mae()
     scene = synthetic_scene(64, 128, 3, seed=2)
     emb = F.scene_embeddings(model, scene.image)
-    score = F.evaluate(emb, scene.labels, min_per_class=2)
+    score = F.score_features(emb, scene.labels, min_per_class=2)
     rgb = np.moveaxis(scene.image, 0, -1)
     figs = [
         viz.plot_pca_map(F.pca_map(emb).rgb, rgb, cell_size=8, explained=[0.5, 0.2, 0.1]),

@@ -1,0 +1,1 @@
+"""One module per chapter study: its comparison, statistics, verdict and tables, on mae_nb.stats."""
