@@ -105,7 +105,8 @@ def main() -> None:
         print(f"  {k:<12} wall {med_w[k]:.3f} s   cpu {med_c[k]:.3f} s")
     for k in ("mae-nb fp32", "mae-nb bf16"):
         print(
-            f"  ratio {k} / HF fp32: wall {med_w[k] / med_w['HF fp32']:.2f}, cpu {med_c[k] / med_c['HF fp32']:.2f}"
+            f"  ratio {k} / HF fp32: wall {med_w[k] / med_w['HF fp32']:.2f}, "
+            f"cpu {med_c[k] / med_c['HF fp32']:.2f}"
         )
     print(f"  masks, fp32 vs bf16 identical: {bool((fp32.pass_masks == bf16.pass_masks).all())}")
     print(

@@ -57,7 +57,8 @@ def main() -> None:
             compute.append(t1 - t0)
             total.append(t2 - t0)
     print(
-        f"{args.arch}, 224 x 224, one pass, {args.precision}, {args.threads} thread(s), median of {args.repeats} "
+        f"{args.arch}, 224 x 224, one pass, {args.precision}, {args.threads} thread(s), "
+        f"median of {args.repeats} "
         f"(mask ratios 0.05-0.95): reconstruct {statistics.median(compute):.3f} s, with the figure "
         f"{statistics.median(total):.3f} s (target < 1 s); max {max(total):.3f} s; "
         f"load average {os.getloadavg()[0]:.1f}"
