@@ -36,7 +36,7 @@ def run(name: str, args) -> None:
     from mae_nb import finetune as ft
     from mae_nb.data.hsi import leaking_pixels, spatial_split
     from mae_nb.models.baselines import build_classifier
-    from mae_nb.models.spectral import pretrain_on_scene
+    from mae_nb.studies import label_efficiency as study
 
     load = os.getloadavg()[0]
     t0, cpu0 = time.perf_counter(), time.process_time()
@@ -44,13 +44,14 @@ def run(name: str, args) -> None:
     split = spatial_split(scene.labels, args.patch, seed=0)
     print(f"\n## {scene!r}")
     print(
-        f"split: {split.class_counts(scene.labels)['train'].sum()} train / {split.val.sum()} val / "
-        f"{split.test.sum()} test labelled px; test px inside a training patch: {leaking_pixels(split)}"
+        f"split: {split.class_counts(scene.labels)['train'].sum()} train / {split.val.sum()} val"
+        f" / {split.test.sum()} test labelled px; test px inside a training patch: "
+        f"{leaking_pixels(split)}"
     )
     arch = dict(
         band_block_size=args.block, embed_dim=args.dim, depth=args.depth, num_heads=args.heads
     )
-    pre = pretrain_on_scene(
+    pre = ft.pretrain_on_scene(
         scene,
         image_size=args.patch,
         epochs=args.pretrain_epochs,
@@ -61,8 +62,8 @@ def run(name: str, args) -> None:
     )
     loss = pre.history.train["loss"]
     print(
-        f"pretraining: {pre.config['pixels']} px x {args.pretrain_epochs} epochs in {pre.history.seconds:.0f} s, "
-        f"masked MSE {loss[0]:.3f} -> {loss[-1]:.3f}"
+        f"pretraining: {pre.config['pixels']} px x {args.pretrain_epochs} epochs in "
+        f"{pre.history.seconds:.0f} s, masked MSE {loss[0]:.3f} -> {loss[-1]:.3f}"
     )
     k, b = scene.n_classes, scene.n_bands
     models = {
@@ -75,14 +76,16 @@ def run(name: str, args) -> None:
     }
     kw = dict(steps=args.steps, batch_size=args.batch_size, lr=args.lr, progress=args.progress)
     t1 = time.perf_counter()
-    rows = ft.label_efficiency(models, scene, split, args.fractions, args.seeds, **kw)
+    rows = study.run_label_efficiency(models, scene, split, args.fractions, args.seeds, **kw)
     t2 = time.perf_counter()
     variants = {
         "SST shared embedding": lambda: ft.sst_like(pre.model, k, blockwise_embed=False),
         "SST joint attention": lambda: ft.sst_like(pre.model, k, factorized_attention=False),
     }
     ablation = (
-        ft.label_efficiency(variants, scene, split, [args.ablation_fraction], args.seeds, **kw)
+        study.run_label_efficiency(
+            variants, scene, split, [args.ablation_fraction], args.seeds, **kw
+        )
         if args.ablation_fraction
         else []
     )
@@ -90,7 +93,7 @@ def run(name: str, args) -> None:
     print(
         f"\nlabel efficiency ({len(args.seeds)} seeds, {args.steps} steps per run, lr {args.lr}):\n"
     )
-    print(ft.format_table(rows))
+    print(study.label_efficiency_table(rows))
     if ablation:
         same = [
             r
@@ -98,12 +101,12 @@ def run(name: str, args) -> None:
             if r["model"] == "SST random init" and r["fraction"] == args.ablation_fraction
         ]
         print(f"\nablation at {args.ablation_fraction:.0%} of the labels:\n")
-        print(ft.format_table(same + ablation))
+        print(study.label_efficiency_table(same + ablation))
         for m in ("SST random init", *variants):
             secs = [r["seconds"] for r in same + ablation if r["model"] == m]
             if secs:
                 print(f"  {m:<22} {sum(secs) / len(secs):6.1f} s per fine-tuning run")
-    claims = ft.verdict(
+    claims = study.check_paper_claims(
         rows + ablation,
         pretrained="SST pretrained",
         random_init="SST random init",
@@ -115,7 +118,7 @@ def run(name: str, args) -> None:
         },
     )
     print()
-    print(ft.format_verdict(claims, f"{scene.name}, {scene.source}"))
+    print(study.format_claims(claims, f"{scene.name}, {scene.source}"))
     print(
         f"\ntimes: pretraining + data {t1 - t0:.0f} s, grid {t2 - t1:.0f} s ({len(rows)} runs), "
         f"ablation {t3 - t2:.0f} s ({len(ablation)} runs), total {t3 - t0:.0f} s wall, "

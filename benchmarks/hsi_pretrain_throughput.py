@@ -66,7 +66,8 @@ def _rearrange_heads(t: torch.Tensor, heads: int) -> torch.Tensor:
 
 
 def naive_attention(attn: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """x: (b, n, D) with the weights of mae_nb's ``Attention``; the attention matrix is materialized."""
+    """x: (b, n, D) with the weights of mae_nb's ``Attention``; the attention matrix is
+    materialized."""
     heads = attn.num_heads
     q, k, v = attn.qkv(x).chunk(3, dim=-1)
     q, k, v = (_rearrange_heads(t, heads) for t in (q, k, v))
@@ -149,7 +150,8 @@ class StraightforwardSST(nn.Module):
 
 
 def check_same_function(config: dict, looped: bool = False, seed: int = 0) -> float:
-    """Largest difference of the loss and of every gradient between mae_nb's and a straightforward implementation."""
+    """Largest difference of the loss and of every gradient between mae_nb's and a
+    straightforward implementation."""
     torch.manual_seed(seed)
     fast = SpectralTransformer(**config, drop_masked=False)
     twin = SpectralTransformer(**config, drop_masked=False)
@@ -176,7 +178,8 @@ def check_same_function(config: dict, looped: bool = False, seed: int = 0) -> fl
 def throughput(
     step, opt, imgs: torch.Tensor, masks: list[torch.Tensor], seconds: float
 ) -> tuple[float, float]:
-    """(samples per CPU-second, samples per wall-second) of ``step`` over about ``seconds`` CPU-seconds."""
+    """(samples per CPU-second, samples per wall-second) of ``step`` over about ``seconds``
+    CPU-seconds."""
     for i in range(2):  # warm-up
         loss = step(imgs, masks[i % len(masks)])
         opt.zero_grad(set_to_none=True)
@@ -257,10 +260,12 @@ def main() -> None:
     print(f"config: {config}")
     print(
         f"tokens per patch: {fast.num_groups} spectral x {fast.num_spatial} spatial = "
-        f"{fast.num_groups * fast.num_spatial}; batch {n}; torch {torch.__version__}, {torch.get_num_threads()} thread(s)"
+        f"{fast.num_groups * fast.num_spatial}; batch {n}; torch {torch.__version__}, "
+        f"{torch.get_num_threads()} thread(s)"
     )
     print(
-        f"load average before: {', '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs"
+        f"load average before: {', '.join(f'{x:.2f}' for x in os.getloadavg())} "
+        f"on {os.cpu_count()} CPUs"
     )
     opts = {
         k: torch.optim.AdamW([q for q in m.parameters() if q.requires_grad], lr=1e-4)
@@ -284,12 +289,14 @@ def main() -> None:
     for ours in names[:2]:
         for k in names[2:]:
             print(
-                f"{ours.split(':')[0]:28s} vs {k.split(': ')[1]}: {med[ours] / med[k]:.2f}x per CPU-second, "
+                f"{ours.split(':')[0]:28s} vs {k.split(': ')[1]}: "
+                f"{med[ours] / med[k]:.2f}x per CPU-second, "
                 f"{medw[ours] / medw[k]:.2f}x wall"
                 + (" (target >= 1.5x)" if ours == names[0] else "")
             )
     print(
-        f"load average after: {', '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs"
+        f"load average after: {', '.join(f'{x:.2f}' for x in os.getloadavg())} "
+        f"on {os.cpu_count()} CPUs"
     )
 
 

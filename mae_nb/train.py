@@ -142,8 +142,8 @@ def _check_finite(logs: dict[str, float], epoch: int) -> None:
     bad = {k: v for k, v in logs.items() if not math.isfinite(v)}
     if bad:
         raise MaeNbError(
-            f"training diverged in epoch {epoch + 1}: {bad} (the weights were not updated with it). "
-            "Check the input for NaN/nodata pixels, or lower the learning rate."
+            f"training diverged in epoch {epoch + 1}: {bad} (the weights were not updated "
+            "with it). Check the input for NaN/nodata pixels, or lower the learning rate."
         )
 
 

@@ -413,12 +413,12 @@ def plot_label_efficiency(
 ) -> Figure:
     """Accuracy against the share of training labels, one line per model: mean ± std over seeds.
 
-    ``rows``: :func:`mae_nb.finetune.label_efficiency`'s list of dicts (``model``,
+    ``rows``: :func:`mae_nb.studies.label_efficiency.run_label_efficiency`'s dicts (``model``,
     ``fraction``, ``metric``; one per run). The x axis is logarithmic.
     """
     rows = list(rows)
     if not rows:
-        raise InputError("rows is empty: run mae_nb.finetune.label_efficiency first")
+        raise InputError("rows is empty: run studies.label_efficiency.run_label_efficiency first")
     if metric not in rows[0]:
         raise InputError(f"metric {metric!r} is not in the rows; they have {sorted(rows[0])}")
     names = list(dict.fromkeys(r["model"] for r in rows)) if models is None else list(models)
@@ -953,7 +953,7 @@ def plot_spectral_reconstruction(
     size: float = 3.6,
 ) -> Figure:
     """Masked spectra next to true ones, for the centre pixel of patches of a
-    :class:`mae_nb.models.spectral.Reconstruction` (like the paper's reconstruction figure).
+    :class:`mae_nb.models.spectral.SpectralReconstruction` (like the paper's figure).
 
     Per patch: the true spectrum (black), the model's prediction on the masked bands (red
     dots), and the masked bands shaded. Values are in standardized units.

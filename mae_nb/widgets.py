@@ -249,13 +249,13 @@ def show_spectral_reconstruction(
 ):
     """What :func:`spectral_mask_explorer` shows for one setting: ``(figure, reconstruction)``.
 
-    Runs ``mae_nb.models.spectral.reconstruct(model, imgs, mask_ratio, seed)`` and
+    Runs ``mae_nb.models.spectral.reconstruct_spectra(model, imgs, mask_ratio, seed)`` and
     ``mae_nb.viz.plot_spectral_reconstruction(rec, wavelengths=..., titles=...)``.
     """
-    from mae_nb.models.spectral import reconstruct
+    from mae_nb.models.spectral import reconstruct_spectra
     from mae_nb.viz import plot_spectral_reconstruction
 
-    rec = reconstruct(model, imgs, mask_ratio, seed)
+    rec = reconstruct_spectra(model, imgs, mask_ratio, seed)
     return plot_spectral_reconstruction(
         rec, wavelengths=wavelengths, titles=titles, ncols=ncols
     ), rec

@@ -18,7 +18,8 @@ import torch
 import yaml
 
 from mae_nb.cli import main
-from mae_nb.cli.hsi import DEFAULTS, load_config
+from mae_nb.cli.hsi_config import DEFAULTS, load_config, validate_config
+from mae_nb.errors import ConfigError
 
 TINY = {
     "data": {"name": "synthetic", "synthetic_size": 24, "synthetic_bands": 16, "patch_size": 5},
@@ -82,6 +83,59 @@ def test_bad_configs_fail_early_with_a_message(tmp_path, capsys, changes, messag
     assert main(["hsi", "finetune", "--config", str(path)]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"finetune": {"fraction": 0}}, "config key 'finetune.fraction' must be in (0, 1]"),
+        ({"finetune": {"fraction": 1.5}}, "config key 'finetune.fraction' must be in (0, 1]"),
+        ({"finetune": {"steps": 0}}, "'finetune.steps' must be a whole number of at least 1"),
+        ({"finetune": {"lr": -0.1}}, "config key 'finetune.lr' must be a number above 0"),
+        ({"finetune": {"init": "nowhere.pt"}}, "finetune.init: no checkpoint at nowhere.pt"),
+        ({"evaluate": {"subset": "holdout"}}, "'evaluate.subset' must be one of train, val, test"),
+        ({"evaluate": {"batch_size": None}}, "'evaluate.batch_size' must be a whole number"),
+        ({"pretrain": {"mask_ratio": 1.0}}, "config key 'pretrain.mask_ratio' must be in (0, 1)"),
+        ({"pretrain": {"max_pixels": -5}}, "'pretrain.max_pixels' must be a whole number"),
+        ({"data": {**TINY["data"], "patch_size": 4}}, "'data.patch_size' must be odd"),
+        ({"data": {**TINY["data"], "name": "narnia"}}, "'data.name' must be one of salinas-a"),
+        (
+            {"data": {**TINY["data"], "split_fractions": [0.5, 0.5, 0.5]}},
+            "'data.split_fractions' must be [train, val, test] shares",
+        ),
+        (
+            {"data": {**TINY["data"], "cube": "cube.mat"}},
+            "data.cube and data.labels go together",
+        ),
+        (
+            {"model": {"kind": "sst", "options": {"embed_dim": 18}}},
+            "model.options do not make a sst model: embed_dim must be a multiple of 4",
+        ),
+        (
+            {"model": {"kind": "sst", "options": {"depth": "deep"}}},
+            "config key 'model.options.depth' must be a number or true/false, got 'deep'",
+        ),
+    ],
+)
+def test_the_whole_config_is_checked_before_any_work(tmp_path, capsys, changes, message):
+    """A bad value in any section stops every action at once (not after a 4-minute
+    pretraining): pretrain with a bad finetune/evaluate value fails in the config check."""
+    path = write_config(tmp_path, **changes)
+    for action in ("pretrain", "evaluate"):
+        assert main(["hsi", action, "--config", str(path)]) == 2
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(ConfigError):
+        load_config(path)
+
+
+def test_validate_config_accepts_the_defaults_and_a_later_pretrain_output(tmp_path):
+    config = load_config(None)
+    assert config == DEFAULTS
+    config["output"] = str(tmp_path / "out")
+    config["finetune"]["init"] = str(tmp_path / "out" / "pretrain.pt")  # written by pretrain
+    assert validate_config(config) is config
 
 
 def test_missing_files_are_named(tmp_path, capsys):

@@ -1,4 +1,4 @@
-"""Tests of mae_nb.finetune: fine-tuning, evaluation, the label-efficiency grid and its verdict."""
+"""Tests of mae_nb.finetune: masked pretraining, the course checkpoint, fine-tuning, evaluation."""
 
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ def tiny(kind, scene, **kw):
 
 
 class MapModel(nn.Module):
-    """An 'oracle' that reads its centre pixel's (row, col) from bands 0-1 and answers a fixed map."""
+    """An 'oracle' that reads its centre pixel's (row, col) from bands 0-1 and answers a map."""
 
     def __init__(self, answer: np.ndarray, n_classes: int, image_size: int = 3):
         super().__init__()
@@ -98,7 +98,8 @@ def test_evaluate_gives_the_metrics_of_a_known_confusion():
     scene = position_scene(labels, 3)
     test = labels > 0
     ev = ft.evaluate(MapModel(answer, 3), scene, FixedSplit(test), standardizer=IDENTITY)
-    # true 1: 5 px, 3 right, 2 -> class 2; true 2: 5 px, 4 right, 1 -> class 1; true 3: 2 px, 1 right, 1 -> 2
+    # true 1: 5 px, 3 right, 2 -> class 2; true 2: 5 px, 4 right, 1 -> class 1;
+    # true 3: 2 px, 1 right, 1 -> 2
     expected = np.array([[3, 2, 0], [1, 4, 0], [0, 1, 1]])
     np.testing.assert_array_equal(ev["confusion"], expected)
     assert ev["oa"] == pytest.approx(8 / 12)
@@ -220,163 +221,6 @@ def test_classifier_from_pretrained_keeps_the_encoder(scene):
         ft.classifier_from_pretrained(nn.Linear(2, 2), 3)
 
 
-def test_label_efficiency_runs_the_grid(scene, split):
-    models = {"ViT": lambda: tiny("vit", scene), "3D-CNN": lambda: tiny("cnn3d", scene)}
-    rows = ft.label_efficiency(
-        models,
-        scene,
-        split,
-        fractions=(0.05, 1.0),
-        seeds=(0,),
-        steps=3,
-        progress=False,
-        keep_maps=True,
-        keep_models=True,
-    )
-    assert [(r["model"], r["fraction"]) for r in rows] == [
-        ("ViT", 0.05),
-        ("3D-CNN", 0.05),
-        ("ViT", 1.0),
-        ("3D-CNN", 1.0),
-    ]
-    for r in rows:
-        assert {"model", "fraction", "seed", "n_labels", "oa", "aa", "kappa", "seconds"} <= set(r)
-        assert 0 <= r["oa"] <= 1 and -1 <= r["kappa"] <= 1
-    assert rows[0]["n_labels"] < rows[2]["n_labels"] == split.train.sum()
-    # kept runs can be looked at again: the same numbers from the kept model
-    kept = rows[1]["result"]
-    assert isinstance(kept, ft.FinetuneResult) and kept.n_labels == rows[1]["n_labels"]
-    again = ft.evaluate(kept.model, scene, split, full_map=False)
-    assert again["oa"] == rows[1]["oa"]
-    np.testing.assert_array_equal(again["map"], rows[1]["map"])
-    np.testing.assert_array_equal(again["confusion"], rows[1]["confusion"])
-    with pytest.raises(ValueError, match="models is empty"):
-        ft.label_efficiency({}, scene, split)
-    with pytest.raises(ValueError, match=r"fractions must be in \(0, 1\]"):
-        ft.label_efficiency(models, scene, split, fractions=(2.0,))
-    with pytest.raises(TypeError, match="must be a function that builds a model"):
-        ft.label_efficiency({"x": tiny("vit", scene)}, scene, split)
-
-
-def fake_rows():
-    """Pretrained beats random by 10 points at low fractions (+-1), ViT trails by 0.5 +- 3 (noise)."""
-    rows = []
-    for seed, jitter in zip(range(3), (-1.0, 0.0, 1.0)):
-        for f in (0.01, 0.1, 1.0):
-            base = 0.6 + 0.3 * (f == 1.0)
-            rows += [
-                {
-                    "model": "pre",
-                    "fraction": f,
-                    "seed": seed,
-                    "oa": base + (0.10 + jitter / 100) * (f <= 0.1),
-                    "aa": base,
-                    "kappa": base,
-                    "n_labels": 10,
-                },
-                {
-                    "model": "rand",
-                    "fraction": f,
-                    "seed": seed,
-                    "oa": base,
-                    "aa": base,
-                    "kappa": base,
-                    "n_labels": 10,
-                },
-                {
-                    "model": "vit",
-                    "fraction": f,
-                    "seed": seed,
-                    "oa": base - 0.005 + 0.03 * jitter,
-                    "aa": base,
-                    "kappa": base,
-                    "n_labels": 10,
-                },
-                {
-                    "model": "cnn",
-                    "fraction": f,
-                    "seed": seed,
-                    "oa": base + 0.2,
-                    "aa": base,
-                    "kappa": base,
-                    "n_labels": 10,
-                },
-            ]
-    return rows
-
-
-def test_compare_summarize_and_table():
-    rows = fake_rows()
-    c = ft.compare(rows, "pre", "rand", fractions=(0.01, 0.1))
-    assert c["gain"] == pytest.approx(10.0) and c["n"] == 6
-    assert c["se"] == pytest.approx(np.std([9, 10, 11, 9, 10, 11], ddof=1) / np.sqrt(6))
-    assert c["per_fraction"] == pytest.approx({0.01: 10.0, 0.1: 10.0})
-    assert ft.compare(rows, "pre", "rand")["n"] == 9
-    with pytest.raises(ValueError, match="model 'nope' is not in the rows"):
-        ft.compare(rows, "pre", "nope")
-    s = {(e["model"], e["fraction"]): e for e in ft.summarize(rows)}
-    assert s[("pre", 0.01)]["oa"] == pytest.approx(0.7) and s[("pre", 0.01)]["n"] == 3
-    assert s[("pre", 0.01)]["oa_std"] == pytest.approx(np.std([0.69, 0.7, 0.71]))
-    table = ft.format_table(rows)
-    assert "| pre | 1.0% | 10 | 70.0 ± 0.8 |" in table
-
-
-def test_verdict_is_computed_from_the_numbers():
-    claims = {
-        c["claim"]: c
-        for c in ft.verdict(
-            fake_rows(),
-            pretrained="pre",
-            random_init="rand",
-            vit="vit",
-            cnn="cnn",
-            ablations={"blockwise embedding": "vit"},
-        )
-    }
-    pre = claims["masked pretraining helps with few labels"]
-    assert pre["status"] == "supported" and pre["reaches_paper"] and pre["fractions"] == [0.01, 0.1]
-    assert (
-        claims["pretrained transformer beats the 3D-CNN with few labels"]["status"]
-        == "contradicted"
-    )
-    vit = claims["spatial-spectral transformer beats a standard ViT"]
-    assert vit["status"] == "inconclusive" and not vit["reaches_paper"]
-    assert claims["blockwise embedding helps (ablation)"]["status"] == "inconclusive"
-    text = ft.format_verdict(list(claims.values()), "tiny")
-    assert (
-        "masked pretraining helps with few labels: SUPPORTED and at least as large as the paper's"
-        in text
-    )
-    assert "pre vs rand: +10.0" in text and "CONTRADICTED" in text
-    assert ft.format_verdict([]) == "No claim could be tested with these runs."
-
-
-def test_plots_of_the_study(scene):
-    from matplotlib.figure import Figure
-
-    import mae_nb.viz as viz
-
-    rows = fake_rows()
-    fig = viz.plot_label_efficiency(rows)
-    ax = fig.axes[0]
-    assert isinstance(fig, Figure) and len(ax.get_lines()) == 4 and ax.get_xscale() == "log"
-    np.testing.assert_allclose(ax.get_lines()[0].get_ydata(), [70, 70, 90])
-    with pytest.raises(ValueError, match="metric 'f1' is not in the rows"):
-        viz.plot_label_efficiency(rows, metric="f1")
-    fig = viz.plot_confusion(np.array([[3, 1], [0, 4]]), ["a", "b"])
-    assert fig.axes[0].images[0].get_array()[0, 0] == pytest.approx(0.75)
-    with pytest.raises(ValueError, match="square"):
-        viz.plot_confusion(np.ones((2, 3)))
-    test = np.zeros_like(scene.labels, bool)
-    test[:10] = True
-    fig = viz.plot_classification_maps(
-        scene.labels, {"ViT": scene.labels}, scene.class_names, test_mask=test
-    )
-    assert "test OA 100.0%" in fig.axes[1].get_title()
-    with pytest.raises(ValueError, match="has shape"):
-        viz.plot_classification_maps(scene.labels, np.zeros((3, 3)))
-
-
 def test_sst_like_builds_the_same_architecture_afresh(scene):
     from mae_nb.models.spectral import SpectralTransformer
 
@@ -398,26 +242,22 @@ def test_sst_like_builds_the_same_architecture_afresh(scene):
         ft.sst_like(nn.Linear(2, 2), 3)
 
 
-def test_course_pretrained_uses_chapter_06_or_pretrains_briefly(scene, cache, capsys):
-    from mae_nb.models import spectral
-
+def test_sst_or_fallback_uses_chapter_06_or_pretrains_briefly(scene, cache, capsys):
     tiny_kw = dict(band_block_size=8, embed_dim=16, depth=1, num_heads=2, decoder_dim=16)
-    pre = ft.course_pretrained(scene, epochs=1, max_pixels=64, model_kwargs=tiny_kw, progress=False)
+    pre = ft.sst_or_fallback(scene, epochs=1, max_pixels=64, model_kwargs=tiny_kw, progress=False)
     assert pre.source == "brief pretraining" and "there is no checkpoint at" in pre.notice
     assert "NOTICE: chapter 06's pretrained model is not usable here" in capsys.readouterr().out
     assert pre.model.config["embed_dim"] == 16 and pre.config["pixels"] == 64
-    result = spectral.pretrain_on_scene(
+    result = ft.pretrain_on_scene(
         scene, image_size=5, epochs=1, max_pixels=64, model_kwargs=tiny_kw, progress=False
     )
-    spectral.save_pretrained(None, result)
-    again = ft.course_pretrained(
-        scene, epochs=1, max_pixels=64, model_kwargs=tiny_kw, progress=False
-    )
+    ft.save_sst(None, result)
+    again = ft.sst_or_fallback(scene, epochs=1, max_pixels=64, model_kwargs=tiny_kw, progress=False)
     assert again.source == "chapter 06" and again.notice == ""
     for k, v in result.model.state_dict().items():
         torch.testing.assert_close(again.model.state_dict()[k], v)
     other = synthetic_hsi(size=24, bands=12, seed=1)
-    elsewhere = ft.course_pretrained(
+    elsewhere = ft.sst_or_fallback(
         other,
         epochs=1,
         max_pixels=32,
@@ -429,3 +269,60 @@ def test_course_pretrained_uses_chapter_06_or_pretrains_briefly(scene, cache, ca
         elsewhere.source == "brief pretraining"
         and "(synthetic, 16 bands), not on" in elsewhere.notice
     )
+
+
+# ---------------------------------------------------------------------- pretraining, checkpoints
+
+
+def test_pretrain_save_and_load(cache):
+    scene = synthetic_hsi(20, 24, seed=0)
+    result = ft.pretrain_on_scene(
+        scene,
+        image_size=5,
+        epochs=1,
+        batch_size=32,
+        max_pixels=64,
+        model_kwargs=dict(band_block_size=8, embed_dim=16, depth=1, num_heads=2, decoder_dim=8),
+        progress=False,
+        device="cpu",
+    )
+    assert result.config["pixels"] == 64 and result.config["model"]["in_chans"] == 24
+    assert len(result.history.train["loss"]) == 1
+    assert ft.course_sst_path() == cache / "checkpoints" / "sst_pretrained_ch06.pth"
+    path = ft.save_sst(None, result)
+    assert path == ft.course_sst_path()
+    with pytest.raises(FileExistsError):
+        ft.save_sst(None, result)
+    model, config = ft.load_sst(with_config=True)
+    assert config["scene"] == "synthetic" and "standardizer" in config
+    x = torch.randn(2, 24, 5, 5, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(model.forward_features(x), result.model.cpu().forward_features(x))
+    tuned = ft.load_sst(path, num_classes=5)
+    assert tuned(x).shape == (2, 5)
+
+
+def test_pretraining_patches_standardize_the_whole_scene(scene):
+    data, std = ft.pretraining_patches(scene, 5)
+    assert len(data) == scene.cube.shape[0] * scene.cube.shape[1]
+    np.testing.assert_allclose(std.mean, scene.cube.reshape(-1, scene.n_bands).mean(0), rtol=1e-4)
+    few, _ = ft.pretraining_patches(scene, 5, max_pixels=50, seed=1)
+    again, _ = ft.pretraining_patches(scene, 5, max_pixels=50, seed=1)
+    assert len(few) == 50 and (few.coords == again.coords).all()
+
+
+def test_load_sst_says_what_is_wrong(tmp_path):
+    from mae_nb.errors import CheckpointError, MissingFileError
+    from mae_nb.train import save_checkpoint
+
+    with pytest.raises(MissingFileError, match="run notebook 06"):
+        ft.load_sst(tmp_path / "nothing.pth")
+    path = save_checkpoint(tmp_path / "other.pth", nn.Linear(2, 2), config={"scene": "x"})
+    with pytest.raises(CheckpointError, match="has no config\\['model'\\]"):
+        ft.load_sst(path)
+    from mae_nb.models.spectral import SpectralTransformer
+
+    small = SpectralTransformer(16, image_size=5, band_block_size=8, embed_dim=16, depth=1)
+    bigger = {**small.config, "depth": 2}
+    path = save_checkpoint(tmp_path / "mismatch.pth", small, config={"model": bigger})
+    with pytest.raises(CheckpointError, match="the weights do not fit its model config"):
+        ft.load_sst(path)

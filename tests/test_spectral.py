@@ -1,4 +1,4 @@
-"""mae_nb.models.spectral and mae_nb.models.baselines: shapes, equivalences, masking, loss, checkpoints."""
+"""mae_nb.models.spectral and mae_nb.models.baselines: shapes, equivalences, masking, losses."""
 
 from __future__ import annotations
 
@@ -365,50 +365,15 @@ def test_classification_loss_ignores_unlabelled(model):
 
 def test_reconstruct(model):
     x = imgs(2)
-    rec = S.reconstruct(model, x, mask_ratio=0.5, seed=1)
+    rec = S.reconstruct_spectra(model, x, mask_ratio=0.5, seed=1)
     assert rec.original.shape == rec.predicted.shape == rec.masked.shape == (2, 20, 5, 5)
     # a masked token covers 8 (or, in the padded block, 4) band values of one pixel
     assert abs(rec.masked.mean() - 0.5) < 0.1
     np.testing.assert_array_equal(rec.filled[~rec.masked], rec.original[~rec.masked])
     spectra = rec.centre_spectra(1)
     assert spectra["true"].shape == spectra["predicted"].shape == spectra["masked"].shape == (20,)
-    again = S.reconstruct(model, x, mask_ratio=0.5, seed=1)
+    again = S.reconstruct_spectra(model, x, mask_ratio=0.5, seed=1)
     np.testing.assert_array_equal(again.masked, rec.masked)
-
-
-# --------------------------------------------------------------------------- pretraining and checkpoints
-
-
-def test_pretrain_save_and_load(tmp_path, cache):
-    scene = hsi.synthetic_hsi(20, 24, seed=0)
-    result = S.pretrain_on_scene(
-        scene,
-        image_size=5,
-        epochs=1,
-        batch_size=32,
-        max_pixels=64,
-        model_kwargs=dict(band_block_size=8, embed_dim=16, depth=1, num_heads=2, decoder_dim=8),
-        progress=False,
-        device="cpu",
-    )
-    assert result.config["pixels"] == 64 and result.config["model"]["in_chans"] == 24
-    assert len(result.history.train["loss"]) == 1
-    assert S.course_checkpoint_path() == cache / "checkpoints" / "sst_pretrained_ch06.pth"
-    path = S.save_pretrained(None, result)
-    assert path == S.course_checkpoint_path()
-    with pytest.raises(FileExistsError):
-        S.save_pretrained(None, result)
-    model, config = S.load_pretrained(with_config=True)
-    assert config["scene"] == "synthetic" and "standardizer" in config
-    x = imgs(2, 24, 5)
-    torch.testing.assert_close(model.forward_features(x), result.model.cpu().forward_features(x))
-    tuned = S.load_pretrained(path, num_classes=5)
-    assert tuned(x).shape == (2, 5)
-
-
-def test_load_pretrained_missing_says_how_to_make_one(tmp_path):
-    with pytest.raises(FileNotFoundError, match="run notebook 06"):
-        S.load_pretrained(tmp_path / "nothing.pth")
 
 
 # --------------------------------------------------------------------------- baselines
@@ -455,10 +420,10 @@ def test_cnn3d_follows_li_et_al():
         CNN3D(30, 5, image_size=3)
 
 
-def test_masked_errors_and_the_visible_mean_baseline(model):
+def test_masked_errors_and_the_neighbour_mean_baseline(model):
     x = imgs(3)
     mask = model.random_mask(3, 0.5, generator=torch.Generator().manual_seed(0))
-    fill = S.visible_mean_fill(model, x, mask)
+    fill = S.neighbour_mean_fill(model, x, mask)
     tokens = model.patchify(x)
     vis = mask.reshape(3, 3, 25) == 0
     # each block's fill is the mean of that block's visible tokens in the patch

@@ -103,7 +103,8 @@ def test_release_memory_gives_fragmented_heap_back():
     script = (
         "from mae_nb.train import release_memory\n"
         "def rss():\n"
-        "    return next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmRSS')) / 1024\n"
+        "    status = open('/proc/self/status').read().splitlines()\n"
+        "    return next(int(l.split()[1]) for l in status if l.startswith('VmRSS')) / 1024\n"
         "blocks = [bytearray(20000) for _ in range(30000)]\n"
         "kept = blocks[::50]\n"
         "del blocks\n"

@@ -3,16 +3,16 @@
 Public API (chapters 06-07 and ``mae-nb hsi`` build on exactly these names)::
 
     HSI_DATASETS                      # registry names of the .mat scenes
-    HyperspectralScene                # cube (H, W, B) float32, labels (H, W) int64 (0 = unlabelled),
+    HyperspectralScene                # cube (H, W, B) float32, labels (H, W) int64 (0: unlabelled),
                                       # class_names, wavelengths (B,) or None, name, source, notice
-    load_hsi(name="salinas-a", ...)   # a registry scene, or the synthetic one (name=None or offline)
+    load_hsi(name="salinas-a", ...)   # a registry scene, or the synthetic one (None or offline)
     synthetic_hsi(size=96, bands=128, seed=0)
     load_mat_scene(cube_path, labels_path, cube_key=None, labels_key=None, ...)
     load_houston2018(hsi_path, labels_path)       # the GRSS DFC 2018 files, when you have them
     remap_labels(labels, class_ids)   # e.g. Salinas-A's {1, 10, 11, 12, 13, 14} -> 1..6
-    Standardizer / fit_standardizer(cube, train_mask)   # per-band mean/std from training pixels only
+    Standardizer / fit_standardizer(cube, train_mask)   # per-band mean/std of training pixels
     SpatialSplit / spatial_split(labels, patch_size, ...)   # train/val/test regions + buffer
-    leaking_pixels(split)             # test/val pixels that a training patch would cover (0 if none)
+    leaking_pixels(split)             # test/val pixels that a training patch would cover (0: none)
     LABEL_FRACTIONS / subsample_labels(train_mask, labels, fraction, seed=0)
     PatchDataset(cube, labels=None, mask=None, patch_size=7)   # (patch (B, p, p), target)
 
@@ -138,8 +138,8 @@ class HyperspectralScene:
             raise InputError(f"cube must be (H, W, B), got shape {self.cube.shape}")
         if self.labels.shape != self.cube.shape[:2]:
             raise InputError(
-                f"labels {self.labels.shape} and cube {self.cube.shape[:2]} (H, W) differ in spatial "
-                "shape; the label map must cover the cube pixel for pixel"
+                f"labels {self.labels.shape} and cube {self.cube.shape[:2]} (H, W) differ in "
+                "spatial shape; the label map must cover the cube pixel for pixel"
             )
         if self.wavelengths is not None and len(self.wavelengths) != self.cube.shape[2]:
             raise InputError(
@@ -149,8 +149,8 @@ class HyperspectralScene:
         top = int(self.labels.max()) if self.labels.size else 0
         if self.labels.min(initial=0) < 0 or top > len(self.class_names):
             raise InputError(
-                f"labels must be 0 (unlabelled) or 1..{len(self.class_names)} (one per class name), "
-                f"found values {int(self.labels.min())}..{top}"
+                f"labels must be 0 (unlabelled) or 1..{len(self.class_names)} (one per class "
+                f"name), found values {int(self.labels.min())}..{top}"
             )
 
     @property
@@ -177,7 +177,8 @@ class HyperspectralScene:
         return {name: int(counts[i + 1]) for i, name in enumerate(self.class_names)}
 
     def class_spectra(self) -> dict[str, np.ndarray]:
-        """``{class name: (n_pixels, B) spectra}`` of each labelled class (for ``viz.plot_spectra``)."""
+        """``{class name: (n_pixels, B) spectra}`` of each labelled class (for
+        ``viz.plot_spectra``)."""
         return {
             name: self.cube[self.labels == i + 1]
             for i, name in enumerate(self.class_names)
@@ -187,8 +188,8 @@ class HyperspectralScene:
     def __repr__(self) -> str:
         h, w, b = self.cube.shape
         return (
-            f"HyperspectralScene({self.name!r}, {h} x {w} px x {b} bands, {self.n_classes} classes, "
-            f"{int(self.labelled.sum())} labelled px, source={self.source!r})"
+            f"HyperspectralScene({self.name!r}, {h} x {w} px x {b} bands, {self.n_classes} "
+            f"classes, {int(self.labelled.sum())} labelled px, source={self.source!r})"
         )
 
 
@@ -215,7 +216,8 @@ def remap_labels(labels: np.ndarray, class_ids: Sequence[int]) -> np.ndarray:
 def _check_finite(
     cube: np.ndarray, labels: np.ndarray, name: str, nan: str
 ) -> tuple[np.ndarray, np.ndarray]:
-    """NaN/inf in the cube: raise (``nan="raise"``) or fill with the band mean and unlabel those pixels."""
+    """NaN/inf in the cube: raise (``nan="raise"``) or fill with the band mean and unlabel those
+    pixels."""
     if nan not in ("raise", "fill"):
         raise InputError(f"nan must be 'raise' or 'fill', got {nan!r}")
     bad = ~np.isfinite(cube)
@@ -225,9 +227,9 @@ def _check_finite(
     if nan == "raise":
         r, c = np.argwhere(bad_px)[0]
         raise InputError(
-            f"the cube of {name!r} has {int(bad.sum())} NaN/inf values in {int(bad_px.sum())} pixels "
-            f"(first at row {r}, col {c}); pass nan='fill' to replace them with the band mean and "
-            "mark those pixels unlabelled"
+            f"the cube of {name!r} has {int(bad.sum())} NaN/inf values in {int(bad_px.sum())} "
+            f"pixels (first at row {r}, col {c}); pass nan='fill' to replace them with the band "
+            "mean and mark those pixels unlabelled"
         )
     cube = cube.copy()
     for b in np.nonzero(bad.any(axis=(0, 1)))[0]:
@@ -239,7 +241,7 @@ def _check_finite(
 
 
 def _read_mat(path: Path) -> dict[str, np.ndarray]:
-    """Variables of a .mat file (MATLAB v4-v7.2 with scipy; v7.3 with h5py where it is installed)."""
+    """Variables of a .mat file (MATLAB v4-v7.2 with scipy; v7.3 with h5py where installed)."""
     import scipy.io
 
     try:
@@ -303,8 +305,8 @@ def load_mat_scene(
         raise InputError(f"the label map in {labels_path} must be (H, W), got shape {labels.shape}")
     if labels.shape != cube.shape[:2]:
         raise InputError(
-            f"label map {labels.shape} ({labels_path.name}) and cube {cube.shape[:2]} ({cube_path.name}) "
-            "differ in spatial shape (H, W); are they from the same scene?"
+            f"label map {labels.shape} ({labels_path.name}) and cube {cube.shape[:2]} "
+            f"({cube_path.name}) differ in spatial shape (H, W); are they from the same scene?"
         )
     labels = labels.astype(np.int64)
     if class_ids is not None:
@@ -358,8 +360,9 @@ def load_houston2018(
     h, w = min(labels.shape[0], cube.shape[0]), min(labels.shape[1], cube.shape[1])
     if abs(labels.shape[0] - cube.shape[0]) > 1 or abs(labels.shape[1] - cube.shape[1]) > 1:
         raise InputError(
-            f"label map {labels.shape} and cube {cube.shape[:2]} differ in spatial shape even after "
-            f"matching resolutions ({lab_res[0]} m vs {res[0]} m); check the two files belong together"
+            f"label map {labels.shape} and cube {cube.shape[:2]} differ in spatial shape even "
+            f"after matching resolutions ({lab_res[0]} m vs {res[0]} m); check the two files "
+            "belong together"
         )
     cube, labels = cube[:h, :w], labels[:h, :w]
     if labels.max(initial=0) > len(HOUSTON2018_CLASS_NAMES):
@@ -394,32 +397,12 @@ def synthetic_hsi(
     )
 
 
-def _locate_file(dataset, f, download: bool) -> Path:
-    """One file of a registry dataset: cache, mirrors, then (if allowed) download."""
-    from mae_nb.data import registry
-
-    cached = registry.cached_path(dataset, f)
-    if cached.is_file() and registry._matches(cached, f):
-        return cached
-    mirrored = registry.find_in_mirrors(f)
-    if mirrored is not None:
-        return mirrored
-    if not download or f.url is None:
-        raise DataUnavailableError(
-            f"dataset {dataset.name!r}: {f.name} is not cached or in a mirror folder"
-            + ("" if download else " and downloads are off")
-            + ". "
-            + registry._how_to_get(dataset)
-        )
-    return registry._download(dataset, f, True)
-
-
 def load_hsi_labels(name: str, *, download: bool = True) -> tuple[np.ndarray, tuple[str, ...]]:
     """Only the label map of a registry scene: ``(labels (H, W) int64, class_names)``.
 
     The label maps are small; this lets splits be studied without the cube.
     """
-    from mae_nb.data.registry import get
+    from mae_nb.data.registry import fetch_file, get
 
     dataset = get(name)
     if dataset.kind != "hsi-mat":
@@ -427,7 +410,7 @@ def load_hsi_labels(name: str, *, download: bool = True) -> tuple[np.ndarray, tu
             f"{name!r} is not a hyperspectral scene; choose one of {', '.join(HSI_DATASETS)}"
         )
     meta = dataset.meta
-    path = _locate_file(dataset, dataset.files[1], download)
+    path = fetch_file(dataset, dataset.files[1], download=download)
     labels = _pick(_read_mat(path), meta["gt_key"], path, "label map").astype(np.int64)
     if meta.get("class_ids"):
         labels = remap_labels(labels, meta["class_ids"])
@@ -453,7 +436,7 @@ def load_hsi(
     """
     notice = ""
     if name is not None:
-        from mae_nb.data.registry import announce_fallback, get
+        from mae_nb.data.registry import announce_fallback, fetch_file, get
 
         dataset = get(name)
         if dataset.kind != "hsi-mat":
@@ -462,8 +445,8 @@ def load_hsi(
                 "(Houston2018: load_houston2018(paths))"
             )
         try:
-            cube_path = _locate_file(dataset, dataset.files[0], download)
-            labels_path = _locate_file(dataset, dataset.files[1], download)
+            cube_path = fetch_file(dataset, dataset.files[0], download=download)
+            labels_path = fetch_file(dataset, dataset.files[1], download=download)
         except DataUnavailableError as exc:
             notice = announce_fallback("hyperspectral scene", name, exc, bands, size, quiet)
         else:
@@ -611,7 +594,7 @@ def _apply_buffer(assign: np.ndarray, blocks: np.ndarray, buffer: int) -> np.nda
 
 
 def _best_assignment(labels, grid, fr, buffer, seed, attempts, present, n_classes):
-    """Seeded random block assignments; returns (key, regions, missing, blocks, grid) of the best."""
+    """Seeded random block assignments: (key, regions, missing, blocks, grid) of the best."""
     h, w = labels.shape
     blocks = _block_ids(h, w, grid)
     n_blocks = grid[0] * grid[1]
@@ -664,10 +647,11 @@ def spatial_split(
 
     labels: (H, W), 0 = unlabelled, 1..K. ``fractions``: target shares of the labelled
     pixels (train, val, test). ``grid``: (rows, cols) of blocks, e.g. ``(6, 6)`` blocks or
-    ``(8, 1)`` horizontal stripes; ``"auto"`` picks blocks about ``max(3 * patch_size, min(H, W) / 6)``
-    px wide. ``buffer`` (default ``patch_size // 2``): pixels removed around the training
-    region (and between val and test), so that no val/test pixel falls inside a training
-    patch; ``buffer = patch_size - 1`` makes even the input windows disjoint.
+    ``(8, 1)`` horizontal stripes; ``"auto"`` picks blocks about
+    ``max(3 * patch_size, min(H, W) / 6)`` px wide. ``buffer`` (default ``patch_size // 2``):
+    pixels removed around the training region (and between val and test), so that no val/test
+    pixel falls inside a training patch; ``buffer = patch_size - 1`` makes even the input
+    windows disjoint.
 
     Among ``attempts`` seeded random assignments, the one whose per-class shares are closest
     to ``fractions`` and that puts every class in train and test is kept. If none does, a
@@ -686,7 +670,8 @@ def spatial_split(
     fr = np.asarray(fractions, float)
     if fr.shape != (3,) or (fr < 0).any() or fr[0] <= 0 or fr[2] <= 0 or abs(fr.sum() - 1) > 1e-6:
         raise InputError(
-            f"fractions must be (train, val, test) >= 0 summing to 1 with train, test > 0, got {tuple(fractions)}"
+            "fractions must be (train, val, test) >= 0 summing to 1 with train, test > 0, got "
+            f"{tuple(fractions)}"
         )
     buffer = patch_size // 2 if buffer is None else int(buffer)
     if buffer < 0:
@@ -789,8 +774,8 @@ def subsample_labels(
         k = max(int(min_per_class), int(round(fraction * len(rc))))
         if k == 0:
             raise InputError(
-                f"fraction {fraction} leaves class {int(c)} with no pixel (it has {len(rc)} training "
-                "pixels); use a larger fraction or min_per_class=1"
+                f"fraction {fraction} leaves class {int(c)} with no pixel (it has {len(rc)} "
+                "training pixels); use a larger fraction or min_per_class=1"
             )
         # one permutation per (seed, class) so subsets are nested across fractions
         perm = np.random.default_rng([seed, int(c)]).permutation(len(rc))

@@ -11,7 +11,8 @@ Public API::
     build_classifier(kind, in_chans, num_classes, image_size=7, **kwargs) -> nn.Module
 
 All take patches (N, B, p, p) and return logits (N, num_classes) for the centre pixel, so
-:func:`mae_nb.models.spectral.classification_loss` and :func:`mae_nb.train.fit` train any of them.
+:func:`mae_nb.models.spectral.classification_loss` and :func:`mae_nb.train.fit` train any
+of them.
 """
 
 from __future__ import annotations
@@ -98,7 +99,8 @@ class CNN3D(nn.Module):
         super().__init__()
         if image_size < 5:
             raise InputError(
-                f"the 3D-CNN needs patches of at least 5 x 5 px (two 3 x 3 kernels), got {image_size}"
+                "the 3D-CNN needs patches of at least 5 x 5 px (two 3 x 3 kernels), "
+                f"got {image_size}"
             )
         if in_chans < 7:
             raise InputError(

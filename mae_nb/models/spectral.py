@@ -5,20 +5,20 @@ Public API (chapters 06-07 and ``mae-nb hsi`` build on exactly these names)::
     SpectralTransformer(in_chans, image_size=7, band_block_size=16, ...)   # the model
         .forward(imgs) -> logits (N, num_classes)      # class of the centre pixel
         .forward_features(imgs, mask=None) -> tokens (N, G, S, D)
-        .forward_visible(imgs, mask) -> tokens (N, G, S, D)   # encoder on the visible tokens only
+        .forward_visible(imgs, mask) -> tokens (N, G, S, D)   # encoder on the visible tokens
         .forward_pretrain(imgs, mask_ratio=None, noise=None, generator=None) -> dict
         .patchify(imgs) -> (N, G, S, P) / .unpatchify(tokens) -> (N, B, p, p)
-        .reset_classifier(num_classes) / .config (dict: SpectralTransformer(**config) rebuilds it)
-    BlockwisePatchEmbed, FactorizedBlock, Attention       # the parts, for the chapter's shapes
-    visible_layout(mask, G, S) -> VisibleLayout           # rows of visible tokens, for forward_visible
-    pretrain_loss(model, batch, mask_ratio=None) -> {"loss": ...}   # a loss_fn for mae_nb.train.fit
-    classification_loss(model, batch) -> {"loss", "acc"}            # any classifier here, targets -1 ignored
-    reconstruct(model, imgs, mask_ratio, seed=0) -> Reconstruction  # masked spectra vs true ones
-    masked_errors(model, imgs, mask_ratio, seed=0) -> {"model", "visible_mean", "zero"}  # MSE vs baselines
-    visible_mean_fill(model, imgs, mask) -> (N, G, S, P)            # the no-learning baseline
-    pretrain_on_scene(scene, ...) -> PretrainResult                 # standardize, patches, fit
-    course_checkpoint_path() -> Path;  load_pretrained(path=None, num_classes=None) -> model
-    save_pretrained(path, result, overwrite=False)
+        .reset_classifier(num_classes) / .config (SpectralTransformer(**config) rebuilds it)
+    BlockwisePatchEmbed, FactorizedBlock, Attention   # the parts, for the chapter's shapes
+    visible_layout(mask, G, S) -> VisibleLayout       # rows of visible tokens (forward_visible)
+    pretrain_loss(model, batch, mask_ratio=None) -> {"loss"}   # a loss_fn for mae_nb.train.fit
+    classification_loss(model, batch) -> {"loss", "acc"}       # any classifier; targets -1 ignored
+    reconstruct_spectra(model, imgs, mask_ratio, seed=0) -> SpectralReconstruction
+    masked_errors(model, imgs, mask_ratio, seed=0) -> {"model", "visible_mean", "zero"}
+    neighbour_mean_fill(model, imgs, mask) -> (N, G, S, P)     # the no-learning baseline
+
+Pretraining on a scene and the course checkpoint (``pretrain_on_scene``, ``save_sst``,
+``load_sst``) live in :mod:`mae_nb.finetune`, next to fine-tuning: this module is the model.
 
 Shapes. Input ``imgs``: (N, B, p, p), a p x p patch (``image_size``) of B bands around a
 pixel. The band axis is cut into G = ceil(B / band_block_size) blocks of consecutive bands;
@@ -55,8 +55,7 @@ the mean squared error over masked tokens only. Classification always uses every
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -64,35 +63,26 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mae_nb.errors import InputError, MissingFileError
+from mae_nb.errors import InputError
 from mae_nb.masking import check_mask_ratio, random_masking
 
 __all__ = [
     "Attention",
     "BlockwisePatchEmbed",
     "FactorizedBlock",
-    "PretrainResult",
-    "Reconstruction",
+    "SpectralReconstruction",
     "SpectralTransformer",
+    "TokenRows",
+    "VisibleLayout",
     "classification_loss",
-    "course_checkpoint_path",
-    "load_pretrained",
     "masked_errors",
+    "neighbour_mean_fill",
     "pretrain_loss",
-    "pretrain_on_scene",
-    "pretraining_patches",
-    "reconstruct",
-    "save_pretrained",
+    "reconstruct_spectra",
     "sincos_1d",
     "spectral_spatial_pos_embed",
     "visible_layout",
-    "visible_mean_fill",
-    "TokenRows",
-    "VisibleLayout",
 ]
-
-CHECKPOINT_NAME = "sst_pretrained_ch06.pth"
-
 
 # --------------------------------------------------------------------------- positions
 
@@ -131,7 +121,8 @@ def spectral_spatial_pos_embed(
     spectral_dim = dim - spatial_dim
     if spectral_dim % 2:
         raise InputError(
-            f"embed_dim {dim} cannot be split into spatial and spectral sin-cos parts; use a multiple of 4"
+            f"embed_dim {dim} cannot be split into spatial and spectral sin-cos parts; "
+            "use a multiple of 4"
         )
     spatial = _sincos_2d(spatial_dim, *grid)  # (S, ds)
     spec = sincos_1d(spectral_dim, torch.arange(num_groups))  # (G, dc)
@@ -426,7 +417,8 @@ class SpectralTransformer(nn.Module):
                 raise InputError(f"{name} must be a positive integer, got {v}")
         if image_size % spatial_patch_size:
             raise InputError(
-                f"image_size {image_size} must be a multiple of spatial_patch_size {spatial_patch_size}"
+                f"image_size {image_size} must be a multiple of spatial_patch_size "
+                f"{spatial_patch_size}"
             )
         if (image_size // spatial_patch_size) % 2 == 0:
             raise InputError(
@@ -512,7 +504,7 @@ class SpectralTransformer(nn.Module):
 
     @property
     def config(self) -> dict:
-        """The constructor's arguments: ``SpectralTransformer(**model.config)`` rebuilds the model."""
+        """The constructor's arguments: ``SpectralTransformer(**model.config)`` rebuilds it."""
         return dict(self._config)
 
     @classmethod
@@ -538,7 +530,8 @@ class SpectralTransformer(nn.Module):
         b, p = self._config["in_chans"], self._config["image_size"]
         if imgs.ndim != 4 or imgs.shape[1:] != (b, p, p):
             raise InputError(
-                f"expected patches of shape (N, {b}, {p}, {p}) (bands, rows, cols), got {tuple(imgs.shape)}"
+                f"expected patches of shape (N, {b}, {p}, {p}) (bands, rows, cols), "
+                f"got {tuple(imgs.shape)}"
             )
 
     def reset_classifier(self, num_classes: int) -> None:
@@ -551,7 +544,8 @@ class SpectralTransformer(nn.Module):
     def forward_features(
         self, imgs: torch.Tensor, mask: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """Encoder: imgs (N, B, p, p), mask (N, G*S) or (N, G, S), 1 = masked -> (N, G, S, D), normed."""
+        """Encoder: imgs (N, B, p, p), mask (N, G*S) or (N, G, S), 1 = masked -> (N, G, S, D),
+        normed."""
         self._check_input(imgs)
         x = self.patch_embed(imgs)
         if mask is not None:
@@ -620,7 +614,8 @@ class SpectralTransformer(nn.Module):
         noise: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
-        """A random token mask (N, G*S), 1 = masked; ``L - int(L * (1 - mask_ratio))`` masked per sample (MAE's rule)."""
+        """A random token mask (N, G*S), 1 = masked; ``L - int(L * (1 - mask_ratio))`` masked
+        per sample (MAE's rule)."""
         ratio = self.mask_ratio if mask_ratio is None else mask_ratio
         length = self.num_groups * self.num_spatial
         if noise is None:
@@ -631,7 +626,9 @@ class SpectralTransformer(nn.Module):
     def forward_loss(
         self, imgs: torch.Tensor, pred: torch.Tensor, mask: torch.Tensor
     ) -> torch.Tensor:
-        """MSE over the real (unpadded) values of masked tokens only. pred: (N, G, S, P), mask: (N, G*S)."""
+        """MSE over the real (unpadded) values of masked tokens only.
+
+        pred: (N, G, S, P), mask: (N, G*S)."""
         target = self.patchify(imgs)
         valid = self.token_valid[None, :, None, :].to(pred.dtype)  # (1, G, 1, P)
         per_token = ((pred - target) ** 2 * valid).sum(-1) / valid.sum(-1)  # (N, G, S)
@@ -669,9 +666,9 @@ def _images(batch: Any) -> torch.Tensor:
 def pretrain_loss(model: SpectralTransformer, batch: Any, mask_ratio: float | None = None) -> dict:
     """A ``loss_fn`` for :func:`mae_nb.train.fit`: masked reconstruction loss of a batch.
 
-    batch: patches (N, B, p, p) or ``(patches, targets)`` from a :class:`~mae_nb.data.hsi.PatchDataset`
-    (targets are ignored). Use ``functools.partial(pretrain_loss, mask_ratio=0.5)`` for
-    another ratio than the model's.
+    batch: patches (N, B, p, p) or ``(patches, targets)`` from a
+    :class:`~mae_nb.data.hsi.PatchDataset` (targets are ignored). Use
+    ``functools.partial(pretrain_loss, mask_ratio=0.5)`` for another ratio than the model's.
     """
     out = model.forward_pretrain(_images(batch), mask_ratio=mask_ratio)
     return {"loss": out["loss"]}
@@ -698,7 +695,7 @@ def classification_loss(model: nn.Module, batch: Any) -> dict:
 
 
 @dataclass
-class Reconstruction:
+class SpectralReconstruction:
     """Masked reconstruction of patches (all (N, B, p, p) numpy arrays in standardized units).
 
     ``masked``: True where the value belonged to a masked token; ``filled``: the input with
@@ -716,7 +713,8 @@ class Reconstruction:
         return np.where(self.masked, self.predicted, self.original)
 
     def centre_spectra(self, i: int = 0) -> dict[str, np.ndarray]:
-        """True and predicted spectra (B,) of the centre pixel of patch ``i``, and its masked bands (B,) bool."""
+        """True and predicted spectra (B,) of the centre pixel of patch ``i``, and its masked
+        bands (B,) bool."""
         c = self.original.shape[-1] // 2
         return {
             "true": self.original[i, :, c, c],
@@ -726,12 +724,12 @@ class Reconstruction:
 
 
 @torch.no_grad()
-def reconstruct(
+def reconstruct_spectra(
     model: SpectralTransformer,
     imgs: torch.Tensor | np.ndarray,
     mask_ratio: float | None = None,
     seed: int = 0,
-) -> Reconstruction:
+) -> SpectralReconstruction:
     """Mask ``mask_ratio`` of the tokens of imgs (N, B, p, p) (seeded) and reconstruct them."""
     model.eval()
     device = model.mask_token.device
@@ -746,7 +744,7 @@ def reconstruct(
     out = model.forward_pretrain(x, mask_ratio=ratio, generator=gen)
     tokens_mask = out["mask"].reshape(x.shape[0], model.num_groups, model.num_spatial, 1)
     masked = model.unpatchify(tokens_mask.expand(-1, -1, -1, model.patch_embed.token_dim)) > 0.5
-    return Reconstruction(
+    return SpectralReconstruction(
         original=x.cpu().numpy(),
         predicted=model.unpatchify(out["pred"]).cpu().numpy(),
         masked=masked.cpu().numpy(),
@@ -755,7 +753,7 @@ def reconstruct(
     )
 
 
-def visible_mean_fill(
+def neighbour_mean_fill(
     model: SpectralTransformer, imgs: torch.Tensor, mask: torch.Tensor
 ) -> torch.Tensor:
     """A baseline without learning: each masked token gets the mean of the visible tokens with
@@ -780,7 +778,7 @@ def masked_errors(
     batch_size: int = 256,
 ) -> dict[str, float]:
     """Mean squared error on masked token values (standardized units) of the model and of two
-    baselines for the same masks: ``visible_mean`` (:func:`visible_mean_fill`) and ``zero``
+    baselines for the same masks: ``visible_mean`` (:func:`neighbour_mean_fill`) and ``zero``
     (the band mean). imgs: (N, B, p, p). Returns ``{"model", "visible_mean", "zero"}``."""
     model.eval()
     device = model.mask_token.device
@@ -798,153 +796,8 @@ def masked_errors(
         n = x.shape[0]
         sums["model"] += float(out["loss"]) * n
         sums["visible_mean"] += (
-            float(model.forward_loss(x, visible_mean_fill(model, x, mask), mask)) * n
+            float(model.forward_loss(x, neighbour_mean_fill(model, x, mask), mask)) * n
         )
         sums["zero"] += float(model.forward_loss(x, torch.zeros_like(out["pred"]), mask)) * n
         count += n
     return {k: v / max(count, 1) for k, v in sums.items()}
-
-
-# --------------------------------------------------------------------------- pretraining on a scene
-
-
-@dataclass
-class PretrainResult:
-    """What :func:`pretrain_on_scene` returns: the model, its History, the standardizer used
-    and the config saved with the checkpoint (``{"model": ..., "scene": ..., ...}``)."""
-
-    model: SpectralTransformer
-    history: Any
-    standardizer: Any
-    config: dict = field(default_factory=dict)
-
-
-def pretraining_patches(scene, image_size: int, max_pixels: int | None = None, seed: int = 0):
-    """``(PatchDataset, Standardizer)`` for masked pretraining on ``scene``: every band
-    standardized over the whole scene (no labels, so no split is involved), and patches around
-    every pixel, or around a seeded random ``max_pixels`` of them."""
-    from mae_nb.data.hsi import PatchDataset, fit_standardizer
-
-    std = fit_standardizer(scene.cube)
-    h, w = scene.cube.shape[:2]
-    mask = None
-    if max_pixels is not None and max_pixels < h * w:
-        flat = np.zeros(h * w, bool)
-        flat[np.random.default_rng(seed).choice(h * w, int(max_pixels), replace=False)] = True
-        mask = flat.reshape(h, w)
-    return PatchDataset(std.apply(scene.cube), None, mask, image_size), std
-
-
-def pretrain_on_scene(
-    scene,
-    *,
-    model: SpectralTransformer | None = None,
-    model_kwargs: dict | None = None,
-    image_size: int = 7,
-    epochs: int = 5,
-    batch_size: int = 64,
-    lr: float = 1e-3,
-    weight_decay: float = 0.05,
-    mask_ratio: float = 0.7,
-    max_pixels: int | None = None,
-    seed: int = 0,
-    device=None,
-    progress: bool = True,
-) -> PretrainResult:
-    """Masked pretraining on all pixels of ``scene`` (a :class:`~mae_nb.data.hsi.HyperspectralScene`), no labels.
-
-    Standardizes each band over the whole scene (pretraining uses no labels, so no split is
-    involved), serves ``image_size`` x ``image_size`` patches around every pixel (or a seeded
-    random ``max_pixels`` of them), and trains with :func:`mae_nb.train.fit` and
-    :func:`pretrain_loss`.
-    """
-    from mae_nb.train import fit
-
-    data, std = pretraining_patches(scene, image_size, max_pixels, seed)
-    if model is None:
-        torch.manual_seed(seed)
-        model = SpectralTransformer(
-            scene.n_bands, image_size=image_size, mask_ratio=mask_ratio, **(model_kwargs or {})
-        )
-    loss_fn = lambda m, b: pretrain_loss(m, b, mask_ratio)  # noqa: E731
-    history = fit(
-        model,
-        data,
-        loss_fn,
-        epochs=epochs,
-        lr=lr,
-        batch_size=batch_size,
-        weight_decay=weight_decay,
-        seed=seed,
-        device=device,
-        progress=progress,
-        desc="masked pretraining",
-    )
-    config = {
-        "model": model.config,
-        "scene": scene.name,
-        "source": scene.source,
-        "mask_ratio": mask_ratio,
-        "epochs": epochs,
-        "batch_size": batch_size,
-        "lr": lr,
-        "seed": seed,
-        "pixels": len(data),
-        "standardizer": std.to_dict(),
-    }
-    return PretrainResult(model, history, std, config)
-
-
-def course_checkpoint_path() -> Path:
-    """Where chapter 06 saves its pretrained model: ``<cache>/checkpoints/sst_pretrained_ch06.pth``."""
-    from mae_nb.data.registry import cache_dir
-
-    return cache_dir() / "checkpoints" / CHECKPOINT_NAME
-
-
-def save_pretrained(
-    path: str | Path | None, result: PretrainResult, *, overwrite: bool = False
-) -> Path:
-    """Save a :class:`PretrainResult` with :func:`mae_nb.train.save_checkpoint` (config included)."""
-    from mae_nb.train import save_checkpoint
-
-    path = course_checkpoint_path() if path is None else Path(path)
-    return save_checkpoint(
-        path, result.model, config=result.config, history=result.history, overwrite=overwrite
-    )
-
-
-def load_pretrained(
-    path: str | Path | None = None,
-    *,
-    num_classes: int | None = None,
-    map_location: str | torch.device = "cpu",
-    with_config: bool = False,
-):
-    """The pretrained :class:`SpectralTransformer` from ``path`` (default :func:`course_checkpoint_path`).
-
-    The model is rebuilt from the checkpoint's ``config["model"]`` and its weights loaded
-    strictly; ``num_classes`` then puts a new head on it for fine-tuning. Raises
-    ``FileNotFoundError`` (saying how to make one) when there is no checkpoint. With
-    ``with_config=True`` returns ``(model, config)`` (scene, standardizer, epochs, ...).
-    """
-    from mae_nb.train import load_checkpoint
-
-    path = course_checkpoint_path() if path is None else Path(path)
-    if not path.is_file():
-        raise MissingFileError(
-            f"no pretrained spatial-spectral transformer at {path}; run notebook "
-            "06_hyperspectral_masked_pretraining (or mae_nb.models.spectral.pretrain_on_scene and "
-            "save_pretrained) first"
-        )
-    payload = load_checkpoint(path, map_location=map_location)
-    config = payload.get("config") or {}
-    if "model" not in config:
-        raise InputError(
-            f"{path} has no config['model'] to rebuild the model from (keys: {sorted(config)})"
-        )
-    model = SpectralTransformer.from_config(config["model"])
-    model.load_state_dict(payload["model"])
-    if num_classes is not None:
-        model.reset_classifier(num_classes)
-    return (model, config) if with_config else model

@@ -1,0 +1,298 @@
+"""Chapter 07's study: does masked pretraining help when labels are few?
+
+Every model is fine-tuned at every label fraction for every seed
+(:func:`run_label_efficiency`, on :mod:`mae_nb.finetune`), and the paper's claims are checked
+against those runs with :mod:`mae_nb.stats`::
+
+    run_label_efficiency(models, scene, split, fractions, seeds, ...) -> rows   # one per run
+    summarize_runs(rows) / label_efficiency_table(rows)   # mean ± std per model and fraction
+    paired_gain(rows, a, b, fractions=None) -> dict        # a - b in points, paired runs
+    check_paper_claims(rows, pretrained=..., random_init=..., ...) -> claims
+    format_claims(claims, scale) -> str                    # the verdict in sentences
+
+A *row* is a plain dict ``{"model", "fraction", "seed", "n_labels", "oa", "aa", "kappa",
+"seconds"}``. Two models are compared on *pairs* of runs with the same fraction and seed (so
+the same labels); runs with the same seed share their split of labels and their random
+initialization, so the standard error is clustered by seed (:func:`mae_nb.stats.mean_se`),
+and with a single seed the spread is unknown and every claim is inconclusive
+(:func:`mae_nb.stats.judge`).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from mae_nb import stats
+from mae_nb.errors import InputError, InputTypeError
+from mae_nb.finetune import evaluate, finetune, scene_standardizer
+from mae_nb.train import release_memory
+
+__all__ = [
+    "ACCURACIES",
+    "DEFAULT_FRACTIONS",
+    "check_paper_claims",
+    "format_claims",
+    "label_efficiency_table",
+    "paired_gain",
+    "run_label_efficiency",
+    "summarize_runs",
+]
+
+#: Label fractions of chapter 07's default study (share of each class's training labels).
+DEFAULT_FRACTIONS = (0.01, 0.05, 0.10, 1.0)
+
+#: The accuracies every row holds (OA, AA, Cohen's kappa).
+ACCURACIES = ("oa", "aa", "kappa")
+
+
+def run_label_efficiency(
+    models: Mapping[str, Callable[[], nn.Module]],
+    scene,
+    split,
+    fractions: Sequence[float] = DEFAULT_FRACTIONS,
+    seeds: Sequence[int] = (0, 1, 2),
+    *,
+    progress: bool = True,
+    keep_maps: bool = False,
+    keep_models: bool = False,
+    **finetune_kwargs,
+) -> list[dict]:
+    """Fine-tune and test every model at every label fraction for every seed.
+
+    ``models``: ``{name: factory}``, where ``factory()`` builds a fresh model (called after
+    ``torch.manual_seed(seed)``, so random initializations and heads differ between seeds).
+    ``finetune_kwargs`` go to :func:`mae_nb.finetune.finetune` (``steps``, ``lr``,
+    ``batch_size``, ...).
+    Returns one row per run: ``{"model", "fraction", "seed", "n_labels", "oa", "aa", "kappa",
+    "seconds"}``; with ``keep_maps`` also ``"map"`` (H, W) (the test pixels' predictions, 0
+    elsewhere) and ``"confusion"`` (K, K); with ``keep_models`` also ``"result"``, the
+    :class:`~mae_nb.finetune.FinetuneResult` (trained model, History, labels used), to look
+    at a run closely without training it again.
+    """
+    from tqdm.auto import tqdm
+
+    if not models:
+        raise InputError("models is empty; pass {name: factory} of the models to compare")
+    fractions = [float(f) for f in fractions]
+    for f in fractions:
+        if not 0.0 < f <= 1.0:
+            raise InputError(f"fractions must be in (0, 1] (0.01 = 1 % of the labels), got {f}")
+    if not seeds:
+        raise InputError("seeds is empty; give at least one seed")
+    for name, factory in models.items():
+        if isinstance(factory, nn.Module) or not callable(factory):
+            raise InputTypeError(
+                f"models[{name!r}] must be a function that builds a model, "
+                f"got {type(factory).__name__}"
+            )
+    std = scene_standardizer(scene, split)
+    runs = [(s, f, name) for s in seeds for f in fractions for name in models]
+    rows: list[dict] = []
+    bar = tqdm(runs, desc="label efficiency", unit="run", disable=not progress)
+    for seed, fraction, name in bar:
+        bar.set_postfix_str(f"{name}, {fraction:.1%}, seed {seed}")
+        torch.manual_seed(seed)
+        model = models[name]()
+        result = finetune(
+            model,
+            scene,
+            split,
+            fraction,
+            seed=seed,
+            standardizer=std,
+            progress=False,
+            **finetune_kwargs,
+        )
+        ev = evaluate(model, scene, split, full_map=False, standardizer=std)
+        row = {
+            "model": name,
+            "fraction": fraction,
+            "seed": int(seed),
+            "n_labels": result.n_labels,
+            "oa": ev["oa"],
+            "aa": ev["aa"],
+            "kappa": ev["kappa"],
+            "seconds": round(result.seconds, 2),
+        }
+        if keep_maps:
+            row.update(map=ev["map"], confusion=ev["confusion"])
+        if keep_models:
+            row["result"] = result
+        rows.append(row)
+        del model, result, ev
+        release_memory()  # without it the kernel's memory grows run after run (heap fragmentation)
+    return rows
+
+
+def _check_rows(rows: Sequence[Mapping], metric: str) -> list[Mapping]:
+    rows = list(rows)
+    if not rows:
+        raise InputError("no rows: run run_label_efficiency first")
+    if metric not in rows[0]:
+        raise InputError(f"metric {metric!r} is not in the rows; they have {sorted(rows[0])}")
+    return rows
+
+
+def summarize_runs(rows: Sequence[Mapping], metrics: Sequence[str] = ACCURACIES) -> list[dict]:
+    """Mean and standard deviation over seeds: one dict per (model, fraction), in the rows'
+    order (:func:`mae_nb.stats.summarize`).
+
+    Keys: ``model``, ``fraction``, ``n`` (seeds), ``n_labels`` (mean), and ``<metric>`` /
+    ``<metric>_std`` (ddof=1; 0 for one seed) for each metric.
+    """
+    rows = _check_rows(rows, metrics[0])
+    extra = ("n_labels",) if "n_labels" in rows[0] else ()
+    return stats.summarize(rows, ("model", "fraction"), (*metrics, *extra))
+
+
+def label_efficiency_table(rows: Sequence[Mapping], metrics: Sequence[str] = ACCURACIES) -> str:
+    """A markdown table: one line per model and fraction, ``mean ± std`` over seeds (in %,
+    kappa x 100), by fraction, models in the rows' order."""
+    summary = summarize_runs(rows, metrics)
+    order = list(dict.fromkeys(r["model"] for r in rows))
+    lines = []
+    for s in sorted(summary, key=lambda e: (e["fraction"], order.index(e["model"]))):
+        line = {
+            "model": s["model"],
+            "labels": f"{s['fraction']:.1%}",
+            "pixels": f"{s.get('n_labels', float('nan')):.0f}",
+        }
+        for m in metrics:
+            mean, std = 100 * s[m], 100 * s[f"{m}_std"]
+            line[m.upper()] = f"{mean:.1f} ± {std:.1f}" if s["n"] > 1 else f"{mean:.1f}"
+        lines.append(line)
+    return stats.markdown_table(lines)
+
+
+def paired_gain(
+    rows: Sequence[Mapping],
+    a: str,
+    b: str,
+    *,
+    fractions: Sequence[float] | None = None,
+    metric: str = "oa",
+) -> dict:
+    """Gain of model ``a`` over model ``b`` in ``metric`` points (x 100), over paired runs.
+
+    A pair is the two runs at the same (fraction, seed); only the given ``fractions`` (all
+    by default) count. Returns ``{"estimate"`` (a :class:`mae_nb.stats.Estimate` of the mean
+    difference, standard error clustered by seed), ``"gain"`` and ``"se"`` (its mean and
+    standard error), ``"n"`` (pairs), ``"seeds"`` (independent clusters), ``"per_fraction"``
+    ``{fraction: mean gain}``, ``"fractions"``}.
+    """
+    rows = _check_rows(rows, metric)
+    names = {r["model"] for r in rows}
+    for name in (a, b):
+        if name not in names:
+            raise InputError(f"model {name!r} is not in the rows; they have {sorted(names)}")
+    wanted = None if fractions is None else {float(f) for f in fractions}
+    va = {(r["fraction"], r["seed"]): r[metric] for r in rows if r["model"] == a}
+    vb = {(r["fraction"], r["seed"]): r[metric] for r in rows if r["model"] == b}
+    keys = sorted(k for k in va if k in vb and (wanted is None or k[0] in wanted))
+    if not keys:
+        raise InputError(
+            f"no (fraction, seed) run of both {a!r} and {b!r}"
+            + ("" if wanted is None else f" at fractions {sorted(wanted)}")
+        )
+    points_a = [100 * va[k] for k in keys]
+    points_b = [100 * vb[k] for k in keys]
+    estimate = stats.paired_difference(points_a, points_b, clusters=[k[1] for k in keys])
+    per_fraction: dict[float, list[float]] = {}
+    for k, x, y in zip(keys, points_a, points_b):
+        per_fraction.setdefault(k[0], []).append(x - y)
+    return {
+        "estimate": estimate,
+        "gain": estimate.mean,
+        "se": estimate.se,
+        "n": estimate.n,
+        "seeds": estimate.clusters,
+        "per_fraction": {f: float(np.mean(v)) for f, v in per_fraction.items()},
+        "fractions": sorted(per_fraction),
+    }
+
+
+def check_paper_claims(
+    rows: Sequence[Mapping],
+    *,
+    pretrained: str,
+    random_init: str,
+    vit: str | None = None,
+    cnn: str | None = None,
+    ablations: Mapping[str, str] | None = None,
+    low_fraction: float = 0.10,
+    metric: str = "oa",
+) -> list[dict]:
+    """The paper's claims checked against ``rows``: one dict per claim that the rows can test.
+
+    Names are the ``model`` values in the rows. ``ablations``: ``{what is removed: model
+    name}`` (e.g. ``{"blockwise embedding": "SST shared embedding"}``), each compared with
+    ``random_init`` (the full model trained the same way). Each claim: ``{"claim", "paper"``
+    (the paper's figure, text), ``"a"``, ``"b"``, the keys of :func:`paired_gain`,
+    ``"status"`` (:func:`mae_nb.stats.judge`: ``supported``/``contradicted``/``inconclusive``),
+    ``"reaches_paper"`` (bool: gain at least the paper's lower figure)}.
+    """
+    rows = _check_rows(rows, metric)
+    low = sorted({r["fraction"] for r in rows if r["fraction"] <= low_fraction})
+    names = {r["model"] for r in rows}
+    claims = []
+
+    def add(claim, paper, paper_min, a, b, fractions):
+        if not fractions:
+            return
+        c = paired_gain(rows, a, b, fractions=fractions, metric=metric)
+        claims.append(
+            {
+                "claim": claim,
+                "paper": paper,
+                "a": a,
+                "b": b,
+                **c,
+                "status": stats.judge(c["estimate"]),
+                "reaches_paper": paper_min is not None and c["gain"] >= paper_min,
+            }
+        )
+
+    few_labels = "+7-8 points with 0.1-10 % of the labels"
+    add("masked pretraining helps with few labels", few_labels, 7.0, pretrained, random_init, low)
+    if cnn in names:
+        claim = "pretrained transformer beats the 3D-CNN with few labels"
+        add(claim, few_labels, 7.0, pretrained, cnn, low)
+    if vit in names:
+        every = sorted({r["fraction"] for r in rows})
+        claim = "spatial-spectral transformer beats a standard ViT"
+        add(claim, "+5 (EnMAP) to +15 (Houston2018) points", 5.0, random_init, vit, every)
+    for removed, name in (ablations or {}).items():
+        if name in names:
+            fr = sorted({r["fraction"] for r in rows if r["model"] == name})
+            paper = "part of the +5 to +15 points over a ViT"
+            add(f"{removed} helps (ablation)", paper, None, random_init, name, fr)
+    return claims
+
+
+def format_claims(claims: Sequence[Mapping], scale: str = "") -> str:
+    """Plain sentences for :func:`check_paper_claims`'s claims, computed from their numbers:
+    the verdict (:data:`mae_nb.stats.VERDICTS`), the gain ± two standard errors, the pairs."""
+    if not claims:
+        return "No claim could be tested with these runs."
+    lines = [f"Verdict at the scale run here{f' ({scale})' if scale else ''}:"]
+    for c in claims:
+        per = ", ".join(f"{f:.1%}: {g:+.1f}" for f, g in c["per_fraction"].items())
+        size = ""
+        if c["status"] == "supported" and c["paper"].startswith("+"):
+            size = (
+                " and at least as large as the paper's"
+                if c["reaches_paper"]
+                else " but smaller than the paper's"
+            )
+        runs = f"{c['n']} paired run{'s' * (c['n'] != 1)}"
+        seeds = f"{c['seeds']} seed{'s' * (c['seeds'] != 1)}"
+        lines.append(
+            f"- {c['claim']}: {stats.VERDICTS[c['status']]}{size}. {c['a']} vs {c['b']}: "
+            f"{c['estimate'].describe(' points', '.1f')} over {runs}, {seeds} "
+            f"({per}); paper: {c['paper']}."
+        )
+    return "\n".join(lines)
