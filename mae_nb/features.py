@@ -70,7 +70,6 @@ __all__ = [
     "error_map",
     "kmeans_map",
     "linear_probe",
-    "load_or_train_course_model",
     "model_bands",
     "patch_fraction",
     "patch_labels",
@@ -80,7 +79,6 @@ __all__ = [
     "plant_stripe",
     "scene_embeddings",
     "score_features",
-    "train_tiny_mae",
     "write_embeddings",
 ]
 
@@ -1194,106 +1192,3 @@ def write_embeddings(
         band_names=names,
         overwrite=overwrite,
     )
-
-
-# --------------------------------------------------------------------------- a model to embed with
-
-
-def train_tiny_mae(
-    image,
-    *,
-    valid=None,
-    bands=None,
-    tile_size: int = 64,
-    stride: int = 32,
-    epochs: int = 5,
-    mask_ratio: float = 0.75,
-    lr: float = 1e-3,
-    batch_size: int = 32,
-    seed: int = 0,
-    progress: bool = True,
-):
-    """Train the tiny MAE preset (``mae_vit_tiny_patch8``) briefly on tiles of ``image`` (C, H, W).
-
-    The stand-in when chapter 03's checkpoint is missing, trained as chapter 03 trains it: tiles
-    every ``stride`` px (half a tile), per-band
-    standardized by the scene's statistics (saved as ``pretrained_cfg["mean"/"std"]``), random
-    90-degree rotations and flips, MAE loss at ``mask_ratio``. Returns the model in eval mode.
-    """
-    from mae_nb.data.tiling import tile
-    from mae_nb.models.mae import create_mae
-    from mae_nb.train import fit
-
-    arr, rvalid, _, _, dtype = _as_scene(image, bands)
-    valid = rvalid if valid is None else np.asarray(valid, bool)
-    valid = np.ones(arr.shape[1:], bool) if valid is None else valid
-    if min(arr.shape[1:]) < tile_size:
-        raise InputError(
-            f"the scene ({arr.shape[1]} x {arr.shape[2]} px) is smaller than one {tile_size} px tile"
-        )
-    norm = normalization(arr, "per-band", valid, dtype=dtype)
-    x = np.where(valid[None], norm.apply(np.nan_to_num(arr)), 0.0).astype(np.float32)
-    tiles = tile(x, tile_size, stride=stride, valid=valid, min_valid=0.9)
-    if len(tiles) == 0:
-        raise InputError("no tile of the scene is at least 90% valid; nothing to train on")
-    torch.manual_seed(seed)
-    model = create_mae("mae_vit_tiny_patch8", img_size=tile_size, in_chans=arr.shape[0])
-
-    def loss_fn(m, xb):
-        k = int(torch.randint(4, (1,)))
-        xb = torch.rot90(xb, k, (2, 3))
-        if bool(torch.rand(1) < 0.5):
-            xb = xb.flip(3)
-        return m(xb, mask_ratio)[0]
-
-    history = fit(
-        model,
-        torch.from_numpy(tiles.tiles),
-        loss_fn,
-        epochs=epochs,
-        lr=lr,
-        batch_size=batch_size,
-        weight_decay=0.05,
-        seed=seed,
-        progress=progress,
-        desc="tiny MAE",
-    )
-    model.pretrained_cfg.update(
-        mean=norm.mean.tolist(),
-        std=norm.std.tolist(),
-        source="trained by train_tiny_mae",
-        history=history.train,
-    )
-    return model.cpu().eval()
-
-
-def load_or_train_course_model(
-    image=None,
-    *,
-    epochs: int = 5,
-    seed: int = 0,
-    bands=None,
-    stride: int = 32,
-    progress: bool = True,
-    quiet: bool = False,
-):
-    """Chapter 03's tiny MAE (:func:`mae_nb.models.mae.load_course_checkpoint`), or, when that
-    checkpoint is missing, the tiny preset trained here for ``epochs`` on tiles of ``image`` every
-    ``stride`` px (:func:`train_tiny_mae`), with a notice.
-    ``model.pretrained_cfg["source"]`` says which."""
-    from mae_nb.errors import DataUnavailableError
-    from mae_nb.models.mae import load_course_checkpoint
-
-    try:
-        return load_course_checkpoint()
-    except DataUnavailableError as exc:
-        if image is None:
-            raise
-        if not quiet:
-            print(
-                f"NOTICE: {exc}. Training the tiny preset here for {epochs} epoch(s) instead "
-                "(weaker than chapter 03's model)."
-            )
-        return train_tiny_mae(
-            image, bands=bands, epochs=epochs, seed=seed, stride=stride, progress=progress
-        )

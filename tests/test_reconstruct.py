@@ -509,61 +509,6 @@ def test_scene_smaller_than_a_tile(model, tmp_path):
     np.testing.assert_array_equal(read_raster(res.out_path).array, read_raster(small).array)
 
 
-def test_fallback_trains_a_stand_in_when_nothing_is_available(tmp_path, monkeypatch):
-    """Offline, no chapter 03 checkpoint: a tiny MAE is trained on the image, with a notice."""
-    from mae_nb.data import synthetic_scene
-    from mae_nb.models import mae
-    from mae_nb.reconstruct import pretrained_or_fallback
-
-    monkeypatch.setenv("MAE_NB_CACHE", str(tmp_path / "cache"))
-    monkeypatch.delenv("MAE_NB_DATA_MIRRORS", raising=False)
-    ckpt = tmp_path / "no_such_meta.pth"  # a missing file stands in for "not downloadable"
-    from mae_nb.errors import DataUnavailableError
-
-    def offline(name, arch=None, **kw):
-        raise DataUnavailableError(
-            f"dataset {name!r} is not cached, not in a mirror folder, and could not be downloaded"
-        )
-
-    monkeypatch.setattr(mae, "load_meta_checkpoint", offline)
-    s = synthetic_scene(64, 64, 3, seed=0)
-    with pytest.warns(UserWarning, match="Training the tiny MAE"):
-        choice = pretrained_or_fallback(str(ckpt), s.image, s.valid, epochs=1, quiet=True)
-    assert choice.source == "trained here" and "NOTICE" in choice.notice
-    assert choice.model.pretrained_cfg["mean"] is not None and not choice.model.training
-    r = reconstruct(choice.model, s.image, 0.5)
-    assert r.normalization.kind == "given" and np.isfinite(r.psnr_masked)
-    with pytest.raises(DataUnavailableError, match="run chapter 03"):
-        pretrained_or_fallback(str(ckpt), None, quiet=True)
-
-
-def test_fallback_to_course_checkpoint_adapts_units(tmp_path, monkeypatch):
-    from mae_nb.errors import DataUnavailableError
-    from mae_nb.models import mae
-    from mae_nb.reconstruct import pretrained_or_fallback
-    from mae_nb.train import save_checkpoint
-
-    monkeypatch.setenv("MAE_NB_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(
-        mae,
-        "load_meta_checkpoint",
-        lambda *a, **k: (_ for _ in ()).throw(DataUnavailableError("not cached")),
-    )
-    m = tiny()
-    save_checkpoint(
-        mae.course_checkpoint_path(),
-        m,
-        config={**m.pretrained_cfg, "mean": [800.0] * 3, "std": [400.0] * 3},
-    )
-    img = np.random.default_rng(0).integers(0, 255, (3, 32, 32)).astype(np.uint8)
-    with pytest.warns(UserWarning, match="chapter 03's tiny MAE"):
-        choice = pretrained_or_fallback("x", img, quiet=True)
-    assert choice.source == "course" and "its own per-band statistics" in choice.notice
-    np.testing.assert_allclose(
-        choice.model.pretrained_cfg["mean"], img.reshape(3, -1).mean(1), rtol=1e-5
-    )
-
-
 # --------------------------------------------------------------------------- plots and sliders
 
 
