@@ -47,6 +47,17 @@ def test_ci_runs_the_readme_test_command():
     assert re.search(r"^make test$", ci, re.M)
 
 
+def test_make_test_runs_ruff_then_the_import_contract_then_pytest():
+    # the conventions run in CI (`.ci/run` is `make test`), cheapest first; make stops at the
+    # first failing line
+    makefile = (ROOT / "Makefile").read_text()
+    recipe = re.search(r"^test:.*\n((?:\t.*\n)+)", makefile, re.M)
+    assert recipe, "the Makefile has no test target"
+    lines = [line.strip() for line in recipe.group(1).splitlines()]
+    assert lines == ["$(VENV)/bin/ruff check", "$(VENV)/bin/lint-imports", "$(PY) -m pytest"]
+    assert "[tool.importlinter]" in (ROOT / "pyproject.toml").read_text()
+
+
 def test_python_requirement_is_at_least_310():
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
     assert pyproject["project"]["requires-python"] == ">=3.10"
