@@ -11,7 +11,16 @@ from pathlib import Path
 
 import numpy as np
 
-from mae_nb.data.geotiff import Raster, composite, read_raster, stretch, with_array, write_raster
+from mae_nb.data.geotiff import (
+    Raster,
+    composite,
+    open_raster,
+    read_raster,
+    read_window,
+    stretch,
+    with_array,
+    write_raster,
+)
 from mae_nb.data.registry import (
     REGISTRY,
     Dataset,
@@ -44,7 +53,9 @@ __all__ = [
     "load_sample",
     "locate",
     "mirror_dirs",
+    "open_raster",
     "read_raster",
+    "read_window",
     "status",
     "stretch",
     "synthetic_path",
