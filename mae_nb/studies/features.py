@@ -154,11 +154,10 @@ def answer_feature_study(
                     verdict=verdict,
                 )
             )
-            why = _WORDS[verdict] if est.known else "one seed: spread unknown"
+            why = f" ({_WORDS[verdict]})" if est.known else ""
             lines.append(
                 f"{kind}s after {scen} vs after {reference}: {metric} "
-                f"{est.describe(fmt='.3f')} over {est.n} seed(s): "
-                f"{stats.VERDICTS[verdict]} ({why})"
+                f"{est.describe(fmt='.3f')} over {est.n} seed(s): {stats.VERDICTS[verdict]}{why}"
             )
     return {"table": results, "text": "\n".join(lines), "plain": _plain(results, metric, reference)}
 
