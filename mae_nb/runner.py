@@ -129,8 +129,17 @@ def resolve_notebooks(names: Iterable[str] | None = None, folder: Path | None = 
 
 def notebook_parameters(path: Path) -> dict[str, Any]:
     """Parameter names and defaults of a notebook's ``parameters`` cell."""
+    import nbformat
     import papermill
 
+    meta = nbformat.read(path, as_version=4).metadata
+    kernelspec = meta.get("kernelspec") or {}
+    language = (meta.get("language_info") or {}).get("name") or kernelspec.get("language")
+    if not (kernelspec.get("name") and language):  # papermill needs both, or fails obscurely
+        raise NotebookError(
+            f"{path.name} names no kernel or language in its metadata; open it in Jupyter, "
+            "choose the Python kernel and save it"
+        )
     return {name: info["default"] for name, info in papermill.inspect_notebook(str(path)).items()}
 
 
