@@ -130,6 +130,12 @@ def test_the_whole_config_is_checked_before_any_work(tmp_path, capsys, changes, 
         load_config(path)
 
 
+def test_output_must_be_a_folder(tmp_path, capsys):
+    path = write_config(tmp_path, output=str(tmp_path / "run.yaml"))  # the config file itself
+    assert main(["hsi", "pretrain", "--config", str(path)]) == 2
+    assert "config key 'output' must be a folder, not a file" in capsys.readouterr().err
+
+
 def test_validate_config_accepts_the_defaults_and_a_later_pretrain_output(tmp_path):
     config = load_config(None)
     assert config == DEFAULTS

@@ -32,9 +32,12 @@ def test_one_process_is_rank_0_of_1_without_a_group(single):
     assert [b[0].tolist() for b in single.loader(data, 4, shuffle=False)][0] == [0, 1, 2, 3]
 
 
-def test_device_must_be_known():
+def test_device_must_be_known_and_there():
     with pytest.raises(InputError, match="device must be auto, cpu or cuda"):
         Distributed("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(InputError, match="no CUDA device is available"):
+            Distributed("cuda")
 
 
 def test_epoch_sampler_shares_the_data_and_reshuffles_each_pass():

@@ -20,6 +20,7 @@ import argparse
 import json
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mae_nb.cli.hsi_config import DEFAULTS, load_config, output_paths
 from mae_nb.errors import (
@@ -29,6 +30,9 @@ from mae_nb.errors import (
     MissingFileError,
     OutputExistsError,
 )
+
+if TYPE_CHECKING:
+    from mae_nb.distributed import Distributed
 
 # --------------------------------------------------------------------------- the pieces
 
@@ -85,12 +89,23 @@ def _write_json(path: Path, payload: dict) -> None:
     path.write_text(json.dumps(payload, indent=2, default=float) + "\n")
 
 
-def _say(dist, text: str) -> None:
+def _say(dist: Distributed, text: str) -> None:
     if dist.main:
         print(text, flush=True)
 
 
-def _finish(dist, args, paths, action, model, cfg, history, scene, log, message) -> int:
+def _finish(
+    dist: Distributed,
+    args: argparse.Namespace,
+    paths: dict[str, Path],
+    action: str,
+    model,
+    cfg: dict,
+    history,
+    scene,
+    log: dict,
+    message: str,
+) -> int:
     """Rank 0 saves ``paths[action]`` (checkpoint with ``cfg`` and ``history``) and
     ``paths[action + "_log"]`` (``log`` plus history, world size, backend, scene); every rank
     then waits for it."""
@@ -152,7 +167,7 @@ def _finetune_model(config: dict, scene, paths: dict):
 # --------------------------------------------------------------------------- actions
 
 
-def _pretrain(config: dict, args: argparse.Namespace, dist) -> int:
+def _pretrain(config: dict, args: argparse.Namespace, dist: Distributed) -> int:
     import torch
 
     from mae_nb.distributed import LossModule, loss_of_module
@@ -215,7 +230,7 @@ def _pretrain(config: dict, args: argparse.Namespace, dist) -> int:
     return _finish(dist, args, paths, "pretrain", model, cfg, history, scene, log, message)
 
 
-def _finetune(config: dict, args: argparse.Namespace, dist) -> int:
+def _finetune(config: dict, args: argparse.Namespace, dist: Distributed) -> int:
     from mae_nb.finetune import finetune
 
     paths = output_paths(config)
@@ -285,7 +300,7 @@ def _finetuned_model(path: Path, saved: dict, kind: str, scene):
     return build_classifier(kind, scene.n_bands, scene.n_classes, mc["image_size"], **options)
 
 
-def _evaluate(config: dict, args: argparse.Namespace, dist) -> int:
+def _evaluate(config: dict, args: argparse.Namespace, dist: Distributed) -> int:
     import numpy as np
 
     from mae_nb.data.hsi import Standardizer
@@ -309,7 +324,13 @@ def _evaluate(config: dict, args: argparse.Namespace, dist) -> int:
     saved = payload.get("config") or {}
     kind = saved.get("kind", config["model"]["kind"])
     model = _finetuned_model(paths["finetune"], saved, kind, scene)
-    model.load_state_dict(payload["model"])
+    try:
+        model.load_state_dict(payload["model"])
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise CheckpointError(
+            f"{paths['finetune']}: the weights do not fit its model config ({first})"
+        ) from None
     model.to(dist.device)
     std = Standardizer.from_dict(saved["standardizer"]) if "standardizer" in saved else None
     ev = evaluate(

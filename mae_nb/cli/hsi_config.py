@@ -187,6 +187,8 @@ def validate_config(config: dict) -> dict:
         _refuse("data.patch_size", config["data"]["patch_size"], "odd (a centre pixel)")
     if not isinstance(config["output"], str) or not config["output"].strip():
         _refuse("output", config["output"], "a folder path")
+    if Path(config["output"]).expanduser().is_file():
+        _refuse("output", config["output"], "a folder, not a file")
     if config["device"] not in ("auto", "cpu", "cuda"):
         raise ConfigError(f"device must be auto, cpu or cuda, got {config['device']!r}")
     _check_numbers(config)
