@@ -132,7 +132,12 @@ def notebook_parameters(path: Path) -> dict[str, Any]:
     import nbformat
     import papermill
 
-    meta = nbformat.read(path, as_version=4).metadata
+    try:
+        meta = nbformat.read(path, as_version=4).metadata
+    except Exception as exc:  # whatever nbformat trips on, the file is what is wrong
+        raise NotebookError(
+            f"{path.name} is not a notebook Jupyter can read ({type(exc).__name__}: {exc})"
+        ) from None
     kernelspec = meta.get("kernelspec") or {}
     language = (meta.get("language_info") or {}).get("name") or kernelspec.get("language")
     if not (kernelspec.get("name") and language):  # papermill needs both, or fails obscurely

@@ -106,13 +106,16 @@ def test_unknown_parameter_fails_before_anything_runs(course, tmp_path):
     assert not (tmp_path / "executed").exists()
 
 
-def test_a_notebook_without_kernel_metadata_is_refused_in_one_line(tmp_path):
+def test_a_notebook_without_kernel_or_unreadable_is_refused_in_one_line(tmp_path):
     import nbformat
 
     nb = nbformat.v4.new_notebook()  # as some editors save it: no kernelspec, no language
     nb.cells = [nbformat.v4.new_code_cell("SMOKE = False", metadata={"tags": ["parameters"]})]
     nbformat.write(nb, tmp_path / "00_bare.ipynb")
     with pytest.raises(NotebookError, match="00_bare.ipynb names no kernel .* save it"):
+        run_notebooks(["00"], out_dir=tmp_path / "out", folder=tmp_path)
+    (tmp_path / "00_bare.ipynb").write_text("<<<<<<< HEAD\n")  # a merge conflict, say
+    with pytest.raises(NotebookError, match="00_bare.ipynb is not a notebook Jupyter can read"):
         run_notebooks(["00"], out_dir=tmp_path / "out", folder=tmp_path)
 
 
