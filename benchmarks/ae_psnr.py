@@ -2,9 +2,11 @@
 
 Trains both autoencoders as chapter 01 does (same tiles, same 128-number code, same epochs) on
 the training part of a sample and scores them on the spatially held-out strip. Prints one row
-per model and seed, then mean and spread over seeds.
+per model and seed, then the mean and spread over seeds, and the claim "the conv AE beats the
+MLP AE (and the per-tile mean)" judged on the paired differences over seeds (mae_nb.stats: one
+seed gives no spread, so an INCONCLUSIVE verdict).
 
-    MAE_NB_DATA_MIRRORS=/work/shared/data python benchmarks/ae_psnr.py              # real Landsat sample
+    MAE_NB_DATA_MIRRORS=/work/shared/data python benchmarks/ae_psnr.py   # real Landsat sample
     python benchmarks/ae_psnr.py --data synthetic --seeds 0 1 2 --epochs 40
 """
 
@@ -14,11 +16,12 @@ import argparse
 import time
 import warnings
 
-import numpy as np
 import torch
 
-from mae_nb import data
+from mae_nb import data, stats
+from mae_nb.data.tiling import tile_split
 from mae_nb.models import autoencoders as ae
+from mae_nb.studies.autoencoders import evaluate_reconstruction, tile_mean_baseline
 from mae_nb.train import fit, seed_everything
 
 
@@ -39,27 +42,30 @@ def main() -> None:
         sample = data.load_sample(
             None if args.data == "synthetic" else args.data, bands=6, size=352, quiet=True
         )
-    split = ae.tile_split(sample.image, sample.valid, size=args.tile, stride=args.tile // 2)
+    split = tile_split(sample.image, sample.valid, size=args.tile, stride=args.tile // 2)
     print(
         f"data: {sample.source} ({sample.name}); {split}; {args.epochs} epochs, lr {args.lr}, "
         f"{args.threads} thread(s)"
     )
-    results: dict[str, list[tuple[float, float]]] = {
-        "per-tile mean": [],
-        "MLP AE": [],
-        "conv AE": [],
+    base = evaluate_reconstruction(tile_mean_baseline(split.val), split.val)
+    models = {
+        "MLP AE": lambda: ae.MLPAutoencoder(6, args.tile, latent_dim=128),
+        "conv AE": lambda: ae.ConvAutoencoder(6, latent_channels=8),
     }
-    base = ae.evaluate_reconstruction(ae.tile_mean_baseline(split.val), split.val)
+    rows = []
     print(f"{'model':<14} {'seed':>4} {'code':>5} {'PSNR dB':>8} {'SSIM':>6} {'train s':>8}")
     for seed in args.seeds:
-        results["per-tile mean"].append((base["psnr"], base["ssim"]))
-        print(
-            f"{'per-tile mean':<14} {seed:>4} {6:>5} {base['psnr']:>8.2f} {base['ssim']:>6.3f} {0:>8.1f}"
+        rows.append(
+            dict(
+                model="per-tile mean",
+                seed=seed,
+                code=6,
+                psnr=base["psnr"],
+                ssim=base["ssim"],
+                seconds=0.0,
+            )
         )
-        for name, make in (
-            ("MLP AE", lambda: ae.MLPAutoencoder(6, args.tile, latent_dim=128)),
-            ("conv AE", lambda: ae.ConvAutoencoder(6, latent_channels=8)),
-        ):
+        for name, make in models.items():
             seed_everything(seed)
             model = make()
             start = time.perf_counter()
@@ -74,21 +80,32 @@ def main() -> None:
                 progress=False,
             )
             seconds = time.perf_counter() - start
-            s = ae.evaluate_reconstruction(ae.reconstruct(model, split.val), split.val)
-            results[name].append((s["psnr"], s["ssim"]))
+            s = evaluate_reconstruction(ae.reconstruct_tiles(model, split.val), split.val)
+            rows.append(
+                dict(
+                    model=name,
+                    seed=seed,
+                    code=model.latent_size(args.tile),
+                    psnr=s["psnr"],
+                    ssim=s["ssim"],
+                    seconds=seconds,
+                )
+            )
+        for r in rows[-3:]:
             print(
-                f"{name:<14} {seed:>4} {model.latent_size(args.tile):>5} {s['psnr']:>8.2f} {s['ssim']:>6.3f} "
-                f"{seconds:>8.1f}",
+                f"{r['model']:<14} {seed:>4} {r['code']:>5} {r['psnr']:>8.2f} {r['ssim']:>6.3f} "
+                f"{r['seconds']:>8.1f}",
                 flush=True,
             )
-    print("\nheld-out tiles, mean (min-max over seeds):")
-    for name, rows in results.items():
-        psnr = np.array([r[0] for r in rows])
-        ssim = np.array([r[1] for r in rows])
-        print(
-            f"  {name:<14} PSNR {psnr.mean():6.2f} dB ({psnr.min():.2f}-{psnr.max():.2f})   "
-            f"SSIM {ssim.mean():.3f} ({ssim.min():.3f}-{ssim.max():.3f})"
-        )
+    print("\nheld-out tiles, mean and standard deviation over seeds:\n")
+    summary = stats.summarize(rows, by=["model"], metrics=["psnr", "ssim"])
+    print(stats.markdown_table(summary, ".3f", ["model", "n", "psnr", "psnr_std", "ssim"]))
+    print("\nclaims, on the paired PSNR differences over seeds (± two standard errors):")
+    for other in ("MLP AE", "per-tile mean"):
+        conv, them = ([r["psnr"] for r in rows if r["model"] == m] for m in ("conv AE", other))
+        gain = stats.paired_difference(conv, them)
+        verdict = stats.VERDICTS[stats.judge(gain)]
+        print(f"  the conv AE beats the {other}: {verdict} ({gain.describe(' dB')})")
 
 
 if __name__ == "__main__":

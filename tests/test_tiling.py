@@ -1,12 +1,14 @@
-"""Tiling images into patches with positions, and back."""
+"""mae_nb.data.tiling: tiles with positions, back to an image, and the training split."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from mae_nb.data import tile, untile
 from mae_nb.data.synthetic import synthetic_scene
+from mae_nb.data.tiling import BandScaler, tile_split
 
 
 def test_tiles_cover_the_image_with_the_last_ones_flush():
@@ -49,3 +51,67 @@ def test_tile_centres_in_map_coordinates():
 def test_bad_tiling_requests(kwargs, message):
     with pytest.raises(ValueError, match=message):
         tile(np.zeros((1, 32, 32)), **kwargs)
+
+
+# --------------------------------------------------------------------------- the training split
+
+
+def test_tile_split_is_spatially_disjoint_and_scaled():
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 255, (4, 64, 96)).astype(np.uint8)
+    labels = np.ones((64, 96), np.uint8)
+    labels[:, 48:] = 3
+    split = tile_split(image, size=16, stride=8, val_fraction=0.25, labels=labels)
+    assert split.boundary == 72
+    assert (split.train_tiles.cols + 16 <= 72).all() and (split.val_tiles.cols >= 72).all()
+    assert split.train.shape[1:] == (4, 16, 16) and split.train.dtype == torch.float32
+    assert float(split.train.min()) >= 0 and float(split.train.max()) <= 1
+    assert set(split.val_labels) == {3}
+    assert len(split.train_labels) == len(split.train)
+
+
+def test_tile_split_marks_nodata_as_nan():
+    image = np.ones((2, 64, 64), np.float32)
+    image[:, :, 10] = 5.0
+    valid = np.ones((64, 64), bool)
+    valid[3, 3] = False
+    split = tile_split(image, valid, size=16, min_valid=0.9, val_fraction=0.5)
+    assert torch.isnan(split.train[0, :, 3, 3]).all()
+    assert torch.isfinite(split.train).sum() == split.train.numel() - 2
+
+
+def test_empty_dataset_after_nodata_filtering():
+    image = np.ones((3, 64, 64), np.float32)
+    valid = np.zeros((64, 64), bool)
+    valid[:8, :8] = True
+    with pytest.raises(
+        ValueError,
+        match=r"no training tiles left after dropping tiles with less than 90% valid pixels",
+    ):
+        tile_split(image, valid, size=16, min_valid=0.9)
+    with pytest.raises(ValueError, match="narrower than one 16 px tile"):
+        tile_split(image, size=16, val_fraction=0.1)
+
+
+def test_band_scaler_maps_percentiles_to_0_1_and_back():
+    image = np.stack([np.linspace(0, 100, 400).reshape(20, 20), np.full((20, 20), 7.0)])
+    image[0, 0, 0] = np.nan
+    scaler = BandScaler.fit(image, percentiles=(0, 100))
+    scaled = scaler.transform(image)
+    assert scaled.dtype == np.float32 and np.isnan(scaled[0, 0, 0])
+    assert np.nanmin(scaled[0]) == pytest.approx(0, abs=1e-6) and np.nanmax(scaled[0]) == 1
+    assert np.all(scaled[1] == 0)  # a constant band gets a unit range, not a division by zero
+    np.testing.assert_allclose(scaler.inverse(scaled)[0, 1:], image[0, 1:], rtol=1e-5)
+    with pytest.raises(ValueError, match="band 1 has no valid pixel"):
+        BandScaler.fit(np.full((1, 4, 4), np.nan))
+
+
+def test_tile_blocks_group_overlapping_tiles():
+    t = tile(np.zeros((1, 64, 64)), 16, stride=8)
+    keys = t.blocks(32)
+    assert keys.shape == (len(t),)
+    for r, c, key in zip(t.rows, t.cols, keys):
+        assert key == (r // 32) * 2 + c // 32
+    assert set(keys.tolist()) == {0, 1, 2, 3}
+    with pytest.raises(ValueError, match="block size must be a positive"):
+        t.blocks(0)
