@@ -202,23 +202,24 @@ def test_mask_counts_noise_and_generator_reproducible():
 
 
 def test_forward_features_is_the_unmasked_encoder_in_patch_order():
-    from mae_nb.features import encoder_tokens
-
     model = small_model(depth=3)
     imgs = torch.randn(2, 3, 32, 32)
+
+    def by_hand(last):  # what features.encoder_tokens computed before forward_features existed
+        x = model.patch_embed(imgs) + model.pos_embed[:, 1:]
+        x = torch.cat([(model.cls_token + model.pos_embed[:, :1]).expand(2, -1, -1), x], 1)
+        for blk in model.blocks[: last + 1]:
+            x = blk(x)
+        return model.norm(x)
+
     with torch.no_grad():
         tokens = model.forward_features(imgs)
         latent, mask, _ = model.forward_encoder(imgs, 0.0, noise=torch.arange(16.0).expand(2, 16))
         assert tokens.shape == (2, 1 + 16, 64) and mask.sum() == 0
         torch.testing.assert_close(tokens, latent, atol=1e-6, rtol=0)
-        for block in (None, 0, 1, 2, -1, -3):
-            torch.testing.assert_close(
-                model.forward_features(imgs, block), encoder_tokens(model, imgs, block)
-            )
-        # block i: the output of the first i + 1 blocks, then the final norm
-        x = model.forward_features(imgs, 0)
-        assert not torch.allclose(x, tokens)
-        torch.testing.assert_close(model.forward_features(imgs, -3), x)
+        for block, last in ((None, 2), (0, 0), (1, 1), (2, 2), (-1, 2), (-3, 0)):
+            torch.testing.assert_close(model.forward_features(imgs, block), by_hand(last))
+        assert not torch.allclose(by_hand(0), tokens)  # an earlier block gives other tokens
         other = model.forward_features(torch.randn(1, 3, 24, 40))  # another size: recomputed pos
     assert other.shape == (1, 1 + 15, 64)
     for bad in (3, -4, 1.5, True):
