@@ -642,7 +642,9 @@ def _base(model: nn.Module) -> TileAutoencoder:
 
 
 @torch.no_grad()
-def _in_batches(model: nn.Module, imgs: torch.Tensor, batch_size: int, step) -> list[torch.Tensor]:
+def _in_batches(
+    model: nn.Module, imgs: torch.Tensor, batch_size: int, step: Callable
+) -> list[torch.Tensor]:
     """``step(net, batch)`` over ``imgs`` in batches on the model's device, in eval mode, to CPU."""
     net = _base(model)
     net.check_input(imgs)
@@ -680,7 +682,7 @@ class MaskedReconstruction:
     for display); ``pixel_mask``: (N, H, W) True where hidden; ``psnr_hidden`` and
     ``psnr_visible``: the reconstruction loss in dB, ``10 log10(1 / MSE)`` with the
     reconstruction clipped to [0, 1], on the hidden and on the visible valid pixels (NaN when
-    there are none).
+    there are none): the PSNR of :func:`mae_nb.metrics.psnr`, from this module's own loss.
     """
 
     imgs: torch.Tensor
