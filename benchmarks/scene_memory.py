@@ -1,10 +1,11 @@
 """Peak memory of whole-scene reconstruction: an 8192 x 8192 scene vs a 1024 x 1024 one.
 
 ``mae_nb.reconstruct.reconstruct_scene`` reads tiles and writes results in windows, one strip of
-tiles at a time, so its memory should not grow with the scene. Each size runs in a fresh Python
-process (so one run's memory cannot hide in the other's), which reports its peak resident set
-size (``ru_maxrss``) and its resident size just before the scene starts (model built, torch
-loaded). The target is peak(8192) / peak(1024) <= 1.2. Tiles per second are reported too.
+tiles at a time (``mae_nb.scene``), so its memory should not grow with the scene. Each size runs
+in a fresh Python process (so one run's memory cannot hide in the other's), which reports its
+peak resident set size (``ru_maxrss``) and its resident size just before the scene starts (model
+built, torch loaded). The target is peak(8192) / peak(1024) <= 1.2. Tiles per second are
+reported too.
 
 The scenes are uint8 RGB GeoTIFFs (tiled, deflate) made by repeating, mirrored, a 1024 x 1024
 synthetic scene, written window by window. The model is a preset with random weights
@@ -40,8 +41,8 @@ def rss_mb():
 torch.manual_seed(0)
 model = create_mae(sys.argv[3]).eval()
 before = rss_mb()
-res = reconstruct_scene(model, sys.argv[1], sys.argv[2], mask_ratio=float(sys.argv[4]), overwrite=True,
-                        progress=False, batch_size=8)
+res = reconstruct_scene(model, sys.argv[1], sys.argv[2], mask_ratio=float(sys.argv[4]),
+                        overwrite=True, progress=False, batch_size=8)
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 print(json.dumps({"peak_mb": peak, "before_mb": before, "tiles": res.tiles, "seconds": res.seconds,
                   "tiles_per_second": res.tiles_per_second, "psnr": res.psnr}))
@@ -122,7 +123,8 @@ def main() -> None:
         results[size] = json.loads(proc.stdout.strip().splitlines()[-1])
         r = results[size]
         print(
-            f"{size:>5} x {size:<5}: peak {r['peak_mb']:.0f} MB (before the scene {r['before_mb']:.0f} MB), "
+            f"{size:>5} x {size:<5}: peak {r['peak_mb']:.0f} MB "
+            f"(before the scene {r['before_mb']:.0f} MB), "
             f"{r['tiles']} tiles in {r['seconds']:.1f} s = {r['tiles_per_second']:.1f} tiles/s, "
             f"PSNR {r['psnr']:.2f} dB   [load {os.getloadavg()[0]:.1f}]"
         )
@@ -133,7 +135,8 @@ def main() -> None:
         results[lo]["peak_mb"] - results[lo]["before_mb"],
     )
     print(
-        f"{args.arch}, {args.threads} thread(s): peak memory {hi} / {lo} = {ratio:.3f} (target <= 1.2); "
+        f"{args.arch}, {args.threads} thread(s): peak memory {hi} / {lo} = {ratio:.3f} "
+        "(target <= 1.2); "
         f"memory added by the scene itself: {extra[0]:.0f} MB vs {extra[1]:.0f} MB"
     )
 

@@ -28,12 +28,12 @@ around it); ``3x25%`` is averaged over ``repeats`` chained draws.
 **Units.** The model sees per-band standardized pixels: ImageNet statistics for Meta's RGB
 checkpoints, otherwise the scene's own per-band mean and standard deviation (so a model trained
 on uint8 Landsat tiles can be applied to a reflectance scene). Images that are not a multiple
-of the patch size are cropped at the bottom and right, as :func:`mae_nb.reconstruct.reconstruct` does.
+of the patch size are cropped at the bottom and right, as :func:`mae_nb.reconstruct.reconstruct`
+does.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -41,15 +41,22 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from mae_nb.data.geotiff import check_bands
+from mae_nb.data.tiling import tile_starts
 from mae_nb.errors import InputError, OutputExistsError
 from mae_nb.reconstruct import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
+    check_passes,
     model_geometry,
+    model_normalization,
     normalization,
-    pass_noise,
-    run_passes,
+    tile_passes,
+)
+from mae_nb.scene import (
+    ArrayTiles,
+    CellAccumulator,
+    TileGrid,
+    inference,
+    prepare_image,
+    tile_batches,
 )
 
 __all__ = [
@@ -66,7 +73,6 @@ __all__ = [
     "detect_top_k",
     "embed_image",
     "embedding_split",
-    "encoder_tokens",
     "error_map",
     "kmeans_map",
     "linear_probe",
@@ -82,7 +88,8 @@ __all__ = [
     "write_embeddings",
 ]
 
-#: Masking scenarios whose reconstruction is embedded: name -> (mask_ratio, iterations, mode), None = the image.
+#: Masking scenarios whose reconstruction is embedded: name -> (mask_ratio, iterations, mode);
+#: None embeds the image itself.
 SCENARIOS: dict[str, tuple[float, int, str] | None] = {
     "none": None,
     "25%": (0.25, 1, "chained"),
@@ -159,7 +166,7 @@ class Embeddings:
 
     @property
     def xy(self) -> tuple[np.ndarray, np.ndarray]:
-        """(gh, gw) map coordinates (x, y) of each cell's centre (pixel units without a transform)."""
+        """(gh, gw) map coordinates (x, y) of each cell's centre (pixels without a transform)."""
         r, c = self.pixel_centres()
         if self.transform is None:
             return c.copy(), r.copy()
@@ -198,27 +205,6 @@ class Embeddings:
 # --------------------------------------------------------------------------- inputs
 
 
-def _as_scene(image, bands=None):
-    """(array (C, H, W) float32, valid (H, W) or None, transform, crs) from an array, Raster or Sample."""
-    transform = crs = valid = None
-    if hasattr(image, "raster"):  # a Sample
-        image = image.raster
-    if hasattr(image, "array") and hasattr(image, "transform"):  # a Raster
-        transform, crs, valid = image.transform, image.crs, image.valid
-        image = image.array
-    if isinstance(image, torch.Tensor):
-        image = image.detach().cpu().numpy()
-    image = np.asarray(image)
-    if image.ndim == 2:
-        image = image[None]
-    if image.ndim != 3:
-        raise InputError(f"expected an image of shape (C, H, W), got shape {image.shape}")
-    dtype = image.dtype
-    if bands is not None:
-        image = image[[b - 1 for b in check_bands(bands, image.shape[0], "the image")]]
-    return image.astype(np.float32), valid, transform, crs, dtype
-
-
 def model_bands(model, sample) -> list[int]:
     """1-based bands of ``sample`` to feed ``model``: all of them when the counts match, its RGB
     composite (``sample.rgb``) for a 3-band model."""
@@ -234,54 +220,27 @@ def model_bands(model, sample) -> list[int]:
     )
 
 
-def _is_imagenet(model) -> bool:
-    cfg = getattr(model, "pretrained_cfg", None) or {}
-    m, s = cfg.get("mean"), cfg.get("std")
-    return (
-        m is not None
-        and s is not None
-        and len(m) == 3
-        and np.allclose(m, IMAGENET_MEAN)
-        and np.allclose(s, IMAGENET_STD)
-    )
+def _scene_tiles(model, image, valid, bands, normalize, tile_size):
+    """The scene as the model sees it: ``(SceneImage, ArrayTiles of its normalized pixels, the
+    TileGrid of tiles of the model's input size every tile_size px)``.
 
-
-def _prepare(model, image, valid, bands, normalize, tile_size=None):
-    """Crop to whole patches, normalize, and check the scene holds at least one tile."""
+    ``normalize="auto"``: ImageNet's statistics for a model trained with them, else the scene's
+    own per-band statistics (not the ones a model was trained with: see the module docstring).
+    """
     geom = model_geometry(model)
-    arr, rvalid, transform, crs, dtype = _as_scene(image, bands)
-    c, h, w = arr.shape
-    if c != geom.in_chans:
-        raise InputError(
-            f"the image has {c} band(s) but the model expects in_chans={geom.in_chans}; "
-            "choose bands with bands=[...] (1-based), e.g. mae_nb.features.model_bands(model, sample)"
-        )
-    valid = rvalid if valid is None else np.asarray(valid, bool)
-    valid = np.ones((h, w), bool) if valid is None else valid
-    if valid.shape != (h, w):
-        raise InputError(f"valid must have the image's shape {(h, w)}, got {valid.shape}")
-    p = geom.patch_size
-    size = int(tile_size or (geom.img_size or geom.built_size or (224, 224))[0])
-    if size % p:
-        raise InputError(f"tile_size {size} is not a multiple of the patch size {p}")
+    scene = prepare_image(image, geom.in_chans, geom.patch_size, bands=bands, valid=valid)
+    size = geom.tile_size(tile_size)
+    (h, w), (hc, wc) = scene.shape, (scene.height, scene.width)
     if h < size or w < size:
         raise InputError(
-            f"the scene ({h} x {w} px) is smaller than one tile of the model ({size} x {size} px); "
-            f"use a larger scene, or a model built for smaller tiles"
+            f"the scene ({h} x {w} px) is smaller than one tile of the model ({size} x {size} px);"
+            " use a larger scene, or a model built for smaller tiles"
         )
-    hc, wc = h // p * p, w // p * p
-    arr, valid = arr[:, :hc, :wc], valid[:hc, :wc] & np.isfinite(arr[:, :hc, :wc]).all(axis=0)
-    if normalize == "auto":
-        normalize = "imagenet" if _is_imagenet(model) else "per-band"
-    norm = normalization(arr, normalize, valid, dtype=dtype)
-    x = np.where(valid[None], norm.apply(np.nan_to_num(arr)), 0.0).astype(np.float32)
-    return x, valid, transform, crs, (h, w), size, p, norm
-
-
-def _tile_seed(seed: int, index: int) -> torch.Generator:
-    return torch.Generator().manual_seed(
-        int(np.random.SeedSequence([int(seed), int(index)]).generate_state(1)[0])
-    )
+    kind = model_normalization(model, normalize)[0]
+    kind = "per-band" if kind == "auto" else kind
+    norm = normalization(scene.array, kind, scene.valid, dtype=scene.dtype)
+    tiles = ArrayTiles(norm.model_input(scene.array, scene.valid), scene.valid)
+    return scene, tiles, TileGrid(hc, wc, size, size)
 
 
 def _scenario(name: str):
@@ -305,26 +264,6 @@ def _block_index(model, block: int | None) -> int:
             f"(the encoder has {depth} blocks), got {block!r}"
         )
     return int(block) % depth
-
-
-@torch.inference_mode()
-def encoder_tokens(model, imgs: torch.Tensor, block: int | None = None) -> torch.Tensor:
-    """The encoder's tokens with no patch masked, in the patches' own order.
-
-    imgs: (N, C, H, W) normalized -> (N, 1 + L, D), the cls token first, patches row-major.
-    ``block``: stop after this encoder block (0-based, negative from the end; default the last);
-    the encoder's final LayerNorm is applied either way. Equals
-    ``model.forward_encoder(imgs, 0.0, noise=arange(L))[0]`` for the last block.
-    """
-    grid = model.check_imgs(imgs)
-    last = _block_index(model, block)
-    pos = model.position_embeddings(grid)
-    x = model.patch_embed(imgs) + pos[:, 1:, :]
-    cls = (model.cls_token + pos[:, :1, :]).expand(x.shape[0], -1, -1)
-    x = torch.cat([cls, x], dim=1)
-    for blk in model.blocks[: last + 1]:
-        x = blk(x)
-    return model.norm(x)
 
 
 def _pool(tokens: torch.Tensor, pool: str, grid: tuple[int, int]) -> torch.Tensor:
@@ -351,51 +290,18 @@ def embed_image(
     normalize: str = "auto",
 ) -> np.ndarray:
     """Embeddings of one crop (C, H, W) of the model's input size: (gh, gw, D) for ``pool="patch"``,
-    (D,) for ``"cls"``/``"mean"``. No patch is masked."""
+    (D,) for ``"cls"``/``"mean"``. No patch is masked (``model.forward_features``)."""
     _check_pool(pool)
-    x, *_, size, p, _ = _prepare(model, image, None, bands, normalize)
-    if x.shape[1:] != (size, size):
+    scene, tiles, grid = _scene_tiles(model, image, None, bands, normalize, None)
+    size, g = grid.size, grid.size // model_geometry(model).patch_size
+    if (scene.height, scene.width) != (size, size):
         raise InputError(
             f"embed_image takes one crop of the model's size ({size} x {size} px), got "
-            f"{x.shape[1]} x {x.shape[2]}; use scene_embeddings for a larger image"
+            f"{scene.height} x {scene.width}; use scene_embeddings for a larger image"
         )
-    device = _device(model)
-    model.eval()
-    tokens = encoder_tokens(model, torch.from_numpy(x)[None].to(device), block)
-    return _pool(tokens, pool, (size // p, size // p))[0].float().cpu().numpy()
-
-
-def _device(model) -> torch.device:
-    try:
-        return next(model.parameters()).device
-    except StopIteration:
-        return torch.device("cpu")
-
-
-def _iter_tiles(x, valid, size, batch_size):
-    from mae_nb.data.tiling import tile
-
-    tiles = tile(x, size, stride=size, valid=valid, min_valid=0.0)
-    for k in range(0, len(tiles), batch_size):
-        yield k, tiles, slice(k, k + batch_size)
-
-
-def _reconstruct_batch(
-    model, xb: torch.Tensor, indices, scenario: tuple, seed: int, precision="fp32"
-):
-    """Chained/covering passes on a batch of normalized tiles (mae_nb.reconstruct.run_passes)."""
-    ratio, iterations, mode = scenario
-    p = model_geometry(model).patch_size
-    length = (xb.shape[2] // p) * (xb.shape[3] // p)
-    if iterations is None:
-        iterations = math.ceil(length / (length - int(length * (1 - ratio))))
-    noises, ratios = [], None
-    for t in indices:
-        nz, ratios = pass_noise(mode, length, ratio, iterations, _tile_seed(seed, t))
-        noises.append(nz)
-    noise = torch.stack(noises, dim=1).to(xb.device)  # (K, n, L)
-    pasted, _, masks, _ = run_passes(model, xb, ratio, iterations, mode, noise, ratios, precision)
-    return pasted, masks
+    with inference(model) as device:
+        tokens = model.forward_features(torch.from_numpy(tiles.array)[None].to(device), block)
+    return _pool(tokens, pool, (g, g))[0].float().cpu().numpy()
 
 
 def scene_embeddings(
@@ -424,82 +330,38 @@ def scene_embeddings(
     block. ``scenario``: "none" (the image) or a masking scenario of :data:`SCENARIOS`, whose
     reconstruction (seeded by ``seed`` and the tile's index) is embedded instead.
     """
-    from tqdm.auto import tqdm
-
     _check_pool(pool)
-    recon = _scenario(scenario)
-    x, valid, transform, crs, scene_shape, size, p, _ = _prepare(
-        model, image, valid, bands, normalize, tile_size
-    )
-    _block_index(model, block)
-    hc, wc = valid.shape
-    g = size // p
-    device = _device(model)
-    was_training = model.training
-    model.eval()
-    from mae_nb.data.tiling import tile
-
-    tiles = tile(x, size, stride=size, valid=valid, min_valid=0.0)
-    tile_rows, tile_cols = np.unique(tiles.rows), np.unique(tiles.cols)
-    if pool == "patch":
-        total = np.zeros((hc // p, wc // p, 0), np.float64)
-        count = np.zeros((hc // p, wc // p), np.float64)
-    else:
-        total = np.zeros((len(tile_rows), len(tile_cols), 0), np.float64)
-    try:
-        for k in tqdm(
-            range(0, len(tiles), batch_size),
-            disable=not progress,
-            desc=f"embed ({scenario})",
-            unit="batch",
-        ):
-            sl = slice(k, k + batch_size)
-            xb = torch.from_numpy(tiles.tiles[sl]).to(device)
-            if recon is not None:
-                vb = torch.from_numpy(tiles.valid[sl])[:, None].to(device)
-                pasted, _ = _reconstruct_batch(model, xb, range(k, k + len(xb)), recon, seed)
-                xb = torch.where(vb, pasted, xb)
-            out = (
-                _pool(encoder_tokens(model, xb, block), pool, (g, g))
-                .float()
-                .cpu()
-                .numpy()
-                .astype(np.float64)
-            )
-            if total.shape[2] == 0:
-                total = np.zeros(total.shape[:2] + (out.shape[-1],), np.float64)
-            for v, r, c in zip(out, tiles.rows[sl], tiles.cols[sl]):
+    recon, block = _scenario(scenario), _block_index(model, block)
+    scene, tiles, grid = _scene_tiles(model, image, valid, bands, normalize, tile_size)
+    p = model_geometry(model).patch_size
+    g, patches = grid.size // p, (scene.height // p, scene.width // p)
+    cells = CellAccumulator(patches if pool == "patch" else grid.shape)
+    batches = tile_batches(
+        tiles, grid, batch_size, by_strip=False, skip_empty=False, progress=progress,
+        desc=f"embed ({scenario})",
+    )  # fmt: skip
+    with inference(model) as device:
+        for batch in batches:
+            x = torch.from_numpy(batch.pixels).to(device)
+            if recon is not None:  # embed the scenario's reconstruction, nodata left as it was
+                pasted = tile_passes(model, x, batch.index, seed, *recon)[0]
+                x = torch.where(torch.from_numpy(batch.valid)[:, None].to(device), pasted, x)
+            out = _pool(model.forward_features(x, block), pool, (g, g)).float().cpu().numpy()
+            for t, r, c, v in zip(batch.index, batch.rows, batch.cols, out.astype(np.float64)):
                 if pool == "patch":
-                    total[r // p : r // p + g, c // p : c // p + g] += v
-                    count[r // p : r // p + g, c // p : c // p + g] += 1
+                    cells.add(r // p, c // p, v)
                 else:
-                    total[np.searchsorted(tile_rows, r), np.searchsorted(tile_cols, c)] = v
-    finally:
-        model.train(was_training)
+                    cells.add(*divmod(int(t), grid.shape[1]), v[None, None])
     if pool == "patch":
-        values = total / np.maximum(count, 1)[..., None]
-        rows, cols, cell = np.arange(hc // p) * p, np.arange(wc // p) * p, p
+        rows, cols, cell = np.arange(patches[0]) * p, np.arange(patches[1]) * p, p
     else:
-        values, rows, cols, cell = total, tile_rows, tile_cols, size
-    cell_valid = patch_fraction(valid, rows, cols, cell) >= 0.5
-    values = np.where(cell_valid[..., None], values, np.nan).astype(np.float32)
+        rows, cols, cell = grid.row_starts, grid.col_starts, grid.size
+    cell_valid = patch_fraction(scene.valid, rows, cols, cell) >= 0.5
+    values = np.where(cell_valid[..., None], cells.mean(), np.nan).astype(np.float32)
     return Embeddings(
-        values,
-        rows,
-        cols,
-        cell,
-        cell_valid,
-        scene_shape,
-        size,
-        tile_rows,
-        tile_cols,
-        transform,
-        crs,
-        pool,
-        _block_index(model, block),
-        scenario,
-        source,
-    )
+        values, rows, cols, cell, cell_valid, scene.shape, grid.size, grid.row_starts,
+        grid.col_starts, scene.transform, scene.crs, pool, block, scenario, source,
+    )  # fmt: skip
 
 
 def error_map(
@@ -531,81 +393,32 @@ def error_map(
     """
     if int(repeats) != repeats or repeats < 1:
         raise InputError(f"repeats must be a whole number >= 1, got {repeats}")
-    if mode not in ("chained", "covering"):
-        raise InputError(f"mode must be 'chained' or 'covering', got {mode!r}")
-    x, valid, transform, crs, scene_shape, size, p, _ = _prepare(
-        model, image, valid, bands, normalize, tile_size
-    )
-    from mae_nb.masking import check_mask_ratio
-
-    length = (size // p) ** 2
-    check_mask_ratio(mask_ratio, length)
-    if mode == "covering" and mask_ratio == 0:
-        raise InputError("covering mode needs mask_ratio > 0 (with 0 no patch is ever predicted)")
-    if iterations is not None and (int(iterations) != iterations or iterations < 1):
-        raise InputError(f"iterations must be a whole number >= 1, got {iterations}")
-    if mode == "chained" and iterations is None:
-        iterations = 1
-    hc, wc = valid.shape
-    g, c = size // p, x.shape[0]
-    total = np.zeros((hc // p, wc // p, c), np.float64)
-    count = np.zeros((hc // p, wc // p), np.float64)
-    device = _device(model)
-    was_training = model.training
-    model.eval()
-    from mae_nb.data.tiling import tile
-
-    tiles = tile(x, size, stride=size, valid=valid, min_valid=0.0)
-    try:
+    scene, tiles, grid = _scene_tiles(model, image, valid, bands, normalize, tile_size)
+    p = model_geometry(model).patch_size
+    g, c, patches = grid.size // p, scene.count, (scene.height // p, scene.width // p)
+    ratio, passes, _ = check_passes(mask_ratio, iterations, mode, "fp32", g * g)
+    cells = CellAccumulator(patches)
+    with inference(model) as device:
         for rep in range(int(repeats)):
-            for k in range(0, len(tiles), batch_size):
-                sl = slice(k, k + batch_size)
-                xb = torch.from_numpy(tiles.tiles[sl]).to(device)
-                vb = torch.from_numpy(tiles.valid[sl]).to(device)
-                pasted, masks = _reconstruct_batch(
-                    model, xb, range(k, k + len(xb)), (mask_ratio, iterations, mode), seed + rep
-                )
-                sq = (
-                    ((pasted.float() - xb) ** 2 * vb[:, None])
-                    .reshape(len(xb), c, g, p, g, p)
-                    .sum(dim=(3, 5))
-                )
-                npx = vb.float().reshape(len(xb), g, p, g, p).sum(dim=(2, 4))  # (n, g, g)
-                err = (
-                    (sq / npx.clamp(min=1)[:, None]).permute(0, 2, 3, 1).cpu().numpy()
-                )  # (n, g, g, C)
-                hit = (
-                    (masks.amax(dim=0) > 0).reshape(len(xb), g, g).cpu().numpy()
-                )  # masked in any pass
-                for e, h_, r, cc in zip(err, hit, tiles.rows[sl], tiles.cols[sl]):
-                    total[r // p : r // p + g, cc // p : cc // p + g] += e * h_[..., None]
-                    count[r // p : r // p + g, cc // p : cc // p + g] += h_
-    finally:
-        model.train(was_training)
-    rows, cols = np.arange(hc // p) * p, np.arange(wc // p) * p
-    cell_valid = (patch_fraction(valid, rows, cols, p) >= 0.5) & (count > 0)
-    values = np.where(
-        cell_valid[..., None], total / np.maximum(count, 1)[..., None], np.nan
-    ).astype(np.float32)
+            for batch in tile_batches(tiles, grid, batch_size, by_strip=False, skip_empty=False):
+                n, x = len(batch), torch.from_numpy(batch.pixels).to(device)
+                ok = torch.from_numpy(batch.valid).to(device)
+                pasted, masks = tile_passes(model, x, batch.index, seed + rep, ratio, passes, mode)
+                sq = ((pasted.float() - x) ** 2 * ok[:, None]).reshape(n, c, g, p, g, p)
+                npx = ok.float().reshape(n, g, p, g, p).sum(dim=(2, 4)).clamp(min=1)  # (n, g, g)
+                err = (sq.sum(dim=(3, 5)) / npx[:, None]).permute(0, 2, 3, 1).cpu().numpy()
+                hit = (masks.amax(dim=0) > 0).reshape(n, g, g).cpu().numpy()  # masked in a pass
+                for e, h, r, cc in zip(err, hit, batch.rows, batch.cols):
+                    cells.add(r // p, cc // p, e, h)
+    rows, cols = np.arange(patches[0]) * p, np.arange(patches[1]) * p
+    cell_valid = (patch_fraction(scene.valid, rows, cols, p) >= 0.5) & (cells.count > 0)
+    values = np.where(cell_valid[..., None], cells.mean(), np.nan).astype(np.float32)
     name = f"{mode} {mask_ratio:g}" + (f" x{iterations}" if iterations else "")
     return Embeddings(
-        values,
-        rows,
-        cols,
-        p,
-        cell_valid,
-        scene_shape,
-        size,
-        np.unique(tiles.rows),
-        np.unique(tiles.cols),
-        transform,
-        crs,
-        "error",
-        None,
-        name,
-        source,
+        values, rows, cols, p, cell_valid, scene.shape, grid.size, grid.row_starts,
+        grid.col_starts, scene.transform, scene.crs, "error", None, name, source,
         meta={"repeats": int(repeats), "units": "MSE of normalized pixels, per band"},
-    )
+    )  # fmt: skip
 
 
 def pixel_features(
@@ -619,52 +432,33 @@ def pixel_features(
 ) -> Embeddings:
     """The baseline: each patch's own pixels, per-band standardized and flattened, (gh, gw, p*p*C).
 
-    Cells are laid out as :func:`scene_embeddings` lays out patches, so the two compare cell by cell.
+    Cells are laid out as :func:`scene_embeddings` lays out patches, so the two compare cell by
+    cell.
     """
-    arr, rvalid, transform, crs, dtype = _as_scene(image, bands)
-    c, h, w = arr.shape
     p = int(patch_size)
-    if p < 1 or h < p or w < p:
-        raise InputError(f"the scene ({h} x {w} px) is smaller than one {p} x {p} patch")
-    valid = rvalid if valid is None else np.asarray(valid, bool)
-    valid = np.ones((h, w), bool) if valid is None else valid
-    if valid.shape != (h, w):
-        raise InputError(f"valid must have the image's shape {(h, w)}, got {valid.shape}")
-    hc, wc = h // p * p, w // p * p
-    arr, valid = arr[:, :hc, :wc], valid[:hc, :wc] & np.isfinite(arr[:, :hc, :wc]).all(axis=0)
-    norm = normalization(arr, "per-band", valid, dtype=dtype)
-    x = np.where(valid[None], norm.apply(np.nan_to_num(arr)), 0.0)
+    scene = prepare_image(image, None, p, bands=bands, valid=valid)
+    c, hc, wc = scene.array.shape
+    norm = normalization(scene.array, "per-band", scene.valid, dtype=scene.dtype)
+    x = norm.model_input(scene.array, scene.valid)
     gh, gw = hc // p, wc // p
     values = x.reshape(c, gh, p, gw, p).transpose(1, 3, 2, 4, 0).reshape(gh, gw, p * p * c)
     rows, cols = np.arange(gh) * p, np.arange(gw) * p
-    cell_valid = patch_fraction(valid, rows, cols, p) >= 0.5
+    cell_valid = patch_fraction(scene.valid, rows, cols, p) >= 0.5
     size = int(tile_size or p)
-    from mae_nb.data.tiling import tile_starts
-
     values = np.where(cell_valid[..., None], values, np.nan).astype(np.float32)
+    tile_rows = tile_starts(hc, min(size, hc), min(size, hc))
+    tile_cols = tile_starts(wc, min(size, wc), min(size, wc))
     return Embeddings(
-        values,
-        rows,
-        cols,
-        p,
-        cell_valid,
-        (h, w),
-        size,
-        tile_starts(hc, min(size, hc), min(size, hc)),
-        tile_starts(wc, min(size, wc), min(size, wc)),
-        transform,
-        crs,
-        "pixels",
-        None,
-        "none",
-        source,
-    )
+        values, rows, cols, p, cell_valid, scene.shape, size, tile_rows, tile_cols,
+        scene.transform, scene.crs, "pixels", None, "none", source,
+    )  # fmt: skip
 
 
 def _blas_threads(n_samples: int):
-    """One BLAS and OpenMP thread for the small problems of this module (hundreds to thousands of cells):
-    there, thread start-up and busy-waiting cost more than they gain, and on a shared CPU
-    threads that spin (OpenBLAS, OpenMP) make a probe 10x slower. Large problems keep the default."""
+    """One BLAS and OpenMP thread for the small problems of this module (hundreds to thousands
+    of cells): there, thread start-up and busy-waiting cost more than they gain, and on a shared
+    CPU threads that spin (OpenBLAS, OpenMP) make a probe 10x slower. Large problems keep the
+    default."""
     from contextlib import nullcontext
 
     from threadpoolctl import threadpool_limits
@@ -735,7 +529,8 @@ class PCAMap:
 
 
 def pca_map(emb: Embeddings, n_components: int = 3, seed: int = 0) -> PCAMap:
-    """PCA (scikit-learn) of the valid cells' vectors; the first three components as a false-colour map."""
+    """PCA (scikit-learn) of the valid cells' vectors; the first three components as a
+    false-colour map."""
     from sklearn.decomposition import PCA
 
     data = emb.flat()
@@ -765,7 +560,8 @@ def pca_map(emb: Embeddings, n_components: int = 3, seed: int = 0) -> PCAMap:
 def kmeans_map(
     emb: Embeddings, n_clusters: int = 8, seed: int = 0, standardize: bool = True
 ) -> np.ndarray:
-    """k-means (scikit-learn) clusters of the valid cells: (gh, gw) int in 0..n_clusters-1, -1 elsewhere."""
+    """k-means (scikit-learn) clusters of the valid cells: (gh, gw) int in 0..n_clusters-1, -1
+    elsewhere."""
     from sklearn.cluster import KMeans
     from sklearn.preprocessing import StandardScaler
 
@@ -1034,11 +830,11 @@ def plant_cloud(
     seed: int = 0,
     brightness: float = 1.5,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """A copy of ``image`` (C, H, W) under a soft, bright synthetic cloud around ``centre`` (row, col).
+    """A copy of ``image`` (C, H, W) under a soft, bright synthetic cloud around ``centre``.
 
-    The cloud's opacity falls off from the centre with a little seeded texture; each band tends
-    to ``brightness`` times its 99th percentile under it. Returns (image float32, mask (H, W) bool
-    where the opacity exceeds 0.5).
+    ``centre``: (row, col). The cloud's opacity falls off from the centre with a little seeded
+    texture; each band tends to ``brightness`` times its 99th percentile under it. Returns
+    (image float32, mask (H, W) bool where the opacity exceeds 0.5).
     """
     from scipy import ndimage
 

@@ -50,13 +50,20 @@ import numpy as np
 import torch
 
 from mae_nb import metrics
-from mae_nb.data.geotiff import check_bands
-from mae_nb.errors import InputError, InputTypeError, OutputExistsError
+from mae_nb.errors import InputError, InputTypeError
 from mae_nb.masking import check_mask_ratio
-
-#: ImageNet statistics of RGB images scaled to [0, 1] (what Meta's MAE checkpoints expect).
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from mae_nb.models.mae import IMAGENET_MEAN, IMAGENET_STD
+from mae_nb.scene import (
+    BlendAccumulator,
+    RasterTiles,
+    TileGrid,
+    check_outputs,
+    inference,
+    prepare_image,
+    tile_batches,
+    tile_generator,
+    to_dtype,
+)
 
 MODES = ("chained", "covering")
 PRECISIONS = ("fp32", "bf16")
@@ -85,6 +92,11 @@ class Normalization:
     def invert(self, x: np.ndarray) -> np.ndarray:
         """normalized (..., C, H, W) -> the image's units, float32."""
         return (x * self.std[:, None, None] + self.mean[:, None, None]).astype(np.float32)
+
+    def model_input(self, image: np.ndarray, valid: np.ndarray) -> np.ndarray:
+        """The model's input: image (..., C, H, W) normalized, 0 where valid (..., H, W) is off."""
+        x = self.apply(np.nan_to_num(image))
+        return np.where(np.expand_dims(valid, -3), x, 0.0).astype(np.float32)
 
 
 def _unit_range(image: np.ndarray, valid: np.ndarray, dtype) -> tuple[float, float]:
@@ -166,6 +178,20 @@ class ModelGeometry:
     img_size: tuple[int, int] | None  # None: the model takes any multiple of patch_size
     built_size: tuple[int, int] | None = None  # the size the model was built (and trained) for
 
+    def tile_size(self, size: int | None = None) -> int:
+        """The side of the square tiles to cut a scene into: ``size``, else the model's input
+        size (224 if unknown); checked against a fixed input size and the patch size."""
+        size = int(size or (self.built_size[0] if self.built_size else 224))
+        if self.img_size is not None and (size, size) != self.img_size:
+            raise InputError(
+                f"tile_size must be the model's input size {self.img_size}, got {size}"
+            )
+        if size % self.patch_size:
+            raise InputError(
+                f"tile_size {size} is not a multiple of the patch size {self.patch_size}"
+            )
+        return size
+
 
 def model_geometry(model: torch.nn.Module) -> ModelGeometry:
     """Patch size, ``in_chans`` and fixed input size (if any) of an MAE with timm's PatchEmbed."""
@@ -179,26 +205,11 @@ def model_geometry(model: torch.nn.Module) -> ModelGeometry:
     p = int(p[0] if isinstance(p, (tuple, list)) else p)
     in_chans = int(getattr(model, "in_chans", None) or pe.proj.in_channels)
     size = getattr(pe, "img_size", None)
-    built = None
     if size is not None:
-        built = (
-            (int(size[0]), int(size[1]))
-            if isinstance(size, (tuple, list))
-            else (int(size), int(size))
-        )
-    # timm's PatchEmbed with strict_img_size=False (mae_nb's MAE) takes any multiple of the patch size
-    dynamic = (not getattr(pe, "strict_img_size", True)) or bool(
-        getattr(pe, "dynamic_img_size", False)
-    )
-    if size is not None and not dynamic:
-        size = (
-            (int(size[0]), int(size[1]))
-            if isinstance(size, (tuple, list))
-            else (int(size), int(size))
-        )
-    else:
-        size = None
-    return ModelGeometry(p, in_chans, size, built)
+        size = (int(size[0]), int(size[1])) if isinstance(size, (tuple, list)) else (int(size),) * 2
+    # timm's PatchEmbed with strict_img_size=False (mae_nb's MAE) takes any multiple of a patch
+    dynamic = not getattr(pe, "strict_img_size", True) or getattr(pe, "dynamic_img_size", False)
+    return ModelGeometry(p, in_chans, None if dynamic else size, size)
 
 
 def model_normalization(model, normalize: str = "auto", mean=None, std=None):
@@ -223,7 +234,14 @@ def model_normalization(model, normalize: str = "auto", mean=None, std=None):
 # --------------------------------------------------------------------------- passes
 
 
-def _check_common(mask_ratio, iterations, mode, precision, num_patches):
+def check_passes(
+    mask_ratio: float, iterations: int | None, mode: str, precision: str, num_patches: int
+) -> tuple[float, int, int]:
+    """Check the passes' settings for an image of ``num_patches`` patches, before any work.
+
+    Returns ``(mask_ratio, iterations, masked per pass)``; ``iterations=None`` becomes 1 for
+    chained passes and every group for covering ones.
+    """
     if mode not in MODES:
         raise InputError(f"mode must be 'chained' or 'covering', got {mode!r}")
     if precision not in PRECISIONS:
@@ -273,6 +291,36 @@ def pass_noise(
     return noise, ratios
 
 
+def tile_passes(
+    model,
+    x: torch.Tensor,
+    tiles: Sequence[int],
+    seed: int,
+    mask_ratio: float,
+    iterations: int,
+    mode: str,
+    precision: str = "fp32",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The passes of :func:`reconstruct` on a batch of tiles; tile ``i`` is masked by ``(seed, i)``.
+
+    x: (n, C, s, s) normalized; ``tiles``: (n,) the tiles' numbers in their scene (see
+    :func:`mae_nb.scene.tile_generator`), so a tile's masks do not depend on its batch.
+    ``iterations``: resolved (see :func:`check_passes`). Returns ``pasted`` (n, C, s, s) and
+    ``masks`` (K, n, L).
+    """
+    p = model_geometry(model).patch_size
+    length = (x.shape[2] // p) * (x.shape[3] // p)
+    noises, ratios = [], None
+    for t in tiles:
+        noise, ratios = pass_noise(mode, length, mask_ratio, iterations, tile_generator(seed, t))
+        noises.append(noise)
+    noise = torch.stack(noises, dim=1).to(x.device)  # (K, n, L)
+    pasted, _, masks, _ = run_passes(
+        model, x, mask_ratio, iterations, mode, noise, ratios, precision
+    )
+    return pasted, masks
+
+
 def _takes_grid(fn) -> bool:
     import inspect
 
@@ -283,7 +331,7 @@ def _takes_grid(fn) -> bool:
 
 
 def _run_model(model, x, ratio, noise):
-    """One masked pass: x (N, C, H, W) normalized, noise (N, L) -> pred (N, C, H, W), mask (N, L)."""
+    """One masked pass: x (N, C, H, W) normalized, noise (N, L) -> pred (N, C, H, W), mask (N, L)"""
     p = model_geometry(model).patch_size
     grid = (x.shape[2] // p, x.shape[3] // p)
     dec_kw = {"grid_hw": grid} if _takes_grid(model.forward_decoder) else {}
@@ -317,7 +365,7 @@ def run_passes(
     p = geom.patch_size
     n, _, h, w = x.shape
     gh, gw = h // p, w // p
-    # one autocast context for all passes: the bf16 copies of the weights are made once, not per pass
+    # one autocast context for all passes: bf16 copies of the weights are made once, not per pass
     if precision == "bf16":
         ctx = torch.autocast(device_type=x.device.type, dtype=torch.bfloat16)
     else:
@@ -485,47 +533,6 @@ class Reconstruction:
         return out
 
 
-def _as_image(image, bands) -> tuple[np.ndarray, object]:
-    if hasattr(image, "raster"):  # a mae_nb.data.Sample
-        image = image.raster
-    if hasattr(image, "array") and hasattr(image, "valid"):  # a Raster
-        image = image.array
-    if isinstance(image, torch.Tensor):
-        image = image.detach().cpu().numpy()
-    image = np.asarray(image)
-    if image.ndim == 4 and image.shape[0] == 1:
-        image = image[0]
-    if image.ndim == 2:
-        image = image[None]
-    if image.ndim != 3:
-        raise InputError(f"expected one image of shape (C, H, W), got shape {image.shape}")
-    if bands is not None:
-        image = image[[b - 1 for b in check_bands(bands, image.shape[0], "the image")]]
-    return image, image.dtype
-
-
-def _check_geometry(image_shape, geom: ModelGeometry):
-    c, h, w = image_shape
-    p = geom.patch_size
-    if c != geom.in_chans:
-        hint = " pick three with bands=[r, g, b] (1-based)" if geom.in_chans == 3 and c > 3 else ""
-        raise InputError(
-            f"the image has {c} band(s) but the model expects in_chans={geom.in_chans};{hint}"
-            if hint
-            else f"the image has {c} band(s) but the model expects in_chans={geom.in_chans}"
-        )
-    if h < p or w < p:
-        raise InputError(f"the image is {h} x {w} pixels, smaller than one {p} x {p} patch")
-    hc, wc = h // p * p, w // p * p
-    if geom.img_size is not None and (hc, wc) != geom.img_size:
-        raise InputError(
-            f"the model takes {geom.img_size[0]} x {geom.img_size[1]} images; this one is {h} x {w}"
-            f"{f' ({hc} x {wc} after cropping to whole patches)' if (hc, wc) != (h, w) else ''}. "
-            "Cut a crop of the model's size, or use reconstruct_scene for a large image"
-        )
-    return hc, wc
-
-
 def _patch_mse(pasted, original, valid, p):
     c, h, w = original.shape
     gh, gw = h // p, w // p
@@ -551,13 +558,6 @@ def _scores(pasted, original, valid, pixel_mask, data_range):
     return pm, sm, pa, sa
 
 
-def _model_device(model) -> torch.device:
-    try:
-        return next(model.parameters()).device
-    except StopIteration:
-        return torch.device("cpu")
-
-
 def reconstruct(
     model: torch.nn.Module,
     image,
@@ -574,7 +574,7 @@ def reconstruct(
     precision: str = "fp32",
     data_range: float | None = None,
 ) -> Reconstruction:
-    """Mask ``mask_ratio`` of the patches of ``image``, let ``model`` predict them, ``iterations`` times.
+    """Mask ``mask_ratio`` of ``image``'s patches and let ``model`` predict them, pass by pass.
 
     image: (C, H, W) array or tensor (or a :class:`~mae_nb.data.Raster`/``Sample``), any dtype.
     ``bands``: 1-based bands to use (``[3, 2, 1]`` for an RGB composite of a Landsat file).
@@ -590,45 +590,33 @@ def reconstruct(
     """
     start = time.perf_counter()
     geom = model_geometry(model)
-    image, dtype = _as_image(image, bands)
-    _, h0, w0 = image.shape
-    hc, wc = _check_geometry(image.shape, geom)
     p = geom.patch_size
+    scene = prepare_image(image, geom.in_chans, p, bands=bands, valid=valid)
+    (h0, w0), (hc, wc) = scene.shape, (scene.height, scene.width)
+    if geom.img_size is not None and (hc, wc) != geom.img_size:
+        cropped = f" ({hc} x {wc} after cropping to whole patches)" if scene.crop != (0, 0) else ""
+        raise InputError(
+            f"the model takes {geom.img_size[0]} x {geom.img_size[1]} images; this one is {h0} x "
+            f"{w0}{cropped}. Cut a crop of the model's size, or use reconstruct_scene for a large "
+            "image"
+        )
     length = (hc // p) * (wc // p)
-    ratio, iterations, _ = _check_common(mask_ratio, iterations, mode, precision, length)
-    if valid is None:
-        valid = np.ones((h0, w0), bool)
-    valid = np.asarray(valid, bool)
-    if valid.shape != (h0, w0):
-        raise InputError(f"valid must have the image's shape {(h0, w0)}, got {valid.shape}")
-    image = image[:, :hc, :wc].astype(np.float32)
-    valid = valid[:hc, :wc] & np.isfinite(image).all(axis=0)
+    ratio, iterations, _ = check_passes(mask_ratio, iterations, mode, precision, length)
+    image, valid = scene.array, scene.valid
     normalize, mean, std = model_normalization(model, normalize, mean, std)
-    norm = normalization(image, normalize, valid, mean, std, dtype)
+    norm = normalization(image, normalize, valid, mean, std, scene.dtype)
     if data_range is not None:
         if not float(data_range) > 0:
             raise InputError(f"data_range must be positive, got {data_range}")
         norm.data_range = float(data_range)
 
-    x = np.where(valid[None], norm.apply(np.nan_to_num(image)), 0.0).astype(np.float32)
-    device = _model_device(model)
     generator = torch.Generator().manual_seed(int(seed))
     noise, ratios = pass_noise(mode, length, ratio, iterations, generator)
-    was_training = model.training
-    model.eval()
-    try:
+    with inference(model) as device:
+        x = torch.from_numpy(norm.model_input(image, valid))[None].to(device)
         pasted, pred, masks, steps = run_passes(
-            model,
-            torch.from_numpy(x)[None].to(device),
-            ratio,
-            iterations,
-            mode,
-            noise[:, None].to(device),
-            ratios,
-            precision,
+            model, x, ratio, iterations, mode, noise[:, None].to(device), ratios, precision
         )
-    finally:
-        model.train(was_training)
 
     gh, gw = hc // p, wc // p
     pass_masks = masks[:, 0].reshape(iterations, gh, gw).bool().cpu().numpy()
@@ -645,30 +633,13 @@ def reconstruct(
     masked = np.where(pixel_mask[None], nan, original).astype(np.float32)
     pm, sm, pa, sa = _scores(pasted_np, original, valid, pixel_mask, norm.data_range)
     return Reconstruction(
-        original=original,
-        masked=masked,
-        prediction=out(pred[0]),
-        pasted=pasted_np,
-        mask=mask,
-        pixel_mask=pixel_mask,
-        pass_masks=pass_masks,
-        steps=out(steps[:, 0]),
-        valid=valid,
-        patch_error=_patch_mse(pasted_np, original, valid, p),
-        psnr_masked=pm,
-        ssim_masked=sm,
-        psnr=pa,
-        ssim=sa,
-        mask_ratio=ratio,
-        iterations=iterations,
-        mode=mode,
-        seed=int(seed),
-        patch_size=p,
-        normalization=norm,
-        crop=(h0 - hc, w0 - wc),
-        precision=precision,
+        original=original, masked=masked, prediction=out(pred[0]), pasted=pasted_np, mask=mask,
+        pixel_mask=pixel_mask, pass_masks=pass_masks, steps=out(steps[:, 0]), valid=valid,
+        patch_error=_patch_mse(pasted_np, original, valid, p), psnr_masked=pm, ssim_masked=sm,
+        psnr=pa, ssim=sa, mask_ratio=ratio, iterations=iterations, mode=mode, seed=int(seed),
+        patch_size=p, normalization=norm, crop=scene.crop, precision=precision,
         seconds=time.perf_counter() - start,
-    )
+    )  # fmt: skip
 
 
 # --------------------------------------------------------------------------- whole scenes
@@ -701,67 +672,34 @@ class SceneResult:
         return self.tiles / self.seconds if self.seconds > 0 else float("nan")
 
 
-def blend_weights(size: int, overlap: int) -> np.ndarray:
-    """(size, size) weights that ramp linearly from the tile's edge over ``overlap`` pixels.
+class _ScoredRows:
+    """Blended rows of :func:`reconstruct_scene` -> the rows to write (the reconstruction in the
+    source's dtype, its RMSE over bands), keeping the sums the scene's PSNR and mean error need."""
 
-    Where tiles overlap, their outputs are averaged with these weights, so seams fade out.
-    """
-    i = np.arange(size, dtype=np.float64) + 0.5
-    ramp = np.minimum(i, size - i) / max(overlap, 1)
-    ramp = np.clip(ramp, 1e-3, 1.0)
-    return np.outer(ramp, ramp).astype(np.float32)
+    def __init__(self, scene: RasterTiles):
+        self.scene, self.sq_sum, self.abs_sum, self.count = scene, 0.0, 0.0, 0
 
+    def __call__(self, chunks) -> tuple[np.ndarray, np.ndarray] | None:
+        scene, rows = self.scene, None
+        for top, cols, rec, ok in chunks:  # column chunks keep the temporaries small
+            if rows is None:
+                n = rec.shape[1]
+                rows = (
+                    np.empty((scene.count, n, scene.width), scene.dtype),
+                    np.empty((1, n, scene.width), np.float32),
+                )
+            err = np.sqrt(np.mean((rec - scene.read_rows(top, n, cols)) ** 2, axis=0))
+            err = np.where(ok, err, np.nan).astype(np.float32)
+            self.sq_sum += float(np.sum(err[ok].astype(np.float64) ** 2) * scene.count)
+            self.abs_sum += float(np.sum(err[ok], dtype=np.float64))
+            self.count += int(ok.sum())
+            rows[0][:, :, cols] = to_dtype(rec, scene.dtype, scene.nodata, ok)
+            rows[1][0, :, cols] = err
+        return rows
 
-def scene_normalization(
-    src, bands: list[int], kind: str = "auto", mean=None, std=None, max_side: int = 1024
-) -> Normalization:
-    """The normalization of a whole raster from a decimated read (at most ``max_side`` pixels a side)."""
-    from rasterio.enums import Resampling
-
-    factor = max(1, math.ceil(max(src.height, src.width) / max_side))
-    shape = (len(bands), max(1, src.height // factor), max(1, src.width // factor))
-    data = src.read(bands, out_shape=shape, resampling=Resampling.nearest).astype(np.float32)
-    valid = (src.read_masks(bands, out_shape=shape, resampling=Resampling.nearest) > 0).any(axis=0)
-    return normalization(data, kind, valid, mean, std, dtype=src.dtypes[bands[0] - 1])
-
-
-def _to_dtype(a: np.ndarray, dtype: str, nodata, valid: np.ndarray) -> np.ndarray:
-    """Float (C, h, w) -> the output dtype; nodata where not valid, never by accident elsewhere."""
-    dt = np.dtype(dtype)
-    if np.issubdtype(dt, np.integer):
-        info = np.iinfo(dt)
-        out = np.clip(np.rint(np.nan_to_num(a)), info.min, info.max).astype(dt)
-        if nodata is not None and info.min <= nodata <= info.max:
-            nd = dt.type(nodata)
-            out[(out == nd) & valid[None]] = nd + 1 if nd < info.max else nd - 1
-    else:
-        out = a.astype(dt)
-    if nodata is not None:
-        out[:, ~valid] = dt.type(nodata)
-    elif not np.issubdtype(dt, np.integer):
-        out[:, ~valid] = np.nan
-    return out
-
-
-class _BlockWriter:
-    """Collects finished rows and writes them to a tiled GeoTIFF whole block-rows at a time."""
-
-    def __init__(self, dst, block: int):
-        self.dst, self.block, self.row, self.parts = dst, block, 0, []
-
-    def add(self, rows: np.ndarray, final: bool = False) -> None:
-        from rasterio.windows import Window
-
-        if rows is not None and rows.shape[1]:
-            self.parts.append(rows)
-        pending = sum(p.shape[1] for p in self.parts)
-        n = pending if final else (self.row + pending) // self.block * self.block - self.row
-        if n <= 0:
-            return
-        data = np.concatenate(self.parts, axis=1)
-        self.dst.write(data[:, :n], window=Window(0, self.row, data.shape[2], n))
-        self.row += n
-        self.parts = [data[:, n:]] if n < data.shape[1] else []
+    def psnr(self, data_range: float) -> float:
+        mse = self.sq_sum / max(self.count * self.scene.count, 1)
+        return 10 * math.log10(data_range**2 / max(mse, 1e-20)) if self.count else float("nan")
 
 
 def reconstruct_scene(
@@ -791,10 +729,11 @@ def reconstruct_scene(
     The scene is cut into tiles of the model's input size that overlap by ``overlap`` pixels
     (default: an eighth of a tile); each tile is reconstructed as :func:`reconstruct` does
     (``mask_ratio``, ``iterations``, ``mode``; tile ``i`` uses the masks of seed ``(seed, i)``),
-    and overlapping tiles are blended with :func:`blend_weights`. Tiles are read and results
-    written in windows, one strip of tiles at a time, so memory does not grow with the number
-    of rows and grows with the width only by one strip. The normalization is computed once for
-    the whole scene (from a decimated read), so tiles agree.
+    and overlapping tiles are blended with :func:`mae_nb.scene.blend_weights`. Tiles are read
+    and results written in windows, one strip of tiles at a time (:mod:`mae_nb.scene`), so
+    memory does not grow with the number of rows and grows with the width only by one strip.
+    The normalization is computed once for the whole scene (from a decimated read), so tiles
+    agree.
 
     Outputs: ``out_path``, the reconstruction with the source's dtype, CRS, transform and nodata
     (a valid pixel that would round to the nodata value is moved one step off it); and
@@ -804,230 +743,49 @@ def reconstruct_scene(
     ``window``: ``(row_off, col_off, height, width)`` to reconstruct only that part of the scene
     (the outputs then cover the window, with its transform).
     """
-    import rasterio
-    from rasterio.windows import Window
-    from rasterio.windows import transform as window_transform
-    from tqdm.auto import tqdm
-
-    from mae_nb.data.geotiff import _open, check_bands, check_window
-    from mae_nb.data.tiling import tile_starts
-
     geom = model_geometry(model)
     in_path, out_path = Path(in_path), Path(out_path)
-    error_path = (
-        Path(error_path)
-        if error_path is not None
-        else out_path.with_name(out_path.stem + "_error.tif")
-    )
-    with _open(in_path) as src:
-        idx = check_bands(bands, src.count, in_path)
-        if len(idx) != geom.in_chans:
+    error_path = Path(error_path or out_path.with_name(out_path.stem + "_error.tif"))
+    with RasterTiles(in_path, bands, window) as scene:
+        if scene.count != geom.in_chans:
             raise InputError(
-                f"{in_path.name} gives {len(idx)} band(s) ({idx}) but the model expects "
-                f"in_chans={geom.in_chans}; choose bands with bands=[...] (--bands)"
+                f"{in_path.name} gives {scene.count} band(s) ({scene.bands}) but the model "
+                f"expects in_chans={geom.in_chans}; choose bands with bands=[...] (--bands)"
             )
-        for path in (out_path, error_path):
-            if path.exists() and path.resolve() == in_path.resolve():
-                raise InputError(f"the output {path} is the input file; choose another output path")
-            if path.exists() and not overwrite:
-                raise OutputExistsError(
-                    f"{path} already exists; pass overwrite=True (or --overwrite) to replace it"
-                )
-        if out_path.resolve() == error_path.resolve():
-            raise InputError("the reconstruction and the error map need different paths")
-        size = int(tile_size or (geom.built_size[0] if geom.built_size else 224))
-        if geom.img_size is not None and (size, size) != geom.img_size:
-            raise InputError(
-                f"tile_size must be the model's input size {geom.img_size}, got {size}"
-            )
-        p = geom.patch_size
-        if size % p:
-            raise InputError(f"tile_size {size} is not a multiple of the patch size {p}")
+        check_outputs(in_path, (out_path, error_path), overwrite)
+        size = geom.tile_size(tile_size)
         overlap = size // 8 if overlap is None else int(overlap)
-        if not 0 <= overlap <= size // 2:
-            raise InputError(
-                f"overlap must be between 0 and half a tile ({size // 2} px), got {overlap}"
-            )
-        if int(batch_size) < 1:
-            raise InputError(f"batch_size must be at least 1, got {batch_size}")
-        length = (size // p) ** 2
-        ratio, iterations, _ = _check_common(mask_ratio, iterations, mode, precision, length)
+        blend = BlendAccumulator(scene.count, scene.height, scene.width, size, overlap)
+        length = (size // geom.patch_size) ** 2
+        ratio, iterations, _ = check_passes(mask_ratio, iterations, mode, precision, length)
         normalize, mean, std = model_normalization(model, normalize, mean, std)
-        with rasterio.Env(GDAL_CACHEMAX=16):  # a decimated read must not fill GDAL's block cache
-            norm = scene_normalization(src, idx, normalize, mean, std)
-
-        r_off, c_off, h, w = check_window(window, src.height, src.width, in_path)
-        c = len(idx)
-        stride = size - overlap
-        row_starts = tile_starts(max(h, size), size, stride)
-        col_starts = tile_starts(max(w, size), size, stride)
-        weights = blend_weights(size, overlap)
-        dtype = src.dtypes[idx[0] - 1]
-        nodata = src.nodata
-        block = 256
-        out_transform = window_transform(Window(c_off, r_off, w, h), src.transform)
-        profile = dict(
-            driver="GTiff",
-            height=h,
-            width=w,
-            crs=src.crs,
-            transform=out_transform,
-            compress="deflate",
-            tiled=True,
-            blockxsize=block,
-            blockysize=block,
-            BIGTIFF="IF_SAFER",
-        )
-        tmp_out = out_path.with_name(f".{out_path.name}.partial")
-        tmp_err = error_path.with_name(f".{error_path.name}.partial")
-        out_path.parent.mkdir(parents=True, exist_ok=True)
-        error_path.parent.mkdir(parents=True, exist_ok=True)
-        device = _model_device(model)
-        was_training = model.training
-        model.eval()
-        n_tiles, skipped, sq_sum, abs_sum, count = 0, 0, 0.0, 0.0, 0
-        start = time.perf_counter()
-        try:
-            with (
-                rasterio.Env(GDAL_CACHEMAX=16),
-                rasterio.open(tmp_out, "w", count=c, dtype=dtype, nodata=nodata, **profile) as dst,
-                rasterio.open(
-                    tmp_err, "w", count=1, dtype="float32", nodata=float("nan"), **profile
-                ) as edst,
-            ):
-                for i, b in enumerate(idx, start=1):
-                    dst.set_band_description(i, src.descriptions[b - 1] or f"band {b}")
-                edst.set_band_description(1, "reconstruction RMSE over bands")
-                out_writer, err_writer = _BlockWriter(dst, block), _BlockWriter(edst, block)
-                acc = np.zeros((c, size, w), np.float32)
-                wsum = np.zeros((size, w), np.float32)
-                top = 0  # scene row of acc[:, 0]
-                bar = tqdm(
-                    total=len(row_starts) * len(col_starts),
-                    unit="tile",
-                    disable=not progress,
-                    desc=f"reconstruct {in_path.name}",
-                )
-                tile_index = 0
-                for ri, r0 in enumerate(row_starts):
-                    jobs = [(tile_index + j, r0, c0) for j, c0 in enumerate(col_starts)]
-                    tile_index += len(jobs)
-                    for k in range(0, len(jobs), int(batch_size)):
-                        batch = jobs[k : k + int(batch_size)]
-                        reads = []
-                        for t, rr, cc in batch:
-                            win = Window(cc + c_off, rr + r_off, size, size)
-                            boundless = (
-                                rr + r_off + size > src.height or cc + c_off + size > src.width
-                            )
-                            arr = src.read(
-                                idx,
-                                window=win,
-                                boundless=boundless,
-                                fill_value=nodata if nodata is not None else 0,
-                            ).astype(np.float32)
-                            ok = (src.read_masks(idx, window=win, boundless=boundless) > 0).any(
-                                axis=0
-                            )
-                            ok &= np.isfinite(arr).all(axis=0)
-                            if (
-                                rr + size > h or cc + size > w
-                            ):  # outside the scene (or window) is nodata
-                                ok[max(0, h - rr) :, :] = False
-                                ok[:, max(0, w - cc) :] = False
-                            reads.append((t, rr, cc, arr, ok))
-                        run = [x for x in reads if x[4].any()]
-                        skipped += len(reads) - len(run)
-                        if run:
-                            x = np.stack(
-                                [
-                                    np.where(ok[None], norm.apply(np.nan_to_num(arr)), 0.0)
-                                    for _, _, _, arr, ok in run
-                                ]
-                            ).astype(np.float32)
-                            noises = []
-                            for t, *_ in run:
-                                g = torch.Generator().manual_seed(
-                                    int(
-                                        np.random.SeedSequence([int(seed), int(t)]).generate_state(
-                                            1
-                                        )[0]
-                                    )
-                                )
-                                nz, ratios = pass_noise(mode, length, ratio, iterations, g)
-                                noises.append(nz)
-                            noise = torch.stack(noises, dim=1).to(device)
-                            pasted = run_passes(
-                                model,
-                                torch.from_numpy(x).to(device),
-                                ratio,
-                                iterations,
-                                mode,
-                                noise,
-                                ratios,
-                                precision,
-                            )[0]
-                            pasted = norm.invert(pasted.float().cpu().numpy())
-                            for (t, rr, cc, arr, ok), y in zip(run, pasted):
-                                hh, ww = min(size, h - rr), min(size, w - cc)
-                                wt = (weights * ok)[:hh, :ww]
-                                acc[:, rr - top : rr - top + hh, cc : cc + ww] += (
-                                    y[:, :hh, :ww] * wt
-                                )
-                                wsum[rr - top : rr - top + hh, cc : cc + ww] += wt
-                            n_tiles += len(run)
-                        bar.update(len(batch))
-                    # rows above the next strip are final: write them, keep the overlap
-                    last = ri == len(row_starts) - 1
-                    done = h if last else int(row_starts[ri + 1])
-                    n = done - top
-                    if n > 0:
-                        rec_rows = np.empty((c, n, w), dtype)
-                        err_rows = np.empty((1, n, w), np.float32)
-                        for j in range(0, w, 1024):  # column chunks keep the temporaries small
-                            k = min(w, j + 1024)
-                            ws = wsum[:n, j:k]
-                            ok = ws > 0
-                            rec = acc[:, :n, j:k] / np.where(ok, ws, 1.0)
-                            orig = src.read(
-                                idx, window=Window(c_off + j, top + r_off, k - j, n)
-                            ).astype(np.float32)
-                            err = np.sqrt(np.mean((rec - orig) ** 2, axis=0))
-                            err = np.where(ok, err, np.nan).astype(np.float32)
-                            sq_sum += float(np.sum(err[ok].astype(np.float64) ** 2) * c)
-                            abs_sum += float(np.sum(err[ok], dtype=np.float64))
-                            count += int(ok.sum())
-                            rec_rows[:, :, j:k] = _to_dtype(rec, dtype, nodata, ok)
-                            err_rows[0, :, j:k] = err
-                        out_writer.add(rec_rows, final=last)
-                        err_writer.add(err_rows, final=last)
-                        keep = size - n
-                        acc[:, :keep] = acc[:, n : n + keep]
-                        acc[:, keep:] = 0
-                        wsum[:keep] = wsum[n : n + keep]
-                        wsum[keep:] = 0
-                        top = done
-                bar.close()
-            tmp_out.replace(out_path)
-            tmp_err.replace(error_path)
-        finally:
-            model.train(was_training)
-            for tmp in (tmp_out, tmp_err):
-                if tmp.exists():
-                    tmp.unlink()
-    mse = sq_sum / max(count * c, 1)
-    psnr = 10 * math.log10(norm.data_range**2 / max(mse, 1e-20)) if count else float("nan")
+        whole = scene.overview()  # one normalization for the whole scene, so tiles agree
+        norm = normalization(whole.array, normalize, whole.valid, mean, std, whole.dtype)
+        grid = TileGrid(scene.height, scene.width, size, size - overlap)
+        desc = f"reconstruct {in_path.name}"
+        batches = tile_batches(scene, grid, batch_size, progress=progress, desc=desc)
+        scored, n_tiles, start = _ScoredRows(scene), 0, time.perf_counter()
+        rmse = dict(count=1, dtype="float32", nodata=float("nan"))
+        rmse["descriptions"] = ["reconstruction RMSE over bands"]
+        with (
+            scene.writer(out_path) as out,
+            scene.writer(error_path, **rmse) as err,
+            inference(model) as device,
+        ):
+            for batch in batches:
+                if len(batch):
+                    x = torch.from_numpy(norm.model_input(batch.pixels, batch.valid)).to(device)
+                    y = tile_passes(model, x, batch.index, seed, ratio, iterations, mode, precision)
+                    y = norm.invert(y[0].float().cpu().numpy())
+                    blend.add(batch.rows, batch.cols, y, batch.valid)
+                n_tiles += len(batch)
+                rows = scored(blend.pop(batch.final_rows))  # rows no later tile touches
+                if rows is not None:
+                    out.write(rows[0])
+                    err.write(rows[1])
+    seconds, psnr = time.perf_counter() - start, scored.psnr(norm.data_range)
+    mean_error = scored.abs_sum / max(scored.count, 1)
     return SceneResult(
-        out_path,
-        error_path,
-        (h, w),
-        idx,
-        size,
-        overlap,
-        n_tiles,
-        skipped,
-        time.perf_counter() - start,
-        psnr,
-        abs_sum / max(count, 1),
-        norm,
-    )
+        out_path, error_path, (scene.height, scene.width), scene.bands, size, overlap, n_tiles,
+        len(grid) - n_tiles, seconds, psnr, mean_error, norm,
+    )  # fmt: skip

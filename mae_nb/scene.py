@@ -1,5 +1,4 @@
-"""A scene tile by tile: one prepared image, seeded tiles read in windows, results accumulated and
-written in strips.
+"""A scene tile by tile: seeded tiles read in windows, results accumulated and written in strips.
 
 Everything that runs a model over a scene larger than its input walks it the same way:
 
@@ -230,6 +229,14 @@ class TileGrid:
         ]
 
 
+def _padded(pixels: np.ndarray, ok: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """A tile cut at the edge of what was read, padded to size x size with invalid zeros."""
+    if ok.shape != (size, size):
+        pad = ((0, size - ok.shape[0]), (0, size - ok.shape[1]))
+        pixels, ok = np.pad(pixels, ((0, 0), *pad)), np.pad(ok, pad)
+    return pixels.astype(np.float32), ok.copy()
+
+
 class ArrayTiles:
     """Tiles of an image in memory: (C, H, W) pixels and an (H, W) valid mask."""
 
@@ -240,11 +247,7 @@ class ArrayTiles:
     def read(self, row: int, col: int, size: int) -> tuple[np.ndarray, np.ndarray]:
         """(C, size, size) float32 pixels, (size, size) validity; outside the image is invalid."""
         pixels = self.array[:, row : row + size, col : col + size]
-        ok = self.valid[row : row + size, col : col + size]
-        if pixels.shape[1:] != (size, size):
-            pad = ((0, size - ok.shape[0]), (0, size - ok.shape[1]))
-            pixels, ok = np.pad(pixels, ((0, 0), *pad)), np.pad(ok, pad)
-        return pixels.astype(np.float32, copy=False), ok
+        return _padded(pixels, self.valid[row : row + size, col : col + size], size)
 
 
 class RasterTiles:
@@ -256,7 +259,7 @@ class RasterTiles:
 
     def __init__(self, path: str | Path, bands: Sequence[int] | None = None, window=None):
         self.path, self._bands, self._window = Path(path), bands, window
-        self._stack = contextlib.ExitStack()
+        self._stack, self._cache = contextlib.ExitStack(), None
 
     def __enter__(self) -> RasterTiles:
         import rasterio
@@ -279,18 +282,30 @@ class RasterTiles:
         return self
 
     def __exit__(self, *exc) -> None:
+        self._cache = None
         self._stack.close()
+
+    def _strip(self, row: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+        """Rows ``row``..``row + size`` of the window, every column (at least a tile wide), in the
+        file's dtype, with their validity: one read for a whole row of tiles (reading tile by
+        tile costs GDAL a mask computation per tile), kept until the next row of tiles."""
+        if self._cache is None or self._cache[0] != (row, size):
+            r0, c0, width = row + self.window[0], self.window[1], max(self.width, size)
+            boundless = r0 + size > self.src.height or c0 + width > self.src.width
+            fill = self.nodata if self.nodata is not None else 0
+            window = (r0, c0, size, width)
+            self._cache = None  # let the last row of tiles go before reading the next
+            self._cache = (
+                (row, size),
+                *read_window(self.src, self.bands, window, boundless=boundless, fill_value=fill),
+            )
+        return self._cache[1], self._cache[2]
 
     def read(self, row: int, col: int, size: int) -> tuple[np.ndarray, np.ndarray]:
         """(C, size, size) float32 pixels and (size, size) validity of the tile at (row, col) of
-        the window; outside the window is invalid."""
-        r0, c0 = row + self.window[0], col + self.window[1]
-        boundless = r0 + size > self.src.height or c0 + size > self.src.width
-        fill = self.nodata if self.nodata is not None else 0
-        pixels, ok = read_window(
-            self.src, self.bands, (r0, c0, size, size), boundless=boundless, fill_value=fill
-        )
-        pixels = pixels.astype(np.float32)
+        the window; outside the window is invalid. Read a row of tiles after another."""
+        strip, valid = self._strip(row, size)
+        pixels, ok = _padded(strip[:, :, col : col + size], valid[:, col : col + size], size)
         ok &= np.isfinite(pixels).all(axis=0)
         ok[max(0, self.height - row) :, :] = False
         ok[:, max(0, self.width - col) :] = False
@@ -298,8 +313,11 @@ class RasterTiles:
 
     def read_rows(self, top: int, n: int, cols: slice) -> np.ndarray:
         """(C, n, cols) float32 pixels of rows ``top``..``top + n`` of the window."""
-        r0, c0 = top + self.window[0], cols.start + self.window[1]
-        window = (r0, c0, n, cols.stop - cols.start)
+        if self._cache is not None:
+            (row, size), strip, _ = self._cache
+            if row <= top and top + n <= row + size:  # rows of the last row of tiles read
+                return strip[:, top - row : top - row + n, cols].astype(np.float32)
+        window = (top + self.window[0], cols.start + self.window[1], n, cols.stop - cols.start)
         return read_window(self.src, self.bands, window)[0].astype(np.float32)
 
     def overview(self, max_side: int = 1024) -> SceneImage:
@@ -416,6 +434,10 @@ class BlendAccumulator:
     """
 
     def __init__(self, count: int, height: int, width: int, size: int, overlap: int):
+        if not 0 <= overlap <= size // 2:
+            raise InputError(
+                f"overlap must be between 0 and half a tile ({size // 2} px), got {overlap}"
+            )
         self.height, self.width, self.size = height, width, size
         self.weights = blend_weights(size, overlap)
         self.sums = np.zeros((count, size, width), np.float32)

@@ -1,4 +1,4 @@
-"""MAE features: embeddings with positions, error maps, PCA/k-means/probe, anomalies, GeoTIFF, errors."""
+"""MAE features: embeddings with positions, error maps, PCA/k-means/probe, anomalies, GeoTIFF."""
 
 from __future__ import annotations
 
@@ -45,10 +45,10 @@ def rng_image(c=3, h=80, w=100, seed=0):
 # ---------------------------------------------------------------- the encoder
 
 
-def test_encoder_tokens_equal_forward_encoder_without_masking():
+def test_forward_features_equal_forward_encoder_without_masking():
     model = small_mae()
     x = torch.randn(2, 3, 32, 32)
-    ours = F.encoder_tokens(model, x)
+    ours = model.forward_features(x)
     with torch.no_grad():
         ref, mask, _ = model.forward_encoder(x, 0.0, noise=torch.arange(16.0).expand(2, 16))
     assert ours.shape == (2, 17, 32)
@@ -59,11 +59,11 @@ def test_encoder_tokens_equal_forward_encoder_without_masking():
 def test_intermediate_block_and_bad_block():
     model = small_mae()
     x = torch.randn(1, 3, 32, 32)
-    first, last = F.encoder_tokens(model, x, block=0), F.encoder_tokens(model, x, block=-1)
+    first, last = model.forward_features(x, 0), model.forward_features(x, -1)
     assert first.shape == last.shape and not torch.allclose(first, last)
-    torch.testing.assert_close(last, F.encoder_tokens(model, x, block=1))
+    torch.testing.assert_close(last, model.forward_features(x, 1))
     with pytest.raises(ValueError, match=r"block must be an encoder block index in \[-2, 1\]"):
-        F.encoder_tokens(model, x, block=2)
+        model.forward_features(x, 2)
 
 
 # ---------------------------------------------------------------- shapes and positions
@@ -95,12 +95,11 @@ def test_scene_patches_equal_the_embeddings_of_their_own_tile():
 
     x = normalization(img, "per-band").apply(img)
     left = F.embed_image(model, x[:, :, :32], normalize="per-band")
-    # per-band normalization of an already standardized crop is near the identity, not exact: compare tokens directly
-    tokens = (
-        F.encoder_tokens(model, torch.from_numpy(x[None, :, :, 32:]))[0, 1:]
-        .reshape(4, 4, 32)
-        .numpy()
-    )
+    # per-band normalization of an already standardized crop is near the identity, not exact:
+    # compare tokens directly
+    with torch.no_grad():
+        tokens = model.forward_features(torch.from_numpy(x[None, :, :, 32:]))[0, 1:]
+    tokens = tokens.reshape(4, 4, 32).numpy()
     np.testing.assert_allclose(emb.values[:, 4:], tokens, atol=1e-5)
     assert left.shape == (4, 4, 32)
     assert F.embed_image(model, img[:, :, :32], pool="cls").shape == (32,)
@@ -343,6 +342,8 @@ def test_wrong_band_count_and_unknown_options():
         F.scene_embeddings(model, rng_image(h=32, w=32), scenario="40%")
     with pytest.raises(ValueError, match="pool must be one of"):
         F.scene_embeddings(model, rng_image(h=32, w=32), pool="max")
+    with pytest.raises(ValueError, match=r"block must be an encoder block index in \[-2, 1\]"):
+        F.scene_embeddings(model, rng_image(h=32, w=32), block=2)
 
 
 def test_labels_of_another_shape_than_the_grid():
@@ -372,7 +373,7 @@ def test_too_few_samples_per_class_for_the_probe():
         F.linear_probe(emb, np.where(grid == 3, 1, 1), split)
 
 
-# ---------------------------------------------------------------- the plots and the slider built on these
+# ---------------------------------------------------------------- the plots and the slider on these
 
 
 def test_feature_plots_and_the_pca_slider():

@@ -9,11 +9,8 @@ import pytest
 import torch
 
 from mae_nb import metrics
-from mae_nb.models.mae import create_mae
+from mae_nb.models.mae import IMAGENET_MEAN, IMAGENET_STD, create_mae
 from mae_nb.reconstruct import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    blend_weights,
     normalization,
     pass_noise,
     reconstruct,
@@ -129,7 +126,7 @@ def test_chained_changes_only_masked_patches_each_pass(model, image):
 
 
 def test_chained_pass_sees_previous_pasted_output(model, image):
-    """Pass 2's prediction is the model's prediction from pass 1's pasted image, not the original."""
+    """Pass 2's prediction is the model's prediction from pass 1's pasted image, not the input."""
     r = reconstruct(model, image, 0.25, iterations=2, seed=11)
     noise, ratios = pass_noise("chained", 16, 0.25, 2, torch.Generator().manual_seed(11))
     x1 = torch.from_numpy(r.normalization.apply(r.steps[0]))[None]
@@ -202,7 +199,7 @@ def test_bf16_close_to_fp32(model, image):
         reconstruct(model, image, 0.5, precision="fp16")
 
 
-# --------------------------------------------------------------------------- normalization and bands
+# ------------------------------------------------------------------------- normalization and bands
 
 
 def test_normalization_imagenet_for_rgb_and_per_band_otherwise():
@@ -386,12 +383,6 @@ def scene_tif(tmp_path):
         path
     )  # uint16, nodata 0, collar; > 1 block
     return path
-
-
-def test_blend_weights():
-    w = blend_weights(32, 8)
-    assert w.shape == (32, 32) and w.max() == 1 and w.min() > 0
-    assert w[16, 16] == 1 and w[0, 16] < w[4, 16] < w[8, 16]
 
 
 def test_scene_outputs_keep_crs_transform_nodata(model, scene_tif, tmp_path):
