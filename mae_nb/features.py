@@ -54,6 +54,7 @@ from mae_nb.scene import (
     ArrayTiles,
     CellAccumulator,
     TileGrid,
+    check_seed,
     inference,
     prepare_image,
     tile_batches,
@@ -331,7 +332,7 @@ def scene_embeddings(
     reconstruction (seeded by ``seed`` and the tile's index) is embedded instead.
     """
     _check_pool(pool)
-    recon, block = _scenario(scenario), _block_index(model, block)
+    recon, block, seed = _scenario(scenario), _block_index(model, block), check_seed(seed)
     scene, tiles, grid = _scene_tiles(model, image, valid, bands, normalize, tile_size)
     p = model_geometry(model).patch_size
     g, patches = grid.size // p, (scene.height // p, scene.width // p)
@@ -393,6 +394,7 @@ def error_map(
     """
     if int(repeats) != repeats or repeats < 1:
         raise InputError(f"repeats must be a whole number >= 1, got {repeats}")
+    seed = check_seed(seed)
     scene, tiles, grid = _scene_tiles(model, image, valid, bands, normalize, tile_size)
     p = model_geometry(model).patch_size
     g, c, patches = grid.size // p, scene.count, (scene.height // p, scene.width // p)

@@ -58,6 +58,7 @@ from mae_nb.scene import (
     RasterTiles,
     TileGrid,
     check_outputs,
+    check_seed,
     inference,
     prepare_image,
     tile_batches,
@@ -610,7 +611,8 @@ def reconstruct(
             raise InputError(f"data_range must be positive, got {data_range}")
         norm.data_range = float(data_range)
 
-    generator = torch.Generator().manual_seed(int(seed))
+    seed = check_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
     noise, ratios = pass_noise(mode, length, ratio, iterations, generator)
     with inference(model) as device:
         x = torch.from_numpy(norm.model_input(image, valid))[None].to(device)
@@ -636,7 +638,7 @@ def reconstruct(
         original=original, masked=masked, prediction=out(pred[0]), pasted=pasted_np, mask=mask,
         pixel_mask=pixel_mask, pass_masks=pass_masks, steps=out(steps[:, 0]), valid=valid,
         patch_error=_patch_mse(pasted_np, original, valid, p), psnr_masked=pm, ssim_masked=sm,
-        psnr=pa, ssim=sa, mask_ratio=ratio, iterations=iterations, mode=mode, seed=int(seed),
+        psnr=pa, ssim=sa, mask_ratio=ratio, iterations=iterations, mode=mode, seed=seed,
         patch_size=p, normalization=norm, crop=scene.crop, precision=precision,
         seconds=time.perf_counter() - start,
     )  # fmt: skip
@@ -753,6 +755,7 @@ def reconstruct_scene(
                 f"expects in_chans={geom.in_chans}; choose bands with bands=[...] (--bands)"
             )
         check_outputs(in_path, (out_path, error_path), overwrite)
+        seed = check_seed(seed)
         size = geom.tile_size(tile_size)
         overlap = size // 8 if overlap is None else int(overlap)
         blend = BlendAccumulator(scene.count, scene.height, scene.width, size, overlap)

@@ -44,6 +44,7 @@ __all__ = [
     "TileGrid",
     "blend_weights",
     "check_outputs",
+    "check_seed",
     "inference",
     "model_device",
     "prepare_image",
@@ -185,9 +186,21 @@ def prepare_image(
 # --------------------------------------------------------------------------- tiles
 
 
+def check_seed(seed) -> int:
+    """``seed`` as an int; a clear error for anything that is not a whole number."""
+    try:
+        value = int(seed)
+        whole = value == float(seed) and not isinstance(seed, (bool, np.bool_))
+    except (TypeError, ValueError, OverflowError):
+        whole = False
+    if not whole:
+        raise InputError(f"seed must be a whole number, got {seed!r}")
+    return value
+
+
 def tile_generator(seed: int, index: int) -> torch.Generator:
     """The random generator of tile ``index`` of a run seeded with ``seed`` (its masks)."""
-    state = np.random.SeedSequence([int(seed), int(index)]).generate_state(1)[0]
+    state = np.random.SeedSequence([check_seed(seed), int(index)]).generate_state(1)[0]
     return torch.Generator().manual_seed(int(state))
 
 

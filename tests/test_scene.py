@@ -17,6 +17,7 @@ from mae_nb.scene import (
     TileGrid,
     blend_weights,
     check_outputs,
+    check_seed,
     inference,
     model_device,
     prepare_image,
@@ -24,6 +25,17 @@ from mae_nb.scene import (
     tile_generator,
     to_dtype,
 )
+
+
+def tiny_mae():
+    from mae_nb.models.mae import create_mae
+
+    torch.manual_seed(0)
+    return create_mae(
+        "mae_vit_tiny_patch8", img_size=32, embed_dim=32, depth=1, num_heads=2,
+        decoder_embed_dim=32, decoder_depth=1, decoder_num_heads=2,
+    ).eval()  # fmt: skip
+
 
 # --------------------------------------------------------------------------- the image
 
@@ -92,14 +104,9 @@ def test_a_channels_last_array_is_named_with_its_transpose():
 
 def test_every_entry_point_names_a_channels_last_array():
     from mae_nb import features
-    from mae_nb.models.mae import create_mae
     from mae_nb.reconstruct import reconstruct
 
-    torch.manual_seed(0)
-    model = create_mae(
-        "mae_vit_tiny_patch8", img_size=32, embed_dim=32, depth=1, num_heads=2,
-        decoder_embed_dim=32, decoder_depth=1, decoder_num_heads=2,
-    ).eval()  # fmt: skip
+    model = tiny_mae()
     hwc = synthetic_scene(32, 32, 3, seed=0).image.transpose(1, 2, 0)
     for call in (
         lambda: reconstruct(model, hwc, 0.5),
@@ -127,6 +134,22 @@ def test_inference_restores_the_mode_and_gives_the_device():
 
 
 # --------------------------------------------------------------------------- tiles
+
+
+def test_seeds_must_be_whole_numbers():
+    from mae_nb import features
+    from mae_nb.reconstruct import reconstruct
+
+    assert check_seed(np.int64(3)) == 3 and check_seed(2.0) == 2 and check_seed("7") == 7
+    for bad in ("abc", 1.5, None, True):
+        with pytest.raises(InputError, match=f"seed must be a whole number, got {bad!r}"):
+            check_seed(bad)
+    model = tiny_mae()
+    image = synthetic_scene(32, 32, 3, seed=0).image
+    with pytest.raises(InputError, match="seed must be a whole number, got 'abc'"):
+        reconstruct(model, image, 0.5, seed="abc")
+    with pytest.raises(InputError, match="seed must be a whole number"):
+        features.scene_embeddings(model, image, scenario="25%", seed="x")
 
 
 def test_tile_generator_depends_on_seed_and_index_only():
