@@ -6,7 +6,6 @@ Chapters 06-07 and ``mae-nb hsi`` build on these::
     pretraining_patches(scene, image_size) -> (PatchDataset, Standardizer)
     course_sst_path() -> Path                            # where chapter 06 saves its model
     save_sst(path, result) / load_sst(path=None, num_classes=None) -> SpectralTransformer
-    sst_or_fallback(scene, ...) -> SSTChoice     # chapter 06's model, or a brief pretraining
     classifier_from_pretrained(pretrained, num_classes) -> SpectralTransformer   # new head
     sst_like(reference, num_classes, **changes)  # same architecture, random init (ablations)
     finetune(model, scene, split, fraction=1.0, ...) -> FinetuneResult   # `fraction` of the labels
@@ -31,7 +30,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -48,7 +47,6 @@ __all__ = [
     "SST_CHECKPOINT_NAME",
     "FinetuneResult",
     "PretrainResult",
-    "SSTChoice",
     "classifier_from_pretrained",
     "course_sst_path",
     "evaluate",
@@ -61,7 +59,6 @@ __all__ = [
     "save_sst",
     "scene_standardizer",
     "sst_like",
-    "sst_or_fallback",
 ]
 
 #: The file name of chapter 06's pretrained model in the course cache.
@@ -118,8 +115,8 @@ def classifier_from_pretrained(pretrained: nn.Module, num_classes: int) -> nn.Mo
     """A classifier with ``pretrained``'s encoder weights and a new head for ``num_classes``.
 
     ``pretrained``: a :class:`~mae_nb.models.spectral.SpectralTransformer` (e.g. from
-    :func:`load_sst` or :func:`sst_or_fallback`). The copy has no decoder (so every
-    parameter gets a gradient, as DistributedDataParallel requires); the head is initialized
+    :func:`load_sst` or :func:`mae_nb.pretrained.sst_or_fallback`). The copy has no decoder (so
+    every parameter gets a gradient, as DistributedDataParallel requires); the head is initialized
     from torch's current random state.
     """
     pretrained = _unwrap(pretrained)
@@ -300,70 +297,6 @@ def load_sst(
     if num_classes is not None:
         model.reset_classifier(num_classes)
     return (model, config) if with_config else model
-
-
-@dataclass
-class SSTChoice:
-    """What :func:`sst_or_fallback` returns: the model, where it came from (``"chapter 06"``
-    or ``"brief pretraining"``), its config and a notice (``""`` if none)."""
-
-    model: SpectralTransformer
-    source: str
-    config: dict
-    notice: str = ""
-
-
-def sst_or_fallback(
-    scene,
-    *,
-    patch_size: int = 5,
-    epochs: int = 2,
-    max_pixels: int | None = 2000,
-    batch_size: int = 32,
-    model_kwargs: Mapping | None = None,
-    seed: int = 0,
-    progress: bool = True,
-    quiet: bool = False,
-) -> SSTChoice:
-    """Chapter 06's pretrained transformer for ``scene``, or a brief pretraining when there is
-    none.
-
-    The checkpoint at :func:`course_sst_path` is used when it was pretrained on this scene
-    (same name, source and band count). Otherwise (missing, another scene) a notice is printed
-    and the model is pretrained here for ``epochs`` on ``max_pixels`` random pixels with
-    ``model_kwargs`` (e.g. ``embed_dim``, ``depth``) and ``patch_size``: short, so it shows the
-    mechanics rather than what a full pretraining gives (``batch_size`` 32 keeps the peak
-    memory of a notebook kernel well under 2 GB).
-    """
-    path = course_sst_path()
-    reason = f"there is no checkpoint at {path}"
-    if path.is_file():
-        model, config = load_sst(path, with_config=True)
-        got = (config.get("scene"), config.get("source"), model.config["in_chans"])
-        if got == (scene.name, scene.source, scene.n_bands):
-            return SSTChoice(model, "chapter 06", config)
-        reason = (
-            f"the checkpoint at {path} was pretrained on {got[0]!r} ({got[1]}, {got[2]} bands), "
-            f"not on {scene.name!r} ({scene.source}, {scene.n_bands} bands)"
-        )
-    notice = (
-        f"NOTICE: chapter 06's pretrained model is not usable here: {reason}. Pretraining "
-        f"briefly instead ({epochs} epoch{'s' * (epochs != 1)} on {max_pixels or 'all'} "
-        "pixels); run notebook 06_hyperspectral_masked_pretraining first for the real thing."
-    )
-    if not quiet:
-        print(notice)
-    result = pretrain_on_scene(
-        scene,
-        image_size=patch_size,
-        epochs=epochs,
-        max_pixels=max_pixels,
-        seed=seed,
-        batch_size=batch_size,
-        model_kwargs=dict(model_kwargs or {}),
-        progress=progress,
-    )
-    return SSTChoice(result.model, "brief pretraining", result.config, notice)
 
 
 # --------------------------------------------------------------------------- fine-tuning

@@ -65,8 +65,8 @@ def ssim(pred, target, data_range: float = 1.0, valid=None, per_band: bool = Fal
 
     p, t, m = _prepare(pred, target, valid)
     n, c, h, w = p.shape
-    if min(h, w) < 7:
-        raise InputError(f"SSIM needs images of at least 7 x 7 pixels, got {h} x {w}")
+    if min(h, w) < 11:  # the Gaussian window (sigma 1.5) is 11 x 11 pixels
+        raise InputError(f"SSIM needs images of at least 11 x 11 pixels, got {h} x {w}")
     # invalid pixels: the same value in both images, so they add no error inside the window
     t = np.where(m[:, None], t, 0.0)
     p = np.where(m[:, None], p, 0.0)

@@ -11,6 +11,8 @@ Every chapter and command gets its MAE here, one way:
 - :func:`mae_or_fallback` is what chapters 04-05 call: the checkpoint asked for if it can be had,
   else chapter 03's model, else a stand-in trained on the chapter's image, with a notice that
   says which and why.
+- :func:`sst_or_fallback` does the same for chapter 07's spatial-spectral transformer: chapter
+  06's pretrained model if it was pretrained on the same scene, else a brief pretraining.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 import torch
@@ -27,19 +29,23 @@ from mae_nb.data import registry
 from mae_nb.data.geotiff import check_bands
 from mae_nb.data.tiling import tile
 from mae_nb.errors import CheckpointError, DataUnavailableError, InputError, MissingFileError
+from mae_nb.finetune import course_sst_path, load_sst, pretrain_on_scene
 from mae_nb.models.checkpoints import model_from_checkpoint
 from mae_nb.models.mae import MaskedAutoencoderViT, create_mae
+from mae_nb.models.spectral import SpectralTransformer
 from mae_nb.reconstruct import normalization
 from mae_nb.train import History, fit, save_checkpoint, seed_everything
 
 __all__ = [
     "COURSE",
     "ModelChoice",
+    "SSTChoice",
     "TrainedMAE",
     "course_mae_path",
     "load_mae",
     "mae_or_fallback",
     "save_course_mae",
+    "sst_or_fallback",
     "train_course_mae",
 ]
 
@@ -328,3 +334,70 @@ def _adapt_units(model: MaskedAutoencoderViT, image: np.ndarray, valid: np.ndarr
         f"{np.round(saved_mean, 1).tolist()}, this image {np.round(own.mean, 1).tolist()}), so "
         "this image is standardized by its own per-band statistics."
     )
+
+
+# ------------------------------------------------------------------ the spectral transformer
+
+
+@dataclass
+class SSTChoice:
+    """What :func:`sst_or_fallback` returns: the model, where it came from (``"chapter 06"``
+    or ``"brief pretraining"``), its config and a notice (``""`` if none)."""
+
+    model: SpectralTransformer
+    source: str
+    config: dict
+    notice: str = ""
+
+
+def sst_or_fallback(
+    scene,
+    *,
+    patch_size: int = 5,
+    epochs: int = 2,
+    max_pixels: int | None = 2000,
+    batch_size: int = 32,
+    model_kwargs: Mapping | None = None,
+    seed: int = 0,
+    progress: bool = True,
+    quiet: bool = False,
+) -> SSTChoice:
+    """Chapter 06's pretrained transformer for ``scene``, or a brief pretraining when there is
+    none.
+
+    The checkpoint at :func:`course_sst_path` is used when it was pretrained on this scene
+    (same name, source and band count). Otherwise (missing, another scene) a notice is printed
+    and the model is pretrained here for ``epochs`` on ``max_pixels`` random pixels with
+    ``model_kwargs`` (e.g. ``embed_dim``, ``depth``) and ``patch_size``: short, so it shows the
+    mechanics rather than what a full pretraining gives (``batch_size`` 32 keeps the peak
+    memory of a notebook kernel well under 2 GB).
+    """
+    path = course_sst_path()
+    reason = f"there is no checkpoint at {path}"
+    if path.is_file():
+        model, config = load_sst(path, with_config=True)
+        got = (config.get("scene"), config.get("source"), model.config["in_chans"])
+        if got == (scene.name, scene.source, scene.n_bands):
+            return SSTChoice(model, "chapter 06", config)
+        reason = (
+            f"the checkpoint at {path} was pretrained on {got[0]!r} ({got[1]}, {got[2]} bands), "
+            f"not on {scene.name!r} ({scene.source}, {scene.n_bands} bands)"
+        )
+    notice = (
+        f"NOTICE: chapter 06's pretrained model is not usable here: {reason}. Pretraining "
+        f"briefly instead ({epochs} epoch{'s' * (epochs != 1)} on {max_pixels or 'all'} "
+        "pixels); run notebook 06_hyperspectral_masked_pretraining first for the real thing."
+    )
+    if not quiet:
+        print(notice)
+    result = pretrain_on_scene(
+        scene,
+        image_size=patch_size,
+        epochs=epochs,
+        max_pixels=max_pixels,
+        seed=seed,
+        batch_size=batch_size,
+        model_kwargs=dict(model_kwargs or {}),
+        progress=progress,
+    )
+    return SSTChoice(result.model, "brief pretraining", result.config, notice)

@@ -56,7 +56,7 @@ class Estimate:
         if not math.isfinite(self.mean):
             return "not measurable"
         if not self.known:
-            return f"{self.mean:+{fmt}}{unit} (one sample: spread unknown)"
+            return f"{self.mean:+{fmt}}{unit} (one independent sample: spread unknown)"
         return f"{self.mean:+{fmt}} ± {2 * self.se:{fmt}}{unit}"
 
 
@@ -69,9 +69,12 @@ def mean_se(
     are treated as one independent unit.
     """
     x = np.asarray(values, dtype=np.float64).ravel()
-    keys = (
-        np.arange(x.size) if clusters is None else np.asarray(list(clusters), dtype=object).ravel()
-    )
+    if clusters is None:
+        keys = np.arange(x.size)
+    else:  # filled one by one, so a tuple key such as (crop, seed) stays one key
+        given = list(clusters)
+        keys = np.empty(len(given), dtype=object)
+        keys[:] = given
     if keys.size != x.size:
         raise InputError(
             f"clusters must give one key per value: {keys.size} keys for {x.size} values"

@@ -242,35 +242,6 @@ def test_sst_like_builds_the_same_architecture_afresh(scene):
         ft.sst_like(nn.Linear(2, 2), 3)
 
 
-def test_sst_or_fallback_uses_chapter_06_or_pretrains_briefly(scene, cache, capsys):
-    tiny_kw = dict(band_block_size=8, embed_dim=16, depth=1, num_heads=2, decoder_dim=16)
-    pre = ft.sst_or_fallback(scene, epochs=1, max_pixels=64, model_kwargs=tiny_kw, progress=False)
-    assert pre.source == "brief pretraining" and "there is no checkpoint at" in pre.notice
-    assert "NOTICE: chapter 06's pretrained model is not usable here" in capsys.readouterr().out
-    assert pre.model.config["embed_dim"] == 16 and pre.config["pixels"] == 64
-    result = ft.pretrain_on_scene(
-        scene, image_size=5, epochs=1, max_pixels=64, model_kwargs=tiny_kw, progress=False
-    )
-    ft.save_sst(None, result)
-    again = ft.sst_or_fallback(scene, epochs=1, max_pixels=64, model_kwargs=tiny_kw, progress=False)
-    assert again.source == "chapter 06" and again.notice == ""
-    for k, v in result.model.state_dict().items():
-        torch.testing.assert_close(again.model.state_dict()[k], v)
-    other = synthetic_hsi(size=24, bands=12, seed=1)
-    elsewhere = ft.sst_or_fallback(
-        other,
-        epochs=1,
-        max_pixels=32,
-        quiet=True,
-        progress=False,
-        model_kwargs={**tiny_kw, "band_block_size": 4},
-    )
-    assert (
-        elsewhere.source == "brief pretraining"
-        and "(synthetic, 16 bands), not on" in elsewhere.notice
-    )
-
-
 # ---------------------------------------------------------------------- pretraining, checkpoints
 
 

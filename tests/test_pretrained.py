@@ -12,7 +12,9 @@ from test_mae import small_model, to_hf_state_dict
 
 from mae_nb import pretrained
 from mae_nb.data import registry, synthetic_scene
+from mae_nb.data.hsi import synthetic_hsi
 from mae_nb.errors import CheckpointError, DataUnavailableError, InputError, MissingFileError
+from mae_nb.finetune import pretrain_on_scene, save_sst
 from mae_nb.models import checkpoints as C
 from mae_nb.models.mae import IMAGENET_MEAN, create_mae
 from mae_nb.pretrained import load_mae, mae_or_fallback, save_course_mae, train_course_mae
@@ -300,3 +302,41 @@ def test_fallback_to_course_checkpoint_adapts_units(offline):
     assert plain.source == "course" and plain.notice == ""
     with pytest.warns(UserWarning, match="other units"):
         assert mae_or_fallback("course", img, quiet=True).notice.startswith("NOTICE: Chapter 03")
+
+
+# ---------------------------------------------------------------------- the spectral transformer
+
+
+def test_sst_or_fallback_uses_chapter_06_or_pretrains_briefly(cache, capsys):
+    torch.manual_seed(0)
+    scene = synthetic_hsi(size=32, bands=16, seed=0)
+    tiny_kw = dict(band_block_size=8, embed_dim=16, depth=1, num_heads=2, decoder_dim=16)
+    pre = pretrained.sst_or_fallback(
+        scene, epochs=1, max_pixels=64, model_kwargs=tiny_kw, progress=False
+    )
+    assert pre.source == "brief pretraining" and "there is no checkpoint at" in pre.notice
+    assert "NOTICE: chapter 06's pretrained model is not usable here" in capsys.readouterr().out
+    assert pre.model.config["embed_dim"] == 16 and pre.config["pixels"] == 64
+    result = pretrain_on_scene(
+        scene, image_size=5, epochs=1, max_pixels=64, model_kwargs=tiny_kw, progress=False
+    )
+    save_sst(None, result)
+    again = pretrained.sst_or_fallback(
+        scene, epochs=1, max_pixels=64, model_kwargs=tiny_kw, progress=False
+    )
+    assert again.source == "chapter 06" and again.notice == ""
+    for k, v in result.model.state_dict().items():
+        torch.testing.assert_close(again.model.state_dict()[k], v)
+    other = synthetic_hsi(size=24, bands=12, seed=1)
+    elsewhere = pretrained.sst_or_fallback(
+        other,
+        epochs=1,
+        max_pixels=32,
+        quiet=True,
+        progress=False,
+        model_kwargs={**tiny_kw, "band_block_size": 4},
+    )
+    assert (
+        elsewhere.source == "brief pretraining"
+        and "(synthetic, 16 bands), not on" in elsewhere.notice
+    )

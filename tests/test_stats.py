@@ -77,3 +77,8 @@ def test_summarize_and_markdown_table():
     assert table.splitlines() == ["| model | oa |", "|---|---|", "| a | 0.60 |", "| b | 0.90 |"]
     with pytest.raises(InputError, match="no \\['acc'\\]"):
         stats.summarize(rows, by=["model"], metrics=["acc"])
+
+
+def test_tuple_cluster_keys_are_one_key_each():
+    est = stats.mean_se([1.0, 2.0, 3.0, 5.0], clusters=[(0, 0), (0, 0), (1, 0), (1, 1)])
+    assert (est.n, est.clusters) == (4, 3)
