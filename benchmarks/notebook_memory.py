@@ -36,11 +36,11 @@ ARCHS = {"base": "mae_vit_base_patch16_dec512d8b", "large": "mae_vit_large_patch
 _BARE = """
 import sys, time
 import numpy as np, torch
-from mae_nb.models import mae
+from mae_nb.pretrained import load_mae
 from mae_nb.reconstruct import reconstruct
 from mae_nb.runner import peak_memory_mb
 torch.set_num_threads(max(1, torch.get_num_threads()))
-model = mae.load_meta_checkpoint(sys.argv[1])
+model = load_mae(sys.argv[1])
 image = np.random.default_rng(0).random((3, 224, 224), dtype=np.float32)
 t = time.perf_counter()
 rec = reconstruct(model, image, mask_ratio=0.5, iterations=1, seed=0)

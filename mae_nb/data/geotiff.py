@@ -103,10 +103,6 @@ def open_raster(path: str | Path):
     return src
 
 
-# the private name other modules imported before open_raster existed; removed once unused
-_open = open_raster
-
-
 def check_bands(bands: Sequence[int] | None, count: int, path: object = "the raster") -> list[int]:
     """1-based band indexes, checked against ``count``."""
     if bands is None:
