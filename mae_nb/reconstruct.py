@@ -96,8 +96,14 @@ class Normalization:
 
     def model_input(self, image: np.ndarray, valid: np.ndarray) -> np.ndarray:
         """The model's input: image (..., C, H, W) normalized, 0 where valid (..., H, W) is off."""
-        x = self.apply(np.nan_to_num(image))
-        return np.where(np.expand_dims(valid, -3), x, 0.0).astype(np.float32)
+        x = np.array(
+            image, dtype=np.result_type(image.dtype, self.mean.dtype)
+        )  # one copy, in place
+        np.nan_to_num(x, copy=False)
+        x -= self.mean[:, None, None]
+        x /= self.std[:, None, None]
+        x[~np.broadcast_to(np.expand_dims(valid, -3), x.shape)] = 0.0
+        return x.astype(np.float32, copy=False)
 
 
 def _unit_range(image: np.ndarray, valid: np.ndarray, dtype) -> tuple[float, float]:

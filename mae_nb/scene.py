@@ -9,8 +9,9 @@ Everything that runs a model over a scene larger than its input walks it the sam
 - :class:`TileGrid` says where the ``size`` x ``size`` tiles lie (every ``stride`` pixels,
   row-major, the last row and column flush with the edge); tile ``i`` draws its masks from
   :func:`tile_generator` ``(seed, i)``, so a tile's result does not depend on the batch size.
-- :class:`ArrayTiles` (an image in memory) and :class:`RasterTiles` (a GeoTIFF, read in windows)
-  deliver tiles; :func:`tile_batches` groups them into batches.
+- :class:`ArrayTiles` (an image in memory) and :class:`RasterTiles` (a GeoTIFF, read one row of
+  tiles at a time) deliver tiles; :func:`tile_batches` groups them into batches.
+  :func:`check_seed` makes sure a seed is a whole number before any work.
 - :class:`BlendAccumulator` averages overlapping tiles with :func:`blend_weights` in a buffer one
   strip of tiles tall, and hands back rows as soon as no later tile touches them, so memory does
   not grow with the number of rows; :class:`CellAccumulator` averages values per cell of a grid
@@ -262,6 +263,9 @@ class ArrayTiles:
         pixels = self.array[:, row : row + size, col : col + size]
         return _padded(pixels, self.valid[row : row + size, col : col + size], size)
 
+    def release(self) -> None:
+        """Nothing to forget: the image is in memory."""
+
 
 class RasterTiles:
     """Tiles of a raster file (or a ``window`` of it), read in windows; a context manager.
@@ -303,15 +307,19 @@ class RasterTiles:
         file's dtype, with their validity: one read for a whole row of tiles (reading tile by
         tile costs GDAL a mask computation per tile), kept until the next row of tiles."""
         if self._cache is None or self._cache[0] != (row, size):
-            r0, c0, width = row + self.window[0], self.window[1], max(self.width, size)
-            boundless = r0 + size > self.src.height or c0 + width > self.src.width
-            fill = self.nodata if self.nodata is not None else 0
-            window = (r0, c0, size, width)
             self._cache = None  # let the last row of tiles go before reading the next
-            self._cache = (
-                (row, size),
-                *read_window(self.src, self.bands, window, boundless=boundless, fill_value=fill),
-            )
+            r0, c0, width = row + self.window[0], self.window[1], max(self.width, size)
+            fill = self.nodata if self.nodata is not None else 0
+            strip = np.empty((self.count, size, width), self.dtype)
+            valid = np.empty((size, width), bool)
+            for j in range(0, width, 2048):  # in column chunks: GDAL's masks are a band each
+                k = min(width, j + 2048)
+                boundless = r0 + size > self.src.height or c0 + k > self.src.width
+                window = (r0, c0 + j, size, k - j)
+                strip[:, :, j:k], valid[:, j:k] = read_window(
+                    self.src, self.bands, window, boundless=boundless, fill_value=fill
+                )
+            self._cache = ((row, size), strip, valid)
         return self._cache[1], self._cache[2]
 
     def read(self, row: int, col: int, size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -326,12 +334,17 @@ class RasterTiles:
 
     def read_rows(self, top: int, n: int, cols: slice) -> np.ndarray:
         """(C, n, cols) float32 pixels of rows ``top``..``top + n`` of the window."""
-        if self._cache is not None:
-            (row, size), strip, _ = self._cache
-            if row <= top and top + n <= row + size:  # rows of the last row of tiles read
-                return strip[:, top - row : top - row + n, cols].astype(np.float32)
-        window = (top + self.window[0], cols.start + self.window[1], n, cols.stop - cols.start)
-        return read_window(self.src, self.bands, window)[0].astype(np.float32)
+        from rasterio.windows import Window
+
+        # without the masks (read_window's): GDAL computes them at a cost, and these rows' blocks
+        # were read (and found sound) with their row of tiles
+        r0, c0 = top + self.window[0], cols.start + self.window[1]
+        window = Window(c0, r0, cols.stop - cols.start, n)
+        return self.src.read(self.bands, window=window).astype(np.float32)
+
+    def release(self) -> None:
+        """Forget the row of tiles read last (:func:`tile_batches` calls this once it is read)."""
+        self._cache = None
 
     def overview(self, max_side: int = 1024) -> SceneImage:
         """The whole raster (not only the window), decimated to at most ``max_side`` px a side."""
@@ -409,11 +422,13 @@ def _batches(source, grid, batch_size, by_strip, skip_empty, progress, desc):
             for k in range(0, len(group), batch_size):
                 batch = group[k : k + batch_size]
                 reads = [(t, r, c, *source.read(r, c, grid.size)) for t, r, c in batch]
+                if starts[done + len(batch)] != batch[-1][1]:  # the row of tiles is read
+                    source.release()
                 if skip_empty:
                     reads = [x for x in reads if x[4].any()]
                 done += len(batch)
                 s, c = grid.size, source.count
-                yield TileBatch(
+                tiles = TileBatch(
                     np.array([x[0] for x in reads], int),
                     np.array([x[1] for x in reads], int),
                     np.array([x[2] for x in reads], int),
@@ -422,6 +437,8 @@ def _batches(source, grid, batch_size, by_strip, skip_empty, progress, desc):
                     len(batch),
                     min(starts[done], grid.height),
                 )
+                del reads  # the tiles live on in the batch only
+                yield tiles
                 bar.update(len(batch))
 
 
