@@ -315,7 +315,8 @@ def plot_loss_curve(
 def plot_reconstruction(
     rec, bands: Sequence[int] | None = None, title: str | None = None, size: float = 3.2
 ) -> Figure:
-    """Meta's four panels for a :class:`mae_nb.reconstruct.Reconstruction`, all with the original's stretch.
+    """Meta's four panels for a :class:`mae_nb.reconstruct.Reconstruction`, all with the original's
+    stretch.
 
     ``bands``: 1-based bands shown as red, green, blue (default 1, 2, 3). The title says the
     scenario and the masked-patch PSNR unless one is given.
@@ -328,8 +329,8 @@ def plot_reconstruction(
             else f"{rec.mask_ratio:.0%}"
         )
         title = (
-            f"{passes} masked ({rec.mode}, seed {rec.seed}): {rec.masked_share:.0%} of patches replaced, "
-            f"masked-patch PSNR {rec.psnr_masked:.2f} dB, SSIM {rec.ssim_masked:.3f}"
+            f"{passes} masked ({rec.mode}, seed {rec.seed}): {rec.masked_share:.0%} of patches "
+            f"replaced, masked-patch PSNR {rec.psnr_masked:.2f} dB, SSIM {rec.ssim_masked:.3f}"
         )
     return plot_mae_reconstruction(
         panels["original"],
@@ -385,7 +386,8 @@ def plot_error_map(
     title: str | None = None,
     units: str = "",
 ) -> Figure:
-    """A scene, its reconstruction (both (H, W, 3) in [0, 1]) and a per-pixel error map (H, W) with a colour bar."""
+    """A scene, its reconstruction (both (H, W, 3) in [0, 1]) and a per-pixel error map (H, W) with
+    a colour bar."""
     fig, axes = _figure(1, 3, 4.0)
     for ax, img, name in zip(
         axes[0], (original_rgb, reconstruction_rgb), ("original", "reconstruction")
@@ -405,7 +407,7 @@ def plot_error_map(
     return fig
 
 
-# --------------------------------------------------------------------------- hyperspectral classification (chapter 07)
+# -------------------------------------------------------- hyperspectral classification (chapter 07)
 
 
 def plot_label_efficiency(
@@ -459,7 +461,8 @@ def plot_confusion(
     normalize: bool = True,
     title: str | None = None,
 ) -> Figure:
-    """A confusion matrix (K, K) (rows = true class, columns = predicted), rows normalized by default."""
+    """A confusion matrix (K, K) (rows = true class, columns = predicted), rows normalized by
+    default."""
     cm = np.asarray(confusion, dtype=np.float64)
     if cm.ndim != 2 or cm.shape[0] != cm.shape[1]:
         raise InputError(f"confusion must be a square (K, K) matrix, got shape {cm.shape}")
@@ -551,7 +554,7 @@ def plot_classification_maps(
     return fig
 
 
-# --------------------------------------------------------------------------- chapter 05: MAE features
+# ------------------------------------------------------------------------- chapter 05: MAE features
 
 
 def _grid_extent(shape: tuple[int, int], cell_size: int) -> tuple[float, float, float, float]:
@@ -664,8 +667,8 @@ def plot_probe(
     title: str | None = None,
     size: float = 3.6,
 ) -> Figure:
-    """A linear probe on a spatial split: the labels (gh, gw) with the training cells dimmed, and the
-    probe's predictions on the test cells (``prediction`` 0 elsewhere)."""
+    """A linear probe on a spatial split: the labels (gh, gw) with the training cells dimmed, and
+    the probe's predictions on the test cells (``prediction`` 0 elsewhere)."""
     n = int(max(labels.max(), prediction.max(), 1))
     cmap = land_cover_cmap(n)
     extent = _grid_extent(labels.shape, cell_size)
@@ -757,11 +760,12 @@ def plot_anomaly(
     return fig
 
 
-# --------------------------------------------------------------------------- chapters 01-02: autoencoders
+# --------------------------------------------------------------------- chapters 01-02: autoencoders
 
 
 def _shared_stretch(tiles: np.ndarray, rgb: Sequence[int], low: float = 2.0, high: float = 98.0):
-    """Per-band (lo, hi) percentiles of the ``rgb`` bands (1-based) over all finite pixels of ``tiles`` (N, C, H, W)."""
+    """Per-band (lo, hi) percentiles of the ``rgb`` bands (1-based) over all finite pixels of
+    ``tiles`` (N, C, H, W)."""
     sel = np.asarray(tiles, np.float64)[:, [b - 1 for b in rgb]]
     lo, hi = [], []
     for b in range(sel.shape[1]):
@@ -773,7 +777,8 @@ def _shared_stretch(tiles: np.ndarray, rgb: Sequence[int], low: float = 2.0, hig
 
 
 def _tile_rgb(tile: np.ndarray, rgb: Sequence[int], lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    """(H, W, 3) display image of one tile (C, H, W) with a given stretch; NaN (hidden/nodata) is grey."""
+    """(H, W, 3) display image of one tile (C, H, W) with a given stretch; NaN (hidden/nodata) is
+    grey."""
     t = np.asarray(tile, np.float64)[[b - 1 for b in rgb]]
     out = np.clip((t - lo[:, None, None]) / (hi - lo)[:, None, None], 0, 1)
     out = np.where(np.isfinite(t).all(axis=0)[None], out, 0.5)
@@ -795,7 +800,8 @@ def plot_tile_reconstructions(
     scores: dict | None = None,
     original_label: str = "original",
 ) -> Figure:
-    """Original tiles (top row) and each model's reconstructions (one row per entry), as RGB composites.
+    """Original tiles (top row) and each model's reconstructions (one row per entry), as RGB
+    composites.
 
     originals: (N, C, H, W); reconstructions: {name: (N, C, H, W)}. Every panel uses the
     originals' 2-98 % stretch, so colours compare across rows. ``scores``: {name: text} shown
@@ -864,7 +870,8 @@ def plot_metric_curves(
     title: str | None = None,
     hlines: dict | None = None,
 ) -> Figure:
-    """One line per entry of ``series`` ({name: values at ``x``}), plus dotted reference lines ``hlines`` ({name: y})."""
+    """One line per entry of ``series`` ({name: values at ``x``}), plus dotted reference lines
+    ``hlines`` ({name: y})."""
     fig, axes = _figure(1, 1, 4.0)
     fig.set_size_inches(6.0, 3.6)
     ax = axes[0, 0]
@@ -891,7 +898,8 @@ def plot_latent_scatter(
     value_name: str = "",
     title: str | None = None,
 ) -> Figure:
-    """A 2-D view of latent codes (``points`` (N, 2)), coloured by land-cover ``labels`` (1..K) or by ``values``."""
+    """A 2-D view of latent codes (``points`` (N, 2)), coloured by land-cover ``labels`` (1..K) or
+    by ``values``."""
     fig, axes = _figure(1, 1, 4.2)
     fig.set_size_inches(6.2, 4.4)
     ax = axes[0, 0]
@@ -919,7 +927,8 @@ def plot_latent_scatter(
 def plot_latent_vs_prior(
     codes: dict, prior_samples: np.ndarray, dims: tuple[int, int] = (0, 1), title: str | None = None
 ) -> Figure:
-    """Latent codes ({name: (N, D)}) next to samples of the prior (M, D), in latent dimensions ``dims``.
+    """Latent codes ({name: (N, D)}) next to samples of the prior (M, D), in latent dimensions
+    ``dims``.
 
     One panel per entry of ``codes``, the prior's samples in grey behind each.
     """
@@ -1015,7 +1024,8 @@ def plot_mask_ratio_errors(
 
 
 def plot_split(regions: np.ndarray, labels: np.ndarray, title: str | None = None) -> Figure:
-    """A spatial split: regions (H, W) (0 train, 1 val, 2 test, -1 buffer) next to the labels (H, W).
+    """A spatial split: regions (H, W) (0 train, 1 val, 2 test, -1 buffer) next to the
+    labels (H, W).
 
     Labelled pixels are drawn in their region's colour, unlabelled ones pale, so one sees
     which blocks went where and the buffer that keeps test pixels out of training patches.

@@ -1,5 +1,7 @@
-"""Sliders for the chapters: each widget only wires ipywidgets to a compute function and a
-plotting function of ``mae_nb.viz``, so the same work runs headless by calling those two.
+"""Sliders for the chapters, each wiring ipywidgets to a compute and a plotting function.
+
+Each widget only wires ipywidgets to a compute function and a plotting function of
+``mae_nb.viz``, so the same work runs headless by calling those two.
 
 Sliders use ``continuous_update=False``: the model runs when the slider is released, not on
 every pixel of the drag.
@@ -142,9 +144,10 @@ def pca_view(
     scene_rgb=None,
     title: str | None = None,
 ):
-    """What :func:`pca_explorer` shows for one setting: the PCA false-colour map of the scene's patch
-    embeddings from encoder ``block`` after masking ``scenario`` (``mae_nb.features.scene_embeddings``,
-    ``mae_nb.features.pca_map``), drawn by ``mae_nb.viz.plot_pca_map``. Returns the Figure."""
+    """What :func:`pca_explorer` shows for one setting: the PCA false-colour map of the scene's
+    patch embeddings from encoder ``block`` after masking ``scenario``
+    (``mae_nb.features.scene_embeddings``, ``mae_nb.features.pca_map``), drawn by
+    ``mae_nb.viz.plot_pca_map``. Returns the Figure."""
     from mae_nb.features import pca_map, scene_embeddings
     from mae_nb.viz import plot_pca_map
 

@@ -278,7 +278,8 @@ def test_embedding_splits_are_disjoint():
     assert halves.boundary == 96  # the tile boundary nearest 0.6 * 160
     cols = np.broadcast_to(emb.cols, emb.shape)
     assert cols[halves.train].max() + 8 <= 96 <= cols[halves.test].min()
-    # a grid of overlapping tiles (the last tile is flush): a test tile sharing pixels with a train tile is dropped
+    # a grid of overlapping tiles (the last tile is flush): a test tile sharing pixels with a train
+    # tile is dropped
     tiles = F.scene_embeddings(model, rng_image(h=64, w=80), pool="mean")  # tile cols 0, 32, 48
     split = F.embedding_split(tiles, "halves", test_fraction=0.6)
     assert split.boundary == 32 and split.overlap_pixels == 0
