@@ -52,3 +52,15 @@ def cache(tmp_path, monkeypatch):
 @pytest.fixture
 def no_mirrors(monkeypatch):
     monkeypatch.delenv("MAE_NB_DATA_MIRRORS", raising=False)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a test module: on a shared 2-core machine, tiny models train faster
+    on one thread than on two. Modules opt in with ``pytestmark = pytest.mark.usefixtures(...)``."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

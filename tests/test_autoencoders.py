@@ -10,14 +10,7 @@ from mae_nb import metrics
 from mae_nb.models import autoencoders as ae
 from mae_nb.train import fit, load_checkpoint, save_checkpoint
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One torch thread: on a shared 2-core machine two threads can be 10x slower, not faster."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiles(n=4, c=6, size=16, seed=0) -> torch.Tensor:

@@ -8,6 +8,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from helpers import tiny_mae
 from test_mae import small_model, to_hf_state_dict
 
 from mae_nb import pretrained
@@ -24,22 +25,6 @@ def _save_meta(path, model_or_sd):
     sd = model_or_sd.state_dict() if isinstance(model_or_sd, torch.nn.Module) else model_or_sd
     torch.save({"model": sd}, path)
     return path
-
-
-def tiny(in_chans=3, img_size=32, seed=0):
-    """A very small MAE of the tiny preset's family (one block each side)."""
-    torch.manual_seed(seed)
-    return create_mae(
-        "mae_vit_tiny_patch8",
-        img_size=img_size,
-        in_chans=in_chans,
-        embed_dim=32,
-        depth=1,
-        num_heads=2,
-        decoder_embed_dim=32,
-        decoder_depth=1,
-        decoder_num_heads=2,
-    ).eval()
 
 
 @pytest.fixture
@@ -257,7 +242,7 @@ def test_train_course_mae_bands_and_bad_inputs(scene):
 
 
 def test_fallback_meta_when_it_can_be_had(tmp_path, offline):
-    path = _save_meta(tmp_path / "mine.pth", tiny())
+    path = _save_meta(tmp_path / "mine.pth", tiny_mae())
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no notice
         choice = mae_or_fallback(str(path), quiet=True)
@@ -285,7 +270,7 @@ def test_fallback_trains_a_stand_in_when_nothing_is_available(offline):
 
 
 def test_fallback_to_course_checkpoint_adapts_units(offline):
-    m = tiny()
+    m = tiny_mae()
     m.pretrained_cfg.update(mean=[800.0] * 3, std=[400.0] * 3)
     save_course_mae(m)
     img = np.random.default_rng(0).integers(0, 255, (3, 32, 32)).astype(np.uint8)

@@ -7,9 +7,10 @@ import math
 import numpy as np
 import pytest
 import torch
+from helpers import tiny_mae
 
 from mae_nb import metrics
-from mae_nb.models.mae import IMAGENET_MEAN, IMAGENET_STD, create_mae
+from mae_nb.models.mae import IMAGENET_MEAN, IMAGENET_STD
 from mae_nb.reconstruct import (
     normalization,
     pass_noise,
@@ -20,24 +21,9 @@ from mae_nb.reconstruct import (
 P = 8  # patch size of the test models
 
 
-def tiny(in_chans=3, img_size=32, seed=0):
-    torch.manual_seed(seed)
-    return create_mae(
-        "mae_vit_tiny_patch8",
-        img_size=img_size,
-        in_chans=in_chans,
-        embed_dim=32,
-        depth=1,
-        num_heads=2,
-        decoder_embed_dim=32,
-        decoder_depth=1,
-        decoder_num_heads=2,
-    ).eval()
-
-
 @pytest.fixture(scope="module")
 def model():
-    return tiny()
+    return tiny_mae()
 
 
 @pytest.fixture(scope="module")
@@ -232,7 +218,7 @@ def test_normalization_imagenet_for_rgb_and_per_band_otherwise():
 
 
 def test_model_normalization_from_pretrained_cfg(image):
-    m = tiny()
+    m = tiny_mae()
     m.pretrained_cfg.update(mean=[10.0, 20.0, 30.0], std=[2.0, 2.0, 2.0])  # chapter 03 style
     r = reconstruct(m, image, 0.5)
     assert r.normalization.kind == "given"
@@ -259,7 +245,7 @@ def test_multispectral_model_uses_per_band_statistics():
     from mae_nb.data import synthetic_scene
 
     six = synthetic_scene(32, 32, 6, seed=0).image
-    r = reconstruct(tiny(in_chans=6), six, 0.5)
+    r = reconstruct(tiny_mae(in_chans=6), six, 0.5)
     assert r.normalization.kind == "per-band" and r.original.shape == (6, 32, 32)
 
 
@@ -314,7 +300,7 @@ def test_fixed_size_model_rejects_other_sizes(image):
     class Fixed(torch.nn.Module):  # like timm's strict PatchEmbed
         def __init__(self):
             super().__init__()
-            self.inner = tiny()
+            self.inner = tiny_mae()
             self.patch_embed = self.inner.patch_embed
             self.forward_encoder, self.forward_decoder = (
                 self.inner.forward_encoder,

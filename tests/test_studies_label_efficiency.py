@@ -6,7 +6,6 @@ import math
 
 import numpy as np
 import pytest
-import torch
 
 from mae_nb import finetune as ft
 from mae_nb import stats
@@ -14,14 +13,7 @@ from mae_nb.data.hsi import spatial_split, synthetic_hsi
 from mae_nb.models.baselines import build_classifier
 from mae_nb.studies import label_efficiency as le
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models train faster on one thread, above all on a shared CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

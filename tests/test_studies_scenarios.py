@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
+from helpers import tiny_mae
 
 from mae_nb import stats
 from mae_nb.data import synthetic_scene
-from mae_nb.models.mae import create_mae
 from mae_nb.studies.scenarios import (
     STUDY_SCENARIOS,
     ScenarioComparison,
@@ -21,18 +20,7 @@ from mae_nb.studies.scenarios import (
 
 @pytest.fixture(scope="module")
 def model():
-    torch.manual_seed(0)
-    return create_mae(
-        "mae_vit_tiny_patch8",
-        img_size=32,
-        in_chans=3,
-        embed_dim=32,
-        depth=1,
-        num_heads=2,
-        decoder_embed_dim=32,
-        decoder_depth=1,
-        decoder_num_heads=2,
-    ).eval()
+    return tiny_mae()
 
 
 def study_rows(better=True, crops=3, seeds=3, crop_effect=0.0):
