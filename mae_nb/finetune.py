@@ -52,6 +52,7 @@ __all__ = [
     "evaluate",
     "finetune",
     "load_sst",
+    "load_sst_weights",
     "patch_size_of",
     "predict",
     "pretrain_on_scene",
@@ -241,6 +242,19 @@ def pretrain_on_scene(
 # --------------------------------------------------------------------------- the course checkpoint
 
 
+def load_sst_weights(model: nn.Module, state_dict: dict, path: str | Path) -> nn.Module:
+    """Load a checkpoint's ``state_dict`` into ``model`` (built from the same file's config);
+    weights that do not fit are a :class:`CheckpointError` naming ``path``."""
+    try:
+        model.load_state_dict(state_dict)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise CheckpointError(
+            f"{path}: the weights do not fit its model config ({first})"
+        ) from None
+    return model
+
+
 def course_sst_path() -> Path:
     """Where chapter 06 saves its pretrained transformer: ``<cache>/checkpoints/`` +
     :data:`SST_CHECKPOINT_NAME`."""
@@ -286,14 +300,9 @@ def load_sst(
             f"{path} has no config['model'] to rebuild a spatial-spectral transformer from "
             f"(config keys: {sorted(config)})"
         )
-    model = SpectralTransformer.from_config(config["model"])
-    try:
-        model.load_state_dict(payload["model"])
-    except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[0]
-        raise CheckpointError(
-            f"{path}: the weights do not fit its model config ({first})"
-        ) from None
+    model = load_sst_weights(
+        SpectralTransformer.from_config(config["model"]), payload["model"], path
+    )
     if num_classes is not None:
         model.reset_classifier(num_classes)
     return (model, config) if with_config else model

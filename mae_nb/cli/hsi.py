@@ -304,7 +304,7 @@ def _evaluate(config: dict, args: argparse.Namespace, dist: Distributed) -> int:
     import numpy as np
 
     from mae_nb.data.hsi import Standardizer
-    from mae_nb.finetune import evaluate
+    from mae_nb.finetune import evaluate, load_sst_weights
     from mae_nb.train import load_checkpoint
 
     paths = output_paths(config)
@@ -324,13 +324,7 @@ def _evaluate(config: dict, args: argparse.Namespace, dist: Distributed) -> int:
     saved = payload.get("config") or {}
     kind = saved.get("kind", config["model"]["kind"])
     model = _finetuned_model(paths["finetune"], saved, kind, scene)
-    try:
-        model.load_state_dict(payload["model"])
-    except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[0]
-        raise CheckpointError(
-            f"{paths['finetune']}: the weights do not fit its model config ({first})"
-        ) from None
+    load_sst_weights(model, payload["model"], paths["finetune"])
     model.to(dist.device)
     std = Standardizer.from_dict(saved["standardizer"]) if "standardizer" in saved else None
     ev = evaluate(
