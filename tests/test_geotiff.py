@@ -7,7 +7,7 @@ import pytest
 
 from mae_nb.data import composite, read_raster, stretch, synthetic_scene, write_raster
 from mae_nb.data.geotiff import open_raster, read_window
-from mae_nb.errors import RasterError
+from mae_nb.errors import InputError, RasterError
 
 
 @pytest.fixture
@@ -163,3 +163,20 @@ def test_read_window_reads_windows_outside_and_decimated(tiled_tif):
         array, valid = read_window(src, [1, 2, 3, 4], out_shape=(64, 75))
         assert array.shape == (4, 64, 75) and valid.shape == (64, 75)
         assert array.dtype == full.array.dtype
+
+
+def test_value_range_is_the_whole_sources_and_samples_declare_theirs(no_mirrors, cache):
+    from mae_nb.data import load_sample, value_range
+
+    img = np.zeros((2, 8, 8), np.float32)
+    img[0, 0, 0], img[1, 7, 7] = -3.0, 5.0
+    assert value_range(img) == 8.0
+    valid = np.ones((8, 8), bool)
+    valid[7, 7] = False
+    assert value_range(img, valid) == 3.0  # nodata never counts
+    assert value_range(np.full((1, 4, 4), 7, np.uint8)) == 255.0  # uint8: the type's range
+    assert value_range(np.full((1, 4, 4), 0.3, np.float32)) == 1.0  # already scaled to 0..1
+    with pytest.raises(InputError, match="no valid pixel"):
+        value_range(img, np.zeros((8, 8), bool))
+    # the synthetic scene is reflectance x 10000: its range is declared, not measured
+    assert load_sample(None, size=64, quiet=True).data_range == 10000.0

@@ -18,6 +18,7 @@ from mae_nb.data.geotiff import (
     read_raster,
     read_window,
     stretch,
+    value_range,
     with_array,
     write_raster,
 )
@@ -33,7 +34,12 @@ from mae_nb.data.registry import (
     mirror_dirs,
     status,
 )
-from mae_nb.data.synthetic import CLASS_NAMES, SyntheticScene, synthetic_scene
+from mae_nb.data.synthetic import (
+    CLASS_NAMES,
+    SYNTHETIC_VALUE_RANGE,
+    SyntheticScene,
+    synthetic_scene,
+)
 from mae_nb.data.tiling import Tiles, tile, untile
 from mae_nb.errors import DataUnavailableError, InputError
 
@@ -62,6 +68,7 @@ __all__ = [
     "synthetic_scene",
     "tile",
     "untile",
+    "value_range",
     "with_array",
     "write_raster",
 ]
@@ -73,6 +80,8 @@ class Sample:
 
     ``source`` is ``"real"`` or ``"synthetic"``; ``rgb`` gives the 1-based bands of a true-colour
     composite; ``labels`` is an (H, W) land-cover map (synthetic scenes) or None.
+    ``data_range`` is the span PSNR and SSIM use for this source in every chapter (see
+    :attr:`data_range`); ``None`` until first asked.
     """
 
     name: str
@@ -83,6 +92,21 @@ class Sample:
     labels: np.ndarray | None = None
     class_names: tuple[str, ...] | None = None
     notice: str = ""
+    declared_range: tuple[float, float] | None = None
+
+    @property
+    def data_range(self) -> float:
+        """The course's one data range for this source, used by every PSNR and SSIM of it.
+
+        The range the source declares (registry ``value_range``; the synthetic scene is
+        reflectance x 10000, so 0..10000), else :func:`~mae_nb.data.geotiff.value_range` of the
+        whole raster (uint8: 255). Never the range of a crop: the same error on the same pixels
+        scores the same in every chapter.
+        """
+        if self.declared_range is not None:
+            lo, hi = self.declared_range
+            return float(hi - lo)
+        return value_range(self.raster.array, self.raster.valid)
 
     @property
     def image(self) -> np.ndarray:
@@ -147,7 +171,11 @@ def load_sample(
             if dataset.meta.get("band_names"):
                 raster.band_names = list(dataset.meta["band_names"])[: raster.count]
             rgb = dataset.meta.get("rgb", [1, 2, 3] if raster.count >= 3 else [1, 1, 1])
-            return Sample(name, "real", path, raster, list(rgb))
+            declared = dataset.meta.get("value_range")
+            return Sample(
+                name, "real", path, raster, list(rgb),
+                declared_range=None if declared is None else tuple(declared),
+            )
         except DataUnavailableError as exc:
             notice = announce_fallback("real sample", name, exc, bands, size, quiet)
     image_path, labels_path = synthetic_path(size, size, bands, seed, collar=collar)
@@ -156,4 +184,7 @@ def load_sample(
     from mae_nb.data.synthetic import band_centres, rgb_bands_for
 
     rgb = rgb_bands_for(band_centres(bands)[0]) if bands >= 3 else [1] * 3
-    return Sample("synthetic", "synthetic", image_path, raster, rgb, labels, CLASS_NAMES, notice)
+    return Sample(
+        "synthetic", "synthetic", image_path, raster, rgb, labels, CLASS_NAMES, notice,
+        declared_range=SYNTHETIC_VALUE_RANGE,
+    )

@@ -55,6 +55,28 @@ class Raster:
         return xy(self.transform, rows, cols, offset="center")
 
 
+def value_range(array: np.ndarray, valid: np.ndarray | None = None, dtype=None) -> float:
+    """The data range of a source whose range nobody declared: the one PSNR and SSIM use.
+
+    ``uint8`` data: 255; floats all within 0..1 (already scaled): 1.0. Otherwise the span
+    (max - min) of the finite ``valid`` values of the *whole source* (a file, a scene; never a
+    crop being scored), or 1.0 for a constant image.
+    array: (C, H, W); valid: (H, W) or None; ``dtype``: the source's dtype if ``array`` was
+    converted (e.g. to float32) after reading.
+    """
+    array = np.asarray(array)
+    if np.dtype(array.dtype if dtype is None else dtype) == np.uint8:
+        return 255.0
+    values = array[:, valid] if valid is not None else array.reshape(array.shape[0], -1)
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        raise InputError("no valid pixel: the data range of an all-nodata image is undefined")
+    lo, hi = float(values.min()), float(values.max())
+    if np.issubdtype(values.dtype, np.floating) and lo >= 0.0 and hi <= 1.0:
+        return 1.0
+    return hi - lo or 1.0
+
+
 _TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")  # classic and BigTIFF
 
 

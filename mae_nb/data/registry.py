@@ -194,6 +194,7 @@ _DATASETS = [
         description=(
             "3 bands (RGB), uint8, ~300 m pixels, nodata 0 collar, EPSG:32618, 791 x 718 px."
         ),
+        meta={"value_range": [0, 255]},
     ),
     Dataset(
         name="landsat7-olinda",
@@ -214,7 +215,11 @@ _DATASETS = [
             "6 bands (ETM+ 1,2,3,4,5,7: blue, green, red, NIR, SWIR1, SWIR2), uint8, 28.5 m, "
             "EPSG:31985, 349 x 352 px."
         ),
-        meta={"band_names": ["blue", "green", "red", "nir", "swir1", "swir2"], "rgb": [3, 2, 1]},
+        meta={
+            "band_names": ["blue", "green", "red", "nir", "swir1", "swir2"],
+            "rgb": [3, 2, 1],
+            "value_range": [0, 255],
+        },
     ),
     Dataset(
         name="bigearthnet-s2-examples",
@@ -236,6 +241,7 @@ _DATASETS = [
             "band_names": ["B02", "B03", "B04", "B08"],
             "rgb": [3, 2, 1],
             "patches": list(_BEN_PATCHES),
+            "value_range": [0, 10000],  # surface reflectance x 10000
         },
     ),
     _hsi(

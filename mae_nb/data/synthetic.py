@@ -44,6 +44,11 @@ SENSOR_BANDS = {
 }
 
 
+#: The value range of the scene's GeoTIFF: reflectance x 10000 as uint16 (see
+#: :meth:`SyntheticScene.to_geotiff`), the data range PSNR and SSIM use for it in every chapter.
+SYNTHETIC_VALUE_RANGE = (0.0, 10000.0)
+
+
 def _g(wl: np.ndarray, centre: float, width: float) -> np.ndarray:
     return np.exp(-0.5 * ((wl - centre) / width) ** 2)
 
