@@ -1,10 +1,15 @@
 """Conventions every chapter notebook follows, and the lint that checks them.
 
 A chapter ``notebooks/NN_topic.ipynb`` opens with a markdown cell (title, what you will
-learn, estimated CPU run time, Colab and Binder badges pointing at the notebook itself),
+learn, where its measured run time is, Colab and Binder badges pointing at the notebook itself),
 then the install cell (a no-op where ``mae_nb`` is importable, so Colab users get the
 package from the repository), then exactly one ``parameters``-tagged cell with at least
 ``SMOKE``, then derived values. Outputs and execution counts are never committed.
+
+Prose cannot go stale: markdown cells hold no measured number (``stale_numbers`` lists the
+ones a cell has); a number that comes from the run is formatted into Markdown by a code cell
+(``show_markdown``). Run times are measured figures too, so the header points at the README's
+table of measured figures instead of quoting one.
 
 ``new_chapter`` builds such a notebook from cells, so authors write prose and code and the
 conventions come for free; ``lint_notebook`` lists what a notebook gets wrong.
@@ -62,13 +67,20 @@ def badges(notebook: str | Path) -> str:
     )
 
 
-def header(notebook: str | Path, title: str, learn: Sequence[str], minutes: str) -> str:
+#: The header's run-time line: run times are measured, so they live in the README's table.
+RUN_TIME_LINE = (
+    "**Estimated run time on a laptop CPU:** see the measured figures in the"
+    f" [README](https://github.com/{REPOSITORY}#measured-figures) (full and smoke runs of every"
+    " chapter). Set `SMOKE = True` in the parameters cell for a run of seconds."
+)
+
+
+def header(notebook: str | Path, title: str, learn: Sequence[str]) -> str:
     """The first markdown cell of a chapter."""
     items = "\n".join(f"- {item}" for item in learn)
     return (
         f"# {title}\n\n{badges(notebook)}\n\n**What you will learn**\n\n{items}\n\n"
-        f"**Estimated run time on a laptop CPU:** {minutes}. "
-        "Set `SMOKE = True` in the parameters cell for a run of seconds."
+        f"{RUN_TIME_LINE}"
     )
 
 
@@ -83,7 +95,9 @@ def new_chapter(
     """Write a chapter notebook: header, install cell, ``parameters`` cell, then ``cells``.
 
     ``cells`` are ``("md", text)`` or ``("code", source)`` pairs. ``parameters`` is the source
-    of the parameters cell; it must assign ``SMOKE``.
+    of the parameters cell; it must assign ``SMOKE``. ``minutes`` is not written anywhere (a run
+    time is a measured figure: the header points at the README's table); it is kept so that
+    existing callers work.
     """
     import nbformat
     from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
@@ -99,7 +113,7 @@ def new_chapter(
     params = new_code_cell(parameters.strip())
     params.metadata["tags"] = ["parameters"]
     nb.cells = [
-        new_markdown_cell(header(path, title, learn, minutes)),
+        new_markdown_cell(header(path, title, learn)),
         new_code_cell(INSTALL_CELL),
         params,
     ]
@@ -114,6 +128,82 @@ def new_chapter(
     nbformat.validate(nb)
     path.write_text(nbformat.writes(nb) + "\n")
     return path
+
+
+# --- prose that cannot go stale -------------------------------------------------------------
+
+# Not prose: fenced code blocks, inline code spans, display and inline LaTeX, link targets, HTML.
+_NOT_PROSE = re.compile(
+    r"```.*?```|~~~.*?~~~"  # fenced code
+    r"|(`+).+?\1"  # code span
+    r"|\$\$.+?\$\$|(?<![\\\w])\$[^$\n]+?\$"  # LaTeX
+    r"|\]\([^)\s]*\)"  # a link's target
+    r"|<[^>\n]+>",  # an HTML tag
+    re.S,
+)
+_NUMBER = r"(?<![\w.])[-+±]?\d+(?:[.,]\d+)?"
+_UNITS = (
+    r"dB|ms|s|secs?|seconds?|min|mins|minutes?|h|hrs?|hours?"
+    r"|[KMGT]i?B|[kKMGT]b|bytes"
+    r"|(?:tiles|samples|images|it|steps|batches|px)/s"
+)
+#: What a markdown cell may not contain, with the reason a problem names.
+STALE_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
+    (
+        "a number with a unit of measure (dB, s, min, h, MB, GB, .../s)",
+        re.compile(rf"{_NUMBER}(?:\s|&nbsp;|\u00a0)*(?:{_UNITS})(?![\w/])"),
+    ),
+    (
+        "a decimal percentage (only whole percentages and one-digit fractions below 1 % are"
+        " design constants)",
+        re.compile(
+            r"(?<![\w.])[-+±]?(?!0[.,][1-9](?![\d]))\d+[.,]\d+(?:\s|&nbsp;|\u00a0)*(?:%|percent\b)"
+        ),
+    ),
+    (
+        "a decimal score difference in points or a speed-up factor",
+        re.compile(
+            r"(?<![\w.])[-+±]?\d+\.\d+(?:\s|&nbsp;)*(?:points?|pp|p\.p\.)(?!\w)"
+            r"|(?<![\w.])\d+\.\d+\s?[x×](?![\w])"
+        ),
+    ),
+    (
+        "a hand-written measurement ('measured while/when writing ...')",
+        re.compile(r"measured (?:while|when|as|at the time of) (?:writing|this was written)", re.I),
+    ),
+)
+
+
+def prose(markdown: str) -> str:
+    """``markdown`` without what is not prose (code, LaTeX, link targets, HTML tags)."""
+    return _NOT_PROSE.sub(" ", markdown)
+
+
+def stale_numbers(markdown: str) -> list[tuple[str, str]]:
+    """``(text, reason)`` for each hand-typed measured number in a markdown cell's prose.
+
+    Flagged: a number followed by a unit of measure (``dB``, ``ms``, ``s``, ``sec``,
+    ``seconds``, ``min``, ``minutes``, ``h``, ``hours``, ``KB``/``MB``/``GB``/``TB`` and their
+    ``KiB``/``MiB``/... forms, ``.../s`` rates such as ``tiles/s``); a decimal percentage
+    (``12.5 %``, ``98.6 percent``) except a one-digit fraction below 1 % (``0.1 %``, ``0.5 %``,
+    how label fractions are written); a decimal number of points (``+1.5 points``, ``2.4 pp``)
+    or a decimal speed-up (``1.57x``); and "measured while writing". Allowed: whole
+    percentages (mask ratios ``25 %``, ``3 x 25 %``, label fractions ``1 %``), pixel sizes
+    (``16 px``), ground distances (``30 m``), and anything inside a code span, a code block,
+    LaTeX or a link's target. Numbers from a run belong in a code cell's ``show_markdown``.
+    """
+    text = prose(markdown)
+    found = []
+    for reason, pattern in STALE_PATTERNS:
+        found.extend((m.group(0).strip(), reason) for m in pattern.finditer(text))
+    return found
+
+
+def show_markdown(text: str) -> None:
+    """Display computed Markdown in a notebook (how a chapter states a number from its run)."""
+    from IPython.display import Markdown, display
+
+    display(Markdown(text))
 
 
 _LINK = re.compile(r"\((https://(?:colab\.research\.google\.com|mybinder\.org)/[^)\s]+)\)")
@@ -160,6 +250,13 @@ def lint_notebook(path: str | Path) -> list[str]:
     for i, c in enumerate(cells):
         if c.cell_type == "code" and (c.get("outputs") or c.get("execution_count") is not None):
             problems.append(f"cell {i} has outputs or an execution count committed (strip them)")
+    for i, c in enumerate(cells):
+        if c.cell_type == "markdown":
+            for text, reason in stale_numbers(c.source):
+                problems.append(
+                    f"markdown cell {i} types a measured number by hand: {text!r} ({reason});"
+                    " format it from the run in a code cell (mae_nb.notebook.show_markdown)"
+                )
     sources = "\n".join(c.source for c in cells if c.cell_type == "code")
     if "record_metrics(" not in sources:
         problems.append("no code cell calls record_metrics (the runner and tests need its metrics)")
