@@ -2,8 +2,10 @@
 
 Chapters 06-07 and ``mae-nb hsi`` build on these::
 
-    pretrain_on_scene(scene, ...) -> PretrainResult      # standardize, patches, masked pretraining
-    pretraining_patches(scene, image_size) -> (PatchDataset, Standardizer)
+    pretraining_region(split, patch_size=None) -> (H, W) bool  # train+val, windows clear of test
+    pretrain_on_scene(scene, split=split, ...) -> PretrainResult  # masked pretraining there
+    pretraining_patches(scene, image_size, region=...) -> (PatchDataset, Standardizer)
+    split_record(split) -> dict                          # what a checkpoint records of its split
     course_sst_path() -> Path                            # where chapter 06 saves its model
     save_sst(path, result) / load_sst(path=None, num_classes=None) -> SpectralTransformer
     classifier_from_pretrained(pretrained, num_classes) -> SpectralTransformer   # new head
@@ -16,8 +18,11 @@ Conventions. A model takes patches (N, B, p, p) around pixels and returns logits
 the centre pixel (every model in :mod:`mae_nb.models.spectral` and
 :mod:`mae_nb.models.baselines`). Scenes are :class:`~mae_nb.data.hsi.HyperspectralScene`
 (cube (H, W, B), labels (H, W), 1..K and 0 = unlabelled); splits are
-:class:`~mae_nb.data.hsi.SpatialSplit`. Pretraining uses no labels, so it standardizes each
-band over the whole scene; fine-tuning and evaluation standardize with statistics of the
+:class:`~mae_nb.data.hsi.SpatialSplit`. Pretraining uses no labels, but it must not see the
+pixels a model is later scored on: given the split, it uses only :func:`pretraining_region`
+(training and validation blocks, every patch window clear of the test region) and
+standardizes each band there; without a split it uses every pixel and warns that this is
+transductive. Fine-tuning and evaluation standardize with statistics of the
 pixels of the split's *training region* (labelled or not, never val/test pixels), so every
 label fraction sees the same inputs. Chapter 07's comparison of models and label fractions
 is :mod:`mae_nb.studies.label_efficiency`.
@@ -25,6 +30,7 @@ is :mod:`mae_nb.studies.label_efficiency`.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 import warnings
@@ -45,6 +51,7 @@ from mae_nb.train import fit, load_checkpoint, save_checkpoint
 
 __all__ = [
     "SST_CHECKPOINT_NAME",
+    "TRANSDUCTIVE_NOTICE",
     "FinetuneResult",
     "PretrainResult",
     "classifier_from_pretrained",
@@ -57,8 +64,12 @@ __all__ = [
     "predict",
     "pretrain_on_scene",
     "pretraining_patches",
+    "pretraining_region",
+    "regions_sha256",
     "save_sst",
     "scene_standardizer",
+    "seen_test_pixels",
+    "split_record",
     "sst_like",
 ]
 
@@ -166,23 +177,128 @@ class PretrainResult:
     config: dict = field(default_factory=dict)
 
 
-def pretraining_patches(scene, image_size: int, max_pixels: int | None = None, seed: int = 0):
-    """``(PatchDataset, Standardizer)`` for masked pretraining on ``scene``: every band
-    standardized over the whole scene (no labels, so no split is involved), and patches
-    (B, p, p) around every pixel, or around a seeded random ``max_pixels`` of them."""
-    std = fit_standardizer(scene.cube)
+def _within(mask: np.ndarray, radius: int) -> np.ndarray:
+    """Pixels within Chebyshev distance ``radius`` of ``mask``: the union of the
+    (2 radius + 1)-wide windows around its pixels."""
+    from scipy.ndimage import maximum_filter
+
+    if radius <= 0:
+        return mask.copy()
+    return maximum_filter(mask.astype(np.uint8), size=2 * radius + 1, mode="constant").astype(bool)
+
+
+def regions_sha256(split) -> str:
+    """SHA-256 (hex) of ``split.regions`` (its shape and int8 values): two splits with the same
+    digest put every pixel in the same train/val/test/buffer region."""
+    regions = np.ascontiguousarray(split.regions, dtype=np.int8)
+    digest = hashlib.sha256(f"{regions.shape[0]}x{regions.shape[1]}:".encode())
+    digest.update(regions.tobytes())
+    return digest.hexdigest()
+
+
+def _split_grid(split) -> list[int]:
+    grid = getattr(split, "grid", None)
+    if grid is not None:
+        return [int(grid[0]), int(grid[1])]
+    blocks = np.asarray(split.blocks)  # block ids are row-major: row * cols + col
+    return [len(np.unique(blocks[:, 0])), len(np.unique(blocks[0, :]))]
+
+
+def split_record(split) -> dict:
+    """What a checkpoint records of the split its pretraining kept clear of: ``patch_size``,
+    ``seed``, ``fractions`` (None when the split does not carry them), ``grid`` (rows, cols),
+    ``buffer``, ``missing`` (classes absent from a split) and ``regions_sha256``
+    (:func:`regions_sha256`)."""
+    fractions = getattr(split, "fractions", None)
+    return {
+        "patch_size": int(split.patch_size),
+        "seed": int(split.seed),
+        "fractions": None if fractions is None else [float(f) for f in fractions],
+        "grid": _split_grid(split),
+        "buffer": int(split.buffer),
+        "missing": {k: list(v) for k, v in (split.missing or {}).items()},
+        "regions_sha256": regions_sha256(split),
+    }
+
+
+def pretraining_region(split, patch_size: int | None = None) -> np.ndarray:
+    """(H, W) bool: the centre pixels masked pretraining may use without seeing the test region.
+
+    A pixel qualifies when it lies in the training or validation blocks (``split.regions`` 0
+    or 1) and its ``patch_size`` x ``patch_size`` window (default ``split.patch_size``) holds
+    no pixel of the test region (``split.regions == 2``, labelled or not). Patches at the
+    scene's border are reflect-padded from pixels inside the same window, so they see nothing
+    more. Pretraining on these pixels never reads a test pixel (:func:`seen_test_pixels`
+    counts them: 0).
+    """
+    p = int(split.patch_size if patch_size is None else patch_size)
+    if p < 1 or p % 2 == 0:
+        raise InputError(f"patch_size must be an odd positive integer, got {patch_size}")
+    regions = np.asarray(split.regions)
+    near_test = _within(regions == 2, p // 2)
+    return ((regions == 0) | (regions == 1)) & ~near_test
+
+
+def seen_test_pixels(split, centres: np.ndarray, patch_size: int) -> int:
+    """How many pixels of ``split``'s test region fall inside a ``patch_size`` window around
+    one of ``centres`` ((H, W) bool): what a pretraining on those patches read of the test
+    region. 0 for :func:`pretraining_region`."""
+    seen = _within(np.asarray(centres, bool), int(patch_size) // 2)
+    return int((seen & (np.asarray(split.regions) == 2)).sum())
+
+
+#: What :func:`pretrain_on_scene` says when no split keeps the test region out of pretraining.
+TRANSDUCTIVE_NOTICE = (
+    "masked pretraining on every pixel of {scene!r}, test region included (no split given): "
+    "this is transductive, the model sees the pixels it will later be scored on, which "
+    "flatters it. Pass split= (mae_nb.data.hsi.spatial_split) to pretrain on the training and "
+    "validation blocks only."
+)
+
+
+def pretraining_patches(
+    scene,
+    image_size: int,
+    max_pixels: int | None = None,
+    seed: int = 0,
+    *,
+    region: np.ndarray | None = None,
+):
+    """``(PatchDataset, Standardizer)`` for masked pretraining on ``scene``.
+
+    ``region``: (H, W) bool, the centre pixels to use (e.g. :func:`pretraining_region`), or
+    None for every pixel of the scene (transductive when the scene is later scored). Every
+    band is standardized over the pixels of ``region`` (no labels are involved); patches
+    (B, p, p) are cut around every pixel of it, or around a seeded random ``max_pixels`` of
+    them.
+    """
     h, w = scene.cube.shape[:2]
-    mask = None
-    if max_pixels is not None and max_pixels < h * w:
-        flat = np.zeros(h * w, bool)
-        flat[np.random.default_rng(seed).choice(h * w, int(max_pixels), replace=False)] = True
-        mask = flat.reshape(h, w)
+    if region is None:
+        region = np.ones((h, w), bool)
+    region = np.asarray(region, bool)
+    if region.shape != (h, w):
+        raise InputError(f"region {region.shape} does not match the scene's {h} x {w} pixels")
+    n = int(region.sum())
+    if n == 0:
+        raise InputError(
+            "the pretraining region has no pixel: no training/validation pixel is more than "
+            "half a patch away from the test region; use a smaller patch or a coarser split grid"
+        )
+    std = fit_standardizer(scene.cube, None if n == h * w else region)
+    mask = region
+    if max_pixels is not None and max_pixels < n:
+        flat = np.flatnonzero(region)
+        keep = np.random.default_rng(seed).choice(len(flat), int(max_pixels), replace=False)
+        mask = np.zeros(h * w, bool)
+        mask[flat[keep]] = True
+        mask = mask.reshape(h, w)
     return PatchDataset(std.apply(scene.cube), None, mask, image_size), std
 
 
 def pretrain_on_scene(
     scene,
     *,
+    split=None,
     model: SpectralTransformer | None = None,
     model_kwargs: dict | None = None,
     image_size: int = 7,
@@ -196,16 +312,32 @@ def pretrain_on_scene(
     device=None,
     progress: bool = True,
 ) -> PretrainResult:
-    """Masked pretraining on all pixels of ``scene`` (a
-    :class:`~mae_nb.data.hsi.HyperspectralScene`), no labels.
+    """Masked pretraining on ``scene`` (a :class:`~mae_nb.data.hsi.HyperspectralScene`), no
+    labels.
 
-    Standardizes each band over the whole scene, serves ``image_size`` x ``image_size``
-    patches around every pixel (or a seeded random ``max_pixels`` of them,
-    :func:`pretraining_patches`), and trains ``model`` (default: a new
-    :class:`~mae_nb.models.spectral.SpectralTransformer` with ``model_kwargs``) with
+    With ``split`` (a :class:`~mae_nb.data.hsi.SpatialSplit` of this scene) the patches come
+    only from :func:`pretraining_region` (``split``, ``image_size``): training and validation
+    blocks, no window touching the test region, standardizer fitted there; the config records
+    ``"split"`` (:func:`split_record`) and ``"test_pixels_seen"`` (0). Without it, every pixel
+    is used, test region included: a warning says this is transductive, and the config records
+    ``"split": None`` and ``"test_pixels_seen": None`` (unknown).
+
+    Serves ``image_size`` x ``image_size`` patches around the region's pixels (or a seeded
+    random ``max_pixels`` of them, :func:`pretraining_patches`), and trains ``model`` (default:
+    a new :class:`~mae_nb.models.spectral.SpectralTransformer` with ``model_kwargs``) with
     :func:`mae_nb.train.fit` and :func:`~mae_nb.models.spectral.pretrain_loss`.
     """
-    data, std = pretraining_patches(scene, image_size, max_pixels, seed)
+    region = None
+    if split is not None:
+        if split.regions.shape != scene.labels.shape:
+            raise InputError(
+                f"the split {split.regions.shape} does not belong to the scene "
+                f"{scene.labels.shape} (H, W)"
+            )
+        region = pretraining_region(split, image_size)
+    else:
+        warnings.warn(TRANSDUCTIVE_NOTICE.format(scene=scene.name), UserWarning, stacklevel=2)
+    data, std = pretraining_patches(scene, image_size, max_pixels, seed, region=region)
     if model is None:
         torch.manual_seed(seed)
         model = SpectralTransformer(
@@ -224,6 +356,8 @@ def pretrain_on_scene(
         progress=progress,
         desc="masked pretraining",
     )
+    centres = np.zeros(scene.labels.shape, bool)
+    centres[data.coords[:, 0], data.coords[:, 1]] = True
     config = {
         "model": model.config,
         "scene": scene.name,
@@ -234,6 +368,9 @@ def pretrain_on_scene(
         "lr": lr,
         "seed": seed,
         "pixels": len(data),
+        "region_pixels": int(scene.labels.size if region is None else region.sum()),
+        "split": None if split is None else split_record(split),
+        "test_pixels_seen": None if split is None else seen_test_pixels(split, centres, image_size),
         "standardizer": std.to_dict(),
     }
     return PretrainResult(model, history, std, config)

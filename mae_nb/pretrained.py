@@ -12,7 +12,8 @@ Every chapter and command gets its MAE here, one way:
   else chapter 03's model, else a stand-in trained on the chapter's image, with a notice that
   says which and why.
 - :func:`sst_or_fallback` does the same for chapter 07's spatial-spectral transformer: chapter
-  06's pretrained model if it was pretrained on the same scene, else a brief pretraining.
+  06's pretrained model if it was pretrained on the same scene without the split's test
+  pixels, else a brief pretraining on the split's training and validation blocks.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from mae_nb.data import registry
 from mae_nb.data.geotiff import check_bands
 from mae_nb.data.tiling import tile
 from mae_nb.errors import CheckpointError, DataUnavailableError, InputError, MissingFileError
-from mae_nb.finetune import course_sst_path, load_sst, pretrain_on_scene
+from mae_nb.finetune import course_sst_path, load_sst, pretrain_on_scene, regions_sha256
 from mae_nb.models.checkpoints import model_from_checkpoint
 from mae_nb.models.mae import MaskedAutoencoderViT, create_mae
 from mae_nb.models.spectral import SpectralTransformer
@@ -342,18 +343,58 @@ def _adapt_units(model: MaskedAutoencoderViT, image: np.ndarray, valid: np.ndarr
 @dataclass
 class SSTChoice:
     """What :func:`sst_or_fallback` returns: the model, where it came from (``"chapter 06"``
-    or ``"brief pretraining"``), its config and a notice (``""`` if none)."""
+    or ``"brief pretraining"``), its config (``config["test_pixels_seen"]``: 0 when its
+    pretraining kept clear of the split's test region, None when unknown) and a notice
+    (``""`` if none; else why chapter 06's model was not used)."""
 
     model: SpectralTransformer
     source: str
     config: dict
     notice: str = ""
 
+    @property
+    def leak_free(self) -> bool:
+        """True when the pretraining is recorded to have read no pixel of the split's test
+        region."""
+        return self.config.get("test_pixels_seen") == 0
+
+
+def _unusable_checkpoint(config: dict, model: SpectralTransformer, scene, split) -> str:
+    """Why chapter 06's checkpoint (``config``, ``model``) cannot serve ``scene`` and
+    ``split``; ``""`` when it can."""
+    got = (config.get("scene"), config.get("source"), model.config["in_chans"])
+    if got != (scene.name, scene.source, scene.n_bands):
+        return (
+            f"it was pretrained on {got[0]!r} ({got[1]}, {got[2]} bands), "
+            f"not on {scene.name!r} ({scene.source}, {scene.n_bands} bands)"
+        )
+    if split is None:
+        return ""
+    record = config.get("split")
+    if record is None or config.get("test_pixels_seen") != 0:
+        return (
+            "it was pretrained on every pixel of the scene, test region included "
+            "(transductive: it has seen the pixels it would be scored on)"
+        )
+    if record.get("regions_sha256") != regions_sha256(split):
+        return (
+            f"it was pretrained clear of the test region of another split (patch "
+            f"{record.get('patch_size')}, seed {record.get('seed')}, grid {record.get('grid')}, "
+            f"buffer {record.get('buffer')}), so it may have seen this split's test pixels"
+        )
+    if model.config["image_size"] != split.patch_size:
+        return (
+            f"it takes {model.config['image_size']} px patches and this split is built for "
+            f"{split.patch_size} px patches"
+        )
+    return ""
+
 
 def sst_or_fallback(
     scene,
     *,
-    patch_size: int = 5,
+    split=None,
+    patch_size: int | None = None,
     epochs: int = 2,
     max_pixels: int | None = 2000,
     batch_size: int = 32,
@@ -362,36 +403,52 @@ def sst_or_fallback(
     progress: bool = True,
     quiet: bool = False,
 ) -> SSTChoice:
-    """Chapter 06's pretrained transformer for ``scene``, or a brief pretraining when there is
-    none.
+    """Chapter 06's pretrained transformer for ``scene``, or a brief pretraining when it cannot
+    be used.
 
     The checkpoint at :func:`course_sst_path` is used when it was pretrained on this scene
-    (same name, source and band count). Otherwise (missing, another scene) a notice is printed
-    and the model is pretrained here for ``epochs`` on ``max_pixels`` random pixels with
-    ``model_kwargs`` (e.g. ``embed_dim``, ``depth``) and ``patch_size``: short, so it shows the
-    mechanics rather than what a full pretraining gives (``batch_size`` 32 keeps the peak
-    memory of a notebook kernel well under 2 GB).
+    (same name, source and band count) and, given ``split`` (a
+    :class:`~mae_nb.data.hsi.SpatialSplit` of the scene), when it was pretrained on that very
+    split's :func:`~mae_nb.finetune.pretraining_region` (same recorded regions SHA-256, 0 test
+    pixels seen, patches of ``split.patch_size``). Otherwise (missing, another scene, a
+    transductive pretraining, another split) a notice says why, and the model is pretrained
+    here on ``split``'s pretraining region (every pixel, with a transductive warning, when
+    ``split`` is None) for ``epochs`` on ``max_pixels`` random pixels with ``model_kwargs``
+    (e.g. ``embed_dim``, ``depth``) and ``patch_size`` (default ``split.patch_size``, else 5):
+    short, so it shows the mechanics rather than what a full pretraining gives (``batch_size``
+    32 keeps the peak memory of a notebook kernel well under 2 GB).
     """
+    if patch_size is None:
+        patch_size = 5 if split is None else int(split.patch_size)
+    elif split is not None and patch_size != split.patch_size:
+        raise InputError(
+            f"patch_size {patch_size} differs from the split's {split.patch_size} px patches; "
+            "build the split with the model's patch size"
+        )
     path = course_sst_path()
     reason = f"there is no checkpoint at {path}"
     if path.is_file():
         model, config = load_sst(path, with_config=True)
-        got = (config.get("scene"), config.get("source"), model.config["in_chans"])
-        if got == (scene.name, scene.source, scene.n_bands):
+        why = _unusable_checkpoint(config, model, scene, split)
+        if not why:
             return SSTChoice(model, "chapter 06", config)
-        reason = (
-            f"the checkpoint at {path} was pretrained on {got[0]!r} ({got[1]}, {got[2]} bands), "
-            f"not on {scene.name!r} ({scene.source}, {scene.n_bands} bands)"
-        )
+        reason = f"the checkpoint at {path}: {why}"
+    where = (
+        "every pixel"
+        if split is None
+        else "the training and validation blocks of the split (no test pixel)"
+    )
     notice = (
         f"NOTICE: chapter 06's pretrained model is not usable here: {reason}. Pretraining "
-        f"briefly instead ({epochs} epoch{'s' * (epochs != 1)} on {max_pixels or 'all'} "
-        "pixels); run notebook 06_hyperspectral_masked_pretraining first for the real thing."
+        f"briefly instead on {where} ({epochs} epoch{'s' * (epochs != 1)} on "
+        f"{max_pixels or 'all'} pixels); run notebook 06_hyperspectral_masked_pretraining "
+        "first for the real thing."
     )
     if not quiet:
         print(notice)
     result = pretrain_on_scene(
         scene,
+        split=split,
         image_size=patch_size,
         epochs=epochs,
         max_pixels=max_pixels,

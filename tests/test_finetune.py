@@ -238,19 +238,115 @@ def test_sst_like_builds_the_same_architecture_afresh(scene):
 # ---------------------------------------------------------------------- pretraining, checkpoints
 
 
-def test_pretrain_save_and_load(cache):
-    scene = synthetic_hsi(20, 24, seed=0)
+TINY_SST = dict(band_block_size=8, embed_dim=16, depth=1, num_heads=2, decoder_dim=8)
+
+
+@pytest.fixture(scope="module")
+def salinas_shaped():
+    """A scene of Salinas-A's shape (83 x 86 px) and its default spatial split for 5 px
+    patches, as chapters 06-07 cut it."""
+    scene = synthetic_hsi(size=83, width=86, bands=16, seed=0)
+    return scene, spatial_split(scene.labels, 5, seed=0)
+
+
+def _windows_touching(centres: np.ndarray, target: np.ndarray, p: int) -> int:
+    """Brute force: how many pixels of ``target`` lie in a p x p window around a centre."""
+    r = p // 2
+    hit = np.zeros_like(target)
+    for i, j in np.argwhere(centres):
+        hit[max(0, i - r) : i + r + 1, max(0, j - r) : j + r + 1] = True
+    return int((hit & target).sum())
+
+
+@pytest.mark.parametrize("p", [None, 3, 7])
+def test_pretraining_region_sees_no_test_pixel(salinas_shaped, p):
+    scene, split = salinas_shaped
+    region = ft.pretraining_region(split, p)
+    size = split.patch_size if p is None else p
+    test_region = split.regions == 2
+    assert region.shape == scene.labels.shape and region.dtype == bool
+    assert np.isin(split.regions[region], [0, 1]).all()  # train and val blocks only
+    assert _windows_touching(region, test_region, size) == 0  # no window reads a test pixel
+    assert ft.seen_test_pixels(split, region, size) == 0
+    # it is the largest such region: every train/val pixel left out has a test pixel in reach
+    left_out = np.isin(split.regions, [0, 1]) & ~region
+    for i, j in np.argwhere(left_out)[::7]:
+        one = np.zeros_like(region)
+        one[i, j] = True
+        assert _windows_touching(one, test_region, size) > 0
+    # the transductive pretraining reads the whole test region
+    assert ft.seen_test_pixels(split, np.ones_like(region), size) == int(test_region.sum()) > 0
+    with pytest.raises(ValueError, match="odd positive integer"):
+        ft.pretraining_region(split, 4)
+
+
+def test_pretraining_patches_standardize_their_region(salinas_shaped):
+    scene, split = salinas_shaped
+    data, std = ft.pretraining_patches(scene, 5)
+    assert len(data) == scene.cube.shape[0] * scene.cube.shape[1]
+    np.testing.assert_allclose(std.mean, scene.cube.reshape(-1, scene.n_bands).mean(0), rtol=1e-4)
+    region = ft.pretraining_region(split)
+    inside, std_in = ft.pretraining_patches(scene, 5, region=region)
+    assert len(inside) == region.sum() and region[inside.coords[:, 0], inside.coords[:, 1]].all()
+    np.testing.assert_allclose(std_in.mean, scene.cube[region].mean(0), rtol=1e-4)
+    few, _ = ft.pretraining_patches(scene, 5, max_pixels=50, seed=1, region=region)
+    again, _ = ft.pretraining_patches(scene, 5, max_pixels=50, seed=1, region=region)
+    assert len(few) == 50 and (few.coords == again.coords).all()
+    assert region[few.coords[:, 0], few.coords[:, 1]].all()
+    with pytest.raises(ValueError, match="has no pixel"):
+        ft.pretraining_patches(scene, 5, region=np.zeros_like(region))
+    with pytest.raises(ValueError, match="does not match the scene"):
+        ft.pretraining_patches(scene, 5, region=region[1:])
+
+
+def test_pretrain_on_a_split_records_it_and_the_checkpoint_keeps_it(cache, salinas_shaped):
+    scene, split = salinas_shaped
     result = ft.pretrain_on_scene(
         scene,
+        split=split,
         image_size=5,
         epochs=1,
         batch_size=32,
         max_pixels=64,
-        model_kwargs=dict(band_block_size=8, embed_dim=16, depth=1, num_heads=2, decoder_dim=8),
+        model_kwargs=TINY_SST,
         progress=False,
         device="cpu",
     )
+    region = ft.pretraining_region(split, 5)
+    config = result.config
+    assert config["test_pixels_seen"] == 0 and config["pixels"] == 64
+    assert config["region_pixels"] == int(region.sum()) < scene.labels.size
+    record = config["split"]
+    assert record == ft.split_record(split)
+    assert record["patch_size"] == 5 and record["seed"] == 0 and record["buffer"] == split.buffer
+    assert record["regions_sha256"] == ft.regions_sha256(split) and len(record["grid"]) == 2
+    assert int(np.prod(record["grid"])) == int(split.blocks.max()) + 1
+    np.testing.assert_allclose(result.standardizer.mean, scene.cube[region].mean(0), rtol=1e-4)
+    other = spatial_split(scene.labels, 5, seed=1)
+    assert ft.regions_sha256(other) != record["regions_sha256"]
+    # the checkpoint round trip keeps the split record
+    path = ft.save_sst(None, result)
+    _, saved = ft.load_sst(path, with_config=True)
+    assert saved["split"] == record and saved["test_pixels_seen"] == 0
+    with pytest.raises(ValueError, match="does not belong to the scene"):
+        ft.pretrain_on_scene(synthetic_hsi(20, 16, seed=0), split=split, epochs=1)
+
+
+def test_pretrain_save_and_load(cache):
+    scene = synthetic_hsi(20, 24, seed=0)
+    with pytest.warns(UserWarning, match="transductive"):
+        result = ft.pretrain_on_scene(
+            scene,
+            image_size=5,
+            epochs=1,
+            batch_size=32,
+            max_pixels=64,
+            model_kwargs=TINY_SST,
+            progress=False,
+            device="cpu",
+        )
     assert result.config["pixels"] == 64 and result.config["model"]["in_chans"] == 24
+    assert result.config["split"] is None and result.config["test_pixels_seen"] is None
     assert len(result.history.train["loss"]) == 1
     assert ft.course_sst_path() == cache / "checkpoints" / "sst_pretrained_ch06.pth"
     path = ft.save_sst(None, result)
@@ -263,15 +359,6 @@ def test_pretrain_save_and_load(cache):
     torch.testing.assert_close(model.forward_features(x), result.model.cpu().forward_features(x))
     tuned = ft.load_sst(path, num_classes=5)
     assert tuned(x).shape == (2, 5)
-
-
-def test_pretraining_patches_standardize_the_whole_scene(scene):
-    data, std = ft.pretraining_patches(scene, 5)
-    assert len(data) == scene.cube.shape[0] * scene.cube.shape[1]
-    np.testing.assert_allclose(std.mean, scene.cube.reshape(-1, scene.n_bands).mean(0), rtol=1e-4)
-    few, _ = ft.pretraining_patches(scene, 5, max_pixels=50, seed=1)
-    again, _ = ft.pretraining_patches(scene, 5, max_pixels=50, seed=1)
-    assert len(few) == 50 and (few.coords == again.coords).all()
 
 
 def test_load_sst_says_what_is_wrong(tmp_path):

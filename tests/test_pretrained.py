@@ -296,15 +296,18 @@ def test_sst_or_fallback_uses_chapter_06_or_pretrains_briefly(cache, capsys):
     torch.manual_seed(0)
     scene = synthetic_hsi(size=32, bands=16, seed=0)
     tiny_kw = dict(band_block_size=8, embed_dim=16, depth=1, num_heads=2, decoder_dim=16)
-    pre = pretrained.sst_or_fallback(
-        scene, epochs=1, max_pixels=64, model_kwargs=tiny_kw, progress=False
-    )
+    with pytest.warns(UserWarning, match="transductive"):
+        pre = pretrained.sst_or_fallback(
+            scene, epochs=1, max_pixels=64, model_kwargs=tiny_kw, progress=False
+        )
     assert pre.source == "brief pretraining" and "there is no checkpoint at" in pre.notice
     assert "NOTICE: chapter 06's pretrained model is not usable here" in capsys.readouterr().out
     assert pre.model.config["embed_dim"] == 16 and pre.config["pixels"] == 64
-    result = pretrain_on_scene(
-        scene, image_size=5, epochs=1, max_pixels=64, model_kwargs=tiny_kw, progress=False
-    )
+    assert not pre.leak_free
+    with pytest.warns(UserWarning, match="transductive"):
+        result = pretrain_on_scene(
+            scene, image_size=5, epochs=1, max_pixels=64, model_kwargs=tiny_kw, progress=False
+        )
     save_sst(None, result)
     again = pretrained.sst_or_fallback(
         scene, epochs=1, max_pixels=64, model_kwargs=tiny_kw, progress=False
@@ -313,15 +316,63 @@ def test_sst_or_fallback_uses_chapter_06_or_pretrains_briefly(cache, capsys):
     for k, v in result.model.state_dict().items():
         torch.testing.assert_close(again.model.state_dict()[k], v)
     other = synthetic_hsi(size=24, bands=12, seed=1)
-    elsewhere = pretrained.sst_or_fallback(
-        other,
-        epochs=1,
-        max_pixels=32,
-        quiet=True,
-        progress=False,
-        model_kwargs={**tiny_kw, "band_block_size": 4},
-    )
+    with pytest.warns(UserWarning, match="transductive"):
+        elsewhere = pretrained.sst_or_fallback(
+            other,
+            epochs=1,
+            max_pixels=32,
+            quiet=True,
+            progress=False,
+            model_kwargs={**tiny_kw, "band_block_size": 4},
+        )
     assert (
         elsewhere.source == "brief pretraining"
         and "(synthetic, 16 bands), not on" in elsewhere.notice
     )
+
+
+def test_sst_or_fallback_never_uses_a_pretraining_that_saw_the_test_split(cache):
+    from mae_nb.data.hsi import spatial_split
+    from mae_nb.finetune import pretraining_region, regions_sha256
+
+    torch.manual_seed(0)
+    scene = synthetic_hsi(size=40, bands=16, seed=0)
+    split = spatial_split(scene.labels, 5, seed=0)
+    tiny_kw = dict(band_block_size=8, embed_dim=16, depth=1, num_heads=2, decoder_dim=16)
+    quick = dict(epochs=1, max_pixels=48, model_kwargs=tiny_kw, progress=False, quiet=True)
+    # no checkpoint: pretrained here, on the split's training and validation blocks only
+    pre = pretrained.sst_or_fallback(scene, split=split, **quick)
+    assert pre.source == "brief pretraining" and pre.leak_free
+    assert "training and validation blocks" in pre.notice
+    assert pre.config["split"]["regions_sha256"] == regions_sha256(split)
+    assert pre.config["region_pixels"] == int(pretraining_region(split).sum())
+    # chapter 06 pretrained on every pixel: transductive, so not used for this split
+    with pytest.warns(UserWarning, match="transductive"):
+        everything = pretrain_on_scene(
+            scene, image_size=5, epochs=1, max_pixels=48, model_kwargs=tiny_kw, progress=False
+        )
+    save_sst(None, everything)
+    refused = pretrained.sst_or_fallback(scene, split=split, **quick)
+    assert refused.source == "brief pretraining" and refused.leak_free
+    assert "test region included (transductive" in refused.notice
+    # chapter 06 pretrained clear of this split's test region: used
+    clear = pretrain_on_scene(
+        scene,
+        split=split,
+        image_size=5,
+        epochs=1,
+        max_pixels=48,
+        model_kwargs=tiny_kw,
+        progress=False,
+    )
+    save_sst(None, clear, overwrite=True)
+    used = pretrained.sst_or_fallback(scene, split=split, **quick)
+    assert used.source == "chapter 06" and used.notice == "" and used.leak_free
+    # ... but not for another split of the same scene (its test region may have been seen)
+    other = spatial_split(scene.labels, 5, seed=3)
+    assert regions_sha256(other) != regions_sha256(split)
+    moved = pretrained.sst_or_fallback(scene, split=other, **quick)
+    assert moved.source == "brief pretraining" and "of another split" in moved.notice
+    assert moved.config["split"]["regions_sha256"] == regions_sha256(other)
+    with pytest.raises(InputError, match="differs from the split's 5 px"):
+        pretrained.sst_or_fallback(scene, split=split, patch_size=7, **quick)
