@@ -4,6 +4,23 @@ Images are numpy arrays or torch tensors of shape (C, H, W) or (N, C, H, W); ``v
 bool mask (H, W) or (N, H, W), False for nodata. Non-finite pixels (NaN, inf) in either
 image are excluded as well, so a nodata hole never poisons a score. SSIM comes from
 scikit-image; classification scores from scikit-learn.
+
+**The course's data-range convention.** PSNR and SSIM need the *data range*, the span of
+values the data can take. In this course it is a property of the **data source**, in the
+source's own units, never of the crop or tile being scored: the range the source declares
+(``Sample.data_range``: uint8 Landsat samples 255, BigEarthNet reflectance x 10000 and the
+synthetic scene 10000), else :func:`mae_nb.data.value_range` of the whole source (uint8:
+255; floats already within 0..1: 1.0; otherwise max - min of its valid values). So the same
+error on the same pixels gets the same PSNR in every chapter, the CLI and the widgets, and a
+dark crop is not scored against its own small span. Images scaled for a model are scored
+after mapping back to the source's units (or with the equivalent range). ``psnr`` and
+``ssim`` therefore take ``data_range`` without a default.
+
+**Scoring a region.** ``ssim(..., valid=..., region=...)`` keeps two things apart: ``valid``
+says where there is data (nodata is filled identically in both images and never scored),
+``region`` says which valid pixels to average the SSIM map over (e.g. the masked patches).
+The map itself is computed on the full images, so visible pixels are real context for the
+windows around a scored pixel, never zeros standing in for "not scored".
 """
 
 from __future__ import annotations
@@ -47,33 +64,93 @@ def mse(pred, target, valid=None, per_band: bool = False):
     return per if per_band else float(sq.transpose(1, 0, 2, 3)[:, m].mean())
 
 
-def psnr(pred, target, data_range: float = 1.0, valid=None, per_band: bool = False):
-    """Peak signal-to-noise ratio in dB, ``10 log10(data_range^2 / MSE)``, over valid pixels."""
+def psnr(pred, target, data_range: float, valid=None, per_band: bool = False, *, region=None):
+    """Peak signal-to-noise ratio in dB, ``10 log10(data_range^2 / MSE)``, over valid pixels.
+
+    ``data_range``: the data source's range in its units (see the module docstring); there is
+    no default, so no caller scores with a range it did not choose. ``region`` (H, W) or
+    (N, H, W): score only these pixels (with ``valid``, which says where there is data).
+    """
+    data_range = _check_range(data_range)
+    if region is not None:
+        valid = _where(valid, region, pred)
     err = np.asarray(mse(pred, target, valid, per_band), dtype=np.float64)
     with np.errstate(divide="ignore"):
         out = 10 * np.log10(data_range**2 / np.maximum(err, 1e-20))
     return out if per_band else float(out)
 
 
-def ssim(pred, target, data_range: float = 1.0, valid=None, per_band: bool = False):
-    """Structural similarity (scikit-image, Gaussian window) averaged over valid pixels.
+def _check_range(data_range) -> float:
+    if isinstance(data_range, bool) or not np.isscalar(data_range):
+        raise InputError(f"data_range must be a positive number, got {data_range!r}")
+    if not (np.isfinite(data_range) and data_range > 0):
+        raise InputError(f"data_range must be a positive number, got {data_range!r}")
+    return float(data_range)
 
-    The SSIM map is computed per band and image; invalid pixels are set to 0 in both images
-    before filtering, then left out of the mean.
+
+def _where(valid, region, like) -> np.ndarray:
+    """``valid & region`` as a bool array (either may be None)."""
+    r = np.asarray(_np(region) > 0, bool)
+    if valid is None:
+        return r
+    v = np.asarray(_np(valid) > 0, bool)
+    try:
+        return v & r
+    except ValueError:
+        raise InputError(
+            f"valid {v.shape} and region {r.shape} must both be (H, W) or (N, H, W)"
+        ) from None
+
+
+def ssim(
+    pred,
+    target,
+    data_range: float,
+    valid=None,
+    region=None,
+    per_band: bool = False,
+):
+    """Structural similarity (scikit-image, Gaussian window sigma 1.5) averaged over a region.
+
+    The SSIM map is computed per band and image on the *full* images: every valid pixel is
+    context for its neighbours' windows, whether it is scored or not. ``valid`` (H, W) or
+    (N, H, W): False at nodata (non-finite pixels count as nodata too); nodata pixels are
+    filled with the same value in both images (the target's mean over its valid pixels, per
+    band), so they add no difference, and are never scored. ``region`` (same shapes): the
+    pixels whose SSIM is averaged, e.g. the masked patches (default: every valid pixel); only
+    valid pixels of it count. ``data_range``: the data source's range (no default).
     """
     from skimage.metrics import structural_similarity
 
+    data_range = _check_range(data_range)
     p, t, m = _prepare(pred, target, valid)
     n, c, h, w = p.shape
     if min(h, w) < 11:  # the Gaussian window (sigma 1.5) is 11 x 11 pixels
         raise InputError(f"SSIM needs images of at least 11 x 11 pixels, got {h} x {w}")
-    # invalid pixels: the same value in both images, so they add no error inside the window
-    t = np.where(m[:, None], t, 0.0)
-    p = np.where(m[:, None], p, 0.0)
+    score = m
+    if region is not None:
+        r = np.asarray(_np(region) > 0, bool)
+        if r.ndim == 2:
+            r = np.broadcast_to(r, (n, h, w))
+        if r.shape != (n, h, w):
+            raise InputError(
+                f"region must have shape (H, W) or (N, H, W) = {(n, h, w)}, got {r.shape}"
+            )
+        score = m & r
+        if not score.any():
+            raise InputError("no valid pixel in the region to score")
+    # nodata: one value, the same in both images, so it adds no difference inside a window
+    fill = np.stack(
+        [[t[i, b][m[i]].mean() if m[i].any() else 0.0 for b in range(c)] for i in range(n)]
+    )[:, :, None, None]
+    t = np.where(m[:, None], t, fill)
+    p = np.where(m[:, None], p, fill)
     scores = np.zeros(c)
     for b in range(c):
         vals = []
         for i in range(n):
+            if not score[i].any():
+                continue
             _, smap = structural_similarity(
                 t[i, b],
                 p[i, b],
@@ -83,7 +160,7 @@ def ssim(pred, target, data_range: float = 1.0, valid=None, per_band: bool = Fal
                 use_sample_covariance=False,
                 full=True,
             )
-            vals.append(smap[m[i]])
+            vals.append(smap[score[i]])
         scores[b] = np.concatenate(vals).mean()
     return scores if per_band else float(scores.mean())
 

@@ -28,6 +28,15 @@ trained (uint8 is read as ``value / 255``, an image within [0, 1] as is, anythin
 to [0, 1] by its 1st and 99th percentiles over all bands); other band counts get their own
 per-band mean and standard deviation.
 
+**Scores.** PSNR and SSIM follow the course's convention (:mod:`mae_nb.metrics`): the data range
+is the data source's, in its units. A ``Sample`` brings its own (``Sample.data_range``); for an
+array, :func:`normalization` takes :func:`mae_nb.data.value_range` of the array it is given
+(uint8: 255, floats within 0..1: 1.0, else max - min), which is the source's range only when the
+array is the whole source: **a crop must be scored with** ``data_range=sample.data_range``.
+Masked-patch scores (``psnr_masked``, ``ssim_masked``) average over the valid pixels of the
+masked patches, with the SSIM map computed on the whole pasted and original images
+(:func:`masked_scores`).
+
 **Size.** Images must be at least one patch tall and wide. An image that is not a multiple of
 the patch size is *cropped* at the bottom and right to the largest multiple (never padded:
 padding would hand the model invented pixels); ``Reconstruction.crop`` says how much was kept.
@@ -50,6 +59,7 @@ import numpy as np
 import torch
 
 from mae_nb import metrics
+from mae_nb.data.geotiff import value_range
 from mae_nb.errors import InputError, InputTypeError
 from mae_nb.masking import check_mask_ratio
 from mae_nb.models.mae import IMAGENET_MEAN, IMAGENET_STD
@@ -77,8 +87,9 @@ PRECISIONS = ("fp32", "bf16")
 class Normalization:
     """Per-band affine map to the model's input: ``x = (image - mean) / std``.
 
-    ``mean``, ``std``: (C,) in the image's units. ``data_range``: the span of valid values in
-    those units, used by PSNR and SSIM. ``kind``: ``"imagenet"``, ``"per-band"`` or ``"given"``.
+    ``mean``, ``std``: (C,) in the image's units. ``data_range``: the data range PSNR and SSIM
+    use, in those units (:func:`mae_nb.data.value_range` of the image normalized, see
+    :mod:`mae_nb.metrics`). ``kind``: ``"imagenet"``, ``"per-band"`` or ``"given"``.
     """
 
     mean: np.ndarray
@@ -131,6 +142,8 @@ def normalization(
     ``kind``: ``"auto"`` (ImageNet for 3 bands, else per-band), ``"imagenet"`` or ``"per-band"``.
     ``mean`` and ``std`` (C,), in the image's units, override the computed ones. Statistics use
     ``valid`` finite pixels only. ``dtype``: the image's original dtype (uint8 means 0..255).
+    ``data_range`` of the result: :func:`mae_nb.data.value_range` of ``image`` (the course's
+    convention when ``image`` is the whole source; callers scoring a crop override it).
     """
     image = np.asarray(image)
     dtype = image.dtype if dtype is None else dtype
@@ -142,7 +155,7 @@ def normalization(
     if not valid.any():
         raise InputError("the image has no valid pixel (all nodata or NaN); nothing to reconstruct")
     pixels = image[:, valid].astype(np.float64)  # (C, n)
-    data_range = float(pixels.max() - pixels.min()) or 1.0
+    data_range = value_range(image, valid, dtype)
     if kind == "auto":
         kind = "imagenet" if c == 3 else "per-band"
     if kind == "imagenet":
@@ -154,7 +167,6 @@ def normalization(
         lo, hi = _unit_range(image, valid, dtype)
         m = lo + np.asarray(IMAGENET_MEAN) * (hi - lo)
         s = np.asarray(IMAGENET_STD) * (hi - lo)
-        data_range = hi - lo
     else:
         m = pixels.mean(axis=1)
         s = np.maximum(pixels.std(axis=1), 1e-6 * max(data_range, 1e-12))
@@ -549,20 +561,44 @@ def _patch_mse(pasted, original, valid, p):
         return (sq.sum(axis=(0, 2, 4)) / cnt).astype(np.float32)
 
 
-def _scores(pasted, original, valid, pixel_mask, data_range):
-    def both(region):
-        if not region.any():
-            return float("nan"), float("nan")
-        return (
-            metrics.psnr(pasted, original, data_range=data_range, valid=region),
-            metrics.ssim(pasted, original, data_range=data_range, valid=region)
-            if min(original.shape[1:]) >= 7
-            else float("nan"),
-        )
+def _array(a) -> np.ndarray:
+    if isinstance(a, torch.Tensor):
+        a = a.detach().float().cpu().numpy()
+    return np.asarray(a)
 
-    pm, sm = both(valid & pixel_mask)
-    pa, sa = both(valid)
-    return pm, sm, pa, sa
+
+def masked_scores(
+    pasted, original, pixel_mask, data_range: float, valid=None, ssim: bool = True
+) -> dict[str, float]:
+    """PSNR and SSIM of ``pasted`` against ``original`` on the masked pixels and on all of them.
+
+    The scores of :func:`reconstruct` (and of chapter 03's validation tiles, so one model gets
+    one number in both chapters). pasted, original: (C, H, W) or (N, C, H, W) in the source's
+    units; ``pixel_mask``: (H, W) or (N, H, W), True where a patch was masked; ``valid``: False
+    at nodata (non-finite pixels are nodata too); ``data_range``: the source's
+    (:mod:`mae_nb.metrics`). PSNR pools the squared errors of all images. SSIM's map is
+    computed on the full images and averaged over the valid masked pixels
+    (``metrics.ssim(..., region=pixel_mask)``); NaN when ``ssim=False``, for images under 11 px,
+    or where there is no pixel to score. Returns ``psnr_masked``, ``ssim_masked``, ``psnr``,
+    ``ssim``.
+    """
+    o = _array(original)
+    finite = np.isfinite(o).all(axis=-3) & np.isfinite(_array(pasted)).all(axis=-3)
+    ok = finite if valid is None else finite & (_array(valid) > 0)
+    masked = ok & (_array(pixel_mask) > 0)
+    can_ssim = ssim and min(o.shape[-2:]) >= 11
+    nan = float("nan")
+    out = {}
+    for name, region in (("_masked", masked), ("", None)):
+        scored = ok if region is None else region
+        if not scored.any():
+            out["psnr" + name], out["ssim" + name] = nan, nan
+            continue
+        out["psnr" + name] = metrics.psnr(pasted, original, data_range, valid=scored)
+        out["ssim" + name] = (
+            metrics.ssim(pasted, original, data_range, valid=ok, region=region) if can_ssim else nan
+        )
+    return out
 
 
 def reconstruct(
@@ -593,9 +629,14 @@ def reconstruct(
     ``valid``: (H, W) bool, False at nodata (NaN pixels are nodata too).
     ``precision="bf16"``: run the model under bfloat16 autocast (faster on CPUs with bf16
     units, within about 0.1 dB PSNR of fp32); ``"fp32"`` (default) is exact.
-    ``data_range``: the value span PSNR and SSIM use (default: see :func:`normalization`).
+    ``data_range``: the data source's range PSNR and SSIM use (:mod:`mae_nb.metrics`); default:
+    ``image.data_range`` for a ``Sample``, else :func:`mae_nb.data.value_range` of ``image``,
+    which is right only when ``image`` is the whole source: pass ``sample.data_range`` when
+    scoring a crop of it.
     """
     start = time.perf_counter()
+    if data_range is None and hasattr(image, "raster") and hasattr(image, "data_range"):
+        data_range = image.data_range  # a Sample: its source's declared range
     geom = model_geometry(model)
     p = geom.patch_size
     scene = prepare_image(image, geom.in_chans, p, bands=bands, valid=valid)
@@ -639,7 +680,8 @@ def reconstruct(
     original = np.where(valid[None], image, nan).astype(np.float32)
     pasted_np = out(pasted[0])
     masked = np.where(pixel_mask[None], nan, original).astype(np.float32)
-    pm, sm, pa, sa = _scores(pasted_np, original, valid, pixel_mask, norm.data_range)
+    sc = masked_scores(pasted_np, original, pixel_mask, norm.data_range, valid)
+    pm, sm, pa, sa = sc["psnr_masked"], sc["ssim_masked"], sc["psnr"], sc["ssim"]
     return Reconstruction(
         original=original, masked=masked, prediction=out(pred[0]), pasted=pasted_np, mask=mask,
         pixel_mask=pixel_mask, pass_masks=pass_masks, steps=out(steps[:, 0]), valid=valid,
@@ -657,9 +699,9 @@ def reconstruct(
 class SceneResult:
     """What :func:`reconstruct_scene` wrote and measured.
 
-    ``psnr``: the reconstruction vs the source over all valid pixels (in the source's units,
-    ``data_range`` from the normalization); ``tiles``: tiles run through the model (``skipped``:
-    tiles with no valid pixel, left as nodata).
+    ``psnr``: the reconstruction vs the source over all valid pixels, in the source's units
+    with ``data_range`` (the source's, :mod:`mae_nb.metrics`); ``tiles``: tiles run through the
+    model (``skipped``: tiles with no valid pixel, left as nodata).
     """
 
     out_path: Path
@@ -674,6 +716,7 @@ class SceneResult:
     psnr: float
     mean_error: float
     normalization: Normalization = field(repr=False)
+    data_range: float = float("nan")
 
     @property
     def tiles_per_second(self) -> float:
@@ -731,6 +774,7 @@ def reconstruct_scene(
     progress: bool = True,
     tile_size: int | None = None,
     window: tuple[int, int, int, int] | None = None,
+    data_range: float | None = None,
 ) -> SceneResult:
     """Reconstruct a GeoTIFF of any size tile by tile; write the reconstruction and an error map.
 
@@ -750,7 +794,13 @@ def reconstruct_scene(
     ``overwrite=True``. Files are written under a temporary name and renamed when complete.
     ``window``: ``(row_off, col_off, height, width)`` to reconstruct only that part of the scene
     (the outputs then cover the window, with its transform).
+    ``data_range``: the source's data range for the PSNR (:mod:`mae_nb.metrics`), e.g. the
+    registry's declared one (``mae-nb reconstruct`` passes it for the course's samples); default
+    :func:`mae_nb.data.value_range` of the whole raster's bands used (uint8: 255; read from the
+    decimated overview, so for a large float raster the extremes of that read).
     """
+    if data_range is not None and not (np.isfinite(data_range) and data_range > 0):
+        raise InputError(f"data_range must be a positive number, got {data_range}")
     geom = model_geometry(model)
     in_path, out_path = Path(in_path), Path(out_path)
     error_path = Path(error_path or out_path.with_name(out_path.stem + "_error.tif"))
@@ -770,6 +820,8 @@ def reconstruct_scene(
         normalize, mean, std = model_normalization(model, normalize, mean, std)
         whole = scene.overview()  # one normalization for the whole scene, so tiles agree
         norm = normalization(whole.array, normalize, whole.valid, mean, std, whole.dtype)
+        if data_range is not None:
+            norm.data_range = float(data_range)
         grid = TileGrid(scene.height, scene.width, size, size - overlap)
         desc = f"reconstruct {in_path.name}"
         batches = tile_batches(scene, grid, batch_size, progress=progress, desc=desc)
@@ -796,5 +848,5 @@ def reconstruct_scene(
     mean_error = scored.abs_sum / max(scored.count, 1)
     return SceneResult(
         out_path, error_path, (scene.height, scene.width), scene.bands, size, overlap, n_tiles,
-        len(grid) - n_tiles, seconds, psnr, mean_error, norm,
+        len(grid) - n_tiles, seconds, psnr, mean_error, norm, norm.data_range,
     )  # fmt: skip

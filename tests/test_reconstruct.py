@@ -72,9 +72,55 @@ def test_scores_match_metrics_module(model, image):
     region = r.pixel_mask & r.valid
     assert r.data_range == 255.0  # uint8 RGB with ImageNet normalization
     assert r.psnr_masked == pytest.approx(metrics.psnr(r.pasted, r.original, 255.0, valid=region))
-    assert r.ssim_masked == pytest.approx(metrics.ssim(r.pasted, r.original, 255.0, valid=region))
+    # SSIM's map on the full images (visible pixels are context), averaged on the masked ones
+    assert r.ssim_masked == pytest.approx(
+        metrics.ssim(r.pasted, r.original, 255.0, valid=r.valid, region=r.pixel_mask)
+    )
     assert r.psnr == pytest.approx(metrics.psnr(r.pasted, r.original, 255.0))
     assert r.psnr > r.psnr_masked  # visible patches are exact
+
+
+def test_data_range_is_the_sources_not_the_crops(model):
+    """A float crop is scored with the range it is given (the source's), and a Sample brings its
+    own; without either, value_range of the image it was given (not the 1-99 percentile span)."""
+    rng = np.random.default_rng(3)
+    scene = rng.normal(3000, 800, (3, 32, 32)).astype(np.float32)
+    r = reconstruct(model, scene, 0.5, seed=0)
+    span = float(scene.max() - scene.min())
+    assert r.data_range == pytest.approx(span)
+    assert r.psnr_masked == pytest.approx(
+        metrics.psnr(r.pasted, r.original, span, valid=r.pixel_mask)
+    )
+    given = reconstruct(model, scene, 0.5, seed=0, data_range=10000.0)
+    assert given.psnr_masked == pytest.approx(r.psnr_masked + 20 * np.log10(10000.0 / span))
+
+    class FakeSample:  # what reconstruct reads of a mae_nb.data.Sample
+        def __init__(self, raster, data_range):
+            self.raster, self.data_range = raster, data_range
+
+    class FakeRaster:
+        def __init__(self, array):
+            self.array, self.valid = array, np.ones(array.shape[1:], bool)
+
+    s = reconstruct(model, FakeSample(FakeRaster(scene), 10000.0), 0.5, seed=0)
+    assert s.data_range == 10000.0 and s.psnr_masked == pytest.approx(given.psnr_masked)
+
+
+def test_masked_scores_pool_tiles_and_use_the_full_image_for_ssim():
+    from mae_nb.reconstruct import masked_scores
+
+    rng = np.random.default_rng(4)
+    original = rng.random((2, 3, 16, 16)) * 100
+    pasted = original.copy()
+    mask = np.zeros((2, 16, 16), bool)
+    mask[:, 4:8, 4:8] = True
+    pasted[:, :, 4:8, 4:8] += rng.normal(0, 5, (2, 3, 4, 4))
+    s = masked_scores(pasted, original, mask, 100.0)
+    assert s["psnr_masked"] == pytest.approx(metrics.psnr(pasted, original, 100.0, valid=mask))
+    assert s["ssim_masked"] == pytest.approx(metrics.ssim(pasted, original, 100.0, region=mask))
+    assert s["psnr"] == pytest.approx(metrics.psnr(pasted, original, 100.0))
+    small = masked_scores(pasted[..., :8, :8], original[..., :8, :8], mask[..., :8, :8], 100.0)
+    assert np.isnan(small["ssim_masked"]) and np.isfinite(small["psnr_masked"])
 
 
 def test_fp32_prediction_is_the_models_forward(model, image):
