@@ -37,6 +37,54 @@ def test_synthetic_scene_is_a_labelled_hyperspectral_cube():
     np.testing.assert_array_equal(s.cube, again.cube)
 
 
+def _closest_classes(s) -> float:
+    """Smallest distance between two class-mean spectra, relative to the mean spectrum's norm."""
+    means = np.stack([s.cube[s.labels == c].mean(0) for c in range(1, s.n_classes + 1)])
+    d = np.linalg.norm(means[:, None] - means[None], axis=-1)
+    d[np.eye(len(means), dtype=bool)] = np.inf
+    return float(d.min() / np.linalg.norm(means, axis=1).mean())
+
+
+def test_the_hard_preset_has_more_and_closer_classes_and_mixed_pixels():
+    hard = hsi.synthetic_hsi(64, 48, seed=0, preset="hard")
+    again = hsi.load_hsi("synthetic-hard", size=64, bands=48, seed=0)
+    np.testing.assert_array_equal(hard.cube, again.cube)  # deterministic, and by name
+    np.testing.assert_array_equal(hard.labels, again.labels)
+    assert hard.name == "synthetic-hard" and hard.source == "synthetic"
+    assert hard.class_names == hsi.HARD_CLASS_NAMES and hard.n_classes == 12
+    assert set(np.unique(hard.labels)) == set(range(1, 13))  # every class present
+    assert not np.array_equal(hard.cube, hsi.synthetic_hsi(64, 48, seed=1, preset="hard").cube)
+    default = hsi.synthetic_hsi(64, 48, seed=0)
+    assert hard.n_classes > default.n_classes
+    assert _closest_classes(hard) < 0.5 * _closest_classes(default)
+    # mixed pixels: at a boundary between two classes, a pixel's spectrum lies between the two
+    # class means (abundance t of the neighbour's class), not on its own class's mean
+    means = np.stack([hard.cube[hard.labels == c].mean(0) for c in range(1, 13)])
+    lab = hard.labels
+    edge = np.argwhere(lab[:, :-1] != lab[:, 1:])
+    a, b = lab[edge[:, 0], edge[:, 1]], lab[edge[:, 0], edge[:, 1] + 1]
+    x = hard.cube[edge[:, 0], edge[:, 1]]
+    d = means[b - 1] - means[a - 1]
+    t = ((x - means[a - 1]) * d).sum(1) / (d * d).sum(1)
+    inner = np.ones_like(lab, bool)  # pixels whose 5 x 5 neighbourhood is one class
+    for dr in range(-2, 3):
+        for dc in range(-2, 3):
+            inner &= np.roll(lab, (dr, dc), (0, 1)) == lab
+    inner[:2], inner[-2:], inner[:, :2], inner[:, -2:] = False, False, False, False
+    rows, cols = np.nonzero(inner)
+    x_in = hard.cube[rows, cols]
+    own = means[lab[rows, cols] - 1]
+    # boundary pixels move towards the neighbour by a large share on average; inner ones do not
+    assert np.median(t) > 0.15 and np.mean((t > 0.1) & (t < 0.9)) > 0.4
+    neighbour_pull = np.median(np.linalg.norm(x - means[a - 1], axis=1))
+    inner_spread = np.median(np.linalg.norm(x_in - own, axis=1))
+    assert neighbour_pull > inner_spread
+    with pytest.raises(ValueError, match="preset must be one of"):
+        hsi.synthetic_hsi(32, 16, preset="easy")
+    with pytest.raises(ValueError, match="at least 16 px"):
+        hsi.synthetic_hsi(8, 16, preset="hard")
+
+
 def test_synthetic_needs_hyperspectral_band_counts():
     with pytest.raises(ValueError, match="at least 8 bands"):
         hsi.synthetic_hsi(32, 4)
@@ -269,6 +317,23 @@ def test_a_class_absent_from_the_test_split_is_an_error():
     with pytest.warns(UserWarning, match="missing"):
         split = hsi.spatial_split(labels, 5, grid=(4, 4), require_all_classes=False)
     assert 2 in split.missing.get("test", []) + split.missing.get("train", [])
+
+
+def test_a_class_missing_from_val_is_warned_and_recorded():
+    labels = np.ones((48, 48), np.int64)
+    labels[:, 24:] = 2
+    labels[0:3, 0:3] = 3  # a corner class: in at most one region
+    labels[45:48, 45:48] = 3
+    with pytest.warns(UserWarning, match="classes missing per split"):
+        split = hsi.spatial_split(
+            labels, 3, grid=(4, 4), fractions=(0.6, 0.1, 0.3), require_all_classes=False, seed=1
+        )
+    assert split.missing  # recorded, never dropped silently
+    text = split.describe_missing(("field", "meadow", "pond"))
+    for s, classes in split.missing.items():
+        assert s in text and all(f"{c} (" in text for c in classes)
+    full = hsi.spatial_split(np.ones((48, 48), np.int64), 3, grid=(4, 4))
+    assert full.missing == {} and full.describe_missing() == "every class is in train, val and test"
 
 
 def test_spatial_split_rejects_bad_arguments(scene):

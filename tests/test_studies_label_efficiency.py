@@ -69,6 +69,53 @@ def test_run_label_efficiency_runs_the_grid(scene, split):
         le.run_label_efficiency({"x": tiny("vit", scene)}, scene, split)
 
 
+def test_classical_baselines_use_the_same_labels_and_test_pixels(scene, split):
+    rows = le.run_label_efficiency(
+        {"ViT": lambda: tiny("vit", scene)},
+        scene,
+        split,
+        fractions=(0.001, 1.0),
+        seeds=(0, 1),
+        steps=2,
+        progress=False,
+        classical=le.CLASSICAL,
+        classical_kwargs={"RF": {"n_estimators": 20}},
+        keep_maps=True,
+    )
+    # the networks' runs first, then the classical ones, seed by seed, fraction by fraction
+    assert [r["model"] for r in rows[:4]] == ["ViT"] * 4
+    assert [(r["model"], r["fraction"], r["seed"]) for r in rows[-2:]] == [
+        ("SVM", 1.0, 1),
+        ("RF", 1.0, 1),
+    ]
+    by = {(r["model"], r["fraction"], r["seed"]): r for r in rows}
+    assert {m for m, _, _ in by} == {"ViT", "SVM", "RF"} and len(rows) == 3 * 2 * 2
+    for (model, f, seed), r in by.items():
+        # exactly the labelled pixels the networks get at that fraction and seed
+        assert r["n_labels"] == by[("ViT", f, seed)]["n_labels"]
+        assert set(r) >= {"oa", "aa", "kappa", "seconds", "map", "confusion"}
+        assert r["confusion"].sum() == split.test.sum()
+        assert not r["map"][~split.test].any()
+    # 0.1 % keeps at least one pixel per class
+    assert by[("SVM", 0.001, 0)]["n_labels"] == scene.n_classes
+    # all the labels: both beat the majority class by far on this easy scene
+    floor = le.majority_rate(scene, split)
+    assert by[("SVM", 1.0, 0)]["oa"] > floor + 0.2 and by[("RF", 1.0, 0)]["oa"] > floor + 0.2
+    # the forest's seed follows the study's seed; the SVM is deterministic given its labels
+    rf = {"RF": {"n_estimators": 20}}
+    alone = le.run_classical(scene, split, (1.0,), (0, 1), names=("RF",), model_kwargs=rf)
+    assert [r["oa"] for r in alone] == [by[("RF", 1.0, 0)]["oa"], by[("RF", 1.0, 1)]["oa"]]
+    with pytest.raises(ValueError, match="unknown classical baseline 'knn'"):
+        le.run_classical(scene, split, names=("knn",))
+    with pytest.raises(ValueError, match="unknown classical baseline"):
+        le.run_label_efficiency({}, scene, split, classical=("knn",))
+
+
+def test_majority_rate(scene, split):
+    counts = np.bincount(scene.labels[split.test])[1:]
+    assert le.majority_rate(scene, split) == pytest.approx(counts.max() / counts.sum())
+
+
 def fake_rows():
     """Pretrained beats random by 10 points at low fractions (+-1), ViT trails by 0.5 +- 3."""
     rows = []
@@ -172,6 +219,39 @@ def test_verdict_is_computed_from_the_numbers():
     assert "pre vs rand: +10.0 ± 1.2 points over 6 paired runs, 3 seeds" in text
     assert "CONTRADICTED" in text and text.startswith("Verdict at the scale run here (tiny):")
     assert le.format_claims([]) == "No claim could be tested with these runs."
+
+
+def test_verdicts_say_where_the_gain_holds_fraction_by_fraction():
+    rows = fake_rows()
+    # the pretraining gain vanishes at 1 % (the pretrained model equals random init there)
+    for r in rows:
+        if r["model"] == "pre" and r["fraction"] == 0.01:
+            r["oa"] = 0.6 + 0.002 * (r["seed"] - 1)
+    # classical baselines: the SVM is better than the forest, both below the pretrained model
+    for r in [r for r in rows if r["model"] == "rand"]:
+        rows.append({**r, "model": "SVM", "oa": r["oa"] - 0.01 + 0.001 * r["seed"]})
+        rows.append({**r, "model": "RF", "oa": r["oa"] - 0.05})
+    claims = {
+        c["claim"]: c
+        for c in le.check_paper_claims(
+            rows, pretrained="pre", random_init="rand", classical=le.CLASSICAL
+        )
+    }
+    pre = claims["masked pretraining helps with few labels"]
+    assert pre["by_fraction"][0.1]["status"] == "supported"
+    assert pre["by_fraction"][0.01]["status"] == "inconclusive"
+    assert pre["by_fraction"][0.01]["estimate"].clusters == 3  # one pair per seed
+    best = claims["pretrained transformer beats the best classical baseline (SVM) with few labels"]
+    assert best["b"] == "SVM" and best["fractions"] == [0.01, 0.1]
+    assert best["by_fraction"][0.1]["status"] == "supported" and not best["reaches_paper"]
+    text = le.format_claims(list(claims.values()))
+    assert "By fraction, the gain holds at 10.0%; not at 1.0% (inconclusive)." in text
+    assert "pre vs SVM" in text and "not in the paper" in text
+    # no classical rows: no such claim
+    plain = le.check_paper_claims(
+        fake_rows(), pretrained="pre", random_init="rand", classical=le.CLASSICAL
+    )
+    assert not any("classical" in c["claim"] for c in plain)
 
 
 def test_a_single_seed_is_inconclusive_however_large_the_gain():

@@ -5,8 +5,9 @@ Public API (chapters 06-07 and ``mae-nb hsi`` build on exactly these names)::
     HSI_DATASETS                      # registry names of the .mat scenes
     HyperspectralScene                # cube (H, W, B) float32, labels (H, W) int64 (0: unlabelled),
                                       # class_names, wavelengths (B,) or None, name, source, notice
-    load_hsi(name="salinas-a", ...)   # a registry scene, or the synthetic one (None or offline)
-    synthetic_hsi(size=96, bands=128, seed=0)
+    load_hsi(name="salinas-a", ...)   # a registry scene, or the synthetic one (None or offline);
+                                      # "synthetic" / "synthetic-hard" by name
+    synthetic_hsi(size=96, bands=128, seed=0, preset="default")   # or preset="hard"
     load_mat_scene(cube_path, labels_path, cube_key=None, labels_key=None, ...)
     load_houston2018(hsi_path, labels_path)       # the GRSS DFC 2018 files, when you have them
     remap_labels(labels, class_ids)   # e.g. Salinas-A's {1, 10, 11, 12, 13, 14} -> 1..6
@@ -40,12 +41,15 @@ import numpy as np
 from mae_nb.errors import DataUnavailableError, InputError, MissingFileError
 
 __all__ = [
+    "HARD_CLASS_NAMES",
     "HSI_DATASETS",
     "HOUSTON2018_CLASS_NAMES",
     "LABEL_FRACTIONS",
     "HyperspectralScene",
     "PatchDataset",
     "SpatialSplit",
+    "SYNTHETIC_NAMES",
+    "SYNTHETIC_PRESETS",
     "Standardizer",
     "fit_standardizer",
     "leaking_pixels",
@@ -62,8 +66,9 @@ __all__ = [
 #: Registry names of the hyperspectral scenes distributed as .mat files (GIC UPV/EHU).
 HSI_DATASETS = ("salinas-a", "indian-pines", "pavia-university", "salinas", "ksc", "botswana")
 
-#: Label fractions of the label-efficiency study (share of the training labels kept per class).
-LABEL_FRACTIONS = (0.005, 0.01, 0.05, 0.10, 1.0)
+#: Label fractions of the label-efficiency study (share of the training labels kept per class,
+#: at least one pixel per class: 0.1 % is one or a few labelled pixels per class).
+LABEL_FRACTIONS = (0.001, 0.005, 0.01, 0.05, 0.10, 1.0)
 
 #: The 20 classes of the 2018 IEEE GRSS Data Fusion Contest (Houston2018), ids 1..20.
 HOUSTON2018_CLASS_NAMES = (
@@ -372,21 +377,133 @@ def load_houston2018(
     return HyperspectralScene(cube, labels, HOUSTON2018_CLASS_NAMES, wl, name, "real")
 
 
-def synthetic_hsi(
-    size: int = 96, bands: int = 128, seed: int = 0, *, width: int | None = None, notice: str = ""
-) -> HyperspectralScene:
-    """The synthetic scene (:func:`mae_nb.data.synthetic_scene`) as a hyperspectral cube.
+#: Presets of :func:`synthetic_hsi` (``load_hsi("synthetic")``, ``load_hsi("synthetic-hard")``).
+SYNTHETIC_PRESETS = ("default", "hard")
 
-    ``bands`` spread evenly over 400-2500 nm (use 64-200 for a hyperspectral cube); labels
-    are its land-cover classes (every pixel labelled), renumbered 1..K over the classes
-    present (a small scene may lack some of the 8). Deterministic for a ``seed``.
+#: The classes of the ``"hard"`` synthetic preset: sub-classes with close spectra (a crop at
+#: four growth stages, like Salinas's lettuce at 4-7 weeks; forest and orchard; two grasses; dry
+#: and wet soil), plus water and roofs.
+HARD_CLASS_NAMES = (
+    "water",
+    "forest",
+    "orchard",
+    "lettuce 4 weeks",
+    "lettuce 5 weeks",
+    "lettuce 6 weeks",
+    "lettuce 7 weeks",
+    "grass",
+    "stressed grass",
+    "bare soil",
+    "wet soil",
+    "roofs",
+)
+
+
+def _hard_signatures(wavelengths: np.ndarray) -> np.ndarray:
+    """Reflectance spectra (12, B) of :data:`HARD_CLASS_NAMES`: blends of the default scene's
+    spectra (:func:`mae_nb.data.synthetic.signatures`), so that sub-classes differ by a few
+    hundredths of reflectance."""
+    from mae_nb.data.synthetic import signatures
+
+    water, forest, young, mature, grass, soil, urban, _road = signatures(wavelengths)
+    # a crop at four growth stages: canopy cover 40 %, 52 %, 64 %, 76 % over bare soil
+    lettuce = [c * mature + (1 - c) * soil for c in (0.40, 0.52, 0.64, 0.76)]
+    return np.stack(
+        [
+            water,
+            forest,
+            0.75 * forest + 0.25 * grass,  # orchard: trees with grass between the rows
+            *lettuce,
+            grass,
+            0.8 * grass + 0.2 * soil,  # stressed grass: sparser, drier
+            soil,
+            0.8 * soil + 0.2 * water,  # wet soil: darker, water absorption
+            urban,
+        ]
+    ).astype(np.float32)
+
+
+def _synthetic_hard(size: int, width: int, bands: int, seed: int) -> tuple[np.ndarray, ...]:
+    """Cube (H, W, B) float32, labels (H, W) 1..12 and wavelengths of the ``"hard"`` preset.
+
+    Voronoi parcels about 10 px across, each of one class (every class gets an equal share of
+    the parcels); per parcel a brightness and (for the crop) a canopy cover that vary; mixed
+    pixels twice over: the sensor's point spread (a Gaussian of 1 px) blends the spectra of
+    neighbouring parcels at every boundary, and each pixel holds a random sub-pixel share
+    (0-25 %) of bare soil or shadow; then sensor noise.
     """
-    from mae_nb.data.synthetic import synthetic_scene
+    from scipy import ndimage
+    from scipy.spatial import cKDTree
 
+    h, w = int(size), int(width)
+    rng = np.random.default_rng(np.random.PCG64([seed, 12]))
+    wl = np.linspace(400.0, 2500.0, int(bands))
+    sig = _hard_signatures(wl)
+    k = len(sig)
+    n_parcels = max(2 * k, round(h * w / 10**2))
+    centres = np.column_stack([rng.uniform(0, h, n_parcels), rng.uniform(0, w, n_parcels)])
+    rr, cc = np.mgrid[0:h, 0:w]
+    _, parcel = cKDTree(centres).query(np.column_stack([rr.ravel(), cc.ravel()]))
+    parcel = parcel.reshape(h, w)
+    parcel_class = rng.permutation(np.arange(n_parcels) % k)  # balanced: every class, often
+    labels = (parcel_class[parcel] + 1).astype(np.int64)
+    # within-class variation: brightness per parcel, canopy cover of the crop per parcel
+    spectra = sig[parcel_class]  # (n_parcels, B)
+    crop = (parcel_class >= 3) & (parcel_class <= 6)
+    cover = rng.uniform(-0.05, 0.05, n_parcels)  # +-5 points of canopy cover
+    soil = sig[9]
+    per_cover = (sig[6] - sig[3]) / 0.36  # d spectrum / d cover = mature crop - soil
+    spectra = np.where(crop[:, None], spectra + cover[:, None] * per_cover, spectra)
+    spectra = spectra * rng.uniform(0.9, 1.1, n_parcels)[:, None]
+    cube = spectra[parcel].astype(np.float32)  # (H, W, B)
+    # sub-pixel mixing: a share of bare soil (gaps) or shadow in every pixel
+    share = rng.uniform(0.0, 0.25, (h, w, 1)).astype(np.float32)
+    other = np.where(rng.uniform(size=(h, w, 1)) < 0.5, soil[None, None, :], 0.3 * cube)
+    cube = (1 - share) * cube + share * other
+    # texture and the sensor: point spread (mixes neighbouring parcels at boundaries), noise
+    cube *= (1 + 0.04 * rng.standard_normal((h, w, 1))).astype(np.float32)
+    cube = ndimage.gaussian_filter(cube, sigma=(1.0, 1.0, 0), mode="nearest")
+    cube += rng.normal(0, 0.008, cube.shape).astype(np.float32)
+    return np.clip(cube, 0.0005, 1.0).astype(np.float32), labels, wl
+
+
+def synthetic_hsi(
+    size: int = 96,
+    bands: int = 128,
+    seed: int = 0,
+    *,
+    width: int | None = None,
+    notice: str = "",
+    preset: str = "default",
+) -> HyperspectralScene:
+    """A synthetic hyperspectral scene, deterministic for a ``seed``.
+
+    ``preset="default"``: the synthetic scene (:func:`mae_nb.data.synthetic_scene`) as a
+    hyperspectral cube; labels are its land-cover classes (every pixel labelled), renumbered
+    1..K over the classes present (a small scene may lack some of the 8). Its classes are far
+    apart in spectrum: a 3D-CNN is near 100 % with 1 % of the labels.
+    ``preset="hard"``: 12 classes with close spectra (:data:`HARD_CLASS_NAMES`: a crop at
+    four growth stages, forest and orchard, two grasses, dry and wet soil) in parcels about
+    10 px across, with mixed pixels (the point spread blends neighbouring parcels at every
+    boundary; each pixel holds a random share of soil or shadow) and more noise: few labels
+    leave room for a gain. ``bands`` spread evenly over 400-2500 nm (64-200 typical).
+    """
     if int(bands) != bands or bands < 8:
         raise InputError(
             f"a synthetic hyperspectral scene needs at least 8 bands (64-200 typical), got {bands}"
         )
+    if preset not in SYNTHETIC_PRESETS:
+        raise InputError(f"preset must be one of {SYNTHETIC_PRESETS}, got {preset!r}")
+    if preset == "hard":
+        for label, value in (("size", size), ("width", size if width is None else width)):
+            if int(value) != value or value < 16:
+                raise InputError(f"the hard preset needs a {label} of at least 16 px, got {value}")
+        cube, labels, wl = _synthetic_hard(size, size if width is None else width, bands, seed)
+        return HyperspectralScene(
+            cube, labels, HARD_CLASS_NAMES, wl, "synthetic-hard", "synthetic", notice
+        )
+    from mae_nb.data.synthetic import synthetic_scene
+
     scene = synthetic_scene(size, width, int(bands), seed)
     cube = np.ascontiguousarray(np.moveaxis(scene.image, 0, -1), dtype=np.float32)
     present = [int(c) for c in np.unique(scene.labels) if c > 0]
@@ -417,6 +534,10 @@ def load_hsi_labels(name: str, *, download: bool = True) -> tuple[np.ndarray, tu
     return labels, tuple(meta["class_names"])
 
 
+#: Names :func:`load_hsi` serves without the registry: the synthetic presets.
+SYNTHETIC_NAMES = {"synthetic": "default", "synthetic-hard": "hard"}
+
+
 def load_hsi(
     name: str | None = "salinas-a",
     *,
@@ -429,12 +550,16 @@ def load_hsi(
 ) -> HyperspectralScene:
     """A registry hyperspectral scene by ``name``, or the synthetic one.
 
-    ``name=None`` asks for the synthetic scene directly (``size`` x ``size`` px, ``bands``
-    bands, ``seed``). When the real scene cannot be had (offline, no mirror), a notice is
-    printed and the synthetic scene is returned instead; ``.source`` says which you got.
-    Salinas-A's class ids {1, 10, 11, 12, 13, 14} are remapped to 1..6.
+    ``name=None`` or ``"synthetic"`` asks for the synthetic scene directly (``size`` x ``size``
+    px, ``bands`` bands, ``seed``); ``"synthetic-hard"`` for its harder preset (12 classes with
+    close spectra and mixed pixels, :func:`synthetic_hsi`). When the real scene cannot be had
+    (offline, no mirror), a notice is printed and the synthetic scene is returned instead;
+    ``.source`` says which you got. Salinas-A's class ids {1, 10, 11, 12, 13, 14} are remapped
+    to 1..6.
     """
     notice = ""
+    if name in SYNTHETIC_NAMES:
+        return synthetic_hsi(size, bands, seed, preset=SYNTHETIC_NAMES[name])
     if name is not None:
         from mae_nb.data.registry import announce_fallback, fetch_file, get
 
@@ -558,6 +683,23 @@ class SpatialSplit:
             raise InputError(f"split must be one of {SPLIT_NAMES}, got {split!r}")
         return getattr(self, split)
 
+    def describe_missing(self, class_names: Sequence[str] | None = None) -> str:
+        """Which classes (ids, and names if given) are missing from which split, in one line:
+        ``"every class is in train, val and test"`` when none is."""
+        if not any(self.missing.values()):
+            return "every class is in train, val and test"
+
+        def name(c: int) -> str:
+            return f"{c} ({class_names[c - 1]})" if class_names is not None else str(c)
+
+        parts = [
+            f"{s} lacks class{'es' * (len(self.missing[s]) != 1)} "
+            + ", ".join(name(c) for c in self.missing[s])
+            for s in SPLIT_NAMES
+            if self.missing.get(s)
+        ]
+        return "; ".join(parts)
+
     def class_counts(self, labels: np.ndarray) -> dict[str, np.ndarray]:
         """Labelled pixels per class (index 0 = class 1) in each split: ``{split: (K,) int}``."""
         return {
@@ -657,8 +799,9 @@ def spatial_split(
     to ``fractions`` and that puts every class in train and test is kept. If none does, a
     ``ValueError`` names the classes that never reach the test (or train) split and what to
     change; ``require_all_classes=False`` returns the best split anyway (with a warning) and
-    records them in ``.missing``. Classes missing from val only are recorded there silently
-    (val serves model selection; its scores then cover fewer classes).
+    records them in ``.missing``. Classes missing from val are warned about and recorded too
+    (val serves model selection; its scores then cover fewer classes): no class is ever dropped
+    from a split silently (``.missing``, :meth:`SpatialSplit.describe_missing`).
     """
     labels = np.asarray(labels)
     if labels.ndim != 2:
@@ -710,8 +853,12 @@ def spatial_split(
             + f"; grid {grid}, buffer {buffer} px). Try a finer grid (more, smaller "
             "blocks), a smaller patch_size/buffer, another seed, or require_all_classes=False."
         )
-    if missing.get("train") or missing.get("test"):
-        warnings.warn(f"spatial split: classes missing per split: {missing}", stacklevel=2)
+    if missing:
+        warnings.warn(
+            f"spatial split: classes missing per split: {missing} (grid {grid}, buffer "
+            f"{buffer} px)",
+            stacklevel=2,
+        )
     lab = labels > 0
     return SpatialSplit(
         train=lab & (regions == 0),
