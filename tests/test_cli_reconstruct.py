@@ -243,3 +243,40 @@ def test_course_checkpoint_by_name(files, tmp_path, cache, capsys):
         ["reconstruct", str(files / "rgb.tif"), str(tmp_path / "o.tif"), "--checkpoint", "course"]
     )
     assert rc == 0 and (tmp_path / "o.tif").exists()
+
+
+def _printed_psnr(text: str) -> tuple[float, float]:
+    import re
+
+    m = re.search(r"PSNR (-?[\d.]+) dB over valid pixels \(data range ([\d.e+]+)\)", text)
+    assert m, text
+    return float(m.group(1)), float(m.group(2))
+
+
+def test_psnr_uses_the_sources_declared_range(files, tmp_path, cache, capsys):
+    """The synthetic scene's GeoTIFF is reflectance x 10000: its declared range, as in the
+    chapters (Sample.data_range); --data-range overrides; any other file: its own value range."""
+    from mae_nb import data, metrics
+    from mae_nb.cli.reconstruct import declared_range
+
+    scene, _ = data.synthetic_path(40, 40, 3, seed=0)
+    assert declared_range(scene) == 10000.0 == data.load_sample(None, bands=3, size=40).data_range
+    assert declared_range(files / "rgb.tif") is None
+    args = ["--checkpoint", str(files / "meta_format.pth"), "--mode", "covering"]
+    assert main(["reconstruct", str(scene), str(tmp_path / "a.tif"), *args]) == 0
+    psnr, span = _printed_psnr(capsys.readouterr().out)
+    assert span == 10000.0
+    src, rec = data.read_raster(scene), data.read_raster(tmp_path / "a.tif")
+    expected = metrics.psnr(rec.array.astype(float), src.array.astype(float), 10000.0)
+    assert psnr == pytest.approx(expected, abs=0.01)
+    assert (
+        main(["reconstruct", str(scene), str(tmp_path / "b.tif"), *args, "--data-range", "1000"])
+        == 0
+    )
+    psnr_b, span_b = _printed_psnr(capsys.readouterr().out)
+    assert span_b == 1000.0 and psnr_b == pytest.approx(psnr - 20, abs=0.01)
+    assert main(["reconstruct", str(files / "rgb.tif"), str(tmp_path / "c.tif"), *args]) == 0
+    own = data.read_raster(files / "rgb.tif")
+    assert _printed_psnr(capsys.readouterr().out)[1] == pytest.approx(
+        data.value_range(own.array, own.valid), rel=1e-6
+    )

@@ -80,9 +80,45 @@ def add_parser(sub) -> None:
         help="where to write the error map (default OUT_error.tif)",
     )
     p.add_argument(
+        "--data-range",
+        type=float,
+        default=None,
+        metavar="R",
+        help="the source's data range for the PSNR, in its units (default: the range the "
+        "registry declares for the course's samples, 10000 for the synthetic scene, else the "
+        "file's: 255 for uint8, max - min of its valid values otherwise)",
+    )
+    p.add_argument(
         "--overwrite", action="store_true", help="replace OUT.tif and the error map if they exist"
     )
     p.set_defaults(func=_reconstruct)
+
+
+def declared_range(path: Path) -> float | None:
+    """The data range a course source declares for the file at ``path``, or None.
+
+    A file of a registry dataset with a declared ``value_range`` (recognised by its name and
+    size) gets that range, what ``Sample.data_range`` gives a chapter; the synthetic scene's
+    GeoTIFF (``synthetic_*.tif`` in the cache) is reflectance x 10000. Anything else: None
+    (``reconstruct_scene`` then uses :func:`mae_nb.data.value_range` of the file).
+    """
+    from mae_nb.data import REGISTRY, SYNTHETIC_VALUE_RANGE, cache_dir
+
+    path = Path(path)
+    size = path.stat().st_size if path.is_file() else None
+    for dataset in REGISTRY.values():
+        declared = dataset.meta.get("value_range")
+        if declared is None or not str(dataset.kind).startswith("geotiff"):
+            continue
+        for f in dataset.files:
+            if Path(f.name).name == path.name and f.size in (None, size):
+                return float(declared[1] - declared[0])
+    synthetic = cache_dir() / "synthetic"
+    if path.name.startswith("synthetic_") and not path.name.endswith("_labels.tif"):
+        if path.resolve().parent == synthetic.resolve():
+            lo, hi = SYNTHETIC_VALUE_RANGE
+            return float(hi - lo)
+    return None
 
 
 def _reconstruct(args: argparse.Namespace) -> int:
@@ -96,6 +132,9 @@ def _reconstruct(args: argparse.Namespace) -> int:
     if args.iterations is not None and args.iterations < 1:
         raise InputError(f"--iterations must be at least 1, got {args.iterations}")
     check_mask_ratio(args.mask_ratio)
+    if args.data_range is not None and not args.data_range > 0:
+        raise InputError(f"--data-range must be positive, got {args.data_range}")
+    data_range = args.data_range if args.data_range is not None else declared_range(args.input)
     error = args.error_map or args.output.with_name(args.output.stem + "_error.tif")
     for path in (args.output, error):
         if path.exists() and not args.overwrite:
@@ -116,12 +155,14 @@ def _reconstruct(args: argparse.Namespace) -> int:
         error_path=args.error_map,
         overwrite=args.overwrite,
         progress=True,
+        data_range=data_range,
     )
     h, w = result.shape
     print(f"wrote {result.out_path} ({len(result.bands)} bands, {h} x {w}) and {result.error_path}")
     print(
         f"{result.tiles} tiles ({result.skipped} without valid pixels skipped) in "
         f"{result.seconds:.1f} s "
-        f"({result.tiles_per_second:.2f} tiles/s); PSNR {result.psnr:.2f} dB over valid pixels"
+        f"({result.tiles_per_second:.2f} tiles/s); PSNR {result.psnr:.2f} dB over valid pixels "
+        f"(data range {result.data_range:g})"
     )
     return 0
