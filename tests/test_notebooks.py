@@ -61,6 +61,60 @@ def test_baseline_check_catches_regressions():
     assert "no baseline" in check_against_baseline({}, "real", base)[0]
 
 
+#: Each chapter's claimed comparisons with a trivial baseline, recorded as differences (model minus
+#: baseline): the baseline file must bound each one ("min" or "max") for synthetic AND real data,
+#: so that a model that stopped learning fails the smoke run, not only a crash.
+CLAIMED_COMPARISONS: dict[str, tuple[str, ...]] = {
+    # chapter 00 makes no model-vs-baseline claim (it tours the data)
+    "01": ("psnr_conv_minus_tile_mean",),  # conv AE minus the per-tile mean, held-out PSNR
+    "02": ("hidden_psnr_masked_minus_fill",),  # masked model minus visible-mean fill, hidden px
+    "03": ("psnr_masked_mae_minus_mean_fill",),  # MAE minus mean fill, masked-patch PSNR
+    "04": ("gain_over_blur_25",),  # model minus blur at 25 %, masked-patch PSNR
+    "05": ("probe_f1_tiny_minus_pixels",),  # tiny MAE features minus raw pixels, probe macro-F1
+    "06": ("mse_model_minus_visible_mean",),  # masked MSE, model minus visible-mean fill
+    "07": ("oa_gain_pretrained_low", "oa_min_minus_chance"),  # SST pretrained minus random init
+}
+
+
+def comparison_problems(chapter: str, baseline: dict) -> list[str]:
+    """What ``baseline`` lacks for ``chapter``'s claimed comparisons (see CLAIMED_COMPARISONS)."""
+    problems = []
+    for name in CLAIMED_COMPARISONS.get(chapter, ()):
+        for data in ("synthetic", "real"):
+            spec = baseline.get(data, {}).get(name)
+            if spec is None:
+                problems.append(f"{data}: the comparison {name!r} has no baseline")
+            elif "min" not in spec and "max" not in spec:
+                problems.append(f"{data}: {name!r} needs a 'min' or 'max' bound, got {spec}")
+    return problems
+
+
+def test_every_chapter_is_in_the_comparison_table():
+    assert sorted(CLAIMED_COMPARISONS) == sorted(
+        p.name[:2] for p in NOTEBOOKS if p.name[:2] != "00"
+    )
+
+
+def test_comparison_check_wants_a_bound_in_both_sections():
+    good = {
+        "synthetic": {"gain_over_blur_25": {"min": 0.5}},
+        "real": {"gain_over_blur_25": {"max": 9}},
+    }
+    assert comparison_problems("04", good) == []
+    assert comparison_problems("00", {}) == []
+    loose = {"synthetic": {"gain_over_blur_25": {"value": 1, "atol": 9}}}
+    assert comparison_problems("04", loose) == [
+        "synthetic: 'gain_over_blur_25' needs a 'min' or 'max' bound, got {'value': 1, 'atol': 9}",
+        "real: the comparison 'gain_over_blur_25' has no baseline",
+    ]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_claimed_comparisons_have_bounds_that_bite(path):
+    baseline = json.loads((BASELINES / f"{path.stem}.json").read_text())
+    assert comparison_problems(path.name[:2], baseline) == []
+
+
 @pytest.mark.notebook
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_notebook_runs_in_smoke_mode_and_keeps_its_metrics(path, tmp_path_factory):
