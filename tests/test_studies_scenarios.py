@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from helpers import tiny_mae
 
 from mae_nb import stats
-from mae_nb.data import synthetic_scene
+from mae_nb.data import synthetic_scene, value_range
+from mae_nb.reconstruct import normalization
 from mae_nb.studies.scenarios import (
     STUDY_SCENARIOS,
     ScenarioComparison,
     compare_masking_scenarios,
     detail_ratio,
     interpolate_masked,
+    mask_seed,
     pick_crops,
+    training_pull,
 )
 
 
@@ -48,6 +52,9 @@ def study_rows(better=True, crops=3, seeds=3, crop_effect=0.0):
                         masked_share=0.5,
                         detail=0.8,
                         baseline_psnr_masked=10.0 + jitter,
+                        pull_num=(0.6 if better else 0.0) + jitter,
+                        blur_pull_num=0.1 + jitter / 2,
+                        pull_den=1.0 + jitter,
                     )
                 )
     return out
@@ -55,8 +62,8 @@ def study_rows(better=True, crops=3, seeds=3, crop_effect=0.0):
 
 def test_compare_masking_scenarios_table_and_verdict(model):
     s = synthetic_scene(64, 64, 3, seed=0, collar=True)
-    crops = pick_crops(s.image, 32, 3, s.valid)
-    assert len(crops) >= 2 and all(s.valid[r : r + 32, c : c + 32].all() for r, c in crops)
+    crops = pick_crops(s.image, 32, 2, s.valid)
+    assert len(crops) == 2 and all(s.valid[r : r + 32, c : c + 32].all() for r, c in crops)
     cmp = compare_masking_scenarios(
         model, s.image, crops, seeds=(0, 1), valid=s.valid, progress=False, model_name="tiny"
     )
@@ -69,14 +76,19 @@ def test_compare_masking_scenarios_table_and_verdict(model):
     assert summary["25%"]["psnr"][0] > summary["50%"]["psnr"][0]
     table = cmp.table()
     assert table.count("\n|") >= 5 and "3x25%" in table and "blur baseline" in table
-    assert f"{len(crops) * 2} runs per scenario" in table
+    assert f"{len(crops) * 2} runs per scenario ({len(crops)} crops x 2 seeds" in table
     verdict = cmp.verdict()
-    assert len(verdict) == 4 and all(
+    assert len(verdict) == 5 and all(
         any(w in v for w in (*stats.VERDICTS.values(), "Reference")) for v in verdict
     )
+    basis = f"({len(crops)} crops x 2 seeds; standard errors clustered by crop)"
+    assert all(basis in v for v in verdict), verdict
+    assert verdict[0].startswith("Claim 1 (as stated)") and "training data" in verdict[0]
+    assert verdict[1].startswith("Check: beats a blur of the visible pixels")
     # the verdict follows the numbers: claim 3's word agrees with the paired difference it quotes
     if stats.direction(cmp.paired("3x25%", "25%", "ssim_masked")) < 0:
-        assert "Claim 3" in verdict[2] and "CONTRADICTED" in verdict[2]
+        assert "Claim 3" in verdict[3] and "CONTRADICTED" in verdict[3]
+    assert "pull of the model" in cmp.pull_table() and "covering 25%" in cmp.pull_table()
 
 
 def test_a_sample_or_raster_gives_the_same_comparison(model):
@@ -93,10 +105,13 @@ def test_a_sample_or_raster_gives_the_same_comparison(model):
 def test_verdict_is_computed_from_the_numbers():
     good = ScenarioComparison(study_rows(True), STUDY_SCENARIOS).verdict()
     bad = ScenarioComparison(study_rows(False), STUDY_SCENARIOS).verdict()
-    assert "Claim 1" in good[0] and ": SUPPORTED" in good[0]
-    assert "Claim 3" in good[2] and ": SUPPORTED" in good[2]
-    assert "Claim 3" in bad[2] and ": CONTRADICTED" in bad[2]
-    assert "Reference" in good[3] and "18.02 dB vs 10.02 dB" in good[3]
+    assert "Claim 1 (as stated)" in good[0] and ": SUPPORTED" in good[0]
+    assert "Claim 1 (as stated)" in bad[0] and ": CONTRADICTED" in bad[0]
+    assert "Check: beats a blur" in good[1] and ": SUPPORTED" in good[1]
+    assert "Claim 3" in good[3] and ": SUPPORTED" in good[3]
+    assert "Claim 3" in bad[3] and ": CONTRADICTED" in bad[3]
+    assert "Reference" in good[4] and "18.02 dB vs 10.02 dB" in good[4]
+    assert all("(3 crops x 3 seeds; standard errors clustered by crop)." in v for v in good)
 
 
 def test_a_single_crop_is_inconclusive_not_infinitely_uncertain():
@@ -107,8 +122,11 @@ def test_a_single_crop_is_inconclusive_not_infinitely_uncertain():
         est = cmp.paired("3x25%", "25%", "psnr_masked")
         assert est.clusters == 1 and np.isnan(est.se) and est.mean == pytest.approx(5.0)
         verdict = cmp.verdict()
-        assert all(": INCONCLUSIVE" in v for v in verdict[:3]), verdict
-        assert "one crop gives no verdict" in verdict[0] and "inf" not in " ".join(verdict)
+        assert all(": INCONCLUSIVE" in v for v in verdict[:4]), verdict
+        assert all("one crop gives no verdict" in v for v in verdict[:2])
+        assert "inf" not in " ".join(verdict)
+        assert f"(1 crop x {seeds} seed" in verdict[0]
+        assert np.isnan(cmp.pull("25%").se) and cmp.pull("25%").clusters == 1
 
 
 def test_clustering_by_crop_widens_the_standard_error_when_seeds_repeat_a_crop():
@@ -152,6 +170,126 @@ def test_pick_crops_without_room_says_so():
         pick_crops(s.image, 40, 3, s.valid)
 
 
+def _disjoint(crops, size):
+    return all(
+        abs(a[0] - b[0]) >= size or abs(a[1] - b[1]) >= size
+        for i, a in enumerate(crops)
+        for b in crops[i + 1 :]
+    )
+
+
+def test_pick_crops_are_disjoint_valid_spread_and_deterministic():
+    s = synthetic_scene(200, 200, 3, seed=0, collar=True)
+    crops = pick_crops(s.image, 48, 5, s.valid)
+    assert len(crops) == 5 and _disjoint(crops, 48)
+    assert all(s.valid[r : r + 48, c : c + 48].all() for r, c in crops)
+    assert crops == pick_crops(s.image, 48, 5, s.valid)
+    rows = [r for r, _ in crops]
+    assert max(rows) - min(rows) >= 96  # spread over the scene, not packed in one corner
+    # a 3 x 3 grid of 64 px crops fits exactly in 192 px: all nine are found
+    full = np.zeros((3, 192, 192), np.float32)
+    nine = pick_crops(full, 64, 9)
+    assert sorted(nine) == [(r, c) for r in (0, 64, 128) for c in (0, 64, 128)]
+
+
+def test_pick_crops_with_room_for_fewer_returns_them_with_a_notice(capsys):
+    image = np.zeros((3, 100, 150), np.float32)
+    with pytest.warns(UserWarning, match="only 2 disjoint 64 x 64 crop"):
+        crops = pick_crops(image, 64, 5)
+    assert len(crops) == 2 and _disjoint(crops, 64)
+    assert "5 were asked" in capsys.readouterr().out
+    nodata = image.copy()
+    nodata[:, 50, 75] = np.nan  # one NaN pixel in the middle: no crop may hold it
+    with pytest.warns(UserWarning):
+        for r, c in pick_crops(nodata, 64, 5, quiet=True):
+            assert not (r <= 50 < r + 64 and c <= 75 < c + 64)
+
+
+def test_every_crop_and_seed_draws_its_own_masks(model):
+    seeds = {mask_seed(seed, crop) for seed in range(5) for crop in range(5)}
+    assert len(seeds) == 25 and mask_seed(1, 2) == mask_seed(1, 2)
+    s = synthetic_scene(96, 96, 3, seed=0)
+    crops = pick_crops(s.image, 32, 3, s.valid)
+    cmp = compare_masking_scenarios(
+        model, s.image, crops, seeds=(0,), scenarios={"25%": (0.25, 1, "chained")},
+        progress=False,
+    )  # fmt: skip
+    assert len({r["mask_seed"] for r in cmp.rows}) == 3
+
+
+def test_scores_use_the_whole_images_data_range_or_the_one_given(model):
+    s = synthetic_scene(96, 96, 3, seed=0)
+    crops = pick_crops(s.image, 32, 2, s.valid)
+    one = {"25%": (0.25, 1, "chained")}
+    whole = value_range(s.image, s.valid)
+    kw = dict(seeds=(0,), scenarios=one, valid=s.valid, progress=False)
+    default = compare_masking_scenarios(model, s.image, crops, **kw)
+    given = compare_masking_scenarios(model, s.image, crops, data_range=whole, **kw)
+    double = compare_masking_scenarios(model, s.image, crops, data_range=2 * whole, **kw)
+    for metric in ("psnr_masked", "baseline_psnr_masked", "psnr"):
+        np.testing.assert_allclose(default.values("25%", metric), given.values("25%", metric))
+        np.testing.assert_allclose(
+            double.values("25%", metric) - given.values("25%", metric),
+            20 * np.log10(2),
+            atol=1e-6,
+        )
+    with pytest.raises(ValueError, match="data_range must be a positive number"):
+        compare_masking_scenarios(model, s.image, crops, data_range=0, **kw)
+
+
+def fake_mae(kind: str):
+    """A tiny MAE whose predictions are the training statistics or the truth.
+
+    ``"training"``: every predicted pixel is +1 or -1 (a checkerboard) in the model's normalized
+    units, so the predicted patches have per-band mean 0 and standard deviation 1 exactly, the
+    statistics of the training data; ``"copy"``: the prediction is the model's (unmasked) input.
+    """
+    m = tiny_mae()
+    encode = m.forward_encoder
+
+    def forward_encoder(imgs, mask_ratio, noise=None):
+        m._seen = imgs
+        return encode(imgs, mask_ratio, noise=noise)
+
+    def forward_decoder(latent, ids_restore):
+        x = m._seen
+        if kind == "training":
+            n, c, h, w = x.shape
+            yy, xx = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+            x = (((yy + xx) % 2) * 2.0 - 1.0).expand(n, c, h, w).contiguous()
+        return m.patchify(x)
+
+    m.forward_encoder, m.forward_decoder = forward_encoder, forward_decoder
+    return m
+
+
+def test_claim_1_pull_is_one_for_training_statistics_and_zero_for_the_truth():
+    s = synthetic_scene(96, 96, 3, seed=0)
+    crops = pick_crops(s.image, 32, 3, s.valid)
+    kw = dict(seeds=(0, 1), valid=s.valid, progress=False)
+    training = compare_masking_scenarios(fake_mae("training"), s.image, crops, **kw)
+    copy = compare_masking_scenarios(fake_mae("copy"), s.image, crops, **kw)
+    for name in STUDY_SCENARIOS:
+        assert training.pull(name).mean == pytest.approx(1.0, abs=1e-4)
+        assert copy.pull(name).mean == pytest.approx(0.0, abs=1e-4)
+        # the blur does not depend on the model: the same pull on the same pixels
+        assert training.pull(name, "blur").mean == pytest.approx(copy.pull(name, "blur").mean)
+        extra = training.pull_over_blur(name)
+        assert extra.mean == pytest.approx(1.0 - training.pull(name, "blur").mean)
+        assert extra.clusters == 3 and extra.n == 6
+    assert training.claim1() == "supported" and "Claim 1 (as stated)" in training.verdict()[0]
+    assert copy.claim1() != "supported"
+    # one image: the same reading by hand
+    norm = normalization(s.image, "per-band", s.valid)
+    region = np.zeros((96, 96), bool)
+    region[:32, :32] = True
+    truth = s.image.astype(np.float32)
+    assert training_pull(truth, truth, region, norm) == pytest.approx(0.0, abs=1e-6)
+    z = norm.apply(truth)
+    z[:, region] = np.where(np.indices((96, 96)).sum(0)[region] % 2, 1.0, -1.0)
+    assert training_pull(norm.invert(z), truth, region, norm) == pytest.approx(1.0, abs=1e-4)
+
+
 def test_the_comparison_plot():
     from matplotlib.figure import Figure
 
@@ -159,3 +297,16 @@ def test_the_comparison_plot():
 
     fig = viz.plot_scenario_comparison(ScenarioComparison(study_rows(True), STUDY_SCENARIOS))
     assert isinstance(fig, Figure) and len(fig.axes) == 3
+
+
+def test_pick_crops_may_allow_a_little_nodata():
+    """Scattered nodata pixels (as in a real scene) rule out whole crops unless a crop may hold
+    a few; ``min_valid`` says how few."""
+    image = np.zeros((3, 128, 128), np.float32)
+    image[:, 32::64, 32::64] = np.nan  # one hole in the middle of each 64 px quadrant
+    with pytest.raises(ValueError, match="no 64 x 64 crop without nodata fits"):
+        pick_crops(image, 64, 4)  # every 64 px window holds a hole
+    crops = pick_crops(image, 64, 4, min_valid=0.99)
+    assert sorted(crops) == [(0, 0), (0, 64), (64, 0), (64, 64)]
+    with pytest.raises(ValueError, match="min_valid must be in"):
+        pick_crops(image, 64, 4, min_valid=0)

@@ -1,22 +1,39 @@
 """Chapter 04's study: 25 %, 50 % and 3 x 25 % masking compared over crops and seeds.
 
 A study applied Meta's MAE to a satellite image at 25 % masking, 50 % masking and three chained
-passes of 25 %, and claimed that (1) at 25 % the reconstruction follows the image's spatial
-structure, (2) 50 % gives more detail and clarity than 25 % and (3) three passes of 25 % improve
-on one. :func:`compare_masking_scenarios` runs every scenario of :data:`STUDY_SCENARIOS` on every
-crop and seed with :func:`mae_nb.reconstruct.reconstruct` and scores it: PSNR/SSIM on the masked
-patches and on the whole crop, the :func:`detail_ratio`, and a baseline without a model
+passes of 25 %, and claimed that (1) at 25 % the result follows the spatial distribution of the
+training data, (2) 50 % gives more detail and clarity than 25 % and (3) three passes of 25 %
+improve on one. :func:`compare_masking_scenarios` runs every scenario of :data:`STUDY_SCENARIOS`
+on every crop and seed with :func:`mae_nb.reconstruct.reconstruct` and scores it: PSNR/SSIM on the
+masked patches and on the whole crop, the :func:`detail_ratio`, the claim-1 pull towards the
+training statistics (:func:`training_pull_terms`), and a baseline without a model
 (:func:`interpolate_masked`, blurring the visible pixels into the holes, with the same masks).
+
+**Independent samples.** :func:`pick_crops` returns crops that do not overlap (fewer, with a
+notice, when the scene cannot hold the number asked), and every (crop, seed) run draws its own
+masks (:func:`mask_seed`), so no two runs share a mask by construction.
+
+**Claim 1, one reading.** In the model's normalized input units its training data has, per band,
+mean 0 and standard deviation 1 (ImageNet's normalization for Meta's model, the per-band statistics
+of its training scene for chapter 03's). For the masked pixels of a run, ``s`` is the vector of
+per-band means and standard deviations, ``t = (0, ..., 0, 1, ..., 1)`` the training statistics. The
+*pull* is the projection of the prediction's move on the way to the training statistics:
+``(s_pred - s_true) . (t - s_true) / |t - s_true|^2``: 0 = the prediction has the true patches'
+statistics (it follows the image), 1 = it has the training data's. Pooled over runs it is a ratio
+of sums (:meth:`ScenarioComparison.pull`). The blur baseline's pull on the same pixels says how
+much of it averaging alone explains.
 
 :class:`ScenarioComparison` holds those scores and judges the claims with :mod:`mae_nb.stats`:
 differences are paired (same crop, same seed), their standard error is clustered by crop (the
 seeds of one crop are not independent samples of the image), and a difference is clear when it
 exceeds two standard errors. With a single crop the spread is unknown and every claim is
-inconclusive.
+inconclusive. Every verdict sentence says how many crops and seeds it rests on.
 """
 
 from __future__ import annotations
 
+import math
+import warnings
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -24,7 +41,7 @@ import numpy as np
 import torch
 
 from mae_nb import metrics, stats
-from mae_nb.data.tiling import tile
+from mae_nb.data import value_range
 from mae_nb.errors import InputError
 from mae_nb.reconstruct import (
     Reconstruction,
@@ -42,7 +59,10 @@ __all__ = [
     "compare_masking_scenarios",
     "detail_ratio",
     "interpolate_masked",
+    "mask_seed",
     "pick_crops",
+    "training_pull",
+    "training_pull_terms",
 ]
 
 #: The study's scenarios (name -> mask_ratio, iterations, mode) and the covering mode.
@@ -111,28 +131,139 @@ def detail_ratio(pasted: np.ndarray, original: np.ndarray, region: np.ndarray) -
     return float(grad(pasted)[region].mean() / max(grad(original)[region].mean(), 1e-12))
 
 
-def pick_crops(
-    image: np.ndarray, size: int, n: int, valid: np.ndarray | None = None
-) -> list[tuple[int, int]]:
-    """``n`` top-left corners of ``size`` x ``size`` crops without nodata, spread over the image.
+def training_pull_terms(
+    prediction: np.ndarray, truth: np.ndarray, region: np.ndarray, normalization
+) -> tuple[float, float]:
+    """The two sums behind claim 1's pull of one run: ``(numerator, denominator)``.
 
-    image: (C, H, W). Crops come from a grid with half-tile stride (all of them fully valid),
-    evenly spaced through it, so the choice is deterministic. Fewer are returned if fewer exist.
+    prediction, truth: (C, H, W) in the image's units; region: (H, W) the pixels scored (valid
+    and masked); ``normalization``: the model's (:class:`mae_nb.reconstruct.Normalization`), so
+    the statistics are in the model's input units, where its training data has per-band mean 0
+    and standard deviation 1. With ``s`` the per-band means and standard deviations over
+    ``region`` and ``t`` the training statistics, the numerator is
+    ``(s_pred - s_true) . (t - s_true)`` and the denominator ``|t - s_true|^2``; their ratio is
+    :func:`training_pull`. NaN for an empty region.
     """
-    tiles = tile(
-        np.zeros((1,) + image.shape[1:], np.uint8),
-        size,
-        max(1, size // 2),
-        valid=valid,
-        min_valid=1.0,
-    )
-    if len(tiles) == 0:
-        raise InputError(
-            f"no {size} x {size} crop without nodata fits in this "
-            f"{image.shape[1]} x {image.shape[2]} image"
+    if not region.any():
+        return float("nan"), float("nan")
+
+    def moments(a):
+        z = normalization.apply(np.asarray(a, np.float64))[:, region].astype(np.float64)
+        return np.concatenate([z.mean(axis=1), z.std(axis=1)])
+
+    true, pred = moments(truth), moments(prediction)
+    c = truth.shape[0]
+    towards = np.concatenate([np.zeros(c), np.ones(c)]) - true
+    return float((pred - true) @ towards), float(towards @ towards)
+
+
+def training_pull(
+    prediction: np.ndarray, truth: np.ndarray, region: np.ndarray, normalization
+) -> float:
+    """Claim 1's pull of one image: 0 = the prediction over ``region`` has the true pixels'
+    per-band mean and standard deviation, 1 = the training data's (see the module text and
+    :func:`training_pull_terms`)."""
+    num, den = training_pull_terms(prediction, truth, region, normalization)
+    return num / den if den > 0 else float("nan")
+
+
+def mask_seed(seed: int, crop: int) -> int:
+    """The mask seed of run ``(seed, crop)``: every crop draws its own masks for each seed."""
+    return int(np.random.SeedSequence([int(seed), int(crop)]).generate_state(1)[0])
+
+
+def pick_crops(
+    image: np.ndarray,
+    size: int,
+    n: int,
+    valid: np.ndarray | None = None,
+    *,
+    min_valid: float = 1.0,
+    quiet: bool = False,
+) -> list[tuple[int, int]]:
+    """Top-left corners of ``n`` disjoint ``size`` x ``size`` crops without nodata, spread out.
+
+    image: (C, H, W). The crops do not overlap, so each is an independent sample of the scene.
+    ``min_valid``: the share of a crop's pixels that must hold data (default 1: none may be
+    nodata; a scene with scattered nodata pixels holds more crops at 0.99, and nodata pixels are
+    left out of every score). The crops that qualify are packed greedily (:func:`_pack`), and
+    ``n`` of the packed crops are taken evenly through reading order, so the choice is
+    deterministic and spread over the image. When fewer than ``n`` fit, all that fit are
+    returned and a notice (printed unless ``quiet``, and warned) says how many fit and how many
+    were asked.
+    """
+    size, n = int(size), int(n)
+    if size < 1 or n < 1:
+        raise InputError(f"size and n must be at least 1, got size={size}, n={n}")
+    if not 0 < min_valid <= 1:
+        raise InputError(f"min_valid must be in (0, 1], got {min_valid}")
+    h, w = image.shape[-2:]
+    ok = np.ones((h, w), bool) if valid is None else np.asarray(valid, bool).copy()
+    if np.issubdtype(np.asarray(image).dtype, np.floating):
+        ok &= np.isfinite(image).all(axis=0)
+    packed = _pack(ok, size, min_valid)
+    what = "without nodata" if min_valid == 1 else f"at least {min_valid:.0%} valid"
+    if not packed:
+        raise InputError(f"no {size} x {size} crop {what} fits in this {h} x {w} image")
+    if len(packed) < n:
+        notice = (
+            f"NOTICE: only {len(packed)} disjoint {size} x {size} crop(s) {what} fit in "
+            f"this {h} x {w} image; {n} were asked. Using {len(packed)}: the comparison rests "
+            f"on {len(packed)} independent crop(s)."
         )
-    pick = np.unique(np.linspace(0, len(tiles) - 1, min(n, len(tiles))).round().astype(int))
-    return [(int(tiles.rows[i]), int(tiles.cols[i])) for i in pick]
+        if not quiet:
+            print(notice)
+        warnings.warn(notice, stacklevel=2)
+        return packed
+    pick = np.linspace(0, len(packed) - 1, n).round().astype(int)
+    return [packed[i] for i in pick]
+
+
+def _box_sums(a: np.ndarray, size: int) -> np.ndarray:
+    """Sums of ``a`` (H, W) over every ``size`` x ``size`` window, by top-left corner."""
+    c = np.pad(a.astype(np.int64).cumsum(0).cumsum(1), ((1, 0), (1, 0)))
+    return c[size:, size:] - c[:-size, size:] - c[size:, :-size] + c[:-size, :-size]
+
+
+def _pack(ok: np.ndarray, size: int, min_valid: float = 1.0) -> list[tuple[int, int]]:
+    """As many disjoint ``size`` x ``size`` windows with at least ``min_valid`` of their pixels
+    ``ok`` as a greedy packing finds, in reading order.
+
+    Candidate corners lie on a grid of ``size // 8`` pixels (plus the last row and column). Two
+    greedy orders are tried, and the one that packs more windows is kept: reading order, and
+    fewest-overlaps-first (the candidates that overlap the fewest others, at the corners and
+    edges of the valid area, are taken first; a rotated scene holds more crops that way). A
+    candidate is taken when it overlaps none taken before.
+    """
+    h, w = ok.shape
+    if h < size or w < size:
+        return []
+    allowed = int(np.floor((1.0 - min_valid) * size * size + 1e-9))
+    fits = _box_sums(~ok, size) <= allowed  # (h - size + 1, w - size + 1)
+    step = max(1, size // 8)
+    rows = sorted(set(range(0, h - size + 1, step)) | {h - size})
+    cols = sorted(set(range(0, w - size + 1, step)) | {w - size})
+    grid = fits[np.ix_(rows, cols)]
+    cand = np.argwhere(grid)
+    if not len(cand):
+        return []
+    r_arr, c_arr = np.array(rows), np.array(cols)
+    degree = np.array(
+        [grid[np.ix_(np.abs(r_arr - rows[i]) < size, np.abs(c_arr - cols[j]) < size)].sum()
+         for i, j in cand]
+    )  # fmt: skip
+    best: list[tuple[int, int]] = []
+    for order in (np.arange(len(cand)), np.lexsort((cand[:, 1], cand[:, 0], degree))):
+        taken = np.zeros((h, w), bool)
+        packed = []
+        for k in order:
+            r, c = rows[cand[k, 0]], cols[cand[k, 1]]
+            if not taken[r : r + size, c : c + size].any():
+                taken[r : r + size, c : c + size] = True
+                packed.append((r, c))
+        if len(packed) > len(best):
+            best = packed
+    return sorted(best)
 
 
 # --------------------------------------------------------------------------- the comparison
@@ -148,14 +279,39 @@ _HEADS = {
     "baseline_psnr_masked": "blur baseline PSNR masked (dB)",
 }
 
+#: Claim 1 is contradicted when the model's pull beyond the blur's is clearly below this: its
+#: predictions move less than a tenth of the way to the training statistics beyond averaging.
+PULL_MARGIN = 0.1
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def _ratio(num: np.ndarray, den: np.ndarray, clusters: np.ndarray) -> stats.Estimate:
+    """``sum(num) / sum(den)`` over the finite pairs, with a clustered standard error.
+
+    The ratio's standard error is the delta method's: the cluster-robust standard error
+    (:func:`mae_nb.stats.mean_se`) of ``(num - R den) / mean(den)``.
+    """
+    ok = np.isfinite(num) & np.isfinite(den)
+    num, den, clusters = num[ok], den[ok], clusters[ok]
+    if num.size == 0 or den.sum() <= 0:
+        return stats.Estimate(float("nan"), float("nan"), int(num.size), 0)
+    r = float(num.sum() / den.sum())
+    spread = stats.mean_se((num - r * den) / den.mean(), clusters)
+    return stats.Estimate(r, spread.se, spread.n, spread.clusters)
+
 
 @dataclass
 class ScenarioComparison:
     """Scores of each scenario on each crop and seed (``rows``), summarized and judged.
 
-    Each row: scenario, crop, seed, psnr_masked, ssim_masked, psnr, ssim, masked_share, detail
-    (see :func:`detail_ratio`), baseline_psnr_masked (:func:`interpolate_masked` on the same
-    masked pixels). ``scenarios``: name -> (mask_ratio, iterations, mode). ``model``: what made
+    Each row: scenario, crop, seed, mask_seed, psnr_masked, ssim_masked, psnr, ssim,
+    masked_share, detail (see :func:`detail_ratio`), baseline_psnr_masked
+    (:func:`interpolate_masked` on the same masked pixels), and claim 1's pull terms
+    (:func:`training_pull_terms`): pull_num (the model), blur_pull_num (the blur), pull_den (the
+    same for both). ``scenarios``: name -> (mask_ratio, iterations, mode). ``model``: what made
     the predictions (the verdict names it).
     """
 
@@ -188,11 +344,25 @@ class ScenarioComparison:
         rows = self._rows(scenario)
         if metric == "detail_gap":
             return np.abs(np.log2(np.array([r["detail"] for r in rows], dtype=np.float64)))
-        return np.array([r[metric] for r in rows], dtype=np.float64)
+        return np.array([r.get(metric, np.nan) for r in rows], dtype=np.float64)
 
     def crops(self, scenario: str) -> np.ndarray:
         """The crop of each value of :meth:`values` (the clusters of the standard errors)."""
         return np.array([r["crop"] for r in self._rows(scenario)])
+
+    def design(self) -> tuple[int, int]:
+        """(number of crops, number of seeds) the comparison ran on."""
+        return (
+            len({r["crop"] for r in self.rows}),
+            len({r["seed"] for r in self.rows}),
+        )
+
+    def basis(self) -> str:
+        """What every verdict rests on: ``"5 crops x 5 seeds; standard errors clustered by
+        crop"``."""
+        crops, seeds = self.design()
+        crops_seeds = f"{_plural(crops, 'crop')} x {_plural(seeds, 'seed')}"
+        return f"{crops_seeds}; standard errors clustered by crop"
 
     def summary(self) -> dict[str, dict[str, tuple[float, float]]]:
         """scenario -> metric -> (mean, standard deviation) over crops and seeds
@@ -216,9 +386,11 @@ class ScenarioComparison:
                 row[head] = f"{m:.0%}" if k == "masked_share" else f"{m:{fmt}} ± {sd:{fmt}}"
             rows.append(row)
         n = len(self.values(next(iter(self.scenarios)), "psnr"))
+        crops, seeds = self.design()
         return (
             stats.markdown_table(rows)
-            + f"\n\n{n} runs per scenario (crops x seeds); mean ± standard deviation."
+            + f"\n\n{n} runs per scenario ({_plural(crops, 'crop')} x {_plural(seeds, 'seed')}, "
+            "each run with its own masks); mean ± standard deviation."
         )
 
     def paired(self, a: str, b: str, metric: str) -> stats.Estimate:
@@ -238,6 +410,41 @@ class ScenarioComparison:
             clusters=self.crops(scenario),
         )
 
+    def pull(self, scenario: str, of: str = "model") -> stats.Estimate:
+        """Claim 1's pull towards the training statistics of ``of`` (``"model"`` or ``"blur"``)
+        in ``scenario``, pooled over runs (a ratio of sums, see :func:`training_pull_terms`),
+        with its standard error clustered by crop."""
+        if of not in ("model", "blur"):
+            raise InputError(f"of must be 'model' or 'blur', got {of!r}")
+        num = self.values(scenario, "pull_num" if of == "model" else "blur_pull_num")
+        return _ratio(num, self.values(scenario, "pull_den"), self.crops(scenario))
+
+    def pull_over_blur(self, scenario: str) -> stats.Estimate:
+        """The model's pull minus the blur's on the same pixels (same denominators: a paired
+        difference), clustered by crop."""
+        num = self.values(scenario, "pull_num") - self.values(scenario, "blur_pull_num")
+        return _ratio(num, self.values(scenario, "pull_den"), self.crops(scenario))
+
+    def pull_table(self) -> str:
+        """A Markdown table of claim 1's pull per scenario (model, blur, model minus blur), each
+        ± two clustered standard errors."""
+        rows = [
+            {
+                "scenario": s,
+                "pull of the model": self.pull(s).describe("", ".3f"),
+                "pull of the blur": self.pull(s, "blur").describe("", ".3f"),
+                "model − blur": self.pull_over_blur(s).describe("", ".3f"),
+            }
+            for s in self.scenarios
+            if self._rows(s)
+        ]
+        return (
+            stats.markdown_table(rows)
+            + "\n\nPull of the masked patches' per-band mean and standard deviation towards the "
+            "training data's (0 = the true patches', 1 = the training data's); ± two standard "
+            f"errors ({self.basis()})."
+        )
+
     def _compare(self, a, b, metric, unit, fmt) -> tuple[int, str]:
         """(+1 / -1 / 0 by :func:`mae_nb.stats.direction`, a phrase quoting the difference)."""
         est = self.paired(a, b, metric)
@@ -248,29 +455,67 @@ class ScenarioComparison:
         text = f"{metric.replace('_', ' ')} {a} − {b} = {est.describe(unit, fmt)}"
         return sign, text + (word if est.known else "")
 
+    def claim1(self, scenario: str = "25%") -> str:
+        """The key in :data:`mae_nb.stats.VERDICTS` of claim 1 as stated, from the pulls.
+
+        Supported: the model's pull is clearly above 0 and clearly above the blur's.
+        Contradicted: its pull beyond the blur's is clearly below :data:`PULL_MARGIN`.
+        """
+        pull, extra = self.pull(scenario), self.pull_over_blur(scenario)
+        if stats.judge(extra) == "supported" and stats.judge(pull) == "supported":
+            return "supported"
+        if extra.known and extra.mean + 2 * extra.se < PULL_MARGIN:
+            return "contradicted"
+        return "inconclusive"
+
     def verdict(self) -> list[str]:
         """Plain sentences on the study's claims, decided from the numbers.
 
         Paired differences over the same crops and seeds, clustered by crop; "clear" is more than
-        two standard errors (:func:`mae_nb.stats.judge`); a single crop gives no verdict.
+        two standard errors (:func:`mae_nb.stats.judge`); a single crop gives no verdict. Each
+        sentence ends with the crops and seeds it rests on.
         """
         out = []
         have = set(self.scenarios)
+        basis = f" ({self.basis()})."
         if "25%" in have:
+            word = self.claim1("25%")
+            pull, blur, extra = (
+                self.pull("25%"),
+                self.pull("25%", "blur"),
+                self.pull_over_blur("25%"),
+            )
+            why = {
+                "supported": "the predictions move towards the training statistics more than "
+                "averaging explains",
+                "contradicted": f"less than {PULL_MARGIN} beyond what averaging gives: the "
+                "predictions keep the image's statistics",
+                "inconclusive": "neither clearly towards the training statistics nor clearly not"
+                if extra.known
+                else "one crop gives no verdict",
+            }[word]
+            out.append(
+                "Claim 1 (as stated), at 25 % the result follows the spatial distribution of the "
+                f"training data: {stats.VERDICTS[word]} for {self.model}. Pull of the masked "
+                "patches' per-band mean and standard deviation towards the training data's "
+                f"(0 = the image's, 1 = the training data's): {pull.describe('', '.3f')}; a blur "
+                f"of the visible pixels on the same patches: {blur.describe('', '.3f')}; the "
+                f"model beyond the blur: {extra.describe('', '.3f')} ({why})" + basis
+            )
             gain = self.gain_over_baseline("25%")
             word = stats.judge(gain)
             why = {
-                "supported": " (the model adds structure a blur cannot).",
-                "contradicted": " (a blur of the neighbours does better).",
-                "inconclusive": " (no better than a blur of the neighbours)."
+                "supported": "the model adds structure a blur cannot",
+                "contradicted": "a blur of the neighbours does better",
+                "inconclusive": "no better than a blur of the neighbours"
                 if gain.known
-                else "; one crop gives no verdict.",
+                else "one crop gives no verdict",
             }[word]
             out.append(
-                "Claim 1, at 25 % the reconstruction follows the image's spatial structure: "
+                "Check: beats a blur of the visible pixels, at 25 %: "
                 f"{stats.VERDICTS[word]} for {self.model}. On the masked patches it scores "
-                f"{gain.describe(' dB')} PSNR against blurring the visible pixels into the holes"
-                + why
+                f"{gain.describe(' dB')} PSNR against blurring the visible pixels into the holes "
+                f"({why})" + basis
             )
         if {"25%", "50%"} <= have:
             s_det, t_det = self._compare("50%", "25%", "detail_gap", "", ".3f")
@@ -286,7 +531,7 @@ class ScenarioComparison:
                 f"Claim 2, 50 % gives more detail and clarity than 25 %: {stats.VERDICTS[word]}. "
                 f"Detail level (gradient ratio, 1 = the original's) {d50:.2f} at 50 % vs "
                 f"{d25:.2f} at 25 %; {t_det} (lower = closer to the original's detail); "
-                f"{t_ssim}; {t_psnr}."
+                f"{t_ssim}; {t_psnr}" + basis
             )
         if {"25%", "3x25%"} <= have:
             s_psnr, t_psnr = self._compare("3x25%", "25%", "psnr_masked", " dB", ".2f")
@@ -300,14 +545,14 @@ class ScenarioComparison:
                 "Claim 3, three chained passes of 25 % improve on one pass: "
                 f"{stats.VERDICTS[word]}. {t_psnr}; {t_ssim} on the patches each run replaced "
                 f"(3 x 25 % replaces {share:.0%} of the patches, 25 % replaces 25 %); over the "
-                f"whole crop {t_crop}."
+                f"whole crop {t_crop}" + basis
             )
         if "covering 25%" in have:
             m = float(np.nanmean(self.values("covering 25%", "psnr_masked")))
             b = float(np.nanmean(self.values("covering 25%", "baseline_psnr_masked")))
             out.append(
                 "Reference, covering mode (every patch predicted once from true neighbours): "
-                f"PSNR {m:.2f} dB vs {b:.2f} dB for the blur baseline on the same patches."
+                f"PSNR {m:.2f} dB vs {b:.2f} dB for the blur baseline on the same patches" + basis
             )
         return out
 
@@ -327,6 +572,7 @@ def compare_masking_scenarios(
     size: int | None = None,
     valid: np.ndarray | None = None,
     bands: Sequence[int] | None = None,
+    data_range: float | None = None,
     precision: str = "fp32",
     model_name: str = "the model",
     progress: bool = True,
@@ -335,8 +581,12 @@ def compare_masking_scenarios(
 
     image: (C, H, W) (or a Raster/Sample); ``crops``: top-left corners (see :func:`pick_crops`)
     of ``size`` x ``size`` crops (default: the model's input size). ``scenarios``: name ->
-    (mask_ratio, iterations, mode), default :data:`STUDY_SCENARIOS`. The normalization is
-    computed once from the whole image, so every crop is seen the same way.
+    (mask_ratio, iterations, mode), default :data:`STUDY_SCENARIOS`. Run ``(crop, seed)`` masks
+    with :func:`mask_seed`, so every crop draws its own masks (the scenarios of one run share
+    them, which pairs them). ``data_range``: the span every PSNR/SSIM uses, the data source's
+    (a notebook passes ``sample.data_range``); default: :func:`mae_nb.data.value_range` of the
+    whole image given, never of a crop. The normalization is computed once from the whole image,
+    so every crop is seen the same way.
     """
     from tqdm.auto import tqdm
 
@@ -344,6 +594,11 @@ def compare_masking_scenarios(
     geom = model_geometry(model)
     scene = prepare_image(image, geom.in_chans, bands=bands, valid=valid)
     image, valid = scene.array, scene.valid
+    if data_range is None:
+        data_range = value_range(image, valid, scene.dtype)
+    if not (math.isfinite(float(data_range)) and float(data_range) > 0):
+        raise InputError(f"data_range must be a positive number, got {data_range}")
+    data_range = float(data_range)
     size = int(size or (geom.built_size[0] if geom.built_size else 224))
     kind, mean, std = model_normalization(model)
     norm = normalization(image, kind, valid, mean, std, scene.dtype)
@@ -356,36 +611,41 @@ def compare_masking_scenarios(
             raise InputError(
                 f"crop at ({r0}, {c0}) does not fit a {size} x {size} window in the image"
             )
+        run_seed = mask_seed(seed, ci)
         for name, (ratio, its, mode) in scenarios.items():
             r = reconstruct(
                 model,
                 crop,
                 ratio,
                 its,
-                seed,
+                run_seed,
                 mode,
                 norm.mean,
                 norm.std,
                 ok,
                 precision=precision,
-                data_range=norm.data_range,
+                data_range=data_range,
             )
             region = r.pixel_mask & r.valid
             base = baseline_passes(r, sigma=geom.patch_size / 2)
+            pull_num, pull_den = training_pull_terms(r.pasted, r.original, region, norm)
+            blur_num, _ = training_pull_terms(base, r.original, region, norm)
             rows.append(
                 dict(
                     scenario=name,
                     crop=ci,
                     seed=int(seed),
+                    mask_seed=run_seed,
                     masked_share=r.masked_share,
                     psnr_masked=r.psnr_masked,
                     ssim_masked=r.ssim_masked,
                     psnr=r.psnr,
                     ssim=r.ssim,
                     detail=detail_ratio(r.pasted, r.original, region),
-                    baseline_psnr_masked=metrics.psnr(
-                        base, r.original, norm.data_range, valid=region
-                    ),
+                    baseline_psnr_masked=metrics.psnr(base, r.original, data_range, valid=region),
+                    pull_num=pull_num,
+                    blur_pull_num=blur_num,
+                    pull_den=pull_den,
                 )
             )
     return ScenarioComparison(rows, scenarios, model_name)
