@@ -100,8 +100,20 @@ def test_bad_configs_fail_early_with_a_message(tmp_path, capsys, changes, messag
         ({"data": {**TINY["data"], "patch_size": 4}}, "'data.patch_size' must be odd"),
         ({"data": {**TINY["data"], "name": "narnia"}}, "'data.name' must be one of salinas-a"),
         (
-            {"data": {**TINY["data"], "split_fractions": [0.5, 0.5, 0.5]}},
-            "'data.split_fractions' must be [train, val, test] shares",
+            {"split": {"fractions": [0.5, 0.5, 0.5]}},
+            "'split.fractions' must be [train, val, test] shares",
+        ),
+        ({"split": {"grid": [1, 1]}}, "'split.grid' must be \"auto\" or [rows, cols]"),
+        ({"split": {"grid": "fine"}}, "'split.grid' must be \"auto\" or [rows, cols]"),
+        ({"split": {"grid": [4, 4], "block_size": 8}}, "split.grid and split.block_size both"),
+        ({"split": {"block_size": 0}}, "'split.block_size' must be a whole number of at least 1"),
+        ({"split": {"buffer": -1}}, "'split.buffer' must be a whole number of at least 0"),
+        ({"split": {"seed": 1.5}}, "config key 'split.seed' must be a whole number"),
+        ({"split": {"require_all_classes": "no"}}, "'split.require_all_classes' must be true"),
+        ({"pretrain": {"region": "everything"}}, "'pretrain.region' must be one of train+val, all"),
+        (
+            {"data": {**TINY["data"], "split_fractions": [0.6, 0.1, 0.3]}},
+            "config key 'data.split_fractions' is now 'split.fractions'",
         ),
         (
             {"data": {**TINY["data"], "cube": "cube.mat"}},
@@ -218,8 +230,9 @@ def test_torchrun_two_cpu_processes_then_evaluate(tmp_path, capsys):
     assert (
         pre["world_size"] == fin["world_size"] == 2 and pre["backend"] == fin["backend"] == "gloo"
     )
-    # each process saw half of the 24 x 24 patches: ceil(288 / 64) batches per epoch
-    assert pre["patches"] == 576 and pre["batches_per_process"] == 5
+    # each process saw half of the patches of the pretraining region (no test pixel in reach)
+    assert pre["test_pixels_seen"] == 0 and pre["patches"] == pre["region_pixels"] < 576
+    assert pre["batches_per_process"] == -(-(-(-pre["patches"] // 2)) // 64)
     # 50 % of the training labels, split over two processes of batch 32; 6 steps -> whole epochs
     assert fin["n_labels"] > 0 and fin["steps_per_process"] >= 6
     assert fin["init"].endswith("pretrain.pt")
@@ -271,3 +284,106 @@ def test_torchrun_two_cpu_processes_then_evaluate(tmp_path, capsys):
     assert json.loads((out / "finetune_log.json").read_text())["world_size"] == 1
     assert main(["hsi", "evaluate", "--config", str(base), "--overwrite"]) == 0
     assert json.loads((out / "evaluation.json").read_text())["model"] == "vit"
+
+
+# ---------------------------------------------------------------------- the split and the leak
+
+
+def test_pretraining_keeps_clear_of_the_test_region(tmp_path, capsys):
+    from mae_nb.data.hsi import synthetic_hsi
+    from mae_nb.finetune import pretraining_region, regions_sha256
+
+    path = write_config(tmp_path)
+    assert main(["hsi", "pretrain", "--config", str(path)]) == 0
+    out = tmp_path / "out"
+    log = json.loads((out / "pretrain_log.json").read_text())
+    scene = synthetic_hsi(size=24, bands=16, seed=0)
+    split = _default_split(scene)
+    region = pretraining_region(split, 5)
+    assert log["region"] == "train+val" and log["test_pixels_seen"] == 0
+    assert log["patches"] == log["region_pixels"] == int(region.sum()) < 24 * 24
+    assert log["split"]["regions_sha256"] == regions_sha256(split)
+    assert set(log["split"]["missing_classes"]) == {"train", "val", "test"}
+    saved = torch.load(out / "pretrain.pt", weights_only=False)["config"]
+    assert saved["test_pixels_seen"] == 0 and saved["split"] == log["split"]
+    assert "0 test pixels seen" in capsys.readouterr().out
+    # fine-tuning with another split of the same scene refuses this pretraining
+    other = write_config(tmp_path, "other.yaml", split={"grid": [3, 3]})
+    assert main(["hsi", "finetune", "--config", str(other)]) == 2
+    assert "for another split" in capsys.readouterr().err
+    # pretrain.region: all is transductive: said at pretraining and at fine-tuning, recorded
+    everything = write_config(tmp_path, "all.yaml", pretrain={**TINY["pretrain"], "region": "all"})
+    assert main(["hsi", "pretrain", "--config", str(everything), "--overwrite"]) == 0
+    assert "transductive" in capsys.readouterr().out
+    log = json.loads((out / "pretrain_log.json").read_text())
+    assert log["patches"] == 24 * 24 and log["test_pixels_seen"] == int((split.regions == 2).sum())
+    assert main(["hsi", "finetune", "--config", str(everything), "--overwrite"]) == 0
+    assert "scores of this fine-tuning are transductive" in capsys.readouterr().out
+    fin = json.loads((out / "finetune_log.json").read_text())
+    assert fin["pretraining_test_pixels_seen"] == log["test_pixels_seen"] > 0
+
+
+def _default_split(scene):
+    from mae_nb.data.hsi import spatial_split
+
+    return spatial_split(scene.labels, 5, seed=0)
+
+
+def _one_corner_class_scene(tmp_path):
+    """A 30 x 30 scene (12 bands) whose class 3 is one 3 x 3 field: no split puts it in both
+    train and test."""
+    from scipy.io import savemat
+
+    rng = np.random.default_rng(0)
+    labels = np.ones((30, 30), np.int64)
+    labels[:, 15:] = 2
+    labels[2:5, 2:5] = 3
+    cube = rng.normal(0, 0.05, (30, 30, 12)) + labels[..., None] * np.linspace(0.1, 0.5, 12)
+    savemat(tmp_path / "cube.mat", {"cube": cube.astype(np.float32)})
+    savemat(tmp_path / "gt.mat", {"gt": labels})
+    return {
+        **TINY["data"],
+        "name": "synthetic",
+        "cube": str(tmp_path / "cube.mat"),
+        "labels": str(tmp_path / "gt.mat"),
+    }
+
+
+def test_every_knob_the_split_error_suggests_is_in_the_config(tmp_path, capsys):
+    data = _one_corner_class_scene(tmp_path)
+    random_init = {**TINY["finetune"], "init": "random"}
+    path = write_config(tmp_path, data=data, finetune=random_init)
+    assert main(["hsi", "finetune", "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "no spatial split of this label map" in err and "never reach" in err
+    for key in (
+        "split.grid",
+        "split.block_size",
+        "data.patch_size",
+        "split.buffer",
+        "split.seed",
+        "split.require_all_classes: false",
+    ):
+        assert key in err, key
+    # every knob is accepted and reaches the split; then the missing class is reported
+    knobs = {"grid": [6, 6], "buffer": 1, "seed": 2, "require_all_classes": False}
+    path = write_config(tmp_path, data=data, finetune=random_init, split=knobs)
+    with pytest.warns(UserWarning, match="classes missing per split"):
+        assert main(["hsi", "finetune", "--config", str(path)]) == 0
+        assert main(["hsi", "evaluate", "--config", str(path)]) == 0
+    out = tmp_path / "out"
+    ev = json.loads((out / "evaluation.json").read_text())
+    assert ev["split"]["grid"] == [6, 6] and ev["split"]["buffer"] == 1 and ev["split"]["seed"] == 2
+    lacking = ev["split"]["missing_classes"]
+    assert "class 3" in lacking["train"] + lacking["test"]
+    assert json.loads((out / "finetune_log.json").read_text())["split"] == ev["split"]
+    # block_size in px instead of a grid
+    sized = write_config(
+        tmp_path, data=data, finetune=random_init, split={**knobs, "grid": "auto", "block_size": 10}
+    )
+    with pytest.warns(UserWarning, match="classes missing per split"):
+        assert main(["hsi", "finetune", "--config", str(sized), "--overwrite"]) == 0
+    assert json.loads((out / "finetune_log.json").read_text())["split"]["grid"] == [3, 3]
+    huge = write_config(tmp_path, data=data, finetune=random_init, split={"block_size": 100})
+    assert main(["hsi", "finetune", "--config", str(huge), "--overwrite"]) == 2
+    assert "split.block_size 100 px makes one block" in capsys.readouterr().err

@@ -3,7 +3,7 @@
 Every action reads one YAML config (``mae-nb hsi config OUT.yaml`` writes the defaults; the
 schema and its checks are :mod:`mae_nb.cli.hsi_config`)::
 
-    mae-nb hsi pretrain --config run.yaml   # masked pretraining, all pixels -> OUTPUT/pretrain.pt
+    mae-nb hsi pretrain --config run.yaml   # masked pretraining, train/val blocks -> pretrain.pt
     mae-nb hsi finetune --config run.yaml   # finetune.fraction of the labels -> OUTPUT/finetune.pt
     mae-nb hsi evaluate --config run.yaml   # OA/AA/kappa on the test split -> evaluation.json, map
 
@@ -12,6 +12,14 @@ The same commands run data-parallel under ``torchrun --nproc_per_node=N -m mae_n
 gets its share of the patches; only rank 0 writes checkpoints and logs). Bad configs fail
 before any work: the whole config is checked (every section, whatever the action), and
 outputs that exist are refused without ``--overwrite``.
+
+Pretraining never reads the test region by default: it uses the split's training and
+validation blocks, each patch window clear of the test region
+(:func:`mae_nb.finetune.pretraining_region`; ``pretrain.region: all`` opts into a transductive
+pretraining on every pixel, with a notice), and records the split it kept clear of; fine-tuning
+refuses a checkpoint of this scene pretrained for another split. The split's knobs are the
+``split`` section (fractions, seed, grid or block_size, buffer, require_all_classes); the
+results list the classes missing from any split.
 """
 
 from __future__ import annotations
@@ -67,13 +75,58 @@ def _scene(config: dict, quiet: bool):
     return scene
 
 
-def _split(config: dict, scene):
-    from mae_nb.data.hsi import spatial_split
+#: What the CLI adds to the split's error: the config keys of every knob it suggests.
+SPLIT_KNOBS = (
+    "In the config: a finer split.grid (e.g. [8, 8]) or a smaller split.block_size (px), a "
+    "smaller data.patch_size or split.buffer, another split.seed, or split.require_all_classes: "
+    "false (the classes missing from a split are then listed in the results)."
+)
 
-    d = config["data"]
-    return spatial_split(
-        scene.labels, d["patch_size"], fractions=d["split_fractions"], seed=d["split_seed"]
-    )
+
+def _split(config: dict, scene):
+    """The spatial split the config asks for (``split`` section, ``data.patch_size``)."""
+    from mae_nb.data.hsi import spatial_split
+    from mae_nb.errors import InputError
+
+    s, patch = config["split"], config["data"]["patch_size"]
+    grid = s["grid"] if s["grid"] == "auto" else tuple(s["grid"])
+    if s["block_size"] is not None:
+        h, w = scene.labels.shape
+        grid = (max(1, round(h / s["block_size"])), max(1, round(w / s["block_size"])))
+        if grid[0] * grid[1] < 2:
+            raise ConfigError(
+                f"split.block_size {s['block_size']} px makes one block of the {h} x {w} scene; "
+                "give a smaller one"
+            )
+    try:
+        return spatial_split(
+            scene.labels,
+            patch,
+            fractions=s["fractions"],
+            grid=grid,
+            buffer=s["buffer"],
+            seed=s["seed"],
+            require_all_classes=s["require_all_classes"],
+        )
+    except InputError as exc:
+        if "no spatial split" not in str(exc) and "grid must" not in str(exc):
+            raise
+        raise InputError(f"{exc} {SPLIT_KNOBS}") from None
+
+
+def _split_report(split, scene) -> dict:
+    """The split in a results file: :func:`mae_nb.finetune.split_record` and, per split, the
+    classes (names) it lacks (empty lists when every class is everywhere)."""
+    from mae_nb.data.hsi import SPLIT_NAMES
+    from mae_nb.finetune import split_record
+
+    missing = split.missing or {}
+    return {
+        **split_record(split),
+        "missing_classes": {
+            name: [scene.class_names[c - 1] for c in missing.get(name, [])] for name in SPLIT_NAMES
+        },
+    }
 
 
 def _refuse_existing(paths: list[Path], overwrite: bool) -> None:
@@ -129,9 +182,11 @@ def _finish(
     return 0
 
 
-def _finetune_model(config: dict, scene, paths: dict):
-    """``(classifier, init)``: a fresh model (``finetune.init: random``) or the pretrained
-    encoder of ``OUTPUT/pretrain.pt`` or of a checkpoint path with a new head."""
+def _finetune_model(config: dict, scene, paths: dict, split):
+    """``(classifier, init, test_pixels_seen)``: a fresh model (``finetune.init: random``;
+    None) or the pretrained encoder of ``OUTPUT/pretrain.pt`` or of a checkpoint path with a
+    new head, and how many pixels of ``split``'s test region its pretraining read (None:
+    unknown). A checkpoint pretrained on this scene for another split is refused."""
     import torch
 
     from mae_nb.finetune import classifier_from_pretrained, load_sst
@@ -142,7 +197,7 @@ def _finetune_model(config: dict, scene, paths: dict):
     init = f["init"]
     if init == "random":
         model = build_classifier(m["kind"], scene.n_bands, scene.n_classes, patch, **m["options"])
-        return model, "random"
+        return model, "random", None
     path = paths["pretrain"] if init == "pretrain" else Path(init).expanduser()
     if not path.is_file():
         raise MissingFileError(
@@ -154,24 +209,57 @@ def _finetune_model(config: dict, scene, paths: dict):
             f"finetune.init {init!r} needs a spatial-spectral transformer (model.kind sst...), "
             f"not {m['kind']!r}; set finetune.init: random"
         )
-    pretrained = load_sst(path)
+    pretrained, saved = load_sst(path, with_config=True)
     got = (pretrained.config["in_chans"], pretrained.config["image_size"])
     if got != (scene.n_bands, patch):
         raise CheckpointError(
             f"{path} was pretrained on {got[0]} bands and {got[1]} px patches; this scene has "
             f"{scene.n_bands} bands and data.patch_size is {patch}"
         )
-    return classifier_from_pretrained(pretrained, scene.n_classes), str(path)
+    seen = _pretraining_leak(path, saved, scene, split)
+    return classifier_from_pretrained(pretrained, scene.n_classes), str(path), seen
+
+
+def _pretraining_leak(path: Path, saved: dict, scene, split) -> int | None:
+    """How many test pixels of ``split`` the pretraining saved at ``path`` read (None when
+    unknown: another scene, or a checkpoint without a split record). Refuses a checkpoint of
+    this scene pretrained for another split; says so when the pretraining was transductive."""
+    from mae_nb.finetune import regions_sha256
+
+    if (saved.get("scene"), saved.get("source")) != (scene.name, scene.source):
+        return None  # pretrained on another scene: it never saw this one
+    record = saved.get("split")
+    if record is not None and record.get("regions_sha256") != regions_sha256(split):
+        raise CheckpointError(
+            f"{path} was pretrained on {scene.name} for another split (seed "
+            f"{record.get('seed')}, grid {record.get('grid')}, buffer {record.get('buffer')}): "
+            "its pretraining may have read this split's test pixels. Run 'mae-nb hsi pretrain' "
+            "with this config's split section (or set finetune.init: random)"
+        )
+    seen = saved.get("test_pixels_seen")
+    if seen != 0:
+        print(
+            f"NOTICE: {path} was pretrained on pixels of this scene's test region "
+            f"({'an unknown number' if seen is None else seen}; pretrain.region: all): the "
+            "scores of this fine-tuning are transductive and flatter the pretraining."
+        )
+    return seen
 
 
 # --------------------------------------------------------------------------- actions
 
 
 def _pretrain(config: dict, args: argparse.Namespace, dist: Distributed) -> int:
+    import numpy as np
     import torch
 
     from mae_nb.distributed import LossModule, loss_of_module
-    from mae_nb.finetune import pretraining_patches
+    from mae_nb.finetune import (
+        TRANSDUCTIVE_NOTICE,
+        pretraining_patches,
+        pretraining_region,
+        seen_test_pixels,
+    )
     from mae_nb.models.baselines import build_classifier
     from mae_nb.models.spectral import pretrain_loss
     from mae_nb.train import fit
@@ -186,7 +274,22 @@ def _pretrain(config: dict, args: argparse.Namespace, dist: Distributed) -> int:
         )
     p, d = config["pretrain"], config["data"]
     scene = _scene(config, quiet=not dist.main)
-    data, std = pretraining_patches(scene, d["patch_size"], p["max_pixels"], p["seed"])
+    split = _split(config, scene)
+    region = pretraining_region(split, d["patch_size"]) if p["region"] == "train+val" else None
+    if region is None:
+        _say(
+            dist,
+            "NOTICE: "
+            + TRANSDUCTIVE_NOTICE.format(scene=scene.name).replace(
+                "Pass split= (mae_nb.data.hsi.spatial_split)", "Set pretrain.region: train+val"
+            ),
+        )
+    data, std = pretraining_patches(
+        scene, d["patch_size"], p["max_pixels"], p["seed"], region=region
+    )
+    centres = np.zeros(scene.labels.shape, bool)
+    centres[data.coords[:, 0], data.coords[:, 1]] = True
+    seen = seen_test_pixels(split, centres, d["patch_size"])
     torch.manual_seed(p["seed"])
     model = build_classifier(
         kind,
@@ -202,7 +305,8 @@ def _pretrain(config: dict, args: argparse.Namespace, dist: Distributed) -> int:
     loader = dist.loader(data, p["batch_size"], seed=p["seed"])
     _say(
         dist,
-        f"masked pretraining on {scene!r}: {len(data)} patches, {dist.world} process(es) "
+        f"masked pretraining on {scene!r}: {len(data)} patches ({p['region']}: "
+        f"{seen} test pixels seen), {dist.world} process(es) "
         f"({dist.backend or 'single'}), {len(loader)} batches per process per epoch",
     )
     history = fit(
@@ -222,10 +326,22 @@ def _pretrain(config: dict, args: argparse.Namespace, dist: Distributed) -> int:
         "scene": scene.name,
         "source": scene.source,
         "mask_ratio": p["mask_ratio"],
+        "pixels": len(data),
+        "region": p["region"],
+        "region_pixels": int(scene.labels.size if region is None else region.sum()),
+        "split": _split_report(split, scene),
+        "test_pixels_seen": seen,
         "standardizer": std.to_dict(),
         "hsi_config": config,
     }
-    log = {"patches": len(data), "batches_per_process": len(loader)}
+    log = {
+        "patches": len(data),
+        "batches_per_process": len(loader),
+        "region": p["region"],
+        "region_pixels": cfg["region_pixels"],
+        "test_pixels_seen": seen,
+        "split": cfg["split"],
+    }
     message = f"final masked reconstruction loss {history.train['loss'][-1]:.4f}"
     return _finish(dist, args, paths, "pretrain", model, cfg, history, scene, log, message)
 
@@ -238,7 +354,7 @@ def _finetune(config: dict, args: argparse.Namespace, dist: Distributed) -> int:
     f, kind = config["finetune"], config["model"]["kind"]
     scene = _scene(config, quiet=not dist.main)
     split = _split(config, scene)
-    model, init = _finetune_model(config, scene, paths)
+    model, init, seen = _finetune_model(config, scene, paths, split)
     if hasattr(model, "mask_token"):  # for masked pretraining only; DDP wants a gradient for
         model.mask_token.requires_grad_(False)  # every trained tensor
     net = dist.wrap(model)
@@ -272,10 +388,18 @@ def _finetune(config: dict, args: argparse.Namespace, dist: Distributed) -> int:
         "init": init,
         "fraction": f["fraction"],
         "n_labels": result.n_labels,
+        "pretraining_test_pixels_seen": seen,
+        "split": _split_report(split, scene),
         "standardizer": result.standardizer.to_dict(),
         "hsi_config": config,
     }
-    log = {"n_labels": result.n_labels, "steps_per_process": result.steps, "init": init}
+    log = {
+        "n_labels": result.n_labels,
+        "steps_per_process": result.steps,
+        "init": init,
+        "pretraining_test_pixels_seen": seen,
+        "split": cfg["split"],
+    }
     message = (
         f"final training loss {result.history.train['loss'][-1]:.4f} on {result.n_labels} "
         "labelled pixels"
@@ -347,6 +471,8 @@ def _evaluate(config: dict, args: argparse.Namespace, dist: Distributed) -> int:
         model=kind,
         fraction=saved.get("fraction"),
         init=saved.get("init"),
+        pretraining_test_pixels_seen=saved.get("pretraining_test_pixels_seen"),
+        split=_split_report(split, scene),
     )
     _write_json(paths["evaluation"], record)
     paths["map"].parent.mkdir(parents=True, exist_ok=True)
@@ -376,7 +502,7 @@ def add_parser(sub) -> None:
     )
     hsub = p.add_subparsers(dest="hsi_command", metavar="ACTION", required=True)
     for name, func, text in (
-        ("pretrain", _pretrain, "masked pretraining on all pixels (no labels)"),
+        ("pretrain", _pretrain, "masked pretraining on the train/val blocks (no labels)"),
         ("finetune", _finetune, "fine-tune on finetune.fraction of the training labels"),
         ("evaluate", _evaluate, "accuracy on the test split and the classification map"),
     ):

@@ -16,7 +16,14 @@ from typing import Any
 
 from mae_nb.errors import ConfigError
 
-__all__ = ["DEFAULTS", "default_config", "load_config", "output_paths", "validate_config"]
+__all__ = [
+    "DEFAULTS",
+    "PRETRAIN_REGIONS",
+    "default_config",
+    "load_config",
+    "output_paths",
+    "validate_config",
+]
 
 #: The config's sections and their defaults; a config file overrides any of them.
 DEFAULTS: dict[str, Any] = {
@@ -33,8 +40,14 @@ DEFAULTS: dict[str, Any] = {
         "synthetic_bands": 64,
         "synthetic_seed": 0,
         "patch_size": 5,
-        "split_fractions": [0.6, 0.1, 0.3],  # train, val, test (spatially disjoint blocks)
-        "split_seed": 0,
+    },
+    "split": {  # spatially disjoint train/val/test blocks (mae_nb.data.hsi.spatial_split)
+        "fractions": [0.6, 0.1, 0.3],  # target shares of the labelled pixels: train, val, test
+        "seed": 0,
+        "grid": "auto",  # "auto", or [rows, cols] of blocks, e.g. [8, 8] (finer: more blocks)
+        "block_size": None,  # or square blocks of about this many px (instead of grid)
+        "buffer": None,  # px left out around the training region; None: patch_size // 2
+        "require_all_classes": True,  # false: go on when a class misses a split (reported)
     },
     "model": {
         "kind": "sst",  # sst, sst-shared-embed, sst-joint-attention, vit, cnn3d
@@ -50,6 +63,7 @@ DEFAULTS: dict[str, Any] = {
         "decoder_dim": 32,
         "decoder_depth": 1,
         "seed": 0,
+        "region": "train+val",  # the split's train/val blocks clear of the test region, or "all"
     },
     "finetune": {
         "init": "pretrain",  # pretrain (OUTPUT/pretrain.pt), random, or a checkpoint path
@@ -75,6 +89,7 @@ _POSITIVE_INTEGERS = (
     "data.synthetic_size",
     "data.synthetic_bands",
     "data.patch_size",
+    "split.block_size",
     "pretrain.epochs",
     "pretrain.batch_size",
     "pretrain.max_pixels",
@@ -83,7 +98,16 @@ _POSITIVE_INTEGERS = (
     "finetune.batch_size",
     "evaluate.batch_size",
 )
-_SEEDS = ("data.synthetic_seed", "data.split_seed", "pretrain.seed", "finetune.seed")
+_SEEDS = ("data.synthetic_seed", "split.seed", "pretrain.seed", "finetune.seed")
+
+#: Keys whose value may be of more than one type (checked by :func:`validate_config`).
+_ANY_TYPE = {"split.grid"}
+
+#: Keys of earlier versions of the config and where they went.
+_MOVED = {"data.split_fractions": "split.fractions", "data.split_seed": "split.seed"}
+
+#: Where :func:`mae_nb.finetune.pretraining_region` may pretrain ("all": transductive).
+PRETRAIN_REGIONS = ("train+val", "all")
 
 
 def default_config() -> dict:
@@ -116,6 +140,8 @@ def _merge(defaults: dict, given: Any, where: str) -> dict:
     out = copy.deepcopy(defaults)
     for key, value in given.items():
         path = f"{where}.{key}" if where else str(key)
+        if key not in defaults and path in _MOVED:
+            raise ConfigError(f"config key {path!r} is now {_MOVED[path]!r}")
         if key not in defaults:
             raise ConfigError(
                 f"unknown config key {path!r}; known keys{' in ' + where if where else ''}: "
@@ -130,6 +156,8 @@ def _merge(defaults: dict, given: Any, where: str) -> dict:
                     f"config key {path!r} must be a mapping of keyword arguments, got {value!r}"
                 )
             out[key] = dict(value)
+        elif path in _ANY_TYPE:
+            out[key] = value
         else:
             out[key] = _check_type(path, value, default)
     return out
@@ -193,6 +221,7 @@ def validate_config(config: dict) -> dict:
         raise ConfigError(f"device must be auto, cpu or cuda, got {config['device']!r}")
     _check_numbers(config)
     _check_data(config, HSI_DATASETS)
+    _check_split(config)
     kind = config["model"]["kind"]
     if kind not in MODEL_KINDS:
         raise ConfigError(f"model.kind {kind!r} is unknown; choose one of {', '.join(MODEL_KINDS)}")
@@ -235,7 +264,11 @@ def _check_data(config: dict, names: tuple[str, ...]) -> None:
                 raise ConfigError(f"data.{key}: no file at {d[key]}")
     elif d["name"] not in (*names, "synthetic"):
         _refuse("data.name", d["name"], f"one of {', '.join(names)} or synthetic")
-    fr = d["split_fractions"]
+
+
+def _check_split(config: dict) -> None:
+    s = config["split"]
+    fr = s["fractions"]
     if (
         len(fr) != 3
         or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in fr)
@@ -245,10 +278,34 @@ def _check_data(config: dict, names: tuple[str, ...]) -> None:
         or abs(sum(fr) - 1) > 1e-6
     ):
         _refuse(
-            "data.split_fractions",
+            "split.fractions",
             fr,
             "[train, val, test] shares >= 0 summing to 1, train and test above 0",
         )
+    grid = s["grid"]
+    if grid != "auto":
+        if (
+            not isinstance(grid, list)
+            or len(grid) != 2
+            or not all(isinstance(g, int) and not isinstance(g, bool) and g >= 1 for g in grid)
+            or grid[0] * grid[1] < 2
+        ):
+            _refuse(
+                "split.grid", grid, '"auto" or [rows, cols] of blocks (whole numbers, 2+ blocks)'
+            )
+        if s["block_size"] is not None:
+            raise ConfigError(
+                "split.grid and split.block_size both set the blocks: give one (the other "
+                "stays auto / null)"
+            )
+    buffer = s["buffer"]
+    if buffer is not None and (
+        isinstance(buffer, bool) or not isinstance(buffer, int) or buffer < 0
+    ):
+        _refuse("split.buffer", buffer, "a whole number of at least 0 (px), or null")
+    region = config["pretrain"]["region"]
+    if region not in PRETRAIN_REGIONS:
+        _refuse("pretrain.region", region, f"one of {', '.join(PRETRAIN_REGIONS)}")
 
 
 def _check_model_options(config: dict) -> None:
