@@ -99,8 +99,10 @@ def reconstruction_sliders(
     Each change runs ``mae_nb.reconstruct.reconstruct(model, image, mask_ratio, iterations, seed,
     mode, bands=bands, valid=valid, **kwargs)`` and shows ``mae_nb.viz.plot_reconstruction(rec,
     bands=rgb)`` with the masked-patch PSNR beside it: exactly what a cell calling those two
-    shows. A bad combination (e.g. covering mode with more passes than groups) is reported in
-    words instead of the figure. Returns the widget box (display it, or leave it last in a cell).
+    shows (pass ``data_range=sample.data_range`` when ``image`` is a crop, so the PSNR is the
+    course's, :mod:`mae_nb.metrics`; a ``Sample`` brings its own). A bad combination (e.g.
+    covering mode with more passes than groups) is reported in words instead of the figure.
+    Returns the widget box (display it, or leave it last in a cell).
     """
     import ipywidgets as W
 
@@ -214,19 +216,22 @@ def mask_ratio_explorer(
     patch_size: int | None = None,
     seed: int = 0,
     n: int = 5,
+    units=None,
 ):
     """A mask-ratio slider (0-0.9) and a seed slider over a trained autoencoder of chapter 02.
 
     Each change runs ``mae_nb.models.autoencoders.masked_reconstruction(model, imgs, ratio,
-    patch_size, seed)`` and shows ``mae_nb.viz.plot_masked_reconstruction(result, rgb, n)``:
-    exactly what a cell calling those two shows. Returns the widget box; ``box.update()``
-    re-runs it by hand and ``box.result`` is the last result.
+    patch_size, seed, units=units)`` (``units``: the split's, ``split.units``, so the PSNR is
+    the course's, in the source's units; without it no PSNR is shown) and shows
+    ``mae_nb.viz.plot_masked_reconstruction(result, rgb, n)``: exactly what a cell calling those
+    two shows. Returns the widget box; ``box.update()`` re-runs it by hand and ``box.result`` is
+    the last result.
     """
     from mae_nb.models.autoencoders import masked_reconstruction
     from mae_nb.viz import plot_masked_reconstruction
 
     def draw(mask_ratio, seed):
-        result = masked_reconstruction(model, imgs[:n], mask_ratio, patch_size, seed)
+        result = masked_reconstruction(model, imgs[:n], mask_ratio, patch_size, seed, units=units)
         hidden = (
             "n/a" if result.psnr_hidden != result.psnr_hidden else f"{result.psnr_hidden:.2f} dB"
         )

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from mae_nb import metrics
+from mae_nb.data.tiling import BandScaler, SourceUnits
 from mae_nb.models import autoencoders as ae
 from mae_nb.train import fit, load_checkpoint, save_checkpoint
 
@@ -104,7 +105,7 @@ def test_mask_ratio_outside_0_1(ratio):
     with pytest.raises(ValueError, match=r"mask_ratio must be in \[0, 1\)"):
         ae.DenoisingAutoencoder(small_conv(), mask_ratio=ratio)
     with pytest.raises(ValueError, match=r"mask_ratio must be in \[0, 1\)"):
-        ae.masked_reconstruction(small_conv(), tiles(), ratio)
+        ae.masked_reconstruction(small_conv(), tiles(), ratio, units=None)
 
 
 def test_mask_options_checked():
@@ -211,19 +212,25 @@ def test_denoising_loss_on_hidden_or_all():
 def test_masked_reconstruction_result():
     x = tiles(2, 3, 16)
     model = small_conv(3)
-    res = ae.masked_reconstruction(model, x, 0.5, patch_size=4, seed=1)
+    units = SourceUnits(BandScaler(np.array([100.0, 200, 50]), np.array([300.0, 900, 90])), 1000)
+    res = ae.masked_reconstruction(model, x, 0.5, patch_size=4, seed=1, units=units)
     assert res.reconstruction.shape == x.shape and res.pixel_mask.float().mean() == 0.5
     assert torch.isnan(res.hidden[res.pixel_mask[:, None].expand_as(x)]).all()
     assert np.isfinite(res.psnr_hidden) and np.isfinite(res.psnr_visible)
-    none = ae.masked_reconstruction(model, x, 0.0)
+    none = ae.masked_reconstruction(model, x, 0.0, units=units)
     assert np.isnan(none.psnr_hidden)
-    # the scores are PSNR over valid pixels, the prediction clipped to [0, 1]: as mae_nb.metrics
+    unscored = ae.masked_reconstruction(model, x, 0.5, patch_size=4, seed=1, units=None)
+    assert np.isnan(unscored.psnr_hidden) and torch.equal(
+        unscored.reconstruction, res.reconstruction
+    )
+    # PSNR over valid pixels in the source's units (prediction clipped to the scaled [0, 1]
+    # first) with the source's range: what mae_nb.metrics gives
     x[0, :, :4, :4] = float("nan")
-    res = ae.masked_reconstruction(model, x, 0.5, patch_size=4, seed=1)
-    pred = res.reconstruction.clamp(0, 1)
+    res = ae.masked_reconstruction(model, x, 0.5, patch_size=4, seed=1, units=units)
+    pred, target = units(res.reconstruction), units(x)
     for score, where in ((res.psnr_hidden, res.pixel_mask), (res.psnr_visible, ~res.pixel_mask)):
-        assert score == pytest.approx(metrics.psnr(pred, x, valid=where), abs=1e-6)
-    same = ae.masked_reconstruction(model, x, 0.5, patch_size=4, seed=1)
+        assert score == pytest.approx(metrics.psnr(pred, target, 1000, valid=where), abs=1e-6)
+    same = ae.masked_reconstruction(model, x, 0.5, patch_size=4, seed=1, units=units)
     assert torch.equal(same.pixel_mask, res.pixel_mask)
 
 
@@ -293,10 +300,11 @@ def test_mask_ratio_explorer_runs_the_same_call_as_a_cell():
 
     x = tiles(3, 3, 16)
     model = ae.DenoisingAutoencoder(small_conv(3), patch_size=4, mask_ratio=0.5)
-    box = mask_ratio_explorer(model, x, rgb=(1, 2, 3), mask_ratio=0.25, n=3)
+    units = SourceUnits(BandScaler(np.zeros(1), np.ones(1)), 1.0)
+    box = mask_ratio_explorer(model, x, rgb=(1, 2, 3), mask_ratio=0.25, n=3, units=units)
     assert box.controls["mask_ratio"].continuous_update is False
     box.controls["mask_ratio"].value = 0.75  # moving the slider reruns inference
-    direct = ae.masked_reconstruction(model, x, 0.75, None, 0)
+    direct = ae.masked_reconstruction(model, x, 0.75, None, 0, units=units)
     assert box.result.mask_ratio == 0.75 and torch.equal(box.result.pixel_mask, direct.pixel_mask)
     assert box.result.psnr_hidden == pytest.approx(direct.psnr_hidden)
     assert "PSNR hidden pixels" in box.controls["score"].value

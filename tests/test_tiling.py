@@ -115,3 +115,24 @@ def test_tile_blocks_group_overlapping_tiles():
     assert set(keys.tolist()) == {0, 1, 2, 3}
     with pytest.raises(ValueError, match="block size must be a positive"):
         t.blocks(0)
+
+
+def test_split_scores_in_the_sources_units_with_its_range():
+    """``split.units``: scaled tiles back in the source's units (the scaler's inverse, a model's
+    output clipped to [0, 1] first) with the source's data range: the course's convention."""
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 255, (3, 48, 64)).astype(np.uint8)
+    split = tile_split(image, size=16, stride=8)
+    assert split.data_range == 255.0 and split.units.data_range == 255.0  # uint8
+    raw = torch.from_numpy(split.val_tiles.tiles).double()
+    back = split.units(split.val)
+    inside = (split.val > 0) & (split.val < 1)  # not clipped by the percentile scaling
+    torch.testing.assert_close(back[inside], raw[inside], rtol=1e-5, atol=1e-3)
+    assert float(split.units(split.val + 5).max()) == pytest.approx(split.scaler.high.max())
+    reflectance = rng.uniform(500, 4000, (2, 48, 64)).astype(np.float32)
+    assert tile_split(reflectance, size=16).data_range == pytest.approx(
+        float(reflectance.max() - reflectance.min())
+    )
+    assert tile_split(reflectance, size=16, data_range=10000).units.data_range == 10000.0
+    with pytest.raises(ValueError, match="data_range"):
+        tile_split(reflectance, size=16, data_range=0)

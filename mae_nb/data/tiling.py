@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from mae_nb.data.geotiff import value_range
 from mae_nb.errors import InputError
 
 
@@ -167,6 +168,27 @@ class BandScaler:
         return np.asarray(array, np.float64) * span + self.low.reshape(shape)
 
 
+@dataclass(frozen=True)
+class SourceUnits:
+    """Scaled tiles back in the source's units, with the source's data range: how chapters 01-02
+    score under the course's convention (:mod:`mae_nb.metrics`).
+
+    ``units(tiles)``: tiles (..., C, H, W) in the scaler's [0, 1] (a model's output is clipped
+    to it first, the range the scaling can express) -> float64 tensor in the source's units, NaN
+    kept. ``data_range``: the source's (``Sample.data_range``), for PSNR and SSIM.
+    """
+
+    scaler: BandScaler
+    data_range: float
+
+    def __call__(self, tiles) -> torch.Tensor:
+        t = torch.as_tensor(tiles).detach().cpu().double().clamp(0, 1)
+        shape = (-1, 1, 1)
+        low = torch.as_tensor(self.scaler.low, dtype=torch.float64).reshape(shape)
+        span = torch.as_tensor(self.scaler.high - self.scaler.low, dtype=torch.float64)
+        return t * span.reshape(shape) + low
+
+
 @dataclass
 class TileSplit:
     """Training and held-out tiles from one image, spatially disjoint.
@@ -175,6 +197,8 @@ class TileSplit:
     ``train_tiles``, ``val_tiles``: their positions (:class:`mae_nb.data.Tiles`, in the
     full image's pixel coordinates). ``train_labels``, ``val_labels``: (N,) majority land-cover
     label per tile when a label map was given, else None. Columns ``>= boundary`` are held out.
+    ``data_range``: the source's data range; ``units`` scores scaled tiles in the source's units
+    with it (:class:`SourceUnits`).
     """
 
     train: torch.Tensor
@@ -185,6 +209,12 @@ class TileSplit:
     boundary: int
     train_labels: np.ndarray | None = None
     val_labels: np.ndarray | None = None
+    data_range: float = float("nan")
+
+    @property
+    def units(self) -> SourceUnits:
+        """How to score this split's tiles under the course's convention (:class:`SourceUnits`)."""
+        return SourceUnits(self.scaler, self.data_range)
 
     def __repr__(self) -> str:
         n, c, h, w = self.train.shape
@@ -214,6 +244,7 @@ def tile_split(
     min_valid: float = 0.9,
     labels: np.ndarray | None = None,
     percentiles: tuple[float, float] = (0.5, 99.5),
+    data_range: float | None = None,
 ) -> TileSplit:
     """Tiles of ``image`` (C, H, W) for training and a held-out strip for testing.
 
@@ -222,6 +253,8 @@ def tile_split(
     ``min_valid`` valid pixels are dropped; the remaining invalid pixels (``valid`` False,
     or non-finite values) become NaN. Bands are scaled to [0, 1] with the ``percentiles``
     of the training region. ``labels`` (H, W) gives each tile its majority label.
+    ``data_range``: the source's data range for scores (pass ``sample.data_range``); default
+    :func:`mae_nb.data.value_range` of ``image``, the source's when ``image`` is all of it.
     """
     image = np.asarray(image)
     if image.ndim != 3:
@@ -237,6 +270,10 @@ def tile_split(
             raise InputError(f"valid must have shape (H, W) = {(h, w)}, got {valid.shape}")
         ok &= valid
     a[:, ~ok] = np.nan
+    if data_range is None:
+        data_range = value_range(image, ok) if ok.any() else 1.0
+    if not (np.isfinite(data_range) and data_range > 0):
+        raise InputError(f"data_range must be a positive number, got {data_range}")
     boundary = int(round(w * (1 - val_fraction)))
     for name, width in (("training", boundary), ("held-out", w - boundary)):
         if width < size:
@@ -270,4 +307,5 @@ def tile_split(
         boundary=boundary,
         train_labels=lab_train,
         val_labels=lab_val,
+        data_range=float(data_range),
     )

@@ -680,9 +680,11 @@ class MaskedReconstruction:
 
     ``imgs``, ``hidden``, ``reconstruction``: (N, C, H, W) (``hidden`` has NaN where hidden,
     for display); ``pixel_mask``: (N, H, W) True where hidden; ``psnr_hidden`` and
-    ``psnr_visible``: the reconstruction loss in dB, ``10 log10(1 / MSE)`` with the
-    reconstruction clipped to [0, 1], on the hidden and on the visible valid pixels (NaN when
-    there are none): the PSNR of :func:`mae_nb.metrics.psnr`, from this module's own loss.
+    ``psnr_visible``: PSNR in dB under the course's convention (:mod:`mae_nb.metrics`), on the
+    hidden and on the visible valid pixels: ``10 log10(R^2 / MSE)`` with both images mapped back
+    to the source's units by ``units`` (the split's :class:`~mae_nb.data.tiling.SourceUnits`,
+    which clips the reconstruction to the scaled [0, 1] first) and ``R = units.data_range``;
+    the PSNR :func:`mae_nb.metrics.psnr` gives. NaN where there is no pixel, or without units.
     """
 
     imgs: torch.Tensor
@@ -694,12 +696,12 @@ class MaskedReconstruction:
     psnr_visible: float
 
 
-def _loss_db(pred: torch.Tensor, target: torch.Tensor, where: torch.Tensor) -> float:
-    """:func:`reconstruction_loss` of ``pred`` clipped to [0, 1] where ``where``, in dB."""
-    if not (where & torch.isfinite(target).all(dim=1)).any():
+def _loss_db(pred: torch.Tensor, target: torch.Tensor, where: torch.Tensor, units) -> float:
+    """PSNR of ``pred`` against ``target`` where ``where``, in the source's units (``units``)."""
+    if units is None or not (where & torch.isfinite(target).all(dim=1)).any():
         return float("nan")
-    mse = float(reconstruction_loss(pred.clamp(0, 1).double(), target.double(), where))
-    return 10 * math.log10(1 / max(mse, 1e-20))
+    mse = float(reconstruction_loss(units(pred), units(target), where))
+    return 10 * math.log10(float(units.data_range) ** 2 / max(mse, 1e-20))
 
 
 def masked_reconstruction(
@@ -708,12 +710,16 @@ def masked_reconstruction(
     mask_ratio: float,
     patch_size: int | None = None,
     seed: int = 0,
+    *,
+    units,
 ) -> MaskedReconstruction:
     """Hide ``mask_ratio`` of the patches of ``imgs`` (N, C, H, W), reconstruct, and score it.
 
     Works for any autoencoder here: a :class:`DenoisingAutoencoder` (its ``patch_size`` by
     default) or a plain one (``patch_size`` 4 by default), to see whether training with
-    masks taught it to fill holes. The same ``seed`` hides the same patches.
+    masks taught it to fill holes. The same ``seed`` hides the same patches. ``units``: how to
+    score, ``split.units`` (:class:`mae_nb.data.tiling.SourceUnits`: back to the source's units,
+    the source's data range); ``None`` explicitly: no PSNR (NaN).
     """
     net = _base(model)
     net.check_input(imgs)
@@ -724,5 +730,5 @@ def masked_reconstruction(
     )
     recon = reconstruct_tiles(net, hidden)
     display = imgs.masked_fill(pixel_mask[:, None], float("nan"))
-    scores = _loss_db(recon, imgs, pixel_mask), _loss_db(recon, imgs, ~pixel_mask)
+    scores = _loss_db(recon, imgs, pixel_mask, units), _loss_db(recon, imgs, ~pixel_mask, units)
     return MaskedReconstruction(imgs, display, pixel_mask, recon, float(mask_ratio), *scores)

@@ -18,7 +18,11 @@ What the chapters measure, on the models of :mod:`mae_nb.models.autoencoders`:
    adversarial autoencoder's prior).
 
 Tiles are tensors ``(N, C, H, W)`` in about [0, 1] with NaN at nodata, as
-:func:`mae_nb.data.tiling.tile_split` makes them.
+:func:`mae_nb.data.tiling.tile_split` makes them. **Scores follow the course's convention**
+(:mod:`mae_nb.metrics`): every PSNR and SSIM here takes ``units=split.units``
+(:class:`mae_nb.data.tiling.SourceUnits`), maps the scaled tiles back to the source's units (a
+reconstruction clipped to the scaled [0, 1] first) and uses the source's data range, so a
+number here means what it means in every other chapter.
 """
 
 from __future__ import annotations
@@ -87,24 +91,27 @@ def evaluate_reconstruction(
     target: torch.Tensor,
     pixel_mask: torch.Tensor | None = None,
     ssim: bool = True,
+    *,
+    units,
 ) -> dict[str, float]:
-    """PSNR (dB), SSIM and MSE of ``pred`` against ``target`` (N, C, H, W) in [0, 1].
+    """PSNR (dB), SSIM and MSE of ``pred`` against ``target`` (N, C, H, W), scaled tiles.
 
-    Only valid pixels count (finite in every band of ``target``), and only where
-    ``pixel_mask`` (N, H, W) is True when given (e.g. the hidden patches). ``pred`` is
-    clipped to [0, 1], the data range.
+    Scored in the source's units with the source's data range (``units=split.units``; ``pred``
+    is clipped to the scaled [0, 1] first). Only valid pixels count (finite in every band of
+    ``target``), and only where ``pixel_mask`` (N, H, W) is True when given (e.g. the hidden
+    patches): there SSIM's map is computed on the whole tiles and averaged over the masked
+    valid pixels (``metrics.ssim(..., region=pixel_mask)``). MSE is in the source's units too.
     """
-    pred = pred.detach().float().cpu().clamp(0, 1)
-    target = target.detach().float().cpu()
+    pred, target = units(pred), units(target)
     valid = torch.isfinite(target).all(dim=1)
-    if pixel_mask is not None:
-        valid = valid & pixel_mask.bool().cpu()
+    region = None if pixel_mask is None else pixel_mask.bool().cpu()
+    scored = valid if region is None else valid & region
     out = {
-        "psnr": metrics.psnr(pred, target, valid=valid),
-        "mse": metrics.mse(pred, target, valid=valid),
+        "psnr": metrics.psnr(pred, target, units.data_range, valid=scored),
+        "mse": metrics.mse(pred, target, valid=scored),
     }
     if ssim:
-        out["ssim"] = metrics.ssim(pred, target, valid=valid)
+        out["ssim"] = metrics.ssim(pred, target, units.data_range, valid=valid, region=region)
     return out
 
 
@@ -113,16 +120,18 @@ def score_reconstructions(
     reconstructions: dict,
     code_sizes: dict | None = None,
     pixel_mask: torch.Tensor | None = None,
+    *,
+    units,
 ) -> list[dict]:
     """One row per entry of ``reconstructions`` ({name: (N, C, H, W)}): PSNR, SSIM, MSE.
 
     Each against ``target`` (N, C, H, W). ``code_sizes`` ({name: numbers per tile}) adds a
     column; ``pixel_mask`` (N, H, W) scores only those pixels (e.g. hidden patches). Rows suit
-    :func:`mae_nb.stats.markdown_table`.
+    :func:`mae_nb.stats.markdown_table`. ``units``: see :func:`evaluate_reconstruction`.
     """
     rows = []
     for name, pred in reconstructions.items():
-        s = evaluate_reconstruction(pred, target, pixel_mask)
+        s = evaluate_reconstruction(pred, target, pixel_mask, units=units)
         row: dict[str, Any] = {"model": name}
         if code_sizes is not None:
             row["numbers per tile"] = code_sizes.get(name, "")
@@ -131,16 +140,22 @@ def score_reconstructions(
     return rows
 
 
-def _fill_psnr(result: MaskedReconstruction, imgs: torch.Tensor) -> float:
+def _fill_psnr(result: MaskedReconstruction, imgs: torch.Tensor, units) -> float:
     """PSNR of the visible-mean fill on the hidden pixels of ``result`` (NaN if none is hidden)."""
     if not result.pixel_mask.any():
         return float("nan")
     fill = visible_mean_baseline(result)
-    return evaluate_reconstruction(fill, imgs, result.pixel_mask, ssim=False)["psnr"]
+    return evaluate_reconstruction(fill, imgs, result.pixel_mask, ssim=False, units=units)["psnr"]
 
 
 def hidden_psnr_curves(
-    models: dict, imgs: torch.Tensor, ratios: Sequence[float], patch_size: int = 4, seed: int = 0
+    models: dict,
+    imgs: torch.Tensor,
+    ratios: Sequence[float],
+    patch_size: int = 4,
+    seed: int = 0,
+    *,
+    units,
 ) -> dict[str, list[float]]:
     """PSNR on the hidden pixels per mask ratio, per model ({name: model}) and for the fill.
 
@@ -153,14 +168,20 @@ def hidden_psnr_curves(
     curves["visible-mean fill"] = []
     for ratio in ratios:
         for name, model in models.items():
-            result = masked_reconstruction(model, imgs, ratio, patch_size, seed)
+            result = masked_reconstruction(model, imgs, ratio, patch_size, seed, units=units)
             curves[name].append(result.psnr_hidden)
-        curves["visible-mean fill"].append(_fill_psnr(result, imgs))
+        curves["visible-mean fill"].append(_fill_psnr(result, imgs, units))
     return curves
 
 
 def compare_autoencoders(
-    models: dict, imgs: torch.Tensor, mask_ratio: float = 0.5, patch_size: int = 4, seed: int = 0
+    models: dict,
+    imgs: torch.Tensor,
+    mask_ratio: float = 0.5,
+    patch_size: int = 4,
+    seed: int = 0,
+    *,
+    units,
 ) -> list[dict]:
     """One row per model ({name: model}) on ``imgs`` (N, C, H, W), after a per-tile-mean row.
 
@@ -170,12 +191,12 @@ def compare_autoencoders(
     :func:`mae_nb.stats.markdown_table`.
     """
     hidden_col = f"PSNR hidden @ {mask_ratio:.0%} (dB)"
-    s = evaluate_reconstruction(tile_mean_baseline(imgs), imgs)
+    s = evaluate_reconstruction(tile_mean_baseline(imgs), imgs, units=units)
     mean_row = {"model": "tile mean", "numbers per tile": imgs.shape[1]}
     rows: list[dict[str, Any]] = [{**mean_row, "PSNR (dB)": s["psnr"], "SSIM": s["ssim"]}]
     for name, model in models.items():
-        s = evaluate_reconstruction(reconstruct_tiles(model, imgs), imgs)
-        result = masked_reconstruction(model, imgs, mask_ratio, patch_size, seed)
+        s = evaluate_reconstruction(reconstruct_tiles(model, imgs), imgs, units=units)
+        result = masked_reconstruction(model, imgs, mask_ratio, patch_size, seed, units=units)
         rows.append(
             {
                 "model": name,
@@ -186,7 +207,7 @@ def compare_autoencoders(
             }
         )
     if models:
-        rows[0][hidden_col] = _fill_psnr(result, imgs)
+        rows[0][hidden_col] = _fill_psnr(result, imgs, units)
     return rows
 
 
@@ -198,16 +219,17 @@ def group_psnr(
     target: torch.Tensor,
     groups: Sequence[Hashable] | None = None,
     pixel_mask: torch.Tensor | None = None,
+    *,
+    units,
 ) -> np.ndarray:
     """(G,) PSNR in dB of each group of tiles of ``pred`` against ``target`` (N, C, H, W).
 
     ``groups``: one key per tile (default: each tile its own group); a group's PSNR pools the
     valid pixels of all its tiles (where ``pixel_mask`` (N, H, W), if given), as
     :func:`evaluate_reconstruction` pools all tiles. Groups come in sorted key order; NaN for
-    a group with no pixel to score.
+    a group with no pixel to score. ``units``: see :func:`evaluate_reconstruction`.
     """
-    pred = pred.detach().float().cpu().clamp(0, 1)
-    target = target.detach().float().cpu()
+    pred, target = units(pred), units(target)
     valid = torch.isfinite(target).all(dim=1)
     if pixel_mask is not None:
         valid = valid & pixel_mask.bool().cpu()
@@ -218,7 +240,10 @@ def group_psnr(
     for key in np.unique(keys):
         rows = torch.from_numpy(np.flatnonzero(keys == key))
         v = valid[rows]
-        out.append(metrics.psnr(pred[rows], target[rows], valid=v) if v.any() else np.nan)
+        psnr = (
+            metrics.psnr(pred[rows], target[rows], units.data_range, valid=v) if v.any() else None
+        )
+        out.append(np.nan if psnr is None else psnr)
     return np.asarray(out, dtype=np.float64)
 
 
@@ -228,6 +253,8 @@ def psnr_difference(
     pred_b: torch.Tensor,
     groups: Sequence[Hashable] | None = None,
     pixel_mask: torch.Tensor | None = None,
+    *,
+    units,
 ) -> stats.Estimate:
     """Mean over groups of tiles of the PSNR of ``pred_a`` minus that of ``pred_b`` (dB).
 
@@ -236,8 +263,8 @@ def psnr_difference(
     ``groups=split.val_tiles.blocks(2 * size)`` to compare blocks of the held-out strip instead.
     ``pixel_mask`` (N, H, W): score only those pixels.
     """
-    a = group_psnr(pred_a, target, groups, pixel_mask)
-    b = group_psnr(pred_b, target, groups, pixel_mask)
+    a = group_psnr(pred_a, target, groups, pixel_mask, units=units)
+    b = group_psnr(pred_b, target, groups, pixel_mask, units=units)
     return stats.paired_difference(a, b)
 
 
@@ -249,15 +276,19 @@ def hidden_psnr_difference(
     patch_size: int = 4,
     seed: int = 0,
     groups: Sequence[Hashable] | None = None,
+    *,
+    units,
 ) -> stats.Estimate:
     """:func:`psnr_difference` of two models on the hidden pixels of ``imgs`` (N, C, H, W).
 
     Both models see the same ``mask_ratio`` of hidden ``patch_size`` patches (same ``seed``);
     only the hidden pixels are scored.
     """
-    a = masked_reconstruction(model_a, imgs, mask_ratio, patch_size, seed)
-    b = masked_reconstruction(model_b, imgs, mask_ratio, patch_size, seed)
-    return psnr_difference(imgs, a.reconstruction, b.reconstruction, groups, a.pixel_mask)
+    a = masked_reconstruction(model_a, imgs, mask_ratio, patch_size, seed, units=None)
+    b = masked_reconstruction(model_b, imgs, mask_ratio, patch_size, seed, units=None)
+    return psnr_difference(
+        imgs, a.reconstruction, b.reconstruction, groups, a.pixel_mask, units=units
+    )
 
 
 def psnr_verdict(claim: str, estimate: stats.Estimate, unit: str = "spatial blocks") -> str:
