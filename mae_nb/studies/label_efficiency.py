@@ -384,10 +384,14 @@ def check_paper_claims(
     rows = _check_rows(rows, metric)
     low = sorted({r["fraction"] for r in rows if r["fraction"] <= low_fraction})
     names = {r["model"] for r in rows}
+    runs_of: dict[str, set] = {}
+    for r in rows:
+        runs_of.setdefault(r["model"], set()).add(r["fraction"])
     claims = []
 
     def add(claim, paper, paper_min, a, b, fractions):
-        if not fractions:
+        fractions = [f for f in fractions if f in runs_of.get(a, ()) and f in runs_of.get(b, ())]
+        if not fractions:  # no paired run: a claim these rows cannot test
             return
         c = paired_gain(rows, a, b, fractions=fractions, metric=metric)
         by_fraction = {}
