@@ -379,6 +379,51 @@ def plot_scenario_comparison(
     return fig
 
 
+def plot_crops(
+    scene_rgb: np.ndarray, crops: Sequence[tuple[int, int]], size: int, title: str | None = None
+) -> Figure:
+    """A scene (H, W, 3) in [0, 1] with each crop (top-left corners, ``size`` px squares)
+    outlined and numbered as its index: shows that the crops are disjoint and where they lie."""
+    from matplotlib.patches import Rectangle
+
+    fig, axes = _figure(1, 1, 5.0)
+    ax = axes[0, 0]
+    ax.imshow(np.clip(scene_rgb, 0, 1))
+    for i, (r, c) in enumerate(crops):
+        ax.add_patch(Rectangle((c - 0.5, r - 0.5), size, size, fill=False, ec="#ffdd00", lw=1.5))
+        ax.text(c + 3, r + 3, str(i), color="#ffdd00", fontsize=9, va="top", ha="left")
+    ax.set_title(title or f"{len(crops)} disjoint crops of {size} x {size} px", fontsize=10)
+    ax.set_axis_off()
+    return fig
+
+
+def plot_training_pull(comparison, title: str | None = None) -> Figure:
+    """Claim 1's pull towards the training statistics per scenario, for the model and the blur
+    baseline on the same pixels (bars, ± two clustered standard errors), with the two readings
+    marked: 0 = the image's statistics, 1 = the training data's
+    (:meth:`mae_nb.studies.scenarios.ScenarioComparison.pull`)."""
+    names = [s for s in comparison.scenarios if len(comparison.values(s, "pull_den"))]
+    fig, axes = _figure(1, 1, 4.2)
+    ax = axes[0, 0]
+    x = np.arange(len(names))
+    for k, (of, colour) in enumerate((("model", "#4c72b0"), ("blur", "#dd8452"))):
+        est = [comparison.pull(s, of) for s in names]
+        means = [e.mean for e in est]
+        err = [2 * e.se if e.known else 0.0 for e in est]
+        label = "the model" if of == "model" else "blur of the visible pixels"
+        ax.bar(x + (k - 0.5) * 0.38, means, 0.38, yerr=err, color=colour, capsize=3, label=label)
+    ax.axhline(0, color="k", lw=0.8)
+    ax.axhline(1, color="k", lw=0.8, ls="--")
+    ax.text(len(names) - 0.5, 1, " training data", va="bottom", ha="right", fontsize=8)
+    ax.text(len(names) - 0.5, 0, " the image", va="bottom", ha="right", fontsize=8)
+    ax.set_xticks(x, names, rotation=20, fontsize=9)
+    ax.set_ylabel("pull towards the training statistics")
+    ax.set_title(title or "claim 1: pull of the masked patches' mean and std", fontsize=10)
+    ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    return fig
+
+
 def plot_error_map(
     original_rgb: np.ndarray,
     reconstruction_rgb: np.ndarray,
