@@ -374,6 +374,7 @@ def test_every_knob_the_split_error_suggests_is_in_the_config(tmp_path, capsys):
     out = tmp_path / "out"
     ev = json.loads((out / "evaluation.json").read_text())
     assert ev["split"]["grid"] == [6, 6] and ev["split"]["buffer"] == 1 and ev["split"]["seed"] == 2
+    assert ev["split"]["fractions"] == [0.6, 0.1, 0.3]
     lacking = ev["split"]["missing_classes"]
     assert "class 3" in lacking["train"] + lacking["test"]
     assert json.loads((out / "finetune_log.json").read_text())["split"] == ev["split"]
