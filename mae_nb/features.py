@@ -6,8 +6,9 @@ describes every place of an image. This module extracts those vectors for one cr
 whole scene (tiled at the model's input size), keeps where each one lies (pixel rows/cols and
 map x/y through the raster's transform), and measures what they are worth with scikit-learn:
 PCA maps, k-means clusters against land-cover labels (adjusted Rand index), a logistic
-regression probe on a spatially disjoint split (accuracy, macro-F1), and the reconstruction
-error as an anomaly detector (precision/recall of the top-k patches).
+regression probe on a spatially disjoint split (accuracy, macro-F1) or block by block on
+leave-one-block-out folds (:func:`score_folds`: one independent score per block, for studies),
+and the reconstruction error as an anomaly detector (precision/recall of the top-k patches).
 
 **Pools.** ``pool="patch"``: one embedding per patch, a (gh, gw, D) grid over the scene.
 ``pool="cls"``: the cls token of each tile; ``pool="mean"``: the mean of a tile's patch tokens;
@@ -86,6 +87,9 @@ __all__ = [
     "plant_stripe",
     "scene_embeddings",
     "score_features",
+    "score_folds",
+    "spatial_folds",
+    "untrained_copy",
     "write_embeddings",
 ]
 
@@ -468,6 +472,21 @@ def _blas_threads(n_samples: int):
     return threadpool_limits(limits=1) if n_samples < 20000 else nullcontext()
 
 
+def untrained_copy(model, seed: int = 0):
+    """``model``'s architecture and input convention (``pretrained_cfg``) with freshly initialized
+    weights (its ``initialize_weights``, seeded): the control that says what training added to
+    the features."""
+    import copy
+
+    if not hasattr(model, "initialize_weights"):
+        raise InputError(f"{type(model).__name__} has no initialize_weights() to re-initialize")
+    out = copy.deepcopy(model)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        out.initialize_weights()
+    return out.eval()
+
+
 # --------------------------------------------------------------------------- labels on the grid
 
 
@@ -684,6 +703,54 @@ def embedding_split(
                 test[i, j] = False
     overlap = int((_footprint(emb, train) & _footprint(emb, test)).sum())
     return EmbeddingSplit(train, test, scheme, boundary, overlap)
+
+
+def _block_edges(starts: np.ndarray, tile_size: int, length: int, block: int) -> list[int]:
+    """Pixel edges of blocks of ``block`` tiles along one axis: cuts only at tile starts that lie
+    inside no other tile (so no tile, i.e. no encoder context, straddles a cut)."""
+    cuts = [int(s) for s in starts[1:] if not any(o < s < o + tile_size for o in starts)]
+    edges = [0] + cuts[block - 1 :: block]
+    return sorted(set(edges)) + [int(length)]
+
+
+def spatial_folds(emb: Embeddings, block: int = 1) -> list[EmbeddingSplit]:
+    """Leave-one-block-out folds of the cells of ``emb``: one :class:`EmbeddingSplit` per block.
+
+    The scene is cut into blocks of ``block`` x ``block`` encoder tiles (cuts on tile boundaries,
+    as in :func:`embedding_split`); fold ``k`` tests on block ``k`` and trains on every other
+    block, dropping any test cell that shares a pixel with a training cell. Each block is scored
+    by a probe that never saw it, so per-block scores are the study's independent samples (their
+    differences are clustered by block, not by seed). Blocks without valid cells are skipped.
+    """
+    if int(block) != block or block < 1:
+        raise InputError(f"block must be a positive whole number of tiles, got {block}")
+    h, w = emb.scene_shape
+    redges = _block_edges(emb.tile_rows, emb.tile_size, h, int(block))
+    cedges = _block_edges(emb.tile_cols, emb.tile_size, w, int(block))
+    if (len(redges) - 1) * (len(cedges) - 1) < 2:
+        raise InputError(
+            f"the scene holds a single block of {block} x {block} tiles; leave-one-block-out "
+            "folds need at least two (a larger scene or a smaller block)"
+        )
+    rb = np.searchsorted(redges, emb.rows, side="right") - 1
+    cb = np.searchsorted(cedges, emb.cols, side="right") - 1
+    index = rb[:, None] * (len(cedges) - 1) + cb[None, :]
+    folds = []
+    for k in range((len(redges) - 1) * (len(cedges) - 1)):
+        test = (index == k) & emb.valid
+        train = (index != k) & emb.valid
+        if not test.any():
+            continue
+        shared = _footprint(emb, train)
+        s = emb.cell_size
+        for i, j in zip(*np.nonzero(test)):
+            if shared[emb.rows[i] : emb.rows[i] + s, emb.cols[j] : emb.cols[j] + s].any():
+                test[i, j] = False
+        overlap = int((shared & _footprint(emb, test)).sum())
+        folds.append(EmbeddingSplit(train, test, f"fold {len(folds) + 1}", None, overlap))
+    for f in folds:
+        f.scheme = f"{f.scheme} of {len(folds)} (blocks of {block} x {block} tiles)"
+    return folds
 
 
 @dataclass
@@ -953,6 +1020,40 @@ def score_features(
         probe,
         emb.cell_size,
     )
+
+
+def score_folds(
+    emb: Embeddings,
+    labels: np.ndarray,
+    *,
+    block: int = 1,
+    n_clusters: int | None = None,
+    min_per_class: int = 5,
+    seed: int = 0,
+) -> list[dict]:
+    """Probe and cluster ``emb`` block by block: one row per :func:`spatial_folds` fold.
+
+    Each row: ``fold`` (1-based), ``accuracy`` and ``macro_f1`` of a linear probe trained on the
+    other blocks and scored on this one, ``ari`` of one k-means of the whole scene (it never
+    sees labels) restricted to this block's cells, and ``n_test`` cells. A block with no test cell
+    of a class the probe was trained on gets NaN scores (left out of means). labels: (H, W).
+    """
+    grid = patch_labels(labels, emb)
+    k = n_clusters or max(2, len(np.unique(grid[grid > 0])))
+    clusters = kmeans_map(emb, k, seed=seed)
+    rows = []
+    for i, split in enumerate(spatial_folds(emb, block), start=1):
+        try:
+            probe = linear_probe(
+                emb, grid, split, min_per_class=min_per_class, rare="drop", seed=seed
+            )
+            acc, f1, n = probe.accuracy, probe.macro_f1, probe.n_test
+        except InputError:  # no labelled test cell of a trained class in this block
+            acc, f1, n = float("nan"), float("nan"), 0
+        keep = split.test & (grid > 0) & (clusters >= 0)
+        ari = adjusted_rand(np.where(keep, clusters, -1), grid) if keep.sum() >= 2 else np.nan
+        rows.append(dict(fold=i, accuracy=acc, macro_f1=f1, ari=float(ari), n_test=n))
+    return rows
 
 
 # --------------------------------------------------------------------------- GeoTIFF

@@ -291,6 +291,64 @@ def test_embedding_splits_are_disjoint():
     )  # the flush tile goes with the tile it overlaps
 
 
+def test_spatial_folds_leave_out_whole_tile_blocks():
+    model = small_mae()
+    emb = F.scene_embeddings(model, rng_image(h=64, w=160))  # 2 x 5 tiles of 32 px
+    folds = F.spatial_folds(emb)
+    assert len(folds) == 10 and folds[0].scheme.startswith("fold 1 of 10")
+    tested = np.zeros(emb.shape, int)
+    for f in folds:
+        assert not (f.train & f.test).any() and f.overlap_pixels == 0
+        assert (f.train | f.test).sum() == emb.valid.sum()  # nothing lost on a tile-aligned grid
+        rows, cols = np.nonzero(f.test)
+        # one block = one encoder tile: 4 x 4 patches that no other tile contributed to
+        assert len(rows) == 16 and len({emb.rows[r] // 32 for r in rows}) == 1
+        assert len({emb.cols[c] // 32 for c in cols}) == 1
+        tested += f.test
+    assert (tested == 1).all()  # every cell is tested exactly once
+    assert len(F.spatial_folds(emb, block=2)) == 3  # blocks of 2 x 2 tiles: cols 0-63, 64-127, 128-
+    with pytest.raises(ValueError, match="single block of 2 x 2 tiles"):
+        F.spatial_folds(F.scene_embeddings(model, rng_image(h=64, w=64)), block=2)
+    with pytest.raises(ValueError, match="block must be a positive whole number"):
+        F.spatial_folds(emb, block=0)
+
+
+def test_spatial_folds_keep_a_flush_tile_with_the_tile_it_overlaps():
+    tiles = F.scene_embeddings(small_mae(), rng_image(h=64, w=80), pool="mean")  # cols 0, 32, 48
+    folds = F.spatial_folds(tiles)
+    assert len(folds) == 4 and all(f.overlap_pixels == 0 for f in folds)
+    for f in folds:
+        np.testing.assert_array_equal(f.test[:, 2], f.test[:, 1])
+
+
+def test_score_folds_scores_each_block_with_a_probe_that_never_saw_it():
+    scene = synthetic_scene(64, 128, 3, seed=2)
+    emb = F.scene_embeddings(small_mae(), scene.image)
+    rows = F.score_folds(emb, scene.labels, min_per_class=2)
+    assert [r["fold"] for r in rows] == list(range(1, 9))
+    assert set(rows[0]) == {"fold", "accuracy", "macro_f1", "ari", "n_test"}
+    scored = [r for r in rows if r["n_test"] > 0]
+    assert scored and all(0 <= r["accuracy"] <= 1 and 0 <= r["macro_f1"] <= 1 for r in scored)
+    assert sum(r["n_test"] for r in scored) <= emb.valid.sum()
+    # a block whose labelled cells are all of classes the probe never trained on is NaN, not 0
+    assert all(np.isnan(r["macro_f1"]) for r in rows if r["n_test"] == 0)
+
+
+def test_untrained_copy_keeps_the_architecture_and_input_convention():
+    model = small_mae(seed=3)
+    model.pretrained_cfg["mean"] = [1.0, 2.0, 3.0]
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    a, b = F.untrained_copy(model, seed=0), F.untrained_copy(model, seed=0)
+    assert a.pretrained_cfg["mean"] == [1.0, 2.0, 3.0] and not a.training
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # untouched
+    assert all(torch.equal(a.state_dict()[k], b.state_dict()[k]) for k in before)  # seeded
+    w = "blocks.0.attn.qkv.weight"
+    assert not torch.equal(a.state_dict()[w], before[w])
+    assert not torch.equal(F.untrained_copy(model, seed=1).state_dict()[w], a.state_dict()[w])
+    with pytest.raises(ValueError, match="has no initialize_weights"):
+        F.untrained_copy(torch.nn.Linear(2, 2))
+
+
 # ---------------------------------------------------------------- GeoTIFF
 
 
