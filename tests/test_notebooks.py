@@ -72,7 +72,11 @@ CLAIMED_COMPARISONS: dict[str, tuple[str, ...]] = {
     "04": ("gain_over_blur_25",),  # model minus blur at 25 %, masked-patch PSNR
     "05": ("probe_f1_tiny_minus_pixels",),  # tiny MAE features minus raw pixels, probe macro-F1
     "06": ("mse_model_minus_visible_mean",),  # masked MSE, model minus visible-mean fill
-    "07": ("oa_gain_pretrained_low", "oa_min_minus_chance"),  # SST pretrained minus random init
+    "07": (  # pretrained SST minus random init, and every model minus the majority-class rate
+        "gain_pretraining_low",
+        *(f"oa_{m}_minus_majority_low" for m in ("sst_pretrained", "sst_random_init", "vit")),
+        *(f"oa_{m}_minus_majority_low" for m in ("3dcnn", "svm", "rf")),
+    ),
 }
 
 
