@@ -482,7 +482,8 @@ class Reconstruction:
     - ``patch_error``: (gh, gw) mean squared error of ``pasted`` per patch over valid pixels
       (0 where a patch was never masked, NaN where it has no valid pixel).
     - ``psnr_masked``/``ssim_masked``: ``pasted`` vs ``original`` on valid pixels of masked
-      patches (NaN if none); ``psnr``/``ssim``: on all valid pixels of the crop.
+      patches (NaN if none; SSIM's map computed on the whole images, see :func:`masked_scores`);
+      ``psnr``/``ssim``: on all valid pixels of the crop. All with ``data_range``, the source's.
     """
 
     original: np.ndarray
