@@ -42,12 +42,18 @@ def main() -> None:
         sample = data.load_sample(
             None if args.data == "synthetic" else args.data, bands=6, size=352, quiet=True
         )
-    split = tile_split(sample.image, sample.valid, size=args.tile, stride=args.tile // 2)
+    split = tile_split(
+        sample.image,
+        sample.valid,
+        size=args.tile,
+        stride=args.tile // 2,
+        data_range=sample.data_range,
+    )
     print(
         f"data: {sample.source} ({sample.name}); {split}; {args.epochs} epochs, lr {args.lr}, "
         f"{args.threads} thread(s)"
     )
-    base = evaluate_reconstruction(tile_mean_baseline(split.val), split.val)
+    base = evaluate_reconstruction(tile_mean_baseline(split.val), split.val, units=split.units)
     models = {
         "MLP AE": lambda: ae.MLPAutoencoder(6, args.tile, latent_dim=128),
         "conv AE": lambda: ae.ConvAutoencoder(6, latent_channels=8),
@@ -80,7 +86,9 @@ def main() -> None:
                 progress=False,
             )
             seconds = time.perf_counter() - start
-            s = evaluate_reconstruction(ae.reconstruct_tiles(model, split.val), split.val)
+            s = evaluate_reconstruction(
+                ae.reconstruct_tiles(model, split.val), split.val, units=split.units
+            )
             rows.append(
                 dict(
                     model=name,

@@ -388,3 +388,16 @@ def test_every_knob_the_split_error_suggests_is_in_the_config(tmp_path, capsys):
     huge = write_config(tmp_path, data=data, finetune=random_init, split={"block_size": 100})
     assert main(["hsi", "finetune", "--config", str(huge), "--overwrite"]) == 2
     assert "split.block_size 100 px makes one block" in capsys.readouterr().err
+
+
+
+def test_the_hard_synthetic_preset_is_a_config_name(tmp_path):
+    from mae_nb.cli.hsi import _scene
+
+    data = {**TINY["data"], "name": "synthetic-hard", "synthetic_size": 32}
+    config = validate_config(load_config(write_config(tmp_path, data=data)))
+    scene = _scene(config, quiet=True)
+    assert scene.source == "synthetic" and scene.n_classes > 8  # the hard preset's close classes
+    wrong = write_config(tmp_path, "wrong.yaml", data={**data, "name": "synthetic-harder"})
+    with pytest.raises(ConfigError, match="synthetic-hard"):
+        validate_config(load_config(wrong))

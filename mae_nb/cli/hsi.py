@@ -46,7 +46,7 @@ if TYPE_CHECKING:
 
 
 def _scene(config: dict, quiet: bool):
-    from mae_nb.data.hsi import load_hsi, load_mat_scene
+    from mae_nb.data.hsi import SYNTHETIC_NAMES, load_hsi, load_mat_scene
 
     d = config["data"]
     if d["cube"] is not None:  # the config check made sure both files are there
@@ -57,8 +57,8 @@ def _scene(config: dict, quiet: bool):
             labels_key=d["labels_key"],
         )
     size, bands, seed = d["synthetic_size"], d["synthetic_bands"], d["synthetic_seed"]
-    if d["name"] == "synthetic":
-        return load_hsi(None, size=size, bands=bands, seed=seed)
+    if d["name"] in SYNTHETIC_NAMES:  # the default preset or the hard one
+        return load_hsi(d["name"], size=size, bands=bands, seed=seed)
     import warnings
 
     with warnings.catch_warnings():

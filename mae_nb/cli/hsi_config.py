@@ -30,7 +30,7 @@ DEFAULTS: dict[str, Any] = {
     "output": "runs/hsi",
     "device": "auto",  # auto (cuda, else cpu), cpu, cuda
     "data": {
-        "name": "salinas-a",  # a registry scene (mae-nb data list), or "synthetic"
+        "name": "salinas-a",  # a registry scene (mae-nb data list), "synthetic" or "synthetic-hard"
         "cube": None,  # or your own scene: a cube .mat (H, W, B) and a label .mat (H, W)
         "labels": None,
         "cube_key": None,
@@ -255,6 +255,8 @@ def _check_numbers(config: dict) -> None:
 
 
 def _check_data(config: dict, names: tuple[str, ...]) -> None:
+    from mae_nb.data.hsi import SYNTHETIC_NAMES
+
     d = config["data"]
     if d["cube"] is not None or d["labels"] is not None:
         if d["cube"] is None or d["labels"] is None:
@@ -262,8 +264,8 @@ def _check_data(config: dict, names: tuple[str, ...]) -> None:
         for key in ("cube", "labels"):
             if not isinstance(d[key], str) or not Path(d[key]).expanduser().is_file():
                 raise ConfigError(f"data.{key}: no file at {d[key]}")
-    elif d["name"] not in (*names, "synthetic"):
-        _refuse("data.name", d["name"], f"one of {', '.join(names)} or synthetic")
+    elif d["name"] not in (*names, *SYNTHETIC_NAMES):
+        _refuse("data.name", d["name"], f"one of {', '.join((*names, *SYNTHETIC_NAMES))}")
 
 
 def _check_split(config: dict) -> None:
@@ -313,6 +315,7 @@ def _check_model_options(config: dict) -> None:
     memory; with the synthetic scene's band count, or many bands for a real scene)."""
     import torch
 
+    from mae_nb.data.hsi import SYNTHETIC_NAMES
     from mae_nb.errors import MaeNbError
     from mae_nb.models.baselines import CNN3D, ViTClassifier, build_classifier
     from mae_nb.models.spectral import SpectralTransformer
@@ -329,7 +332,7 @@ def _check_model_options(config: dict) -> None:
         if not isinstance(value, (int, float)):
             _refuse(f"model.options.{key}", value, "a number or true/false")
     d, p = config["data"], config["pretrain"]
-    bands = d["synthetic_bands"] if d["name"] == "synthetic" and d["cube"] is None else 4096
+    bands = d["synthetic_bands"] if d["name"] in SYNTHETIC_NAMES and d["cube"] is None else 4096
     extra = {}
     if kind.startswith("sst"):
         extra = {k: p[k] for k in ("decoder_dim", "decoder_depth", "mask_ratio")}
