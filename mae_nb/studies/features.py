@@ -1,5 +1,7 @@
-"""Chapter 05's studies: do MAE features beat raw pixels, and do features after 50 % or
-3 x 25 % masking separate land cover better than after 25 %?
+"""Chapter 05's studies: MAE features against raw pixels, and features after each masking.
+
+Do MAE features beat raw pixels, and do features after 50 % or 3 x 25 % masking separate land
+cover better than after 25 %?
 
 The first study suggested that an MAE's reconstructions "could serve feature engineering for
 geospatial data". Both questions are measured the same way. Features (MAE embeddings, raw
