@@ -74,7 +74,7 @@ __all__ = [
 ]
 
 #: The file name of chapter 06's pretrained model in the course cache.
-SST_CHECKPOINT_NAME = "sst_pretrained_ch06.pth"
+SST_CHECKPOINT_NAME = "sst_pretrained_ch06.safetensors"
 
 
 def _unwrap(model: nn.Module) -> nn.Module:

@@ -58,8 +58,8 @@ COURSE = "course"
 
 
 def course_mae_path() -> Path:
-    """Where chapter 03 saves its trained tiny MAE: ``<cache>/checkpoints/mae_tiny_ch03.pth``."""
-    return registry.cache_dir() / "checkpoints" / "mae_tiny_ch03.pth"
+    """Where chapter 03 saves its trained tiny MAE (a safetensors file in the cache)."""
+    return registry.cache_dir() / "checkpoints" / "mae_tiny_ch03.safetensors"
 
 
 def _registry_checkpoints() -> list[str]:

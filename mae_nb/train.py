@@ -2,9 +2,10 @@
 
 ``fit`` takes a model, data and a ``loss_fn(model, batch)``; a chapter that needs its own
 step (the adversarial autoencoder's alternating updates) passes ``train_step`` instead.
-It returns a :class:`History` of per-epoch means for plotting. Checkpoints are plain
-``torch.save`` dicts (``{"model": state_dict, "config": ..., "history": ...}``), the format
-of Meta's MAE checkpoints.
+It returns a :class:`History` of per-epoch means for plotting. Checkpoints the course writes
+are safetensors files (tensors only, nothing that can run code when loaded) whose metadata
+holds the config and history as JSON; :func:`load_checkpoint` also reads older course files
+and Meta's ``{"model": state_dict}`` ``.pth`` files with ``torch.load(weights_only=True)``.
 """
 
 from __future__ import annotations
@@ -260,21 +261,58 @@ def save_checkpoint(
     history: History | None = None,
     overwrite: bool = False,
 ) -> Path:
-    """Save ``{"model": state_dict, "config": config, "history": history}`` with ``torch.save``."""
+    """Save the model's weights, ``config`` and ``history`` as one safetensors file.
+
+    Tensors go in the safetensors body, ``config`` and ``history`` as JSON in its metadata
+    (``mae_nb.config``, ``mae_nb.history``): no pickle, so loading it can never run code.
+    ``path`` should end in ``.safetensors``.
+    """
+    import json
+
+    from safetensors.torch import save_file
+
     path = Path(path)
     if path.exists() and not overwrite:
         raise OutputExistsError(f"{path} already exists; pass overwrite=True to replace it")
     path.parent.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    payload = {
-        "model": state,
-        "config": config or {},
-        "history": history.to_dict() if history else None,
+    # clones: safetensors refuses tensors that share memory (tied or viewed weights)
+    state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
+    metadata = {
+        "format": "mae_nb",
+        "mae_nb.config": json.dumps(config or {}),
+        "mae_nb.history": json.dumps(history.to_dict() if history else None),
     }
     tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(payload, tmp)
+    save_file(state, str(tmp), metadata=metadata)
     tmp.replace(path)  # never a half-written checkpoint under the real name
     return path
+
+
+def is_safetensors(path: str | Path) -> bool:
+    """Whether ``path`` is a safetensors file (an 8-byte header length, then a JSON header)."""
+    with open(path, "rb") as f:
+        head = f.read(9)
+    return len(head) == 9 and head[8:9] == b"{"
+
+
+def _read_safetensors(path: Path, map_location) -> dict:
+    import json
+
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt", device=str(map_location)) as f:
+            meta = f.metadata() or {}
+            state = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as exc:
+        raise MaeNbError(
+            f"{path} is not a safetensors checkpoint mae-nb can read ({type(exc).__name__}: {exc})"
+        ) from None
+    return {
+        "model": state,
+        "config": json.loads(meta.get("mae_nb.config", "{}")),
+        "history": json.loads(meta.get("mae_nb.history", "null")),
+    }
 
 
 def load_checkpoint(
@@ -282,12 +320,18 @@ def load_checkpoint(
 ) -> dict:
     """Load a checkpoint saved by :func:`save_checkpoint` (or Meta's ``{"model": ...}`` files).
 
-    With ``model``, its weights are loaded (strictly) into it. Only tensors and plain
-    containers are unpickled (``weights_only=True``).
+    Returns ``{"model": state_dict, "config": ..., "history": ...}``. With ``model``, its
+    weights are loaded (strictly) into it. Safetensors files are read as such; older ``.pth``
+    files with ``weights_only=True`` (only tensors and plain containers are unpickled).
     """
     path = Path(path)
     if not path.is_file():
         raise MissingFileError(f"no checkpoint at {path}")
+    if is_safetensors(path):
+        payload = _read_safetensors(path, map_location)
+        if model is not None:
+            model.load_state_dict(payload["model"])
+        return payload
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:

@@ -20,6 +20,7 @@ import yaml
 from mae_nb.cli import main
 from mae_nb.cli.hsi_config import DEFAULTS, load_config, validate_config
 from mae_nb.errors import ConfigError
+from mae_nb.train import is_safetensors, load_checkpoint
 
 TINY = {
     "data": {"name": "synthetic", "synthetic_size": 24, "synthetic_bands": 16, "patch_size": 5},
@@ -152,7 +153,8 @@ def test_validate_config_accepts_the_defaults_and_a_later_pretrain_output(tmp_pa
     config = load_config(None)
     assert config == DEFAULTS
     config["output"] = str(tmp_path / "out")
-    config["finetune"]["init"] = str(tmp_path / "out" / "pretrain.pt")  # written by pretrain
+    # written by pretrain later
+    config["finetune"]["init"] = str(tmp_path / "out" / "pretrain.safetensors")
     assert validate_config(config) is config
 
 
@@ -235,18 +237,20 @@ def test_torchrun_two_cpu_processes_then_evaluate(tmp_path, capsys):
     assert pre["batches_per_process"] == -(-(-(-pre["patches"] // 2)) // 64)
     # 50 % of the training labels, split over two processes of batch 32; 6 steps -> whole epochs
     assert fin["n_labels"] > 0 and fin["steps_per_process"] >= 6
-    assert fin["init"].endswith("pretrain.pt")
+    assert fin["init"].endswith("pretrain.safetensors")
     assert proc.stdout.count("wrote ") == 2  # rank 0 alone reports (and writes)
     assert sorted(p.name for p in out.iterdir()) == [
-        "finetune.pt",
+        "finetune.safetensors",
         "finetune_log.json",
-        "pretrain.pt",
+        "pretrain.safetensors",
         "pretrain_log.json",
     ]
+    # no pickle in what the command writes: safetensors with its config as JSON metadata
+    assert all(is_safetensors(out / f"{a}.safetensors") for a in ("pretrain", "finetune"))
     # fine-tuning started from the pretrained encoder
     a, b = (
-        torch.load(out / "pretrain.pt", weights_only=True),
-        torch.load(out / "finetune.pt", weights_only=True),
+        load_checkpoint(out / "pretrain.safetensors"),
+        load_checkpoint(out / "finetune.safetensors"),
     )
     assert set(b["model"]) - set(a["model"]) == {"head.weight", "head.bias"}
     torch.testing.assert_close(a["model"]["mask_token"], b["model"]["mask_token"])  # frozen, unused
@@ -272,7 +276,7 @@ def test_torchrun_two_cpu_processes_then_evaluate(tmp_path, capsys):
     assert main(["hsi", "evaluate", "--config", str(config)]) == 2
     assert "evaluation.json already exists; pass --overwrite" in capsys.readouterr().err
     assert main(["hsi", "finetune", "--config", str(config)]) == 2
-    assert "finetune.pt already exists" in capsys.readouterr().err
+    assert "finetune.safetensors already exists" in capsys.readouterr().err
     # a randomly initialized baseline in one process, same config otherwise
     base = write_config(
         tmp_path,
@@ -304,7 +308,7 @@ def test_pretraining_keeps_clear_of_the_test_region(tmp_path, capsys):
     assert log["patches"] == log["region_pixels"] == int(region.sum()) < 24 * 24
     assert log["split"]["regions_sha256"] == regions_sha256(split)
     assert set(log["split"]["missing_classes"]) == {"train", "val", "test"}
-    saved = torch.load(out / "pretrain.pt", weights_only=False)["config"]
+    saved = load_checkpoint(out / "pretrain.safetensors")["config"]
     assert saved["test_pixels_seen"] == 0 and saved["split"] == log["split"]
     assert "0 test pixels seen" in capsys.readouterr().out
     # fine-tuning with another split of the same scene refuses this pretraining

@@ -348,7 +348,7 @@ def test_pretrain_save_and_load(cache):
     assert result.config["pixels"] == 64 and result.config["model"]["in_chans"] == 24
     assert result.config["split"] is None and result.config["test_pixels_seen"] is None
     assert len(result.history.train["loss"]) == 1
-    assert ft.course_sst_path() == cache / "checkpoints" / "sst_pretrained_ch06.pth"
+    assert ft.course_sst_path() == cache / "checkpoints" / "sst_pretrained_ch06.safetensors"
     path = ft.save_sst(None, result)
     assert path == ft.course_sst_path()
     with pytest.raises(FileExistsError):

@@ -155,13 +155,20 @@ def test_other_shapes_and_extra_keys_are_listed(tmp_path):
 
 
 def test_course_checkpoint_round_trip(cache):
-    assert pretrained.course_mae_path() == cache / "checkpoints" / "mae_tiny_ch03.pth"
+    assert pretrained.course_mae_path() == cache / "checkpoints" / "mae_tiny_ch03.safetensors"
     with pytest.raises(DataUnavailableError, match="run chapter 03 first"):
         load_mae("course")
     model = create_mae("mae_vit_tiny_patch8", in_chans=3, img_size=64).eval()
     model.pretrained_cfg.update(mean=[0.1, 0.2, 0.3], std=[1.0, 2.0, 3.0])
     path = save_course_mae(model, bands=[3, 2, 1])
     assert path == pretrained.course_mae_path()
+    from mae_nb.train import is_safetensors, load_checkpoint
+
+    assert is_safetensors(path)  # no pickle: loading the course's file cannot run code
+    # an older course file (torch.save, read with weights_only=True) still loads
+    old = path.with_suffix(".pth")
+    torch.save(load_checkpoint(path), old)
+    assert load_mae(old).pretrained_cfg["bands"] == [3, 2, 1]
     for loaded in (load_mae(), load_mae("course"), load_mae(path)):
         cfg = loaded.pretrained_cfg
         assert cfg["mean"] == [0.1, 0.2, 0.3] and cfg["bands"] == [3, 2, 1]
@@ -181,7 +188,9 @@ def test_course_checkpoint_that_does_not_fit_its_config(cache):
     model = create_mae("mae_vit_tiny_patch8", img_size=64)
     config = {**model.pretrained_cfg, "kwargs": {**model.pretrained_cfg["kwargs"], "depth": 2}}
     pretrained.course_mae_path().parent.mkdir(parents=True)
-    torch.save({"model": model.state_dict(), "config": config}, pretrained.course_mae_path())
+    from mae_nb.train import save_checkpoint
+
+    save_checkpoint(pretrained.course_mae_path(), model, config=config)
     with pytest.raises(CheckpointError, match="does not fit mae_vit_tiny_patch8:\n- wrong preset"):
         load_mae()
 

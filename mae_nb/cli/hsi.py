@@ -3,8 +3,10 @@
 Every action reads one YAML config (``mae-nb hsi config OUT.yaml`` writes the defaults; the
 schema and its checks are :mod:`mae_nb.cli.hsi_config`)::
 
-    mae-nb hsi pretrain --config run.yaml   # masked pretraining, train/val blocks -> pretrain.pt
-    mae-nb hsi finetune --config run.yaml   # finetune.fraction of the labels -> OUTPUT/finetune.pt
+    mae-nb hsi pretrain --config run.yaml   # masked pretraining, train/val blocks -> pretrain
+    #                                         (OUTPUT/pretrain.safetensors)
+    mae-nb hsi finetune --config run.yaml   # finetune.fraction of the labels -> finetune
+    #                                         (OUTPUT/finetune.safetensors)
     mae-nb hsi evaluate --config run.yaml   # OA/AA/kappa on the test split -> evaluation.json, map
 
 The same commands run data-parallel under ``torchrun --nproc_per_node=N -m mae_nb hsi ...``
@@ -188,8 +190,8 @@ def _finish(
 
 def _finetune_model(config: dict, scene, paths: dict, split):
     """``(classifier, init, test_pixels_seen)``: a fresh model (``finetune.init: random``;
-    None) or the pretrained encoder of ``OUTPUT/pretrain.pt`` or of a checkpoint path with a
-    new head, and how many pixels of ``split``'s test region its pretraining read (None:
+    None) or the pretrained encoder of ``OUTPUT/pretrain.safetensors`` or of a checkpoint path
+    with a new head, and how many pixels of ``split``'s test region its pretraining read (None:
     unknown). A checkpoint pretrained on this scene for another split is refused."""
     import torch
 

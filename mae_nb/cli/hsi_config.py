@@ -66,7 +66,7 @@ DEFAULTS: dict[str, Any] = {
         "region": "train+val",  # the split's train/val blocks clear of the test region, or "all"
     },
     "finetune": {
-        "init": "pretrain",  # pretrain (OUTPUT/pretrain.pt), random, or a checkpoint path
+        "init": "pretrain",  # pretrain (OUTPUT/pretrain.safetensors), random, or a checkpoint path
         "fraction": 1.0,  # share of each class's training labels
         "steps": 100,
         "batch_size": 32,
@@ -349,8 +349,8 @@ def output_paths(config: dict) -> dict[str, Path]:
     out = Path(config["output"]).expanduser()
     return {
         "dir": out,
-        "pretrain": out / "pretrain.pt",
-        "finetune": out / "finetune.pt",
+        "pretrain": out / "pretrain.safetensors",
+        "finetune": out / "finetune.safetensors",
         "pretrain_log": out / "pretrain_log.json",
         "finetune_log": out / "finetune_log.json",
         "evaluation": out / "evaluation.json",

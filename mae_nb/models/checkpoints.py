@@ -4,7 +4,8 @@ Meta's files (``{"model": state_dict}``, e.g. ``mae_visualize_vit_large.pth``) c
 architecture: :func:`config_from_state_dict` reads it from the tensors' shapes and names the
 matching preset. Chapter 03's files also carry a ``"config"`` (the model's ``pretrained_cfg``:
 architecture, and the per-band mean and std its input was standardized with), which
-:func:`build_from_config` rebuilds. Files are read with ``torch.load(weights_only=True)`` (no code
+:func:`build_from_config` rebuilds; the course writes them as safetensors with that config as
+JSON metadata. Meta's ``.pth`` files are read with ``torch.load(weights_only=True)`` (no code
 runs) and memory-mapped; the model is built on the meta device and given the file's tensors, so
 nothing is held twice (a ViT-L loads within 2 GB). When the weights do not fit,
 :func:`diagnose_state_dict` names the likely cause: Hugging Face's names, an encoder-only file, a
@@ -229,9 +230,28 @@ def diagnose_state_dict(
 
 
 def _read(path: Path, map_location: str | torch.device, mmap: bool) -> Any:
-    """The object ``torch.save`` wrote to ``path``, loaded safely (no code runs)."""
+    """The tensors in a safetensors file, or the object ``torch.save`` wrote to ``path``, loaded
+    safely (no code runs)."""
     if not path.is_file():
         raise MissingFileError(f"no checkpoint at {path}")
+    with open(path, "rb") as f:
+        head = f.read(9)
+    if len(head) == 9 and head[8:9] == b"{":  # safetensors: header length, then its JSON
+        import json
+
+        from safetensors import safe_open
+
+        try:
+            with safe_open(str(path), framework="pt", device=str(map_location)) as f:
+                meta = f.metadata() or {}
+                state = {k: f.get_tensor(k) for k in f.keys()}
+            # the course's files keep their config as JSON in the metadata (see train.py)
+            config = json.loads(meta["mae_nb.config"]) if "mae_nb.config" in meta else None
+            return state if config is None else {"model": state, "config": config}
+        except Exception as exc:
+            raise CheckpointError(
+                f"{path} is not a safetensors file that can be read ({type(exc).__name__}: {exc})"
+            ) from None
 
     def load(use_mmap: bool) -> Any:
         # Meta's fine-tuning files hold their argparse arguments
