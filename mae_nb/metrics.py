@@ -71,7 +71,7 @@ def psnr(pred, target, data_range: float, valid=None, per_band: bool = False, *,
     no default, so no caller scores with a range it did not choose. ``region`` (H, W) or
     (N, H, W): score only these pixels (with ``valid``, which says where there is data).
     """
-    data_range = _check_range(data_range)
+    data_range = check_data_range(data_range)
     if region is not None:
         valid = _where(valid, region, pred)
     err = np.asarray(mse(pred, target, valid, per_band), dtype=np.float64)
@@ -80,7 +80,9 @@ def psnr(pred, target, data_range: float, valid=None, per_band: bool = False, *,
     return out if per_band else float(out)
 
 
-def _check_range(data_range) -> float:
+def check_data_range(data_range) -> float:
+    """``data_range`` as a float, or an :class:`~mae_nb.errors.InputError` unless it is a
+    positive finite number (every score's range goes through this one check)."""
     if isinstance(data_range, bool) or not np.isscalar(data_range):
         raise InputError(f"data_range must be a positive number, got {data_range!r}")
     if not (np.isfinite(data_range) and data_range > 0):
@@ -122,7 +124,7 @@ def ssim(
     """
     from skimage.metrics import structural_similarity
 
-    data_range = _check_range(data_range)
+    data_range = check_data_range(data_range)
     p, t, m = _prepare(pred, target, valid)
     n, c, h, w = p.shape
     if min(h, w) < 11:  # the Gaussian window (sigma 1.5) is 11 x 11 pixels

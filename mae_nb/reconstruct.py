@@ -655,9 +655,7 @@ def reconstruct(
     normalize, mean, std = model_normalization(model, normalize, mean, std)
     norm = normalization(image, normalize, valid, mean, std, scene.dtype)
     if data_range is not None:
-        if not float(data_range) > 0:
-            raise InputError(f"data_range must be positive, got {data_range}")
-        norm.data_range = float(data_range)
+        norm.data_range = metrics.check_data_range(data_range)
 
     seed = check_seed(seed)
     generator = torch.Generator().manual_seed(seed)
@@ -800,8 +798,8 @@ def reconstruct_scene(
     :func:`mae_nb.data.value_range` of the whole raster's bands used (uint8: 255; read from the
     decimated overview, so for a large float raster the extremes of that read).
     """
-    if data_range is not None and not (np.isfinite(data_range) and data_range > 0):
-        raise InputError(f"data_range must be a positive number, got {data_range}")
+    if data_range is not None:
+        data_range = metrics.check_data_range(data_range)
     geom = model_geometry(model)
     in_path, out_path = Path(in_path), Path(out_path)
     error_path = Path(error_path or out_path.with_name(out_path.stem + "_error.tif"))

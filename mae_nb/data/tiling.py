@@ -182,11 +182,8 @@ class SourceUnits:
     data_range: float
 
     def __call__(self, tiles) -> torch.Tensor:
-        t = torch.as_tensor(tiles).detach().cpu().double().clamp(0, 1)
-        shape = (-1, 1, 1)
-        low = torch.as_tensor(self.scaler.low, dtype=torch.float64).reshape(shape)
-        span = torch.as_tensor(self.scaler.high - self.scaler.low, dtype=torch.float64)
-        return t * span.reshape(shape) + low
+        t = torch.as_tensor(tiles).detach().cpu().double().clamp(0, 1)  # NaN stays NaN
+        return torch.from_numpy(self.scaler.inverse(t.numpy()))
 
 
 @dataclass

@@ -32,7 +32,6 @@ inconclusive. Every verdict sentence says how many crops and seeds it rests on.
 
 from __future__ import annotations
 
-import math
 import warnings
 from dataclasses import dataclass
 from typing import Sequence
@@ -41,7 +40,6 @@ import numpy as np
 import torch
 
 from mae_nb import metrics, stats
-from mae_nb.data import value_range
 from mae_nb.errors import InputError
 from mae_nb.reconstruct import (
     Reconstruction,
@@ -357,12 +355,15 @@ class ScenarioComparison:
             len({r["seed"] for r in self.rows}),
         )
 
+    def runs(self) -> str:
+        """The design in words: ``"5 crops x 5 seeds"``."""
+        crops, seeds = self.design()
+        return f"{_plural(crops, 'crop')} x {_plural(seeds, 'seed')}"
+
     def basis(self) -> str:
         """What every verdict rests on: ``"5 crops x 5 seeds; standard errors clustered by
         crop"``."""
-        crops, seeds = self.design()
-        crops_seeds = f"{_plural(crops, 'crop')} x {_plural(seeds, 'seed')}"
-        return f"{crops_seeds}; standard errors clustered by crop"
+        return f"{self.runs()}; standard errors clustered by crop"
 
     def summary(self) -> dict[str, dict[str, tuple[float, float]]]:
         """scenario -> metric -> (mean, standard deviation) over crops and seeds
@@ -386,11 +387,10 @@ class ScenarioComparison:
                 row[head] = f"{m:.0%}" if k == "masked_share" else f"{m:{fmt}} ± {sd:{fmt}}"
             rows.append(row)
         n = len(self.values(next(iter(self.scenarios)), "psnr"))
-        crops, seeds = self.design()
         return (
             stats.markdown_table(rows)
-            + f"\n\n{n} runs per scenario ({_plural(crops, 'crop')} x {_plural(seeds, 'seed')}, "
-            "each run with its own masks); mean ± standard deviation."
+            + f"\n\n{n} runs per scenario ({self.runs()}, each run with its own masks); "
+            "mean ± standard deviation."
         )
 
     def paired(self, a: str, b: str, metric: str) -> stats.Estimate:
@@ -594,14 +594,13 @@ def compare_masking_scenarios(
     geom = model_geometry(model)
     scene = prepare_image(image, geom.in_chans, bands=bands, valid=valid)
     image, valid = scene.array, scene.valid
-    if data_range is None:
-        data_range = value_range(image, valid, scene.dtype)
-    if not (math.isfinite(float(data_range)) and float(data_range) > 0):
-        raise InputError(f"data_range must be a positive number, got {data_range}")
-    data_range = float(data_range)
+    if data_range is not None:
+        data_range = metrics.check_data_range(data_range)
     size = int(size or (geom.built_size[0] if geom.built_size else 224))
     kind, mean, std = model_normalization(model)
     norm = normalization(image, kind, valid, mean, std, scene.dtype)
+    if data_range is None:  # the whole image's value_range, never a crop's
+        data_range = norm.data_range
     rows = []
     jobs = [(ci, r0, c0, seed) for ci, (r0, c0) in enumerate(crops) for seed in seeds]
     for ci, r0, c0, seed in tqdm(jobs, desc="scenarios", disable=not progress):
