@@ -42,7 +42,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from mae_nb.data.hsi import PatchDataset, fit_standardizer, subsample_labels
+from mae_nb.data.hsi import PatchDataset, dilate, fit_standardizer, subsample_labels
 from mae_nb.data.registry import cache_dir
 from mae_nb.errors import CheckpointError, InputError, InputTypeError, MissingFileError
 from mae_nb.metrics import classification_report
@@ -177,16 +177,6 @@ class PretrainResult:
     config: dict = field(default_factory=dict)
 
 
-def _within(mask: np.ndarray, radius: int) -> np.ndarray:
-    """Pixels within Chebyshev distance ``radius`` of ``mask``: the union of the
-    (2 radius + 1)-wide windows around its pixels."""
-    from scipy.ndimage import maximum_filter
-
-    if radius <= 0:
-        return mask.copy()
-    return maximum_filter(mask.astype(np.uint8), size=2 * radius + 1, mode="constant").astype(bool)
-
-
 def regions_sha256(split) -> str:
     """SHA-256 (hex) of ``split.regions`` (its shape and int8 values): two splits with the same
     digest put every pixel in the same train/val/test/buffer region."""
@@ -235,7 +225,7 @@ def pretraining_region(split, patch_size: int | None = None) -> np.ndarray:
     if p < 1 or p % 2 == 0:
         raise InputError(f"patch_size must be an odd positive integer, got {patch_size}")
     regions = np.asarray(split.regions)
-    near_test = _within(regions == 2, p // 2)
+    near_test = dilate(regions == 2, p // 2)
     return ((regions == 0) | (regions == 1)) & ~near_test
 
 
@@ -243,7 +233,7 @@ def seen_test_pixels(split, centres: np.ndarray, patch_size: int) -> int:
     """How many pixels of ``split``'s test region fall inside a ``patch_size`` window around
     one of ``centres`` ((H, W) bool): what a pretraining on those patches read of the test
     region. 0 for :func:`pretraining_region`."""
-    seen = _within(np.asarray(centres, bool), int(patch_size) // 2)
+    seen = dilate(np.asarray(centres, bool), int(patch_size) // 2)
     return int((seen & (np.asarray(split.regions) == 2)).sum())
 
 

@@ -51,6 +51,7 @@ __all__ = [
     "SYNTHETIC_NAMES",
     "SYNTHETIC_PRESETS",
     "Standardizer",
+    "dilate",
     "fit_standardizer",
     "leaking_pixels",
     "load_hsi",
@@ -708,8 +709,9 @@ class SpatialSplit:
         }
 
 
-def _dilate(mask: np.ndarray, radius: int) -> np.ndarray:
-    """Pixels within Chebyshev distance ``radius`` of ``mask``."""
+def dilate(mask: np.ndarray, radius: int) -> np.ndarray:
+    """Pixels within Chebyshev distance ``radius`` of ``mask`` (H, W): the union of the
+    (2 radius + 1)-wide windows around its pixels, e.g. what patches around them read."""
     if radius <= 0:
         return mask.copy()
     from scipy.ndimage import maximum_filter
@@ -728,9 +730,9 @@ def _block_ids(h: int, w: int, grid: tuple[int, int]) -> np.ndarray:
 
 def _apply_buffer(assign: np.ndarray, blocks: np.ndarray, buffer: int) -> np.ndarray:
     regions = assign[blocks].astype(np.int8)
-    near_train = _dilate(regions == 0, buffer)
+    near_train = dilate(regions == 0, buffer)
     regions[near_train & (regions != 0)] = -1
-    near_val = _dilate(regions == 1, buffer)
+    near_val = dilate(regions == 1, buffer)
     regions[near_val & (regions == 2)] = -1
     return regions
 
@@ -881,7 +883,7 @@ def leaking_pixels(
     training pixel). 0 for a leak-free split. ``train_mask`` defaults to ``split.train``."""
     p = split.patch_size if patch_size is None else int(patch_size)
     train = split.train if train_mask is None else train_mask
-    covered = _dilate(train, p // 2)
+    covered = dilate(train, p // 2)
     return int((covered & (split.val | split.test)).sum())
 
 
