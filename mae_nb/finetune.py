@@ -186,25 +186,16 @@ def regions_sha256(split) -> str:
     return digest.hexdigest()
 
 
-def _split_grid(split) -> list[int]:
-    grid = getattr(split, "grid", None)
-    if grid is not None:
-        return [int(grid[0]), int(grid[1])]
-    blocks = np.asarray(split.blocks)  # block ids are row-major: row * cols + col
-    return [len(np.unique(blocks[:, 0])), len(np.unique(blocks[0, :]))]
-
-
 def split_record(split) -> dict:
     """What a checkpoint records of the split its pretraining kept clear of: ``patch_size``,
-    ``seed``, ``fractions`` (None when the split does not carry them), ``grid`` (rows, cols),
+    ``seed``, ``fractions`` (train, val, test), ``grid`` (rows, cols of blocks),
     ``buffer``, ``missing`` (classes absent from a split) and ``regions_sha256``
     (:func:`regions_sha256`)."""
-    fractions = getattr(split, "fractions", None)
     return {
         "patch_size": int(split.patch_size),
         "seed": int(split.seed),
-        "fractions": None if fractions is None else [float(f) for f in fractions],
-        "grid": _split_grid(split),
+        "fractions": [float(f) for f in split.fractions],
+        "grid": [int(g) for g in split.grid],
         "buffer": int(split.buffer),
         "missing": {k: list(v) for k, v in (split.missing or {}).items()},
         "regions_sha256": regions_sha256(split),

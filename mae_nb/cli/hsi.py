@@ -116,19 +116,15 @@ def _split(config: dict, scene):
         raise InputError(f"{exc} {SPLIT_KNOBS}") from None
 
 
-def _split_report(split, scene, config: dict) -> dict:
-    """The split in a results file: :func:`mae_nb.finetune.split_record` (its fractions from
-    the config when the split does not carry them) and, per split, the classes (names) it
-    lacks (empty lists when every class is everywhere)."""
+def _split_report(split, scene) -> dict:
+    """The split in a results file: :func:`mae_nb.finetune.split_record` and, per split, the
+    classes (names) it lacks (empty lists when every class is everywhere)."""
     from mae_nb.data.hsi import SPLIT_NAMES
     from mae_nb.finetune import split_record
 
     missing = split.missing or {}
-    record = split_record(split)
-    if record["fractions"] is None:
-        record["fractions"] = [float(f) for f in config["split"]["fractions"]]
     return {
-        **record,
+        **split_record(split),
         "missing_classes": {
             name: [scene.class_names[c - 1] for c in missing.get(name, [])] for name in SPLIT_NAMES
         },
@@ -335,7 +331,7 @@ def _pretrain(config: dict, args: argparse.Namespace, dist: Distributed) -> int:
         "pixels": len(data),
         "region": p["region"],
         "region_pixels": int(scene.labels.size if region is None else region.sum()),
-        "split": _split_report(split, scene, config),
+        "split": _split_report(split, scene),
         "test_pixels_seen": seen,
         "standardizer": std.to_dict(),
         "hsi_config": config,
@@ -395,7 +391,7 @@ def _finetune(config: dict, args: argparse.Namespace, dist: Distributed) -> int:
         "fraction": f["fraction"],
         "n_labels": result.n_labels,
         "pretraining_test_pixels_seen": seen,
-        "split": _split_report(split, scene, config),
+        "split": _split_report(split, scene),
         "standardizer": result.standardizer.to_dict(),
         "hsi_config": config,
     }
@@ -478,7 +474,7 @@ def _evaluate(config: dict, args: argparse.Namespace, dist: Distributed) -> int:
         fraction=saved.get("fraction"),
         init=saved.get("init"),
         pretraining_test_pixels_seen=saved.get("pretraining_test_pixels_seen"),
-        split=_split_report(split, scene, config),
+        split=_split_report(split, scene),
     )
     _write_json(paths["evaluation"], record)
     paths["map"].parent.mkdir(parents=True, exist_ok=True)

@@ -666,6 +666,7 @@ class SpatialSplit:
     ``blocks``: (H, W) int block id of each pixel. Every val/test pixel is more than
     ``buffer`` pixels (Chebyshev distance) from every training-region pixel, so with
     ``buffer >= patch_size // 2`` no val/test pixel lies inside a training patch.
+    ``fractions`` (train, val, test) and ``grid`` (rows, cols of blocks): what it was cut with.
     """
 
     train: np.ndarray
@@ -678,6 +679,8 @@ class SpatialSplit:
     seed: int
     n_classes: int
     missing: dict[str, list[int]] = field(default_factory=dict)
+    fractions: tuple[float, float, float] | None = None
+    grid: tuple[int, int] | None = None
 
     def mask(self, split: str) -> np.ndarray:
         if split not in SPLIT_NAMES:
@@ -873,6 +876,8 @@ def spatial_split(
         seed=seed,
         n_classes=n_classes,
         missing=missing,
+        fractions=tuple(float(f) for f in fr),
+        grid=(int(grid[0]), int(grid[1])),
     )
 
 
