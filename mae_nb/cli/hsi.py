@@ -27,18 +27,17 @@ results list the classes missing from any split.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from mae_nb.cli.config import refuse_existing, write_default_config, write_json
 from mae_nb.cli.hsi_config import DEFAULTS, load_config, output_paths
 from mae_nb.errors import (
     CheckpointError,
     ConfigError,
     DataUnavailableError,
     MissingFileError,
-    OutputExistsError,
 )
 
 if TYPE_CHECKING:
@@ -131,19 +130,6 @@ def _split_report(split, scene) -> dict:
     }
 
 
-def _refuse_existing(paths: list[Path], overwrite: bool) -> None:
-    for p in paths:
-        if p.exists() and not overwrite:
-            raise OutputExistsError(
-                f"{p} already exists; pass --overwrite to replace it (or change 'output')"
-            )
-
-
-def _write_json(path: Path, payload: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(payload, indent=2, default=float) + "\n")
-
-
 def _say(dist: Distributed, text: str) -> None:
     if dist.main:
         print(text, flush=True)
@@ -168,7 +154,7 @@ def _finish(
 
     if dist.main:
         save_checkpoint(paths[action], model, config=cfg, history=history, overwrite=args.overwrite)
-        _write_json(
+        write_json(
             paths[f"{action}_log"],
             {
                 "history": history.to_dict(),
@@ -267,7 +253,7 @@ def _pretrain(config: dict, args: argparse.Namespace, dist: Distributed) -> int:
     from mae_nb.train import fit
 
     paths = output_paths(config)
-    _refuse_existing([paths["pretrain"], paths["pretrain_log"]], args.overwrite)
+    refuse_existing([paths["pretrain"], paths["pretrain_log"]], args.overwrite)
     kind = config["model"]["kind"]
     if not kind.startswith("sst"):
         raise ConfigError(
@@ -352,7 +338,7 @@ def _finetune(config: dict, args: argparse.Namespace, dist: Distributed) -> int:
     from mae_nb.finetune import finetune
 
     paths = output_paths(config)
-    _refuse_existing([paths["finetune"], paths["finetune_log"]], args.overwrite)
+    refuse_existing([paths["finetune"], paths["finetune_log"]], args.overwrite)
     f, kind = config["finetune"], config["model"]["kind"]
     scene = _scene(config, quiet=not dist.main)
     split = _split(config, scene)
@@ -434,7 +420,7 @@ def _evaluate(config: dict, args: argparse.Namespace, dist: Distributed) -> int:
     from mae_nb.train import load_checkpoint
 
     paths = output_paths(config)
-    _refuse_existing([paths["evaluation"], paths["map"]], args.overwrite)
+    refuse_existing([paths["evaluation"], paths["map"]], args.overwrite)
     if not paths["finetune"].is_file():
         raise MissingFileError(
             f"no fine-tuned model at {paths['finetune']}; run 'mae-nb hsi finetune' with this "
@@ -476,7 +462,7 @@ def _evaluate(config: dict, args: argparse.Namespace, dist: Distributed) -> int:
         pretraining_test_pixels_seen=saved.get("pretraining_test_pixels_seen"),
         split=_split_report(split, scene),
     )
-    _write_json(paths["evaluation"], record)
+    write_json(paths["evaluation"], record)
     paths["map"].parent.mkdir(parents=True, exist_ok=True)
     np.save(paths["map"], ev["map"])
     print(
@@ -544,16 +530,4 @@ def _run(action):
 
 
 def _write_config(args: argparse.Namespace) -> int:
-    import yaml
-
-    if args.out.exists() and not args.overwrite:
-        raise OutputExistsError(f"{args.out} already exists; pass --overwrite to replace it")
-    text = (
-        "# mae-nb hsi config: every key with its default. Remove what you do not change.\n"
-        "# Run: mae-nb hsi pretrain|finetune|evaluate --config THIS.yaml"
-        "  (or under torchrun -m mae_nb)\n" + yaml.safe_dump(DEFAULTS, sort_keys=False)
-    )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
-    print(f"wrote {args.out}")
-    return 0
+    return write_default_config(args.out, DEFAULTS, "hsi", args.overwrite)

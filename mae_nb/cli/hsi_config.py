@@ -14,6 +14,9 @@ import inspect
 from pathlib import Path
 from typing import Any
 
+from mae_nb.cli.config import get as _get
+from mae_nb.cli.config import read_config
+from mae_nb.cli.config import refuse as _refuse
 from mae_nb.errors import ConfigError
 
 __all__ = [
@@ -118,76 +121,8 @@ def default_config() -> dict:
 def load_config(path: str | Path | None) -> dict:
     """The defaults updated with the YAML file at ``path`` (the defaults for ``None``), checked
     whole by :func:`validate_config`."""
-    import yaml
-
-    if path is None:
-        return validate_config(default_config())
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"no config file at {path}; write one with: mae-nb hsi config {path}")
-    try:
-        given = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path} is not valid YAML: {exc}") from None
-    return validate_config(_merge(DEFAULTS, given, ""))
-
-
-def _merge(defaults: dict, given: Any, where: str) -> dict:
-    if not isinstance(given, dict):
-        raise ConfigError(
-            f"config section {where or 'top level'} must be a mapping, got {type(given).__name__}"
-        )
-    out = copy.deepcopy(defaults)
-    for key, value in given.items():
-        path = f"{where}.{key}" if where else str(key)
-        if key not in defaults and path in _MOVED:
-            raise ConfigError(f"config key {path!r} is now {_MOVED[path]!r}")
-        if key not in defaults:
-            raise ConfigError(
-                f"unknown config key {path!r}; known keys{' in ' + where if where else ''}: "
-                + ", ".join(defaults)
-            )
-        default = defaults[key]
-        if isinstance(default, dict) and tuple(path.split(".")) not in _FREE:
-            out[key] = _merge(default, value or {}, path)
-        elif isinstance(default, dict):
-            if not isinstance(value, dict):
-                raise ConfigError(
-                    f"config key {path!r} must be a mapping of keyword arguments, got {value!r}"
-                )
-            out[key] = dict(value)
-        elif path in _ANY_TYPE:
-            out[key] = value
-        else:
-            out[key] = _check_type(path, value, default)
-    return out
-
-
-def _check_type(path: str, value: Any, default: Any) -> Any:
-    if default is None or value is None:
-        return value
-    if isinstance(default, bool):
-        if not isinstance(value, bool):
-            raise ConfigError(f"config key {path!r} must be true or false, got {value!r}")
-    elif isinstance(default, (int, float)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"config key {path!r} must be a number, got {value!r}")
-        if isinstance(default, int) and int(value) != value:
-            raise ConfigError(f"config key {path!r} must be a whole number, got {value!r}")
-    elif isinstance(default, list) and not isinstance(value, list):
-        raise ConfigError(f"config key {path!r} must be a list like {default}, got {value!r}")
-    elif isinstance(default, str) and not isinstance(value, str):
-        raise ConfigError(f"config key {path!r} must be text, got {value!r}")
-    return value
-
-
-def _get(config: dict, key: str) -> Any:
-    section, _, name = key.partition(".")
-    return config[section][name] if name else config[section]
-
-
-def _refuse(key: str, value: Any, expected: str) -> None:
-    raise ConfigError(f"config key {key!r} must be {expected}, got {value!r}")
+    config = read_config(path, DEFAULTS, "hsi", free=_FREE, any_type=_ANY_TYPE, moved=_MOVED)
+    return validate_config(config)
 
 
 def validate_config(config: dict) -> dict:
