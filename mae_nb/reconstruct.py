@@ -237,14 +237,21 @@ def model_normalization(model, normalize: str = "auto", mean=None, std=None):
     A model loaded by :mod:`mae_nb.models.mae` carries ``pretrained_cfg["mean"/"std"]``:
     ImageNet's for Meta's RGB checkpoints (then ``"imagenet"``, which scales the image to [0, 1]
     first), or the per-band statistics chapter 03 trained with, in the image's units (then used as
-    given).
+    given). A model whose ``pretrained_cfg["normalize"]`` is ``"per-band"`` without ``mean``/``std``
+    (``mae-nb mae pretrain`` with per-scene statistics, the course models) standardizes each image
+    by its own per-band statistics.
     """
     if mean is not None or std is not None or normalize != "auto":
         return normalize, mean, std
     cfg = getattr(model, "pretrained_cfg", None) or {}
     m, s = cfg.get("mean"), cfg.get("std")
     if m is None or s is None:
-        return normalize, None, None
+        # a model pretrained with per-scene statistics (the course models): the image's own
+        return (
+            cfg.get("normalize", normalize) if cfg.get("normalize") == "per-band" else normalize,
+            None,
+            None,
+        )
     if len(m) == 3 and np.allclose(m, IMAGENET_MEAN) and np.allclose(s, IMAGENET_STD):
         return "imagenet", None, None
     return normalize, m, s

@@ -166,6 +166,8 @@ def fit(
     desc: str | None = None,
     grad_clip: float | None = None,
     shuffle: bool = True,
+    before_step: Callable[[Any], None] | None = None,
+    after_step: Callable[[dict[str, float]], None] | None = None,
 ) -> History:
     """Train ``model`` for ``epochs`` and return its :class:`History`.
 
@@ -173,6 +175,8 @@ def fit(
     zero_grad, backward, optional grad clipping, step with AdamW unless ``optimizer`` is
     given), or ``train_step(model, batch, optimizer) -> {name: float}`` that does its own
     updates. A non-finite loss stops training with a clear error before any update.
+    ``before_step(batch)`` and ``after_step(logs)`` run around each step (a learning-rate
+    schedule, a step log, periodic checkpoints: :func:`mae_nb.pretraining.pretrain`).
     """
     from tqdm.auto import tqdm
 
@@ -207,6 +211,8 @@ def fit(
             count = 0
             for batch in loader:
                 batch = _unwrap(to_device(batch, device))
+                if before_step is not None:
+                    before_step(batch)
                 if train_step is not None:
                     logs = {k: float(v) for k, v in train_step(model, batch, optimizer).items()}
                     _check_finite(logs, epoch)
@@ -218,6 +224,8 @@ def fit(
                     if grad_clip is not None:
                         torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
                     optimizer.step()
+                if after_step is not None:
+                    after_step(logs)
                 for k, v in logs.items():
                     sums[k] = sums.get(k, 0.0) + v
                 count += 1
