@@ -273,12 +273,15 @@ def open_sources(
     kept, empty = [], []
     for s in sources:
         a, v = s.overview()
+        s.valid_share = float(v.mean())
+        if not v.any():  # skipped (counted below) before its undefined value range is asked
+            empty.append(s)
+            continue
         if s.kind == "file" and not math.isfinite(s.data_range):
             from mae_nb.data.geotiff import value_range
 
             s.data_range = value_range(a, v)
-        s.valid_share = float(v.mean())
-        (kept if v.any() else empty).append(s)
+        kept.append(s)
     if empty and not quiet:
         print(
             f"skipped {len(empty)} source(s) with no valid pixel in the training region: "
@@ -390,7 +393,7 @@ class CropBatches(torch.utils.data.Dataset):
 
     def __getitem__(self, step: int) -> dict:
         if not 0 <= step < self.steps:
-            raise IndexError(step)
+            raise InputError(f"step {step} is outside the run's {self.steps} steps")
         rng = np.random.default_rng([self.seed, self.rank, step])
         xs, vs = [], []
         for _ in range(self.batch_size):

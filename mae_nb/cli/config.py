@@ -1,5 +1,6 @@
-"""YAML configs of the training commands (``mae-nb hsi``, ``mae-nb mae``): reading, merging
-into defaults, type checks, and the files a run writes.
+"""YAML configs of the training commands: reading, merging into defaults, checking types.
+
+Shared by ``mae-nb hsi`` and ``mae-nb mae``, with the files a run writes.
 
 A command keeps its own defaults and checks (:mod:`mae_nb.cli.hsi_config`,
 :mod:`mae_nb.cli.mae_config`); what they share is here: :func:`read_config` merges a file into
@@ -18,7 +19,7 @@ from mae_nb.errors import ConfigError, OutputExistsError
 
 __all__ = [
     "check_type",
-    "get",
+    "config_value",
     "merge",
     "read_config",
     "refuse",
@@ -120,7 +121,7 @@ def check_type(path: str, value: Any, default: Any) -> Any:
     return value
 
 
-def get(config: dict, key: str) -> Any:
+def config_value(config: dict, key: str) -> Any:
     """``config["section"]["name"]`` for ``key="section.name"`` (or a top-level key)."""
     section, _, name = key.partition(".")
     return config[section][name] if name else config[section]

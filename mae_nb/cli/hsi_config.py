@@ -14,7 +14,7 @@ import inspect
 from pathlib import Path
 from typing import Any
 
-from mae_nb.cli.config import get as _get
+from mae_nb.cli.config import config_value as _get
 from mae_nb.cli.config import read_config
 from mae_nb.cli.config import refuse as _refuse
 from mae_nb.errors import ConfigError

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 from mae_nb.cli.config import refuse_existing, write_default_config, write_json
-from mae_nb.cli.mae_config import DEFAULTS, load_config, output_paths
+from mae_nb.cli.mae_config import MAE_DEFAULTS, load_mae_config, mae_output_paths
 from mae_nb.errors import CheckpointError, MissingFileError
 
 
@@ -104,7 +104,7 @@ def _pretrain(config: dict, args: argparse.Namespace, dist) -> int:
     from mae_nb.train import save_checkpoint
 
     t, d = config["train"], config["data"]
-    paths = output_paths(config)
+    paths = mae_output_paths(config)
     if t["threads"]:
         torch.set_num_threads(t["threads"])
     resume_from = None
@@ -207,7 +207,7 @@ def _evaluate(config: dict, args: argparse.Namespace, dist) -> int:
     from mae_nb.pretraining import band_statistics, open_sources
     from mae_nb.studies.heldout import score_heldout
 
-    paths = output_paths(config)
+    paths = mae_output_paths(config)
     path = Path(args.checkpoint) if args.checkpoint else paths["model"]
     if not path.is_file():
         raise MissingFileError(
@@ -285,7 +285,7 @@ def add_parser(sub) -> None:
     c.add_argument("out", type=Path, metavar="OUT.yaml")
     c.add_argument("--overwrite", action="store_true", help="replace OUT.yaml if it exists")
     c.set_defaults(
-        func=lambda args: write_default_config(args.out, DEFAULTS, "mae", args.overwrite)
+        func=lambda args: write_default_config(args.out, MAE_DEFAULTS, "mae", args.overwrite)
     )
 
 
@@ -293,7 +293,7 @@ def _run(action):
     def run(args: argparse.Namespace) -> int:
         from mae_nb.distributed import Distributed
 
-        config = load_config(args.config)  # the whole config, checked before any work
+        config = load_mae_config(args.config)  # the whole config, checked before any work
         dist = Distributed(config["device"])
         start = time.perf_counter()
         code = action(config, args, dist)

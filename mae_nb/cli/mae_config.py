@@ -1,8 +1,8 @@
 """The YAML config of ``mae-nb mae``: its sections, defaults, and the checks of every value.
 
-``load_config(path)`` merges the file into :data:`DEFAULTS` and checks the whole config before
-any work starts (unknown keys with the known ones listed, types, ranges, choices, the model
-options); the inputs themselves (files, bands, sizes, nodata) are checked by
+``load_mae_config(path)`` merges the file into :data:`MAE_DEFAULTS` and checks the whole
+config before any work starts (unknown keys with the known ones listed, types, ranges,
+choices, the model options); the inputs themselves (files, bands, sizes, nodata) are checked by
 :func:`mae_nb.pretraining.open_sources`, still before the first step.
 """
 
@@ -12,13 +12,13 @@ import copy
 from pathlib import Path
 from typing import Any
 
-from mae_nb.cli.config import get, read_config, refuse
+from mae_nb.cli.config import config_value, read_config, refuse
 from mae_nb.errors import ConfigError, MaeNbError
 
-__all__ = ["DEFAULTS", "PRECISIONS", "default_config", "load_config", "output_paths"]
+__all__ = ["MAE_DEFAULTS", "default_mae_config", "load_mae_config", "mae_output_paths"]
 
 #: The config's sections and their defaults; a config file overrides any of them.
-DEFAULTS: dict[str, Any] = {
+MAE_DEFAULTS: dict[str, Any] = {
     "output": "runs/mae",
     "device": "auto",  # auto (cuda, else cpu), cpu, cuda
     "seed": 0,
@@ -73,24 +73,23 @@ _POSITIVE_INTEGERS = (
     "evaluate.crops",
     "evaluate.synthetic_size",
 )
-PRECISIONS = ("fp32", "bf16")
 _INPUT_KEYS = {"path", "registry", "synthetic", "bands"}
 _SYNTHETIC_KEYS = {"seeds", "sizes", "bands", "select"}
 
 
-def default_config() -> dict:
-    """A fresh copy of :data:`DEFAULTS`."""
-    return copy.deepcopy(DEFAULTS)
+def default_mae_config() -> dict:
+    """A fresh copy of :data:`MAE_DEFAULTS`."""
+    return copy.deepcopy(MAE_DEFAULTS)
 
 
-def load_config(path: str | Path | None) -> dict:
+def load_mae_config(path: str | Path | None) -> dict:
     """The defaults updated with the YAML file at ``path``, checked whole; relative input
     paths are taken from the config file's folder."""
-    config = read_config(path, DEFAULTS, "mae", free=_FREE, any_type=_ANY_TYPE)
+    config = read_config(path, MAE_DEFAULTS, "mae", free=_FREE, any_type=_ANY_TYPE)
     if path is not None:
         base = Path(path).resolve().parent
         config["data"]["inputs"] = [_anchor(e, base) for e in config["data"]["inputs"] or []]
-    return validate_config(config)
+    return validate_mae_config(config)
 
 
 def _anchor(entry: Any, base: Path) -> Any:
@@ -160,14 +159,14 @@ def _check_inputs(inputs: Any) -> None:
             _check_bands(f"{key}.synthetic.select", spec.get("select"))
 
 
-def validate_config(config: dict) -> dict:
+def validate_mae_config(config: dict) -> dict:
     """Check every value of a merged config and return it; a ConfigError names the first
     key that is wrong."""
     from mae_nb.models.mae import ARCHS, create_mae
 
     for key in _POSITIVE_INTEGERS:
-        value = get(config, key)
-        if value is None and get(DEFAULTS, key) is None:
+        value = config_value(config, key)
+        if value is None and config_value(MAE_DEFAULTS, key) is None:
             continue
         if not _whole(value):
             refuse(key, value, "a whole number of at least 1")
@@ -205,7 +204,7 @@ def validate_config(config: dict) -> dict:
     )
     if not (ok_number or ok_range):
         refuse("train.mask_ratio", ratio, "in (0, 1), e.g. 0.75, or a range [low, high]")
-    if t["precision"] not in PRECISIONS:
+    if t["precision"] not in ("fp32", "bf16"):
         refuse("train.precision", t["precision"], "fp32 or bf16")
     if t["save_dtype"] not in ("float32", "float16"):
         refuse("train.save_dtype", t["save_dtype"], "float32 or float16")
@@ -237,7 +236,7 @@ def validate_config(config: dict) -> dict:
     return config
 
 
-def output_paths(config: dict) -> dict[str, Path]:
+def mae_output_paths(config: dict) -> dict[str, Path]:
     """The files ``mae-nb mae`` writes under ``output``."""
     out = Path(config["output"]).expanduser()
     return {
