@@ -8,13 +8,14 @@ SMOKE  ?=
 NB     ?=
 OUT    ?= build
 
-.PHONY: help install run test lab clean
+.PHONY: help install run test lab clean course-models
 
 help:
 	@echo "make run    execute every notebook headless (papermill) -> $(OUT)/summary.md"
 	@echo "make test   ruff, the import contract (lint-imports), then the test suite (every notebook in smoke mode)"
 	@echo "make lab    open JupyterLab at the first chapter"
 	@echo "make clean  remove $(OUT)/ (the .venv stays)"
+	@echo "make course-models  retrain the course's open MAEs from mae_nb/weights/*.yaml (about an hour)"
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "mae-nb needs Python >= 3.10, found " + sys.version.split()[0]'
@@ -39,3 +40,19 @@ lab: $(STAMP)
 
 clean:
 	rm -rf $(OUT)
+
+# The course's open MAEs: each trained by `mae-nb mae pretrain` from its config in mae_nb/weights/
+# (one thread each, both at once: about an hour on 2 cores), then copied into the package with its
+# training log and config. The registry (mae_nb/data/registry.py) records each file's sha256.
+COURSE_MODELS := mae_tiny_course_rgb mae_tiny_course_6band
+
+course-models: $(STAMP)
+	$(MAKE) -j2 $(addprefix course-model-,$(COURSE_MODELS))
+
+course-model-%: $(STAMP)
+	$(VENV)/bin/mae-nb mae pretrain --config mae_nb/weights/$*.yaml --overwrite
+	cp runs/course-models/$*/model.safetensors mae_nb/weights/$*.safetensors
+	cp runs/course-models/$*/train_log.csv mae_nb/weights/$*_log.csv
+	cp runs/course-models/$*/config.json mae_nb/weights/$*.json
+	$(VENV)/bin/mae-nb mae evaluate --config mae_nb/weights/$*.yaml
+	sha256sum mae_nb/weights/$*.safetensors

@@ -342,6 +342,34 @@ def plot_reconstruction(
     )
 
 
+def plot_fills(
+    original: np.ndarray,
+    pixel_mask: np.ndarray,
+    fills: dict[str, np.ndarray],
+    bands: Sequence[int] = (1, 2, 3),
+    title: str | None = None,
+    size: float = 2.6,
+) -> Figure:
+    """One crop: the original, its masked input, and each way of filling the hidden patches.
+
+    original: (C, H, W) (NaN at nodata); pixel_mask: (H, W), True where hidden; fills: name ->
+    (C, H, W) with the hidden pixels filled (a model's pasted output, the blur, the mean fill).
+    Every panel uses the original's 1-99 % stretch of ``bands`` (1-based red, green, blue), so
+    the panels compare; the masked input shows hidden patches grey.
+    """
+    masked = np.where(pixel_mask[None], np.nan, original)
+    lo, hi = _shared_stretch(original[None], bands, 1.0, 99.0)
+    panels = {"original": original, "masked input": masked, **fills}
+    fig, axes = _figure(1, len(panels), size)
+    for ax, (name, image) in zip(axes[0], panels.items()):
+        ax.imshow(_tile_rgb(image, bands, lo, hi))
+        ax.set_title(name, fontsize=9)
+        ax.set_axis_off()
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig
+
+
 def plot_scenario_comparison(
     comparison, metrics: Sequence[str] = ("psnr_masked", "ssim_masked", "psnr")
 ) -> Figure:

@@ -9,7 +9,7 @@ JSON metadata. Meta's ``.pth`` files are read with ``torch.load(weights_only=Tru
 runs) and memory-mapped; the model is built on the meta device and given the file's tensors, so
 nothing is held twice (a ViT-L loads within 2 GB). When the weights do not fit,
 :func:`diagnose_state_dict` names the likely cause: Hugging Face's names, an encoder-only file, a
-fine-tuned classifier, another preset. Which checkpoint to get (a registry name, ``"course"``) is
+fine-tuned classifier, another preset. Which checkpoint to get (a registry name, ``"chapter03"``) is
 :mod:`mae_nb.pretrained`'s business.
 """
 
@@ -341,7 +341,8 @@ def load_weights(
 ) -> MaskedAutoencoderViT:
     """Load ``state_dict`` into ``model`` strictly, taking its tensors (``assign=True``: a model
     built on the meta device gets the file's memory-mapped tensors, nothing is copied). Raises
-    :class:`CheckpointError` naming the likely cause when they do not fit."""
+    :class:`CheckpointError` naming the likely cause when they do not fit. Weights stored in
+    fp16/bf16 are converted to fp32."""
     problems = diagnose_state_dict(state_dict, model)
     if problems:
         raise CheckpointError(
@@ -349,6 +350,8 @@ def load_weights(
             + "\n- ".join(problems)
         )
     model.load_state_dict(state_dict, strict=True, assign=True)
+    if any(t.dtype in (torch.float16, torch.bfloat16) for t in state_dict.values()):
+        model.float()  # weights stored in half precision (the course models) run in fp32
     tensors = list(model.named_parameters()) + list(model.named_buffers())
     left = [n for n, t in tensors if t.is_meta]
     if left:  # cannot happen after a strict load; guards against silent empty weights
