@@ -1,16 +1,20 @@
-"""Getting a masked autoencoder: Meta's pretrained checkpoints, chapter 03's model, or a stand-in.
+"""Getting a masked autoencoder: Meta's, the course's own, chapter 03's, or a stand-in.
 
 Every chapter and command gets its MAE here, one way:
 
-- :func:`load_mae` loads one by name: a checkpoint of the registry
-  (``"mae_visualize_vit_large"``, fetched from the cache, a mirror folder or Meta's server), a
-  file (Meta's format or chapter 03's), or ``"course"``, the model chapter 03 trained and saved
-  at :func:`course_mae_path` (with :func:`save_course_mae`).
+- :func:`load_mae` loads one by name: a checkpoint of the registry (Meta's
+  ``"mae_visualize_vit_large"``, fetched from the cache, a mirror folder or Meta's server; the
+  course's own ``"mae_tiny_course_rgb"`` and ``"mae_tiny_course_6band"``, shipped inside the
+  package), a file (Meta's format or one the course wrote), or ``"chapter03"``, the model
+  chapter 03 trained and saved at :func:`course_mae_path` (with :func:`save_course_mae`).
+- :data:`COURSE_MODELS` are the course's open MAEs, trained with ``mae-nb mae pretrain`` on
+  public-domain Landsat scenes and synthetic scenes (``mae_nb/weights/NAME.yaml`` reproduces
+  each); :func:`describe_course_model` says in one sentence how one was trained.
 - :func:`train_course_mae` is chapter 03's training recipe in one call: the chapter builds it by
   hand, then calls this function, and every stand-in is trained by it.
 - :func:`mae_or_fallback` is what chapters 04-05 call: the checkpoint asked for if it can be had,
-  else chapter 03's model, else a stand-in trained on the chapter's image, with a notice that
-  says which and why.
+  else the course's open MAE for the image's band count, else chapter 03's model, else a
+  stand-in trained on the chapter's image, with a notice that says which and why.
 - :func:`sst_or_fallback` does the same for chapter 07's spatial-spectral transformer: chapter
   06's pretrained model if it was pretrained on the same scene without the split's test
   pixels, else a brief pretraining on the split's training and validation blocks.
@@ -38,11 +42,13 @@ from mae_nb.reconstruct import normalization
 from mae_nb.train import History, fit, save_checkpoint, seed_everything
 
 __all__ = [
-    "COURSE",
+    "CHAPTER03",
+    "COURSE_MODELS",
     "ModelChoice",
     "SSTChoice",
     "TrainedMAE",
     "course_mae_path",
+    "describe_course_model",
     "load_mae",
     "mae_or_fallback",
     "save_course_mae",
@@ -51,7 +57,10 @@ __all__ = [
 ]
 
 #: The name :func:`load_mae` and :func:`mae_or_fallback` give chapter 03's saved model.
-COURSE = "course"
+CHAPTER03 = "chapter03"
+
+#: The course's open MAEs (registry names, shipped inside the package) by band count.
+COURSE_MODELS = {3: "mae_tiny_course_rgb", 6: "mae_tiny_course_6band"}
 
 
 # --------------------------------------------------------------------------- loading
@@ -67,17 +76,18 @@ def _registry_checkpoints() -> list[str]:
 
 
 def load_mae(
-    source: str | Path = COURSE,
+    source: str | Path = CHAPTER03,
     *,
     arch: str | None = None,
     map_location: str | torch.device = "cpu",
 ) -> MaskedAutoencoderViT:
-    """An MAE ready to use (eval mode): ``"course"``, a registry name, or a checkpoint file.
+    """An MAE ready to use (eval mode): ``"chapter03"``, a registry name, or a checkpoint file.
 
-    ``"course"``: the model chapter 03 saved (:func:`course_mae_path`). A registry name
-    (``mae_visualize_vit_base``, ``mae_visualize_vit_large``, ``..._ganloss``, ``..._huge``):
-    Meta's checkpoint, fetched with :func:`mae_nb.data.fetch` (cache, mirror folders, then
-    Meta's server). A path: a file in Meta's format (``{"model": state_dict}``) or chapter 03's.
+    ``"chapter03"``: the model chapter 03 saved (:func:`course_mae_path`). A registry name:
+    the course's open MAEs (:data:`COURSE_MODELS`, shipped with mae-nb), or Meta's checkpoints
+    (``mae_visualize_vit_base``, ``mae_visualize_vit_large``, ``..._ganloss``, ``..._huge``),
+    fetched with :func:`mae_nb.data.fetch` (cache, mirror folders, then Meta's server). A path:
+    a file in Meta's format (``{"model": state_dict}``) or one the course wrote.
     ``arch``: the preset of a Meta file (default: the registry's, or read from its shapes).
     ``model.pretrained_cfg`` holds the architecture, ``source``, and the ``mean``/``std`` the
     model expects its input standardized with (ImageNet's for Meta's RGB models, the training
@@ -85,11 +95,11 @@ def load_mae(
     :func:`mae_nb.models.checkpoints.model_from_checkpoint` (memory-mapped: ViT-L within 2 GB).
     """
     name = str(source)
-    if name == COURSE:
+    if name == CHAPTER03:
         path = course_mae_path()
         if not path.is_file():
             raise DataUnavailableError(
-                f"no course checkpoint at {path}: run chapter 03 first (`mae-nb run 03`) to "
+                f"no chapter 03 checkpoint at {path}: run chapter 03 first (`mae-nb run 03`) to "
                 "train and save it"
             )
         return model_from_checkpoint(path, map_location=map_location)
@@ -105,9 +115,36 @@ def load_mae(
     if not path.exists():
         raise MissingFileError(
             f"{name!r} is neither a file nor a checkpoint of the registry "
-            f"({', '.join(_registry_checkpoints())}) nor {COURSE!r} (chapter 03's model)"
+            f"({', '.join(_registry_checkpoints())}) nor {CHAPTER03!r} (chapter 03's model)"
         )
     return model_from_checkpoint(path, arch, map_location)
+
+
+def describe_course_model(model: MaskedAutoencoderViT) -> str:
+    """How a model ``mae-nb mae pretrain`` wrote was trained, in one sentence (from its config)."""
+    cfg = model.pretrained_cfg
+    run = cfg.get("mae_config") or {}
+    train, data = run.get("train", {}), run.get("data", {})
+    names = [s["name"] for s in cfg.get("trained_on", [])]
+    synthetic = sum(n.startswith("synthetic") for n in names)
+    real = [n for n in names if not n.startswith("synthetic")]
+    seen = ", ".join(real + ([f"{synthetic} synthetic scenes"] if synthetic else []))
+    ratio = train.get("mask_ratio")
+    masking = (
+        f"{ratio[0]:.0%}-{ratio[1]:.0%}"
+        if isinstance(ratio, list)
+        else f"{ratio:.0%}"
+        if ratio is not None
+        else "?"
+    )
+    params = sum(p.numel() for p in model.parameters()) / 1e6
+    held = data.get("holdout")
+    return (
+        f"a {params:.1f} M-parameter ViT MAE ({cfg.get('arch')}, {model.in_chans} bands) trained "
+        f"by `mae-nb mae pretrain` for {cfg.get('steps')} steps of {train.get('batch_size')} "
+        f"crops of {data.get('crop_size')} px, masking {masking}, on {seen}"
+        + (f" (the right {held:.0%} of each real scene held out)" if held else "")
+    )
 
 
 def save_course_mae(
@@ -242,8 +279,9 @@ def train_course_mae(
 
 @dataclass
 class ModelChoice:
-    """The model a chapter got and why: ``source`` is ``"meta"`` (the checkpoint asked for),
-    ``"course"`` (chapter 03's) or ``"trained here"``; ``notice`` says why it is not the first."""
+    """The model a chapter got and why: ``source`` is ``"meta"`` (Meta's checkpoint asked for),
+    ``"course model"`` (one of :data:`COURSE_MODELS`), ``"chapter 03"`` (chapter 03's saved
+    model) or ``"trained here"``; ``notice`` says why it is not the one asked for."""
 
     model: MaskedAutoencoderViT
     source: str
@@ -260,25 +298,47 @@ def mae_or_fallback(
     seed: int = 0,
     quiet: bool = False,
 ) -> ModelChoice:
-    """The checkpoint asked for if it can be had; else chapter 03's model; else one trained here.
+    """The checkpoint asked for if it can be had; else the course's open MAE; else chapter 03's
+    model; else one trained here.
 
-    ``checkpoint``: a registry name (``mae_visualize_vit_large``, ``..._base``), a file, or
-    ``"course"`` to start from chapter 03's model. When a registry checkpoint is not available
-    (offline, no copy in the cache or a mirror), chapter 03's saved model is used; if chapter
-    03 has not been run either, the tiny preset is trained for ``epochs`` on ``image``
-    (C, H, W) with :func:`train_course_mae`. Every fallback prints (unless ``quiet``) and warns
-    its notice. When chapter 03's model meets an ``image`` in other units than it was trained
-    on, the image is standardized by its own per-band statistics instead (said in the notice).
+    ``checkpoint``: a registry name (Meta's ``mae_visualize_vit_large``, ``..._base``; the
+    course's ``mae_tiny_course_rgb``), a file, or ``"chapter03"`` to start from chapter 03's
+    model. When a registry checkpoint is not available (offline, no copy in the cache or a
+    mirror), the course's open MAE for the image's band count (:data:`COURSE_MODELS`; RGB
+    without an image) is used; failing that chapter 03's saved model; if chapter 03 has not
+    been run either, the tiny preset is trained for ``epochs`` on ``image`` (C, H, W) with
+    :func:`train_course_mae`. Every fallback prints (unless ``quiet``) and warns its notice,
+    which names the model used and how it was trained. When chapter 03's model meets an
+    ``image`` in other units than it was trained on, the image is standardized by its own
+    per-band statistics instead (said in the notice).
     """
     first = ""
-    if str(checkpoint) != COURSE:
+    if str(checkpoint) != CHAPTER03:
         try:
-            return ModelChoice(load_mae(checkpoint), "meta", str(checkpoint))
+            model = load_mae(checkpoint)
+            kind = "course model" if str(checkpoint) in COURSE_MODELS.values() else "meta"
+            return ModelChoice(model, kind, str(checkpoint))
         except DataUnavailableError as exc:
             reason = str(exc).split(" from http")[0].split(" (")[0]
-            first = f"Meta's checkpoint {checkpoint!r} is not available here ({reason})"
+            first = f"The checkpoint {checkpoint!r} is not available here ({reason})"
+        bands = 3 if image is None else int(np.asarray(image).shape[0])
+        name = COURSE_MODELS.get(bands)
+        if name is not None and name != str(checkpoint):
+            try:
+                model = load_mae(name)
+            except DataUnavailableError:
+                model = None
+            if model is not None:
+                notice = (
+                    f"NOTICE: {first}. Using the course's open MAE {name!r} instead: "
+                    f"{describe_course_model(model)}. Every number below describes this model."
+                )
+                if not quiet:
+                    print(notice)
+                warnings.warn(notice, stacklevel=2)
+                return ModelChoice(model, "course model", name, notice)
     try:
-        model = load_mae(COURSE)
+        model = load_mae(CHAPTER03)
     except DataUnavailableError:
         if image is None:
             start = f"{first}, and chapter 03's model" if first else "Chapter 03's model"
@@ -289,8 +349,7 @@ def mae_or_fallback(
         notice = (
             f"NOTICE: {first + ', and chapter 03' if first else 'Chapter 03'}'s model was not "
             f"found (run chapter 03 to make it). Training the tiny MAE for {epochs} epoch(s) on "
-            "this image as a stand-in: every number below describes this briefly trained model"
-            + (", not Meta's ViT." if first else ".")
+            "this image as a stand-in: every number below describes this briefly trained model."
         )
         if not quiet:
             print(notice)
@@ -302,8 +361,8 @@ def mae_or_fallback(
     if first:
         notice = (
             f"NOTICE: {first}. Using chapter 03's tiny MAE instead ({course_mae_path()}): a 2 "
-            "M-parameter model trained for minutes on one image, not Meta's 300 M-parameter "
-            "ViT-L trained on ImageNet. Every number below describes this stand-in."
+            "M-parameter model trained for minutes on one image. Every number below describes "
+            "this stand-in."
         )
     units = _adapt_units(model, image, valid) if image is not None else ""
     if units:
@@ -312,7 +371,7 @@ def mae_or_fallback(
         if not quiet:
             print(notice)
         warnings.warn(notice, stacklevel=2)
-    return ModelChoice(model, "course", "chapter 03's tiny MAE", notice)
+    return ModelChoice(model, "chapter 03", "chapter 03's tiny MAE", notice)
 
 
 def _adapt_units(model: MaskedAutoencoderViT, image: np.ndarray, valid: np.ndarray | None) -> str:

@@ -27,7 +27,7 @@ def add_parser(sub) -> None:
         required=True,
         metavar="NAME_OR_PATH",
         help="a registry name (mae_visualize_vit_large, ...), a checkpoint file (Meta's format or "
-        "chapter 03's), or 'course' for chapter 03's trained model",
+        "one the course wrote), or 'chapter03' for chapter 03's trained model",
     )
     p.add_argument(
         "--arch",

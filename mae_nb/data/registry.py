@@ -3,6 +3,7 @@
 Every file is named by its sha256 where it is known. :func:`fetch` looks for a file in
 this order, and never uses a file whose hash does not match:
 
+0. the package itself, for the course's own MAEs (``mae_nb/weights``);
 1. the cache, ``$MAE_NB_CACHE`` or ``~/.cache/mae-nb`` (sub-folder ``downloads/<dataset>``);
 2. local mirror folders, ``$MAE_NB_DATA_MIRRORS`` (folders separated by ``os.pathsep``),
    searched recursively and matched by sha256, so a workshop USB stick or CI's copy of the
@@ -27,6 +28,8 @@ from pathlib import Path
 from mae_nb.errors import ChecksumError, DatasetNotFoundError, DataUnavailableError
 
 CACHE_ENV = "MAE_NB_CACHE"
+#: Files shipped inside the package (the course's own MAEs); found there first.
+PACKAGED_DIR = Path(__file__).resolve().parents[1] / "weights"
 MIRRORS_ENV = "MAE_NB_DATA_MIRRORS"
 
 
@@ -172,6 +175,30 @@ def _mae_checkpoint(name: str, arch: str, title: str) -> Dataset:
             "Meta's MAE demo checkpoint (encoder and decoder, pixel targets not normalized)."
         ),
         meta={"arch": arch},
+    )
+
+
+#: Licence of the course's own MAEs: the project's, on training data free of restrictions.
+_COURSE_LICENCE = (
+    "MIT (mae-nb); trained on USGS Landsat 7 (public domain, CC0 / Apache-2.0 samples) and "
+    "synthetic scenes"
+)
+
+
+def _course_mae(name: str, title: str, sha256: str, size: int, description: str) -> Dataset:
+    """One of the course's own MAEs, shipped inside the package (``mae_nb/weights``) with the
+    config that trained it (``NAME.yaml``) and its training log (``NAME_log.csv``)."""
+    return Dataset(
+        name=name,
+        title=title,
+        kind="checkpoint",
+        files=(RemoteFile(f"{name}.safetensors", None, sha256, size),),
+        licence=_COURSE_LICENCE,
+        citation=f"mae-nb course model; reproduce: mae-nb mae pretrain --config "
+        f"mae_nb/weights/{name}.yaml (make course-models)",
+        homepage="https://github.com/mae-nb/mae-nb",
+        description=description,
+        meta={"arch": "mae_vit_tiny_patch8", "packaged": True},
     )
 
 
@@ -479,6 +506,12 @@ def _matches(path: Path, f: RemoteFile) -> bool:
     return f.sha256 is None or sha256sum(path) == f.sha256
 
 
+def packaged_path(f: RemoteFile) -> Path | None:
+    """The copy of ``f`` shipped inside the package (:data:`PACKAGED_DIR`), if it matches."""
+    p = PACKAGED_DIR / Path(f.name).name
+    return p if p.is_file() and _matches(p, f) else None
+
+
 def cached_path(dataset: Dataset, f: RemoteFile) -> Path:
     return cache_dir() / "downloads" / dataset.name / f.name
 
@@ -517,6 +550,9 @@ def locate(name: str) -> dict[str, Path] | None:
     dataset = get(name)
     paths = {}
     for f in dataset.files:
+        if packaged_path(f) is not None:
+            paths[f.name] = packaged_path(f)
+            continue
         p = cached_path(dataset, f)
         if p.is_file() and _matches(p, f):
             paths[f.name] = p
@@ -529,17 +565,25 @@ def locate(name: str) -> dict[str, Path] | None:
 
 
 def status(name: str) -> str:
-    """``"cached"`` (all files in the cache), ``"mirror"`` (some from a mirror) or ``"missing"``."""
+    """``"packaged"`` (shipped with mae-nb), ``"cached"`` (all files in the cache), ``"mirror"``
+    (some from a mirror) or ``"missing"``."""
     dataset = get(name)
     where = locate(name)
     if where is None:
         return "missing"
+    if all(packaged_path(f) is not None for f in dataset.files):
+        return "packaged"
     if all(where[f.name] == cached_path(dataset, f) for f in dataset.files):
         return "cached"
     return "mirror"
 
 
 def _how_to_get(dataset: Dataset) -> str:
+    if dataset.meta.get("packaged"):
+        return (
+            f"It ships inside mae-nb ({PACKAGED_DIR}); reinstall mae-nb, or retrain it with "
+            "`make course-models`."
+        )
     return (
         f"Get it from {dataset.homepage} and either put the files ("
         + ", ".join(Path(f.name).name for f in dataset.files)
@@ -596,8 +640,12 @@ def fetch_file(
     """The local path of one file ``f`` of ``dataset``: cache, then mirrors, then download.
 
     Raises :class:`DataUnavailableError`, saying how to get the file, when it can be neither
-    found nor downloaded (``download=False`` forbids downloading).
+    found nor downloaded (``download=False`` forbids downloading). Files shipped inside the
+    package (:data:`PACKAGED_DIR`) come first.
     """
+    packaged = packaged_path(f)
+    if packaged is not None:
+        return packaged
     cached = cached_path(dataset, f)
     if cached.is_file() and _matches(cached, f):
         return cached
