@@ -92,7 +92,17 @@ def _check_resume(state: dict, model, path: Path) -> None:
 def _pretrain(config: dict, args: argparse.Namespace, dist) -> int:
     import torch
 
-    from mae_nb.distributed import Distributed  # noqa: F401  (type of dist)
+    threads = torch.get_num_threads()
+    try:
+        if config["train"]["threads"]:
+            torch.set_num_threads(config["train"]["threads"])
+        return _pretrain_run(config, args, dist)
+    finally:
+        torch.set_num_threads(threads)  # a notebook or test process keeps its own setting
+
+
+def _pretrain_run(config: dict, args: argparse.Namespace, dist) -> int:
+
     from mae_nb.pretraining import (
         CropBatches,
         PretrainLog,
@@ -105,8 +115,6 @@ def _pretrain(config: dict, args: argparse.Namespace, dist) -> int:
 
     t, d = config["train"], config["data"]
     paths = mae_output_paths(config)
-    if t["threads"]:
-        torch.set_num_threads(t["threads"])
     resume_from = None
     if args.resume:
         resume_from = paths["state"] if args.resume is True else Path(args.resume)
