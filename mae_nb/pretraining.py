@@ -548,6 +548,16 @@ class PretrainLog:
         self._sum, self._count = 0.0, 0
         return row
 
+    def pending(self) -> list:
+        """The steps since the last row as ``[loss sum, count]``: a training state keeps them,
+        so a run resumed between two rows logs the same means as one that went through."""
+        return [self._sum, self._count]
+
+    def restore(self, rows: Sequence[dict], pending: Sequence[float] = (0.0, 0)) -> None:
+        """Go on from the ``rows`` and :meth:`pending` steps a training state kept."""
+        self.rows = [dict(r) for r in rows]
+        self._sum, self._count = float(pending[0]), int(pending[1])
+
     def write(self, csv_path: Path, json_path: Path, extra: dict) -> None:
         csv_path.parent.mkdir(parents=True, exist_ok=True)
         with open(csv_path, "w", newline="") as f:

@@ -133,7 +133,7 @@ def _pretrain_run(config: dict, args: argparse.Namespace, dist) -> int:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         start = state["step"]
-        log.rows = list(state["config"].get("log", []))
+        log.restore(state["config"].get("log", []), state["config"].get("log_pending", (0.0, 0)))
         if start >= t["steps"]:
             raise CheckpointError(
                 f"{resume_from} is already at step {start} of train.steps={t['steps']}; raise "
@@ -161,7 +161,13 @@ def _pretrain_run(config: dict, args: argparse.Namespace, dist) -> int:
     }
 
     def state_config(step_done: int) -> dict:
-        return {**saved_kwargs, "log": log.rows, "normalization": norm, "steps_done": step_done}
+        return {
+            **saved_kwargs,
+            "log": log.rows,
+            "log_pending": log.pending(),  # the steps since the last row, for --resume
+            "normalization": norm,
+            "steps_done": step_done,
+        }
 
     def checkpoint(step: int, opt) -> None:
         if dist.main and (step + 1) % t["checkpoint_every"] == 0 and step + 1 < t["steps"]:

@@ -224,15 +224,19 @@ def validate_mae_config(config: dict) -> dict:
             raise ConfigError(
                 f"model.options.{key} is set by the data (bands, data.crop_size); remove it"
             )
-    try:
-        import torch
+    import torch
 
-        with torch.device("meta"):
-            model = create_mae(arch, img_size=d["crop_size"], in_chans=3, **options)
-    except (MaeNbError, TypeError, ValueError) as exc:
-        raise ConfigError(f"model.options do not make a {arch} model: {exc}") from None
-    if d["crop_size"] % model.patch_size:
-        refuse("data.crop_size", d["crop_size"], f"a multiple of the patch size {model.patch_size}")
+    for img_size in (None, d["crop_size"]):  # the preset's own size first: its patch size
+        try:
+            with torch.device("meta"):
+                size = {} if img_size is None else {"img_size": img_size}
+                model = create_mae(arch, in_chans=3, **size, **options)
+        except (MaeNbError, TypeError, ValueError) as exc:
+            raise ConfigError(f"model.options do not make a {arch} model: {exc}") from None
+        if d["crop_size"] % model.patch_size:
+            refuse(
+                "data.crop_size", d["crop_size"], f"a multiple of the patch size {model.patch_size}"
+            )
     return config
 
 
