@@ -44,7 +44,7 @@ from mae_nb.data import registry
 from mae_nb.data.geotiff import check_bands, open_raster, read_window
 from mae_nb.data.synthetic import synthetic_scene
 from mae_nb.errors import CheckpointError, InputError, MaeNbError
-from mae_nb.train import History, fit, seed_everything
+from mae_nb.train import History, fit, read_safetensors, seed_everything, write_safetensors
 
 __all__ = [
     "NORMALIZATIONS",
@@ -447,45 +447,27 @@ def masked_pixel_loss(model, batch: dict, precision: str = "fp32") -> torch.Tens
 def save_training_state(path: str | Path, model, optimizer, step: int, config: dict) -> Path:
     """Model and AdamW state after ``step`` steps as one safetensors file (no pickle): tensors
     ``model.*`` and ``optim.<param index>.<name>``, the rest (step, param groups, ``config``) as
-    JSON metadata. Written to a temporary name first, so a crash never leaves half a file."""
-    from safetensors.torch import save_file
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tensors = {
-        f"model.{k}": v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()
-    }
+    JSON metadata."""
+    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
     opt = optimizer.state_dict()
     for idx, state in opt["state"].items():
         for name, value in state.items():
-            value = value if isinstance(value, torch.Tensor) else torch.tensor(value)
-            tensors[f"optim.{idx}.{name}"] = value.detach().cpu().contiguous().clone()
+            tensors[f"optim.{idx}.{name}"] = (
+                value if isinstance(value, torch.Tensor) else torch.tensor(value)
+            )
     meta = {
         "format": "mae_nb.training_state",
         "step": str(step),
         "param_groups": json.dumps(opt["param_groups"]),
         "mae_nb.config": json.dumps(config),
     }
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    save_file(tensors, str(tmp), metadata=meta)
-    tmp.replace(path)
-    return path
+    return write_safetensors(path, tensors, meta)
 
 
 def load_training_state(path: str | Path) -> dict:
     """What :func:`save_training_state` wrote: ``{"model": state dict, "optimizer": AdamW
     state dict, "step": int, "config": dict}``."""
-    from safetensors import safe_open
-
-    path = Path(path)
-    try:
-        with safe_open(str(path), framework="pt", device="cpu") as f:
-            meta = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except Exception as exc:
-        raise CheckpointError(
-            f"{path} is not a training state mae-nb can read ({type(exc).__name__}: {exc})"
-        ) from None
+    tensors, meta = read_safetensors(path)
     if meta.get("format") != "mae_nb.training_state":
         raise CheckpointError(f"{path} is not a training state written by mae-nb mae pretrain")
     model = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}

@@ -277,22 +277,29 @@ def save_checkpoint(
     """
     import json
 
-    from safetensors.torch import save_file
-
     path = Path(path)
     if path.exists() and not overwrite:
         raise OutputExistsError(f"{path} already exists; pass overwrite=True to replace it")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # clones: safetensors refuses tensors that share memory (tied or viewed weights)
-    state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
     metadata = {
         "format": "mae_nb",
         "mae_nb.config": json.dumps(config or {}),
         "mae_nb.history": json.dumps(history.to_dict() if history else None),
     }
+    return write_safetensors(path, model.state_dict(), metadata)
+
+
+def write_safetensors(path: str | Path, tensors: dict, metadata: dict[str, str]) -> Path:
+    """``tensors`` (copied to the CPU) and text ``metadata`` as a safetensors file at ``path``,
+    written under a temporary name first: never a half-written file under the real name."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # clones: safetensors refuses tensors that share memory (tied or viewed weights)
+    state = {k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}
     tmp = path.with_suffix(path.suffix + ".tmp")
     save_file(state, str(tmp), metadata=metadata)
-    tmp.replace(path)  # never a half-written checkpoint under the real name
+    tmp.replace(path)
     return path
 
 
@@ -303,9 +310,8 @@ def is_safetensors(path: str | Path) -> bool:
     return len(head) == 9 and head[8:9] == b"{"
 
 
-def _read_safetensors(path: Path, map_location) -> dict:
-    import json
-
+def read_safetensors(path: str | Path, map_location="cpu") -> tuple[dict, dict[str, str]]:
+    """The tensors and the text metadata of a safetensors file (a clear error if it is not one)."""
     from safetensors import safe_open
 
     try:
@@ -316,6 +322,13 @@ def _read_safetensors(path: Path, map_location) -> dict:
         raise MaeNbError(
             f"{path} is not a safetensors checkpoint mae-nb can read ({type(exc).__name__}: {exc})"
         ) from None
+    return state, meta
+
+
+def _read_safetensors(path: Path, map_location) -> dict:
+    import json
+
+    state, meta = read_safetensors(path, map_location)
     return {
         "model": state,
         "config": json.loads(meta.get("mae_nb.config", "{}")),

@@ -13,12 +13,13 @@ from __future__ import annotations
 import copy
 import json
 from pathlib import Path
-from typing import Any, Collection, Mapping
+from typing import Any, Callable, Collection, Mapping
 
 from mae_nb.errors import ConfigError, OutputExistsError
 
 __all__ = [
     "check_type",
+    "config_command",
     "config_value",
     "merge",
     "read_config",
@@ -163,3 +164,24 @@ def write_default_config(out: Path, defaults: dict, command: str, overwrite: boo
     out.write_text(text)
     print(f"wrote {out}")
     return 0
+
+
+def config_command(action: Callable, load: Callable[[Any], dict]) -> Callable:
+    """The ``func`` of a config-driven action: load and check the whole config (``load``)
+    before any work, set up the process (:class:`~mae_nb.distributed.Distributed`: one
+    process, or one of torchrun's), run ``action(config, args, dist)``, report the time."""
+
+    def run(args) -> int:
+        import time
+
+        from mae_nb.distributed import Distributed
+
+        config = load(args.config)  # the whole config, checked before any work
+        dist = Distributed(config["device"])
+        start = time.perf_counter()
+        code = action(config, args, dist)
+        if dist.main:
+            print(f"done in {time.perf_counter() - start:.1f} s")
+        return code
+
+    return run

@@ -27,11 +27,15 @@ results list the classes missing from any split.
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mae_nb.cli.config import refuse_existing, write_default_config, write_json
+from mae_nb.cli.config import (
+    config_command,
+    refuse_existing,
+    write_default_config,
+    write_json,
+)
 from mae_nb.cli.hsi_config import DEFAULTS, load_config, output_paths
 from mae_nb.errors import (
     CheckpointError,
@@ -515,18 +519,7 @@ def add_parser(sub) -> None:
 
 
 def _run(action):
-    def run(args: argparse.Namespace) -> int:
-        from mae_nb.distributed import Distributed
-
-        config = load_config(args.config)  # the whole config, checked before any work
-        dist = Distributed(config["device"])
-        start = time.perf_counter()
-        code = action(config, args, dist)
-        if dist.main:
-            print(f"done in {time.perf_counter() - start:.1f} s")
-        return code
-
-    return run
+    return config_command(action, load_config)
 
 
 def _write_config(args: argparse.Namespace) -> int:

@@ -23,7 +23,12 @@ import argparse
 import time
 from pathlib import Path
 
-from mae_nb.cli.config import refuse_existing, write_default_config, write_json
+from mae_nb.cli.config import (
+    config_command,
+    refuse_existing,
+    write_default_config,
+    write_json,
+)
 from mae_nb.cli.mae_config import MAE_DEFAULTS, load_mae_config, mae_output_paths
 from mae_nb.errors import CheckpointError, MissingFileError
 
@@ -304,15 +309,4 @@ def add_parser(sub) -> None:
 
 
 def _run(action):
-    def run(args: argparse.Namespace) -> int:
-        from mae_nb.distributed import Distributed
-
-        config = load_mae_config(args.config)  # the whole config, checked before any work
-        dist = Distributed(config["device"])
-        start = time.perf_counter()
-        code = action(config, args, dist)
-        if dist.main:
-            print(f"done in {time.perf_counter() - start:.1f} s")
-        return code
-
-    return run
+    return config_command(action, load_mae_config)
