@@ -52,6 +52,7 @@ __all__ = [
     "load_mae",
     "mae_or_fallback",
     "save_course_mae",
+    "seen_in_training",
     "sst_or_fallback",
     "train_course_mae",
 ]
@@ -145,6 +146,19 @@ def describe_course_model(model: MaskedAutoencoderViT) -> str:
         f"crops of {data.get('crop_size')} px, masking {masking}, on {seen}"
         + (f" (the right {held:.0%} of each real scene held out)" if held else "")
     )
+
+
+def seen_in_training(model: MaskedAutoencoderViT, name: str, shape: tuple[int, int]) -> np.ndarray:
+    """(H, W) bool: the pixels of the scene ``name`` (a registry name, or a file name) that
+    ``model`` read while training, from the training windows ``mae-nb mae pretrain`` records
+    (``pretrained_cfg["trained_on"]``). All False for a scene it never saw or a model without
+    that record. Score a model only where this is False (chapter 04 picks its crops there)."""
+    seen = np.zeros(shape, bool)
+    for entry in model.pretrained_cfg.get("trained_on") or []:
+        if entry.get("name") == name:
+            r, c, h, w = entry["train_window"]
+            seen[r : r + h, c : c + w] = True
+    return seen
 
 
 def save_course_mae(
