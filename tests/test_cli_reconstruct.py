@@ -1,4 +1,5 @@
-"""``mae-nb reconstruct``: checkpoints in Meta's and chapter 03's format, outputs, bad inputs."""
+"""``mae-nb reconstruct``: checkpoints in Meta's and the course's formats (chapter 03's, the
+course's open MAEs), outputs, bad inputs."""
 
 from __future__ import annotations
 
@@ -229,20 +230,21 @@ def test_non_numeric_seed_is_a_usage_error(files, tmp_path, capsys):
     assert "Traceback" not in err and err.strip().splitlines()[0].startswith("usage: mae-nb")
 
 
-def test_course_checkpoint_by_name(files, tmp_path, cache, capsys):
+def test_chapter03_checkpoint_by_name(files, tmp_path, cache, capsys):
     from mae_nb.pretrained import course_mae_path, load_mae
 
-    rc = main(
-        ["reconstruct", str(files / "rgb.tif"), str(tmp_path / "o.tif"), "--checkpoint", "course"]
-    )
+    args = ["reconstruct", str(files / "rgb.tif"), str(tmp_path / "o.tif")]
+    rc = main([*args, "--checkpoint", "chapter03"])
     assert rc == 2 and "run chapter 03 first" in capsys.readouterr().err
     course_mae_path().parent.mkdir(parents=True)
     (course_mae_path()).write_bytes((files / "course.pth").read_bytes())
-    assert load_mae("course").pretrained_cfg["mean"] == [800.0, 700.0, 600.0]
-    rc = main(
-        ["reconstruct", str(files / "rgb.tif"), str(tmp_path / "o.tif"), "--checkpoint", "course"]
-    )
+    assert load_mae("chapter03").pretrained_cfg["mean"] == [800.0, 700.0, 600.0]
+    rc = main([*args, "--checkpoint", "chapter03"])
     assert rc == 0 and (tmp_path / "o.tif").exists()
+    # the old name is no name any more: it says which names there are
+    rc = main([*args, "--checkpoint", "course", "--overwrite"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "nor 'chapter03' (chapter 03's model)" in err
 
 
 def _printed_psnr(text: str) -> tuple[float, float]:

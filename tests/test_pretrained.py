@@ -1,5 +1,6 @@
-"""Tests of mae_nb.pretrained and mae_nb.models.checkpoints: loading Meta's and chapter 03's
-checkpoints, chapter 03's training recipe, and the checkpoint-or-fallback choice."""
+"""Tests of mae_nb.pretrained and mae_nb.models.checkpoints: loading Meta's, the course's and
+chapter 03's checkpoints, chapter 03's training recipe, and the checkpoint-or-fallback chain
+(Meta's -> the course's open MAE for the band count -> chapter 03's -> a stand-in)."""
 
 from __future__ import annotations
 
@@ -28,16 +29,76 @@ def _save_meta(path, model_or_sd):
 
 
 @pytest.fixture
-def offline(monkeypatch, cache, no_mirrors):
-    """An empty cache, no mirror folder, and no download: Meta's checkpoints cannot be had."""
+def no_network(monkeypatch, cache, no_mirrors):
+    """An empty cache, no mirror folder, and no download: Meta's checkpoints cannot be had;
+    what ships inside the package still can."""
 
-    def fetch(name, **kw):
+    def download(dataset, f, progress):
         raise DataUnavailableError(
-            f"dataset {name!r} is not cached, not in a mirror folder, and could not be downloaded"
+            f"dataset {dataset.name!r} is not cached, not in a mirror folder, and could not be "
+            f"downloaded from {f.url} (offline)"
         )
 
-    monkeypatch.setattr(registry, "fetch", fetch)
+    monkeypatch.setattr(registry, "_download", download)
     return cache
+
+
+def _register_course_models(monkeypatch, folder, files=None):
+    """Registry entries for the course's open MAEs whose packaged copies are in ``folder``
+    (``files``: name -> file; a name without a file gets an entry no file matches)."""
+    monkeypatch.setattr(registry, "PACKAGED_DIR", folder)
+    for name in pretrained.COURSE_MODELS.values():
+        path = (files or {}).get(name)
+        sha, size = (registry.sha256sum(path), path.stat().st_size) if path else ("0" * 64, 1)
+        entry = registry._course_mae(name, f"test {name}", sha, size, "a tiny stand-in")
+        monkeypatch.setitem(registry.REGISTRY, name, entry)
+
+
+@pytest.fixture
+def offline(monkeypatch, no_network, tmp_path):
+    """No network, and a package without the course's weights: nothing to fall back on but
+    chapter 03's model or a stand-in."""
+    empty = tmp_path / "no-weights"
+    empty.mkdir()
+    _register_course_models(monkeypatch, empty)
+    return no_network
+
+
+def _course_model_file(folder, name, bands):
+    """A tiny model saved as ``mae-nb mae pretrain`` saves one (per-band normalization, the run's
+    config), in fp16 like the shipped ones."""
+    import copy
+
+    from mae_nb.train import save_checkpoint
+
+    model = tiny_mae(in_chans=bands, img_size=64, seed=bands)
+    run = {
+        "train": {"batch_size": 64, "mask_ratio": [0.25, 0.75]},
+        "data": {"crop_size": 64, "holdout": 0.25},
+    }
+    config = {
+        **model.pretrained_cfg,
+        "mean": None,
+        "std": None,
+        "normalize": "per-band",
+        "steps": 6000,
+        "trained_on": [{"name": "landsat7-olinda"}, {"name": "synthetic seed 1 (128 px)"}],
+        "mae_config": run,
+    }
+    path = folder / f"{name}.safetensors"
+    return save_checkpoint(path, copy.deepcopy(model).half(), config=config), model
+
+
+@pytest.fixture
+def course_models(monkeypatch, no_network, tmp_path):
+    """No network; the package holds (tiny stand-ins for) the course's open MAEs."""
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    files, models = {}, {}
+    for bands, name in pretrained.COURSE_MODELS.items():
+        files[name], models[name] = _course_model_file(folder, name, bands)
+    _register_course_models(monkeypatch, folder, files)
+    return models
 
 
 # --------------------------------------------------------------------------- Meta's checkpoints
@@ -156,8 +217,8 @@ def test_other_shapes_and_extra_keys_are_listed(tmp_path):
 
 def test_course_checkpoint_round_trip(cache):
     assert pretrained.course_mae_path() == cache / "checkpoints" / "mae_tiny_ch03.safetensors"
-    with pytest.raises(DataUnavailableError, match="run chapter 03 first"):
-        load_mae("course")
+    with pytest.raises(DataUnavailableError, match="no chapter 03 checkpoint at .*run chapter 03"):
+        load_mae("chapter03")
     model = create_mae("mae_vit_tiny_patch8", in_chans=3, img_size=64).eval()
     model.pretrained_cfg.update(mean=[0.1, 0.2, 0.3], std=[1.0, 2.0, 3.0])
     path = save_course_mae(model, bands=[3, 2, 1])
@@ -169,7 +230,7 @@ def test_course_checkpoint_round_trip(cache):
     old = path.with_suffix(".pth")
     torch.save(load_checkpoint(path), old)
     assert load_mae(old).pretrained_cfg["bands"] == [3, 2, 1]
-    for loaded in (load_mae(), load_mae("course"), load_mae(path)):
+    for loaded in (load_mae(), load_mae("chapter03"), load_mae(path)):
         cfg = loaded.pretrained_cfg
         assert cfg["mean"] == [0.1, 0.2, 0.3] and cfg["bands"] == [3, 2, 1]
         assert cfg["source"] == "course" and cfg["arch"] == "mae_vit_tiny_patch8"
@@ -274,7 +335,7 @@ def test_fallback_trains_a_stand_in_when_nothing_is_available(offline):
     with pytest.raises(DataUnavailableError, match="run chapter 03"):
         mae_or_fallback("mae_visualize_vit_large", None, quiet=True)
     with pytest.warns(UserWarning, match="Chapter 03's model was not found"):
-        choice = mae_or_fallback("course", s.image, s.valid, epochs=1, quiet=True)
+        choice = mae_or_fallback("chapter03", s.image, s.valid, epochs=1, quiet=True)
     assert choice.source == "trained here" and "Meta" not in choice.notice
 
 
@@ -285,17 +346,104 @@ def test_fallback_to_course_checkpoint_adapts_units(offline):
     img = np.random.default_rng(0).integers(0, 255, (3, 32, 32)).astype(np.uint8)
     with pytest.warns(UserWarning, match="chapter 03's tiny MAE"):
         choice = mae_or_fallback("mae_visualize_vit_large", img, quiet=True)
-    assert choice.source == "course" and "its own per-band statistics" in choice.notice
+    assert choice.source == "chapter 03" and "its own per-band statistics" in choice.notice
+    assert "Using chapter 03's tiny MAE instead" in choice.notice
     np.testing.assert_allclose(
         choice.model.pretrained_cfg["mean"], img.reshape(3, -1).mean(1), rtol=1e-5
     )
     # asked for chapter 03's model: no notice unless the units differ
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        plain = mae_or_fallback("course", quiet=True)
-    assert plain.source == "course" and plain.notice == ""
+        plain = mae_or_fallback("chapter03", quiet=True)
+    assert plain.source == "chapter 03" and plain.notice == ""
     with pytest.warns(UserWarning, match="other units"):
-        assert mae_or_fallback("course", img, quiet=True).notice.startswith("NOTICE: Chapter 03")
+        notice = mae_or_fallback("chapter03", img, quiet=True).notice
+    assert notice.startswith("NOTICE: Chapter 03")
+
+
+def _image(bands, size=64, seed=0):
+    s = synthetic_scene(size, size, bands, seed=seed)
+    return s.image * 10000, s.valid
+
+
+def test_offline_an_rgb_image_gets_the_course_rgb_model(course_models, capsys):
+    image, valid = _image(3)
+    with pytest.warns(UserWarning, match="Using the course's open MAE 'mae_tiny_course_rgb'"):
+        choice = mae_or_fallback("mae_visualize_vit_large", image, valid)
+    assert choice.source == "course model" and choice.name == "mae_tiny_course_rgb"
+    notice = choice.notice
+    assert "'mae_visualize_vit_large' is not available here" in notice
+    assert "trained by `mae-nb mae pretrain` for 6000 steps of 64 crops of 64 px" in notice
+    assert "masking 25%-75%, on landsat7-olinda, 1 synthetic scenes" in notice
+    assert "(the right 25% of each real scene held out)" in notice
+    assert notice in capsys.readouterr().out  # printed, not only warned
+    model = choice.model
+    assert model.in_chans == 3 and not model.training
+    assert model.pretrained_cfg["source"] == "mae_tiny_course_rgb"
+    assert next(model.parameters()).dtype == torch.float32  # shipped in fp16, runs in fp32
+    # the weights are the shipped ones (fp16-rounded)
+    shipped = course_models["mae_tiny_course_rgb"].state_dict()
+    for k, v in model.state_dict().items():
+        torch.testing.assert_close(v, shipped[k].half().float(), rtol=0, atol=0)
+    # it standardizes each image by its own per-band statistics
+    from mae_nb.reconstruct import reconstruct
+
+    rec = reconstruct(model, image, 0.5, valid=valid, data_range=10000.0)
+    assert rec.normalization.kind == "per-band" and np.isfinite(rec.psnr_masked)
+    # without an image: the RGB model too
+    with pytest.warns(UserWarning, match="mae_tiny_course_rgb"):
+        assert mae_or_fallback("mae_visualize_vit_base", quiet=True).name == "mae_tiny_course_rgb"
+
+
+def test_offline_a_six_band_image_gets_the_course_6band_model(course_models):
+    image, valid = _image(6)
+    with pytest.warns(UserWarning, match="mae_tiny_course_6band"):
+        choice = mae_or_fallback("mae_visualize_vit_large", image, valid, quiet=True)
+    assert choice.source == "course model" and choice.name == "mae_tiny_course_6band"
+    assert choice.model.in_chans == 6 and "6 bands" in choice.notice
+
+
+def test_a_course_model_asked_for_by_name(course_models):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no notice: it is the one asked for
+        choice = mae_or_fallback("mae_tiny_course_6band", quiet=True)
+    assert choice.source == "course model" and choice.notice == ""
+    assert choice.model.in_chans == 6
+    assert load_mae("mae_tiny_course_rgb").pretrained_cfg["normalize"] == "per-band"
+    assert registry.status("mae_tiny_course_rgb") == "packaged"
+
+
+def test_a_band_count_without_a_course_model_gets_chapter_03s(course_models):
+    image, valid = _image(4)
+    with pytest.warns(UserWarning, match="Training the tiny MAE"):
+        choice = mae_or_fallback("mae_visualize_vit_large", image, valid, epochs=1, quiet=True)
+    assert choice.source == "trained here" and choice.model.in_chans == 4
+    four = tiny_mae(in_chans=4)
+    four.pretrained_cfg.update(mean=[1000.0] * 4, std=[300.0] * 4)
+    save_course_mae(four)
+    with pytest.warns(UserWarning, match="Using chapter 03's tiny MAE instead"):
+        choice = mae_or_fallback("mae_visualize_vit_large", image, valid, quiet=True)
+    assert choice.source == "chapter 03" and choice.model.in_chans == 4
+    assert "course's open MAE" not in choice.notice
+
+
+def test_course_weights_missing_from_the_package_fall_back_to_chapter_03(offline):
+    m = tiny_mae()
+    m.pretrained_cfg.update(mean=[1000.0] * 3, std=[300.0] * 3)
+    save_course_mae(m)
+    image, valid = _image(3)
+    with pytest.warns(UserWarning, match="chapter 03's tiny MAE"):
+        choice = mae_or_fallback("mae_visualize_vit_large", image, valid, quiet=True)
+    assert choice.source == "chapter 03" and choice.name == "chapter 03's tiny MAE"
+    assert "'mae_visualize_vit_large' is not available here" in choice.notice
+    with pytest.raises(DataUnavailableError, match="ships inside mae-nb"):
+        load_mae("mae_tiny_course_rgb")
+    assert registry.status("mae_tiny_course_rgb") == "missing"
+    # asked for by name, the missing course model falls back the same way
+    with pytest.warns(UserWarning, match="chapter 03's tiny MAE"):
+        choice = mae_or_fallback("mae_tiny_course_rgb", image, valid, quiet=True)
+    assert choice.source == "chapter 03"
+    assert "'mae_tiny_course_rgb' is not available here" in choice.notice
 
 
 # ---------------------------------------------------------------------- the spectral transformer
