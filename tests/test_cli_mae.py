@@ -191,6 +191,31 @@ def test_evaluate_scores_every_scene_and_ratio(run, tmp_path, capsys):
     assert json.loads((out / "evaluation.json").read_text())["checkpoint"] == str(other)
 
 
+def test_a_dataset_normalized_model_is_evaluated_with_its_stored_statistics(tmp_path, scenes):
+    """normalization: dataset stores one mean/std in the model; evaluate feeds the model with
+    them, not with statistics pooled over the evaluation's (other) scenes."""
+    from mae_nb.studies.heldout import score_heldout
+
+    config = write_config(tmp_path, scenes, data={"normalization": "dataset"}, train={"steps": 2})
+    assert main(["mae", "pretrain", "--config", str(config)]) == 0
+    assert main(["mae", "evaluate", "--config", str(config)]) == 0
+    model = load_mae(tmp_path / "out" / "model.safetensors")
+    cfg = model.pretrained_cfg
+    assert cfg["normalize"] == "given" and len(cfg["mean"]) == 3
+    rows = json.loads((tmp_path / "out" / "evaluation.json").read_text())["rows"]
+    inputs = [str(scenes / "three.tif"), {"synthetic": {"seeds": [1000], "sizes": [64]}}]
+    sources = pretraining.open_sources(inputs, crop_size=32, quiet=True)
+    pooled = pretraining.band_statistics(sources, "dataset")
+    assert not np.allclose(pooled["mean"], cfg["mean"])  # the evaluation's scenes differ
+    kw = dict(ratios=[0.25, 0.5], crop_size=32, crops=2, seed=0)
+    stored = score_heldout(
+        {"model": model}, sources, normalization=lambda n, s: (cfg["mean"], cfg["std"]), **kw
+    )
+    assert [r["psnr"] for r in rows] == pytest.approx([r["psnr"] for r in stored.rows], abs=1e-9)
+    other = score_heldout({"model": model}, sources, **kw)  # the evaluation scenes' statistics
+    assert [r["psnr"] for r in rows] != pytest.approx([r["psnr"] for r in other.rows], abs=1e-3)
+
+
 def test_resume_gives_the_uninterrupted_run(run, tmp_path, scenes, monkeypatch, capsys):
     """Interrupted after the checkpoint at step 3 (of 8), then resumed: the same weights and
     the same log as the run that went through."""

@@ -247,9 +247,13 @@ def _evaluate(config: dict, args: argparse.Namespace, dist) -> int:
             inputs, bands=d["bands"], holdout=d["holdout"], crop_size=d["crop_size"], quiet=True
         )
         band_statistics(sources, d["normalization"])
+        # a model pretrained with dataset statistics is fed with those it stored, as it trained
+        # (not with statistics pooled over the evaluation's scenes)
+        stored = model.pretrained_cfg.get("mean") is not None
         scores = score_heldout(
             {"model": model}, sources, ratios=e["ratios"], crop_size=d["crop_size"],
             crops=e["crops"], seed=e["seed"],
+            normalization=(lambda name, source: (None, None)) if stored else None,
         )  # fmt: skip
         table = scores.table()
         gains = {

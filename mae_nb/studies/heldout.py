@@ -122,7 +122,8 @@ def score_heldout(
                     )
                     rec = reconstruct(
                         model, image, ratio, seed=mask_seed, valid=valid, mean=mean, std=std,
-                        normalize="per-band", data_range=source.data_range,
+                        normalize="per-band" if mean is not None else "auto",  # None: the model's
+                        data_range=source.data_range,
                     )  # fmt: skip
                     if base is None:
                         o, pm = rec.original, rec.pixel_mask
