@@ -382,7 +382,7 @@ def test_training_state_round_trip_in_safetensors(tmp_path):
 
 def test_other_files_are_not_training_states(tmp_path):
     (tmp_path / "notes.safetensors").write_text("not a safetensors file")
-    with pytest.raises(CheckpointError, match="not a training state mae-nb can read"):
+    with pytest.raises(MaeNbError, match="notes.safetensors is not a safetensors"):
         P.load_training_state(tmp_path / "notes.safetensors")
     save_checkpoint(tmp_path / "model.safetensors", tiny_mae())
     with pytest.raises(CheckpointError, match="not a training state written by mae-nb mae"):
