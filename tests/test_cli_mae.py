@@ -191,6 +191,23 @@ def test_evaluate_scores_every_scene_and_ratio(run, tmp_path, capsys):
     assert json.loads((out / "evaluation.json").read_text())["checkpoint"] == str(other)
 
 
+def test_evaluate_needs_something_held_out(run, tmp_path, scenes, capsys):
+    _, out = run
+    model = ["--checkpoint", str(out / "model.safetensors")]
+    only_files = write_config(tmp_path, scenes, data={"inputs": [str(scenes / "three.tif")],
+                                                      "holdout": 0.0})  # fmt: skip
+    assert main(["mae", "evaluate", "--config", str(only_files), *model]) == 2
+    err = capsys.readouterr().err
+    assert "nothing held out to evaluate on: data.holdout (0% of the columns) leaves no " in err
+    assert "strip of data.crop_size (32 px) in three.tif" in err
+    # a strip narrower than a crop: that scene is said to be left out, the others are scored
+    narrow = write_config(tmp_path, scenes, data={"holdout": 0.1})
+    assert main(["mae", "evaluate", "--config", str(narrow), *model]) == 0
+    assert "not scored (held-out strip narrower than 32 px): three.tif" in capsys.readouterr().out
+    rows = json.loads((tmp_path / "out" / "evaluation.json").read_text())["rows"]
+    assert {r["scene"] for r in rows} == {"synthetic seed 1000 (64 px)"}
+
+
 def test_a_dataset_normalized_model_is_evaluated_with_its_stored_statistics(tmp_path, scenes):
     """normalization: dataset stores one mean/std in the model; evaluate feeds the model with
     them, not with statistics pooled over the evaluation's (other) scenes."""

@@ -30,7 +30,7 @@ from mae_nb.cli.config import (
     write_json,
 )
 from mae_nb.cli.mae_config import MAE_DEFAULTS, load_mae_config, mae_output_paths
-from mae_nb.errors import CheckpointError, MissingFileError
+from mae_nb.errors import CheckpointError, InputError, MissingFileError
 
 
 def _sources(config: dict, quiet: bool):
@@ -247,6 +247,17 @@ def _evaluate(config: dict, args: argparse.Namespace, dist) -> int:
             inputs, bands=d["bands"], holdout=d["holdout"], crop_size=d["crop_size"], quiet=True
         )
         band_statistics(sources, d["normalization"])
+        crop = d["crop_size"]
+        narrow = [s.name for s in sources if s.kind == "file" and s.width - s.train_cols < crop]
+        if len(narrow) == len(sources):
+            raise InputError(
+                f"nothing held out to evaluate on: data.holdout ({d['holdout']:.0%} of the "
+                f"columns) leaves no strip of data.crop_size ({crop} px) in "
+                f"{', '.join(narrow[:5])}; pretrain with a wider data.holdout, or add synthetic "
+                "inputs (scored on unseen seeds)"
+            )
+        if narrow:
+            print(f"not scored (held-out strip narrower than {crop} px): {', '.join(narrow[:5])}")
         # a model pretrained with dataset statistics is fed with those it stored, as it trained
         # (not with statistics pooled over the evaluation's scenes)
         stored = model.pretrained_cfg.get("mean") is not None
@@ -255,6 +266,11 @@ def _evaluate(config: dict, args: argparse.Namespace, dist) -> int:
             crops=e["crops"], seed=e["seed"],
             normalization=(lambda name, source: (None, None)) if stored else None,
         )  # fmt: skip
+        if not scores.rows:
+            raise InputError(
+                f"no held-out crop of {crop} px with every pixel valid in "
+                f"{', '.join(s.name for s in sources[:5])}; lower data.crop_size"
+            )
         table = scores.table()
         gains = {
             str(r): {over: scores.gain("model", over, r).__dict__ for over in ("blur", "mean_fill")}
