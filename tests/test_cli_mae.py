@@ -303,6 +303,10 @@ BAD_INPUTS = [
         "the inputs have different band counts (three.tif: 3, four.tif: 4)",
     ),
     (
+        {"data": {"inputs": ["."]}},
+        "the inputs have different band counts (empty.tif: 3, four.tif: 4",
+    ),
+    (
         {"data": {"inputs": ["four.tif", "three.tif"], "bands": [4, 2, 1]}},
         "band index 4 is out of range for {scenes}/three.tif, which has 3 band(s)",
     ),
