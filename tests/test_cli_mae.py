@@ -321,6 +321,15 @@ BAD_INPUTS = [
     ({"data": {"inputs": ["empty.tif"]}}, "every source (1) is nodata in its training region"),
     ({"data": {"inputs": ["nowhere.tif"]}}, "data.inputs[0]: no file or folder at"),
     ({"data": {"inputs": [{"path": "three.tif", "band": [1]}]}}, "unknown key(s) ['band']"),
+    (
+        {"data": {"inputs": [{"registry": "mae_visualize_vit_base"}]}},
+        "'data.inputs[0].registry' must be a single-file GeoTIFF sample",
+    ),
+    ({"data": {"inputs": [{"registry": "landsat-9"}]}}, "data.inputs[0]: unknown dataset"),
+    (
+        {"evaluate": {"synthetic_size": 16}},
+        "'evaluate.synthetic_size' must be at least data.crop_size (32), got 16",
+    ),
     ({"train": {"stepz": 10}}, "unknown config key 'train.stepz'; known keys in train: steps"),
     ({"epochs": 3}, "unknown config key 'epochs'; known keys: output"),
     ({"train": {"mask_ratio": 1.0}}, "config key 'train.mask_ratio' must be in (0, 1)"),

@@ -213,6 +213,12 @@ def validate_mae_config(config: dict) -> dict:
         refuse("evaluate.ratios", ratios, "a list of mask ratios in (0, 1)")
     if not all(_whole(s, 0) for s in e["synthetic_seeds"]):
         refuse("evaluate.synthetic_seeds", e["synthetic_seeds"], "a list of whole numbers >= 0")
+    if e["synthetic_size"] < d["crop_size"]:  # the unseen scenes must hold a crop
+        refuse(
+            "evaluate.synthetic_size",
+            e["synthetic_size"],
+            f"at least data.crop_size ({d['crop_size']})",
+        )
     arch = config["model"]["arch"]
     if arch not in ARCHS:
         raise ConfigError(
