@@ -1,8 +1,10 @@
 """Every chapter: follows the conventions, runs in smoke mode, and keeps its metrics.
 
-Notebooks run in order in one session cache (chapter 04 reuses chapter 03's checkpoint), and
-their recorded metrics are compared with ``tests/baselines/<notebook>.json`` for the data they
-ran on (``synthetic`` or ``real``): a silent quality regression fails here, not only a crash.
+Notebooks run in order in one session cache (chapter 03 saves its model there; chapters 04 and 05
+run on the course's open MAE shipped in the package, and fall back to chapter 03's model without
+it), and their recorded metrics are compared with ``tests/baselines/<notebook>.json`` for the
+data they ran on (``synthetic`` or ``real``): a silent quality regression fails here, not only a
+crash.
 """
 
 from __future__ import annotations
@@ -68,9 +70,17 @@ CLAIMED_COMPARISONS: dict[str, tuple[str, ...]] = {
     # chapter 00 makes no model-vs-baseline claim (it tours the data)
     "01": ("psnr_conv_minus_tile_mean",),  # conv AE minus the per-tile mean, held-out PSNR
     "02": ("hidden_psnr_masked_minus_fill",),  # masked model minus visible-mean fill, hidden px
-    "03": ("psnr_masked_mae_minus_mean_fill",),  # MAE minus mean fill, masked-patch PSNR
+    "03": (  # MAE minus mean fill, masked-patch PSNR; and on held-out crops the course's model
+        "psnr_masked_mae_minus_mean_fill",  # minus chapter 03's, the blur and the mean fill
+        "heldout_course_minus_chapter03_25",
+        "heldout_course_minus_blur_25",
+        "heldout_course_minus_mean_fill_75",
+    ),
     "04": ("gain_over_blur_25",),  # model minus blur at 25 %, masked-patch PSNR
-    "05": ("probe_f1_tiny_minus_pixels",),  # tiny MAE features minus raw pixels, probe macro-F1
+    "05": (  # the course model's features minus raw pixels and minus its untrained copy, macro-F1
+        "probe_f1_tiny_minus_pixels",
+        "probe_f1_tiny_minus_untrained",
+    ),
     "06": ("mse_model_minus_visible_mean",),  # masked MSE, model minus visible-mean fill
     "07": (  # pretrained SST minus random init, and every model minus the majority-class rate
         "gain_pretraining_low",
@@ -145,9 +155,10 @@ torch.save({"model": mae.create_mae("mae_vit_base_patch16_dec512d8b").state_dict
 
 @pytest.mark.notebook
 def test_chapter_04_default_run_with_the_base_model_fits_binder(tmp_path):
-    """Chapter 04 as Binder users are told to run it (``CHECKPOINT`` = the ViT-B). Meta's file
-    cannot be downloaded here, so a ViT-B of random weights saved in Meta's format (same
-    shapes, same size, loaded the same way) stands in for it."""
+    """Chapter 04 as Binder users are told to run it (``CHECKPOINT`` = the ViT-B), with the
+    course's RGB model next to it (``COMPARE``, on by default). Meta's file cannot be downloaded
+    here, so a ViT-B of random weights saved in Meta's format (same shapes, same size, loaded
+    the same way) stands in for it."""
     import subprocess
     import sys
 
@@ -158,6 +169,9 @@ def test_chapter_04_default_run_with_the_base_model_fits_binder(tmp_path):
     assert result.status == "ok", result.error
     assert result.metrics["model_is_meta"] == 1, (
         "the chapter fell back instead of loading the ViT-B"
+    )
+    assert result.metrics["compared_with_course"] == 1, (
+        "with Meta's model, the chapter should show the course model's reconstruction next to it"
     )
     assert result.peak_memory_mb is not None and result.peak_memory_mb < 2048, (
         f"chapter 04 with the base model peaked at {result.peak_memory_mb} MiB, over Binder's 2 GB"
