@@ -457,6 +457,28 @@ _DATASETS = [
     _mae_checkpoint(
         "mae_visualize_vit_huge", "mae_vit_huge_patch14", "Meta MAE ViT-Huge/14 (visualize)"
     ),
+    # the course's own MAEs (mae_nb/weights; make course-models retrains them)
+    _course_mae(
+        "mae_tiny_course_rgb",
+        "mae-nb course MAE, true colour (red, green, blue)",
+        "b7b95555783479c90854a7946f1c753fa044f0314c37aaa41706f12bc58c6af3",
+        4580776,
+        "The course's open RGB MAE: tiny ViT MAE (patch 8, 64 px input, 2.3 M parameters, "
+        "fp16), trained by mae-nb mae pretrain on landsat7-rgb and landsat7-olinda (true "
+        "colour; the right 25 % of each held out) and 8 synthetic scenes, masking 25-75 %. Each"
+        " image is standardized by its own per-band statistics.",
+    ),
+    _course_mae(
+        "mae_tiny_course_6band",
+        "mae-nb course MAE, 6 Landsat-like bands (blue, green, red, NIR, SWIR1, SWIR2)",
+        "6b92589ffafa5baa948ca99d885380807ddf2fcad69bd188cd563b4b72b04075",
+        4704888,
+        "The course's open 6-band MAE: tiny ViT MAE (patch 8, 64 px input, fp16), trained by "
+        "mae-nb mae pretrain on landsat7-olinda (ETM+ bands 1-5, 7; the right 25 % held out) "
+        "and 8 synthetic 6-band scenes, masking 25-75 %. Each image is standardized by its own "
+        "per-band statistics.",
+    ),
+    # end of the course's own MAEs
 ]
 
 REGISTRY: dict[str, Dataset] = {d.name: d for d in _DATASETS}
