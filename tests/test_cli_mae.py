@@ -501,3 +501,30 @@ def test_torchrun_two_cpu_processes_write_one_model(tmp_path, scenes):
     model = load_mae(out / "model.safetensors")
     assert model.in_chans == 3 and model.pretrained_cfg["steps"] == 4
     assert pretraining.load_training_state(out / "state.safetensors")["step"] == 4
+
+
+# --------------------------------------------------------------------------- the course models
+
+
+@pytest.mark.realdata
+@pytest.mark.parametrize("name", ["mae_tiny_course_rgb", "mae_tiny_course_6band"])
+def test_the_shipped_configs_reproduce_the_first_row_of_their_logs(name, tmp_path):
+    """The first ``log_every`` steps of the config that trained a course model, run again here,
+    log the loss its shipped log starts with (warm-up is longer, so the learning rates match)."""
+    from mae_nb.data.registry import PACKAGED_DIR
+
+    config = yaml.safe_load((PACKAGED_DIR / f"{name}.yaml").read_text())
+    every = config["train"]["log_every"]
+    assert config["train"]["warmup_steps"] > every
+    config["train"]["steps"] = every
+    config["output"] = str(tmp_path / "out")
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert main(["mae", "pretrain", "--config", str(path)]) == 0
+    with open(PACKAGED_DIR / f"{name}_log.csv") as f:
+        shipped = next(csv.DictReader(f))
+    with open(tmp_path / "out" / "train_log.csv") as f:
+        (mine,) = list(csv.DictReader(f))
+    assert int(mine["step"]) == int(shipped["step"]) == every
+    assert float(mine["lr"]) == pytest.approx(float(shipped["lr"]), rel=1e-9)
+    assert float(mine["loss"]) == pytest.approx(float(shipped["loss"]), rel=1e-4)

@@ -282,3 +282,13 @@ def test_psnr_uses_the_sources_declared_range(files, tmp_path, cache, capsys):
     assert _printed_psnr(capsys.readouterr().out)[1] == pytest.approx(
         data.value_range(own.array, own.valid), rel=1e-6
     )
+
+
+def test_a_course_model_by_name_offline(files, tmp_path, cache, no_mirrors, capsys):
+    """The course's open MAEs ship inside the package: no download, no cache needed."""
+    out = tmp_path / "o.tif"
+    args = ["reconstruct", str(files / "rgb.tif"), str(out), "--mask-ratio", "0.5"]
+    assert main([*args, "--checkpoint", "mae_tiny_course_rgb"]) == 0
+    assert out.exists() and "PSNR" in capsys.readouterr().out
+    six = ["reconstruct", str(files / "six.tif"), str(tmp_path / "six.tif")]
+    assert main([*six, "--checkpoint", "mae_tiny_course_6band"]) == 0

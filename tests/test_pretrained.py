@@ -533,3 +533,19 @@ def test_sst_or_fallback_never_uses_a_pretraining_that_saw_the_test_split(cache)
     assert moved.config["split"]["regions_sha256"] == regions_sha256(other)
     with pytest.raises(InputError, match="differs from the split's 5 px"):
         pretrained.sst_or_fallback(scene, split=split, patch_size=7, **quick)
+
+
+def test_offline_the_shipped_course_models_are_the_fallback(no_network):
+    """With the weights that ship in the package: offline, an RGB image gets
+    mae_tiny_course_rgb and a 6-band one mae_tiny_course_6band, with a notice of how it was
+    trained (from the config stored in the model)."""
+    for bands, name in pretrained.COURSE_MODELS.items():
+        image, valid = _image(bands)
+        with pytest.warns(UserWarning, match=f"Using the course's open MAE '{name}'"):
+            choice = mae_or_fallback("mae_visualize_vit_large", image, valid, quiet=True)
+        assert choice.source == "course model" and choice.name == name
+        model = choice.model
+        assert model.in_chans == bands and model.pretrained_cfg["normalize"] == "per-band"
+        assert model.pretrained_cfg["path"] == str(registry.PACKAGED_DIR / f"{name}.safetensors")
+        steps = model.pretrained_cfg["steps"]
+        assert f"trained by `mae-nb mae pretrain` for {steps} steps" in choice.notice

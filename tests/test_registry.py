@@ -187,3 +187,31 @@ def test_real_samples_are_found_in_the_mirror_by_hash(name, cache):
         assert paths[f.name].is_file()
         if f.sha256:
             assert registry.sha256sum(paths[f.name]) == f.sha256
+
+
+# --------------------------------------------------------------------------- the course's MAEs
+
+
+@pytest.mark.parametrize("name", ["mae_tiny_course_rgb", "mae_tiny_course_6band"])
+def test_the_course_models_ship_inside_the_package(name, cache, no_mirrors, capsys):
+    """The shipped weights match their registry sha256, come with the config, log and model
+    config that made them, are found without a cache or a mirror, and are listed with their
+    licence."""
+    from mae_nb.cli import main
+    from mae_nb.train import is_safetensors
+
+    dataset = registry.get(name)
+    assert dataset.kind == "checkpoint" and dataset.meta["packaged"]
+    (f,) = dataset.files
+    path = registry.PACKAGED_DIR / f.name
+    assert registry.sha256sum(path) == f.sha256 and path.stat().st_size == f.size
+    assert is_safetensors(path) and f.size <= 10 * 2**20  # no pickle; at most about 10 MB
+    for suffix in (".yaml", "_log.csv", ".json"):
+        assert (registry.PACKAGED_DIR / f"{name}{suffix}").is_file(), suffix
+    assert registry.status(name) == "packaged"
+    assert registry.fetch(name, download=False) == {f.name: path}
+    assert "public domain" in dataset.licence
+    assert main(["data", "list"]) == 0
+    (line,) = [r for r in capsys.readouterr().out.splitlines() if r.startswith(f"{name} ")]
+    assert line.split()[:2] == [name, "checkpoint"] and " packaged " in line
+    assert line.endswith(dataset.licence)
