@@ -7,7 +7,7 @@ more isolated the patches (25 %), the larger the lift. The fix computes the SSIM
 pasted and original images and averages it over the masked valid pixels (``region=``).
 
 For each data source this runs chapter 04's chained scenarios 25 %, 50 % and 3 x 25 % with the
-course model (chapter 03's tiny MAE: ``load_mae("course")``, or trained here for ``--epochs``
+course model (chapter 03's tiny MAE: ``load_mae("chapter03")``, or trained here for ``--epochs``
 as ``mae_nb.pretrained.mae_or_fallback`` does when chapter 03 has not been run) on disjoint crops
 and several seeds, and prints the mean masked SSIM per scenario under both formulas (the old one
 implemented inline below as the reference), then the paired differences 50 - 25 and 3x25 - 25
@@ -70,7 +70,7 @@ def run(name: str | None, args) -> None:
     rgb = sample.image[[b - 1 for b in sample.rgb]].astype(np.float32)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        choice = mae_or_fallback("course", rgb, sample.valid, epochs=args.epochs, quiet=True)
+        choice = mae_or_fallback("chapter03", rgb, sample.valid, epochs=args.epochs, quiet=True)
     model = choice.model
     crops = disjoint_crops(sample.valid, args.crop, args.crops, seed=0)
     print(
