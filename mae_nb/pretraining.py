@@ -92,6 +92,7 @@ class Source:
     mean: np.ndarray | None = field(default=None, repr=False)
     std: np.ndarray | None = field(default=None, repr=False)
     _handle: Any = field(default=None, repr=False)
+    _training_overview: Any = field(default=None, repr=False)
 
     @property
     def n_bands(self) -> int:
@@ -124,8 +125,13 @@ class Source:
 
     def overview(self, window=None, longest: int = 512) -> tuple[np.ndarray, np.ndarray]:
         """A decimated read of ``window`` (default: the training region), at most ``longest``
-        px on its longer side: for statistics without reading a large file whole."""
-        r, c, h, w = window or self.train_window
+        px on its longer side: for statistics without reading a large file whole. The training
+        region's is read once (checking the sources and their statistics both use it)."""
+        if window is None and longest == 512:
+            if self._training_overview is None:
+                self._training_overview = self.overview(self.train_window)
+            return self._training_overview
+        r, c, h, w = window
         if self.kind == "synthetic":
             return self.read((r, c, h, w))
         scale = max(1.0, max(h, w) / longest)

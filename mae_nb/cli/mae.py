@@ -20,6 +20,7 @@ before the first step; an output folder that holds another run is refused withou
 from __future__ import annotations
 
 import argparse
+import copy
 import time
 from pathlib import Path
 
@@ -189,10 +190,8 @@ def _pretrain_run(config: dict, args: argparse.Namespace, dist) -> int:
     if dist.main:
         model = model.cpu().eval()
         cfg = _model_config(model, config, norm, sources, t["steps"])
-        if t["save_dtype"] == "float16":
-            model_to_save = _half_copy(model)
-        else:
-            model_to_save = model
+        half = t["save_dtype"] == "float16"
+        model_to_save = copy.deepcopy(model).half() if half else model
         save_checkpoint(paths["model"], model_to_save, config=cfg, history=history, overwrite=True)
         save_training_state(paths["state"], model, optimizer, t["steps"], state_config(t["steps"]))
         extra = {
@@ -213,12 +212,6 @@ def _pretrain_run(config: dict, args: argparse.Namespace, dist) -> int:
         )
     dist.barrier()
     return 0
-
-
-def _half_copy(model):
-    import copy
-
-    return copy.deepcopy(model).half()
 
 
 def _evaluate(config: dict, args: argparse.Namespace, dist) -> int:
