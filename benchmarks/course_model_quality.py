@@ -29,9 +29,7 @@ import torch
 from mae_nb import data, viz
 from mae_nb.pretrained import COURSE_MODELS, describe_course_model, load_mae, train_course_mae
 from mae_nb.pretraining import band_statistics, open_sources
-from mae_nb.reconstruct import reconstruct
-from mae_nb.studies.heldout import heldout_crops, score_heldout
-from mae_nb.studies.scenarios import interpolate_masked
+from mae_nb.studies.heldout import crop_fills, heldout_crops, score_heldout
 
 RATIOS = (0.25, 0.5, 0.75)
 
@@ -118,37 +116,17 @@ def figure(model, ch03, source, path: Path) -> None:
     """Original, masked, blur, chapter 03's model and the course model on one held-out crop."""
     windows = heldout_crops(source, 64, 8)
     window = windows[min(3, len(windows) - 1)]
-    image, valid = source.read(window)
-    fills, rec = {}, None
-    for label, m in (("chapter 03's model", ch03), ("course RGB model", model)):
-        if m is None:
-            continue
-        mean, std = (source.mean, source.std) if m is model else (None, None)
-        rec = reconstruct(
-            m,
-            image,
-            0.5,
-            seed=3,
-            valid=valid,
-            mean=mean,
-            std=std,
-            normalize="per-band",
-            data_range=source.data_range,
-        )
-        fills[f"{label}\n{rec.psnr_masked:.1f} dB"] = rec.pasted
-    blur = interpolate_masked(rec.original, rec.pixel_mask, rec.valid, rec.patch_size / 2)
-    from mae_nb import metrics
-
-    b = metrics.psnr(blur, rec.original, source.data_range, valid=rec.pixel_mask & rec.valid)
-    fills = {f"blur\n{b:.1f} dB": blur, **fills}
+    models = {"course RGB model": model}
+    if ch03 is not None:
+        models = {"chapter 03's model": ch03, **models}
+    one = crop_fills(models, source, window, 0.5, seed=3)
+    shown = ("blur", *models)
     fig = viz.plot_fills(
-        rec.original,
-        rec.pixel_mask,
-        fills,
-        title=(
-            f"{source.name}, held-out crop at row {window[0]}, col {window[1]}: 50 % masked, "
-            "masked-patch PSNR"
-        ),
+        one.original,
+        one.pixel_mask,
+        {f"{name}\n{one.psnr[name]:.1f} dB": one.fills[name] for name in shown},
+        title=f"{source.name}, held-out crop at row {window[0]}, col {window[1]}: 50 % masked, "
+        "masked-patch PSNR",
     )
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110, bbox_inches="tight")

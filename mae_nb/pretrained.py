@@ -49,6 +49,7 @@ __all__ = [
     "TrainedMAE",
     "course_mae_path",
     "describe_course_model",
+    "in_training_units",
     "load_mae",
     "mae_or_fallback",
     "save_course_mae",
@@ -388,6 +389,19 @@ def mae_or_fallback(
     return ModelChoice(model, "chapter 03", "chapter 03's tiny MAE", notice)
 
 
+def in_training_units(model: MaskedAutoencoderViT, mean, std) -> bool:
+    """Whether an image with per-band ``mean`` and ``std`` is in the units ``model`` was trained
+    on (its ``pretrained_cfg["mean"/"std"]``): every band's mean within 2 training standard
+    deviations, and its spread within a factor 3. False for a model without such statistics."""
+    cfg = model.pretrained_cfg
+    if cfg.get("mean") is None or cfg.get("std") is None or len(cfg["mean"]) != len(mean):
+        return False
+    saved_mean, saved_std = np.asarray(cfg["mean"], np.float64), np.asarray(cfg["std"], np.float64)
+    off = np.abs(np.asarray(mean, np.float64) - saved_mean) / saved_std
+    ratio = np.asarray(std, np.float64) / saved_std
+    return bool(off.max() < 2 and ratio.min() > 0.33 and ratio.max() < 3)
+
+
 def _adapt_units(model: MaskedAutoencoderViT, image: np.ndarray, valid: np.ndarray | None) -> str:
     """Chapter 03 standardized each band over its training image. If this image's bands are in
     other units (e.g. the model was trained on the synthetic scene's reflectance x 10000 and this
@@ -397,10 +411,8 @@ def _adapt_units(model: MaskedAutoencoderViT, image: np.ndarray, valid: np.ndarr
     if cfg.get("mean") is None or cfg.get("std") is None or len(cfg["mean"]) != image.shape[0]:
         return ""
     own = normalization(image, "per-band", valid)
-    saved_mean, saved_std = np.asarray(cfg["mean"], np.float64), np.asarray(cfg["std"], np.float64)
-    off = np.abs(own.mean - saved_mean) / saved_std
-    ratio = own.std / saved_std
-    if off.max() < 2 and ratio.min() > 0.33 and ratio.max() < 3:
+    saved_mean = np.asarray(cfg["mean"], np.float64)
+    if in_training_units(model, own.mean, own.std):
         return ""
     cfg.update(mean=own.mean.tolist(), std=own.std.tolist())
     return (

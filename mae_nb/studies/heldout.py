@@ -23,7 +23,14 @@ from mae_nb.pretraining import Source
 from mae_nb.reconstruct import reconstruct
 from mae_nb.studies.scenarios import interpolate_masked
 
-__all__ = ["HeldoutScores", "heldout_crops", "mean_fill", "score_heldout"]
+__all__ = [
+    "CropFills",
+    "HeldoutScores",
+    "crop_fills",
+    "heldout_crops",
+    "mean_fill",
+    "score_heldout",
+]
 
 
 def heldout_crops(source: Source, size: int, count: int, min_valid: float = 1.0) -> list:
@@ -90,6 +97,50 @@ class HeldoutScores:
         return stats.markdown_table(self.table(), ".2f")
 
 
+@dataclass
+class CropFills:
+    """One crop, one mask, every way of filling it: ``original`` (C, H, W), ``pixel_mask`` and
+    ``valid`` (H, W), ``fills`` (name -> (C, H, W) with the masked pixels filled: each model's
+    pasted output, ``"blur"``, ``"mean fill"``) and ``psnr`` (name -> masked-patch PSNR)."""
+
+    original: np.ndarray
+    pixel_mask: np.ndarray
+    valid: np.ndarray
+    fills: dict[str, np.ndarray]
+    psnr: dict[str, float]
+
+
+def crop_fills(
+    models: Mapping[str, object],
+    source: Source,
+    window: tuple[int, int, int, int],
+    ratio: float,
+    seed: int = 0,
+    normalization: Callable[[str, Source], tuple] | None = None,
+) -> CropFills:
+    """Mask ``window`` of ``source`` once (``ratio``, ``seed``) and fill it with each of
+    ``models``, the blur and the mean fill, scored on the masked valid pixels in the source's
+    units with its data range. ``normalization``: as for :func:`score_heldout`."""
+    image, valid = source.read(window)
+    fills, psnr, rec = {}, {}, None
+    for name, model in models.items():
+        mean, std = (
+            normalization(name, source) if normalization is not None else (source.mean, source.std)
+        )
+        rec = reconstruct(
+            model, image, ratio, seed=seed, valid=valid, mean=mean, std=std,
+            normalize="per-band" if mean is not None else "auto",  # None: the model's own
+            data_range=source.data_range,
+        )  # fmt: skip
+        fills[name], psnr[name] = rec.pasted, float(rec.psnr_masked)
+    o, pm, ok = rec.original, rec.pixel_mask, rec.valid
+    fills["blur"] = interpolate_masked(o, pm, ok, rec.patch_size / 2)
+    fills["mean fill"] = mean_fill(o, pm, ok)
+    for name in ("blur", "mean fill"):
+        psnr[name] = metrics.psnr(fills[name], o, source.data_range, valid=pm & ok)
+    return CropFills(o, pm, ok, fills, psnr)
+
+
 def score_heldout(
     models: Mapping[str, object],
     sources: Sequence[Source],
@@ -102,46 +153,25 @@ def score_heldout(
 ) -> HeldoutScores:
     """Masked PSNR of each of ``models`` (name -> MAE) on held-out crops of ``sources``.
 
-    Every model sees the same crops and masks. ``normalization(model_name, source)`` gives the
-    ``(mean, std)`` to feed a model with (default: the source's own statistics,
-    :func:`mae_nb.pretraining.band_statistics`; None for the model's own).
+    Every model sees the same crops and masks (:func:`crop_fills`). ``normalization(model_name,
+    source)`` gives the ``(mean, std)`` to feed a model with (default: the source's own
+    statistics, :func:`mae_nb.pretraining.band_statistics`; None for the model's own).
     """
     out = HeldoutScores()
     for source in sources:
-        windows = heldout_crops(source, crop_size, crops)
-        for k, window in enumerate(windows):
-            image, valid = source.read(window)
+        for k, window in enumerate(heldout_crops(source, crop_size, crops)):
             for ratio in ratios:
                 mask_seed = seed * 1_000_003 + k * 101 + int(ratio * 100)
-                base = None
-                for name, model in models.items():
-                    mean, std = (
-                        normalization(name, source)
-                        if normalization is not None
-                        else (source.mean, source.std)
-                    )
-                    rec = reconstruct(
-                        model, image, ratio, seed=mask_seed, valid=valid, mean=mean, std=std,
-                        normalize="per-band" if mean is not None else "auto",  # None: the model's
-                        data_range=source.data_range,
-                    )  # fmt: skip
-                    if base is None:
-                        o, pm = rec.original, rec.pixel_mask
-                        blur = interpolate_masked(o, pm, rec.valid, rec.patch_size / 2)
-                        region = pm & rec.valid
-                        base = {
-                            "blur": metrics.psnr(blur, o, source.data_range, valid=region),
-                            "mean_fill": metrics.psnr(
-                                mean_fill(o, pm, rec.valid), o, source.data_range, valid=region
-                            ),
-                        }
+                one = crop_fills(models, source, window, ratio, mask_seed, normalization)
+                base = {"blur": one.psnr["blur"], "mean_fill": one.psnr["mean fill"]}
+                for name in models:
                     out.rows.append(
                         {
                             "model": name,
                             "scene": source.name,
                             "ratio": float(ratio),
                             "crop": k,
-                            "psnr": float(rec.psnr_masked),
+                            "psnr": one.psnr[name],
                             **base,
                         }
                     )
