@@ -44,6 +44,7 @@ import torch
 
 from mae_nb.data.tiling import tile_starts
 from mae_nb.errors import InputError, OutputExistsError
+from mae_nb.precision import choose, running
 from mae_nb.reconstruct import (
     check_passes,
     model_geometry,
@@ -126,7 +127,8 @@ class Embeddings:
     - ``tile_rows``, ``tile_cols``: top-left pixels of the tiles the encoder saw (its context).
     - ``transform``, ``crs``: the scene's georeferencing (None for a bare array).
     - ``scene_shape``: (H, W) of the scene before cropping to whole patches.
-    - ``pool``, ``block``, ``scenario``, ``source``: what the values are.
+    - ``pool``, ``block``, ``scenario``, ``source``: what the values are; ``meta``: more of it
+      (``meta["precision"]``: the precision the model ran in, :mod:`mae_nb.precision`).
     """
 
     values: np.ndarray
@@ -293,10 +295,13 @@ def embed_image(
     *,
     bands=None,
     normalize: str = "auto",
+    precision: str = "auto",
 ) -> np.ndarray:
     """Embeddings of one crop (C, H, W) of the model's input size: (gh, gw, D) for ``pool="patch"``,
-    (D,) for ``"cls"``/``"mean"``. No patch is masked (``model.forward_features``)."""
+    (D,) for ``"cls"``/``"mean"``. No patch is masked (``model.forward_features``).
+    ``precision``: see :mod:`mae_nb.precision` ("auto" by default)."""
     _check_pool(pool)
+    precision = choose(precision, model)
     scene, tiles, grid = _scene_tiles(model, image, None, bands, normalize, None)
     size, g = grid.size, grid.size // model_geometry(model).patch_size
     if (scene.height, scene.width) != (size, size):
@@ -304,8 +309,8 @@ def embed_image(
             f"embed_image takes one crop of the model's size ({size} x {size} px), got "
             f"{scene.height} x {scene.width}; use scene_embeddings for a larger image"
         )
-    with inference(model) as device:
-        tokens = model.forward_features(torch.from_numpy(tiles.array)[None].to(device), block)
+    with inference(model) as device, running(model, precision) as runner:
+        tokens = runner.forward_features(torch.from_numpy(tiles.array)[None].to(device), block)
     return _pool(tokens, pool, (g, g))[0].float().cpu().numpy()
 
 
@@ -324,6 +329,7 @@ def scene_embeddings(
     batch_size: int = 16,
     progress: bool = False,
     source: str = "",
+    precision: str = "auto",
 ) -> Embeddings:
     """Embeddings of a whole scene, tile by tile, with their positions.
 
@@ -334,9 +340,12 @@ def scene_embeddings(
     ``pool``: "patch" (grid of patches), "cls" or "mean" (grid of tiles). ``block``: encoder
     block. ``scenario``: "none" (the image) or a masking scenario of :data:`SCENARIOS`, whose
     reconstruction (seeded by ``seed`` and the tile's index) is embedded instead.
+    ``precision``: see :mod:`mae_nb.precision` ("auto" by default; ``meta["precision"]`` says
+    which one ran).
     """
     _check_pool(pool)
     recon, block, seed = _scenario(scenario), _block_index(model, block), check_seed(seed)
+    precision = choose(precision, model)
     scene, tiles, grid = _scene_tiles(model, image, valid, bands, normalize, tile_size)
     p = model_geometry(model).patch_size
     g, patches = grid.size // p, (scene.height // p, scene.width // p)
@@ -345,13 +354,13 @@ def scene_embeddings(
         tiles, grid, batch_size, by_strip=False, skip_empty=False, progress=progress,
         desc=f"embed ({scenario})",
     )  # fmt: skip
-    with inference(model) as device:
+    with inference(model) as device, running(model, precision) as runner:
         for batch in batches:
             x = torch.from_numpy(batch.pixels).to(device)
             if recon is not None:  # embed the scenario's reconstruction, nodata left as it was
-                pasted = tile_passes(model, x, batch.index, seed, *recon)[0]
+                pasted = tile_passes(model, x, batch.index, seed, *recon, precision)[0]
                 x = torch.where(torch.from_numpy(batch.valid)[:, None].to(device), pasted, x)
-            out = _pool(model.forward_features(x, block), pool, (g, g)).float().cpu().numpy()
+            out = _pool(runner.forward_features(x, block), pool, (g, g)).float().cpu().numpy()
             for t, r, c, v in zip(batch.index, batch.rows, batch.cols, out.astype(np.float64)):
                 if pool == "patch":
                     cells.add(r // p, c // p, v)
@@ -366,6 +375,7 @@ def scene_embeddings(
     return Embeddings(
         values, rows, cols, cell, cell_valid, scene.shape, grid.size, grid.row_starts,
         grid.col_starts, scene.transform, scene.crs, pool, block, scenario, source,
+        meta={"precision": precision},
     )  # fmt: skip
 
 
@@ -384,6 +394,7 @@ def error_map(
     tile_size: int | None = None,
     batch_size: int = 16,
     source: str = "",
+    precision: str = "auto",
 ) -> Embeddings:
     """Reconstruction error per patch and band, over a whole scene: values (gh, gw, C).
 
@@ -394,7 +405,7 @@ def error_map(
     (default): disjoint masks, every patch predicted exactly once per draw from the true pixels
     around it. ``mode="chained"``: the study's passes; a patch never masked in any of the
     ``repeats`` draws (seeds ``seed``, ``seed + 1``, ...) is NaN and not ``valid``.
-    Use ``values.mean(-1)`` as an anomaly score.
+    Use ``values.mean(-1)`` as an anomaly score. ``precision``: see :mod:`mae_nb.precision`.
     """
     if int(repeats) != repeats or repeats < 1:
         raise InputError(f"repeats must be a whole number >= 1, got {repeats}")
@@ -402,14 +413,17 @@ def error_map(
     scene, tiles, grid = _scene_tiles(model, image, valid, bands, normalize, tile_size)
     p = model_geometry(model).patch_size
     g, c, patches = grid.size // p, scene.count, (scene.height // p, scene.width // p)
-    ratio, passes, _ = check_passes(mask_ratio, iterations, mode, "fp32", g * g)
+    ratio, passes, _ = check_passes(mask_ratio, iterations, mode, precision, g * g)
+    precision = choose(precision, model)
     cells = CellAccumulator(patches)
     with inference(model) as device:
         for rep in range(int(repeats)):
             for batch in tile_batches(tiles, grid, batch_size, by_strip=False, skip_empty=False):
                 n, x = len(batch), torch.from_numpy(batch.pixels).to(device)
                 ok = torch.from_numpy(batch.valid).to(device)
-                pasted, masks = tile_passes(model, x, batch.index, seed + rep, ratio, passes, mode)
+                pasted, masks = tile_passes(
+                    model, x, batch.index, seed + rep, ratio, passes, mode, precision
+                )
                 sq = ((pasted.float() - x) ** 2 * ok[:, None]).reshape(n, c, g, p, g, p)
                 npx = ok.float().reshape(n, g, p, g, p).sum(dim=(2, 4)).clamp(min=1)  # (n, g, g)
                 err = (sq.sum(dim=(3, 5)) / npx[:, None]).permute(0, 2, 3, 1).cpu().numpy()
@@ -423,7 +437,10 @@ def error_map(
     return Embeddings(
         values, rows, cols, p, cell_valid, scene.shape, grid.size, grid.row_starts,
         grid.col_starts, scene.transform, scene.crs, "error", None, name, source,
-        meta={"repeats": int(repeats), "units": "MSE of normalized pixels, per band"},
+        meta={
+            "repeats": int(repeats), "units": "MSE of normalized pixels, per band",
+            "precision": precision,
+        },
     )  # fmt: skip
 
 

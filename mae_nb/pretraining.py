@@ -44,6 +44,7 @@ from mae_nb.data import registry
 from mae_nb.data.geotiff import check_bands, open_raster, read_window
 from mae_nb.data.synthetic import synthetic_scene
 from mae_nb.errors import CheckpointError, InputError, MaeNbError
+from mae_nb.precision import choose
 from mae_nb.train import History, fit, read_safetensors, seed_everything, write_safetensors
 
 __all__ = [
@@ -583,7 +584,9 @@ def pretrain(
     the :class:`~mae_nb.train.History` and the :class:`PretrainLog`.
     """
     if precision not in ("fp32", "bf16"):
-        raise InputError(f"precision must be fp32 or bf16, got {precision!r}")
+        raise InputError(f"precision must be fp32 or bf16 for training, got {precision!r}")
+    if precision == "bf16":
+        choose("bf16", model)  # warns once on a CPU that emulates bf16
     net = model if net is None else net
     optimizer = optimizer or optimizer_for(model, lr, weight_decay)
     log = log or PretrainLog(every=10)

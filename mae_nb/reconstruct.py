@@ -63,6 +63,7 @@ from mae_nb.data.geotiff import value_range
 from mae_nb.errors import InputError, InputTypeError
 from mae_nb.masking import check_mask_ratio
 from mae_nb.models.mae import IMAGENET_MEAN, IMAGENET_STD
+from mae_nb.precision import check_precision, choose, running
 from mae_nb.scene import (
     BlendAccumulator,
     RasterTiles,
@@ -77,7 +78,6 @@ from mae_nb.scene import (
 )
 
 MODES = ("chained", "covering")
-PRECISIONS = ("fp32", "bf16")
 
 
 # --------------------------------------------------------------------------- normalization
@@ -270,8 +270,7 @@ def check_passes(
     """
     if mode not in MODES:
         raise InputError(f"mode must be 'chained' or 'covering', got {mode!r}")
-    if precision not in PRECISIONS:
-        raise InputError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
+    check_precision(precision)
     ratio = check_mask_ratio(mask_ratio, num_patches)
     if ratio == 0:
         if mode == "covering":
@@ -325,7 +324,7 @@ def tile_passes(
     mask_ratio: float,
     iterations: int,
     mode: str,
-    precision: str = "fp32",
+    precision: str = "auto",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The passes of :func:`reconstruct` on a batch of tiles; tile ``i`` is masked by ``(seed, i)``.
 
@@ -378,7 +377,7 @@ def run_passes(
     mode: str,
     noise: torch.Tensor,
     ratios: Sequence[float],
-    precision: str = "fp32",
+    precision: str = "auto",
 ):
     """Run ``iterations`` masked passes on a batch; the core of :func:`reconstruct`.
 
@@ -391,63 +390,9 @@ def run_passes(
     p = geom.patch_size
     n, _, h, w = x.shape
     gh, gw = h // p, w // p
-    # one autocast context for all passes: bf16 copies of the weights are made once, not per pass
-    if precision == "bf16":
-        ctx = torch.autocast(device_type=x.device.type, dtype=torch.bfloat16)
-    else:
-        ctx = torch.autocast(device_type=x.device.type, enabled=False)
-    with ctx:
-        if precision == "bf16":
-            from torch.func import functional_call
-
-            runner = _PassRunner(model)
-            weights = {f"model.{k}": v for k, v in _bf16_weights(model).items()}
-            return functional_call(
-                runner,
-                weights,
-                (x, iterations, mode, noise, ratios, p, n, gh, gw, h, w),
-                strict=False,
-            )
-        return _passes(model, x, iterations, mode, noise, ratios, p, n, gh, gw, h, w)
-
-
-class _PassRunner(torch.nn.Module):
-    """Wraps a model so ``torch.func.functional_call`` can run the passes with other weights."""
-
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-
-    def forward(self, *args):
-        return _passes(self.model, *args)
-
-
-_BF16_CACHE: dict[int, tuple[object, tuple, dict]] = {}
-
-
-def _bf16_weights(model) -> dict[str, torch.Tensor]:
-    """bfloat16 copies of the weights of ``model``'s linear and convolution layers, made once.
-
-    Autocast would otherwise cast every weight again on every pass. The copies are remade when
-    any parameter changes (its version counter moves); norms stay in float32, as autocast wants.
-    """
-    import weakref
-
-    params = dict(model.named_parameters())
-    versions = tuple(t._version for t in params.values())
-    hit = _BF16_CACHE.get(id(model))
-    if hit is not None and hit[0]() is model and hit[1] == versions:
-        return hit[2]
-    wanted = {
-        f"{name}.{t}"
-        for name, mod in model.named_modules()
-        if isinstance(mod, (torch.nn.Linear, torch.nn.Conv2d))
-        for t in ("weight", "bias")
-    }
-    weights = {k: v.detach().to(torch.bfloat16) for k, v in params.items() if k in wanted}
-    _BF16_CACHE.clear()  # one model at a time: the copies of ViT-L take 0.6 GB
-    _BF16_CACHE[id(model)] = (weakref.ref(model), versions, weights)
-    return weights
+    # one copy of the model per precision, made once (mae_nb.precision), for all passes
+    with running(model, precision) as runner:
+        return _passes(runner, x, iterations, mode, noise, ratios, p, n, gh, gw, h, w)
 
 
 def _passes(model, x, iterations, mode, noise, ratios, p, n, gh, gw, h, w):
@@ -622,7 +567,7 @@ def reconstruct(
     *,
     bands: Sequence[int] | None = None,
     normalize: str = "auto",
-    precision: str = "fp32",
+    precision: str = "auto",
     data_range: float | None = None,
 ) -> Reconstruction:
     """Mask ``mask_ratio`` of ``image``'s patches and let ``model`` predict them, pass by pass.
@@ -635,8 +580,10 @@ def reconstruct(
     every patch is predicted exactly once); see the module docstring. ``seed`` fixes the masks.
     ``mean``/``std``: per-band normalization in the image's units (default: ``normalize``).
     ``valid``: (H, W) bool, False at nodata (NaN pixels are nodata too).
-    ``precision="bf16"``: run the model under bfloat16 autocast (faster on CPUs with bf16
-    units, within about 0.1 dB PSNR of fp32); ``"fp32"`` (default) is exact.
+    ``precision``: ``"auto"`` (default) runs the fastest precision this machine runs well
+    (bf16 with bf16 units or on a GPU, int8 for a large model on a CPU without them, else fp32;
+    :mod:`mae_nb.precision`), within 0.1 dB PSNR of ``"fp32"``, which is exact;
+    ``Reconstruction.precision`` says which one ran.
     ``data_range``: the data source's range PSNR and SSIM use (:mod:`mae_nb.metrics`); default:
     ``image.data_range`` for a ``Sample``, else :func:`mae_nb.data.value_range` of ``image``,
     which is right only when ``image`` is the whole source: pass ``sample.data_range`` when
@@ -658,6 +605,7 @@ def reconstruct(
         )
     length = (hc // p) * (wc // p)
     ratio, iterations, _ = check_passes(mask_ratio, iterations, mode, precision, length)
+    precision = choose(precision, model)
     image, valid = scene.array, scene.valid
     normalize, mean, std = model_normalization(model, normalize, mean, std)
     norm = normalization(image, normalize, valid, mean, std, scene.dtype)
@@ -723,6 +671,7 @@ class SceneResult:
     mean_error: float
     normalization: Normalization = field(repr=False)
     data_range: float = float("nan")
+    precision: str = "fp32"  # the precision that ran (mae_nb.precision)
 
     @property
     def tiles_per_second(self) -> float:
@@ -774,7 +723,7 @@ def reconstruct_scene(
     normalize: str = "auto",
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
-    precision: str = "fp32",
+    precision: str = "auto",
     error_path: str | Path | None = None,
     overwrite: bool = False,
     progress: bool = True,
@@ -823,6 +772,7 @@ def reconstruct_scene(
         blend = BlendAccumulator(scene.count, scene.height, scene.width, size, overlap)
         length = (size // geom.patch_size) ** 2
         ratio, iterations, _ = check_passes(mask_ratio, iterations, mode, precision, length)
+        precision = choose(precision, model)
         normalize, mean, std = model_normalization(model, normalize, mean, std)
         whole = scene.overview()  # one normalization for the whole scene, so tiles agree
         norm = normalization(whole.array, normalize, whole.valid, mean, std, whole.dtype)
@@ -854,5 +804,5 @@ def reconstruct_scene(
     mean_error = scored.abs_sum / max(scored.count, 1)
     return SceneResult(
         out_path, error_path, (scene.height, scene.width), scene.bands, size, overlap, n_tiles,
-        len(grid) - n_tiles, seconds, psnr, mean_error, norm, norm.data_range,
+        len(grid) - n_tiles, seconds, psnr, mean_error, norm, norm.data_range, precision,
     )  # fmt: skip

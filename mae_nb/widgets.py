@@ -102,7 +102,9 @@ def reconstruction_sliders(
     shows (pass ``data_range=sample.data_range`` when ``image`` is a crop, so the PSNR is the
     course's, :mod:`mae_nb.metrics`; a ``Sample`` brings its own). A bad combination (e.g.
     covering mode with more passes than groups) is reported in words instead of the figure.
-    Returns the widget box (display it, or leave it last in a cell).
+    ``precision`` (in ``kwargs``, "auto" by default, :mod:`mae_nb.precision`): the first
+    change pays for the model's bf16 or int8 copy, the next ones reuse it; the time shown says
+    which precision ran. Returns the widget box (display it, or leave it last in a cell).
     """
     import ipywidgets as W
 
@@ -116,7 +118,7 @@ def reconstruction_sliders(
         html = (
             f"<b>masked-patch PSNR {rec.psnr_masked:.2f} dB</b><br>SSIM {rec.ssim_masked:.3f}<br>"
             f"whole crop: PSNR {rec.psnr:.2f} dB<br>{rec.masked_share:.0%} of patches replaced<br>"
-            f"{rec.seconds:.2f} s"
+            f"{rec.seconds:.2f} s ({rec.precision})"
         )
         return plot_reconstruction(rec, bands=rgb), html, rec
 

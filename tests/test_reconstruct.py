@@ -227,8 +227,8 @@ def test_bf16_close_to_fp32(model, image):
     np.testing.assert_array_equal(a.pass_masks, b.pass_masks)
     assert b.pasted.dtype == np.float32 and np.isfinite(b.pasted).all()
     assert abs(a.psnr_masked - b.psnr_masked) < 0.1
-    with pytest.raises(ValueError, match="precision must be 'fp32' or 'bf16'"):
-        reconstruct(model, image, 0.5, precision="fp16")
+    with pytest.raises(ValueError, match="precision must be one of 'auto', 'fp32', 'bf16'"):
+        reconstruct(model, image, 0.5, precision="half")
 
 
 # ------------------------------------------------------------------------- normalization and bands

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from mae_nb.errors import InputError, OutputExistsError
+from mae_nb.precision import PRECISIONS
 
 
 def add_parser(sub) -> None:
@@ -68,9 +69,10 @@ def add_parser(sub) -> None:
     p.add_argument("--batch-size", type=int, default=4, help="tiles per model call (default 4)")
     p.add_argument(
         "--precision",
-        choices=["fp32", "bf16"],
-        default="fp32",
-        help="bf16 autocast is faster on CPUs with bf16 units (default fp32, exact)",
+        choices=PRECISIONS,
+        default="auto",
+        help="auto (default): the fastest precision this machine runs well (bf16 with bf16 units "
+        "or on a GPU, int8 for ViT-B and larger on other CPUs, else fp32); fp32 is exact",
     )
     p.add_argument(
         "--error-map",
@@ -161,7 +163,7 @@ def _reconstruct(args: argparse.Namespace) -> int:
     print(f"wrote {result.out_path} ({len(result.bands)} bands, {h} x {w}) and {result.error_path}")
     print(
         f"{result.tiles} tiles ({result.skipped} without valid pixels skipped) in "
-        f"{result.seconds:.1f} s "
+        f"{result.seconds:.1f} s in {result.precision} "
         f"({result.tiles_per_second:.2f} tiles/s); PSNR {result.psnr:.2f} dB over valid pixels "
         f"(data range {result.data_range:g})"
     )

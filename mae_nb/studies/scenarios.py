@@ -573,7 +573,7 @@ def compare_masking_scenarios(
     valid: np.ndarray | None = None,
     bands: Sequence[int] | None = None,
     data_range: float | None = None,
-    precision: str = "fp32",
+    precision: str = "auto",
     model_name: str = "the model",
     progress: bool = True,
 ) -> ScenarioComparison:
