@@ -58,6 +58,13 @@ def land_cover_cmap(n_classes: int = 8):
     return ListedColormap(colours[: n_classes + 1])
 
 
+def _no_axes(ax) -> None:
+    """Hide an image's axes, ticks included: a hidden axis still lays out its tick labels, which
+    took half the time of drawing a four-panel figure (a slider update)."""
+    ax.set(xticks=[], yticks=[])
+    ax.set_axis_off()
+
+
 def _figure(nrows: int, ncols: int, size: float = 3.2, **kw) -> tuple[Figure, np.ndarray]:
     fig = Figure(figsize=(size * ncols, size * nrows), layout="constrained", **kw)
     axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).reshape(nrows, ncols)
@@ -77,7 +84,7 @@ def show_bands(
     nrows = int(np.ceil(c / ncols))
     fig, axes = _figure(nrows, ncols, 2.4)
     for i, ax in enumerate(axes.ravel()):
-        ax.set_axis_off()
+        _no_axes(ax)
         if i < c:
             ax.imshow(stretch(image[i], valid=valid), cmap=cmap)
             ax.set_title(band_names[i] if band_names else f"band {i + 1}", fontsize=9)
@@ -97,7 +104,7 @@ def show_composites(
     for ax, (name, bands) in zip(axes[0], composites.items()):
         ax.imshow(composite(image, bands, valid))
         ax.set_title(f"{name} {tuple(bands)}", fontsize=10)
-        ax.set_axis_off()
+        _no_axes(ax)
     if labels is not None:
         ax = axes[0, -1]
         show_labels(labels, class_names, ax=ax)
@@ -115,7 +122,7 @@ def show_labels(labels: np.ndarray, class_names: Sequence[str] | None = None, ax
     cmap = land_cover_cmap(n)
     ax.imshow(labels, cmap=cmap, vmin=0, vmax=n, interpolation="nearest")
     ax.set_title("land cover", fontsize=10)
-    ax.set_axis_off()
+    _no_axes(ax)
     if class_names is not None:
         handles = [Patch(color=cmap(i + 1), label=name) for i, name in enumerate(class_names)]
         ax.legend(
@@ -161,7 +168,7 @@ def show_tiles(
     nrows = int(np.ceil(n / ncols))
     fig, axes = _figure(nrows, ncols, 1.6)
     for i, ax in enumerate(axes.ravel()):
-        ax.set_axis_off()
+        _no_axes(ax)
         if i < n:
             ax.imshow(
                 composite(tiles[i], rgb) if tiles.shape[1] >= 3 else stretch(tiles[i, 0]),
@@ -191,7 +198,7 @@ def show_tile_grid(
     for r, c in zip(rows, cols):
         ax.add_patch(Rectangle((c - 0.5, r - 0.5), size, size, fill=False, lw=0.7, ec="yellow"))
     ax.set_title(f"{len(rows)} tiles of {size} x {size} px", fontsize=10)
-    ax.set_axis_off()
+    _no_axes(ax)
     return fig
 
 
@@ -227,7 +234,7 @@ def show_images(images: dict[str, np.ndarray], size: float = 3.6, cmap: str = "g
     for ax, (name, img) in zip(axes[0], images.items()):
         ax.imshow(img, cmap=None if np.ndim(img) == 3 else cmap)
         ax.set_title(name, fontsize=10)
-        ax.set_axis_off()
+        _no_axes(ax)
     return fig
 
 
@@ -262,7 +269,7 @@ def plot_mae_reconstruction(
         for row, img in enumerate(images):
             ax = axes[row, col]
             ax.imshow(np.clip(img, 0, 1))
-            ax.set_axis_off()
+            _no_axes(ax)
             if row == 0:
                 ax.set_title(name, fontsize=11)
     if title:
@@ -364,7 +371,7 @@ def plot_fills(
     for ax, (name, image) in zip(axes[0], panels.items()):
         ax.imshow(_tile_rgb(image, bands, lo, hi))
         ax.set_title(name, fontsize=9)
-        ax.set_axis_off()
+        _no_axes(ax)
     if title:
         fig.suptitle(title, fontsize=10)
     return fig
@@ -421,7 +428,7 @@ def plot_crops(
         ax.add_patch(Rectangle((c - 0.5, r - 0.5), size, size, fill=False, ec="#ffdd00", lw=1.5))
         ax.text(c + 3, r + 3, str(i), color="#ffdd00", fontsize=9, va="top", ha="left")
     ax.set_title(title or f"{len(crops)} disjoint crops of {size} x {size} px", fontsize=10)
-    ax.set_axis_off()
+    _no_axes(ax)
     return fig
 
 
@@ -467,13 +474,13 @@ def plot_error_map(
     ):
         ax.imshow(np.clip(img, 0, 1))
         ax.set_title(name, fontsize=10)
-        ax.set_axis_off()
+        _no_axes(ax)
     ax = axes[0, 2]
     finite = error[np.isfinite(error)]
     vmax = float(np.percentile(finite, 99)) if finite.size else 1.0
     im = ax.imshow(np.ma.masked_invalid(error), cmap="magma", vmin=0, vmax=max(vmax, 1e-12))
     ax.set_title("error (RMSE over bands)", fontsize=10)
-    ax.set_axis_off()
+    _no_axes(ax)
     fig.colorbar(im, ax=ax, shrink=0.8, label=units)
     if title:
         fig.suptitle(title)
@@ -612,7 +619,7 @@ def plot_classification_maps(
         if sel is not None and i > 0 and sel.any():
             name = f"{name}\ntest OA {(m[sel] == labels[sel]).mean():.1%}"
         ax.set_title(name, fontsize=9)
-        ax.set_axis_off()
+        _no_axes(ax)
     if test_mask is not None:
         axes[0, 0].contour(
             np.asarray(test_mask, float), levels=[0.5], colors="white", linewidths=0.8
@@ -654,7 +661,7 @@ def plot_pca_map(
     for ax, (name, img, extent) in zip(axes[0], panels):
         ax.imshow(np.clip(img, 0, 1), extent=extent, interpolation="nearest")
         ax.set_title(name, fontsize=10)
-        ax.set_axis_off()
+        _no_axes(ax)
     if scene_rgb is not None:
         axes[0, 1].set_xlim(0, scene_rgb.shape[1])
         axes[0, 1].set_ylim(scene_rgb.shape[0], 0)
@@ -691,7 +698,7 @@ def plot_segmentation(
         ax = axes.pop(0)
         ax.imshow(scene_rgb)
         ax.set_title("scene", fontsize=10)
-        ax.set_axis_off()
+        _no_axes(ax)
     axes[0].imshow(
         labels, cmap=land_cover_cmap(n), vmin=0, vmax=n, extent=extent, interpolation="nearest"
     )
@@ -724,7 +731,7 @@ def plot_segmentation(
         f"k-means clusters{f' (ARI {ari:.2f})' if ari is not None else ''}", fontsize=10
     )
     for ax in axes:
-        ax.set_axis_off()
+        _no_axes(ax)
     if title:
         fig.suptitle(title)
     return fig
@@ -769,7 +776,7 @@ def plot_probe(
     )
     axes[0, 2].set_title("probe's predictions", fontsize=10)
     for ax in axes[0]:
-        ax.set_axis_off()
+        _no_axes(ax)
     if title:
         fig.suptitle(title)
     return fig
@@ -827,7 +834,7 @@ def plot_anomaly(
     )
     axes[0, 2].set_title("top-k flagged (red), truth (cyan)", fontsize=10)
     for ax in axes[0]:
-        ax.set_axis_off()
+        _no_axes(ax)
     if title:
         fig.suptitle(title)
     return fig
@@ -1047,7 +1054,7 @@ def plot_spectral_reconstruction(
     fig.set_size_inches(size * 1.4 * ncols, size * nrows)
     for k, ax in enumerate(axes.ravel()):
         if k >= len(idx):
-            ax.set_axis_off()
+            _no_axes(ax)
             continue
         sp = rec.centre_spectra(idx[k])
         x = np.arange(1, len(sp["true"]) + 1) if wavelengths is None else np.asarray(wavelengths)
@@ -1131,5 +1138,5 @@ def plot_split(regions: np.ndarray, labels: np.ndarray, title: str | None = None
         handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8, frameon=False
     )
     ax.set_title(title or "spatially disjoint split (pale: unlabelled)", fontsize=10)
-    ax.set_axis_off()
+    _no_axes(ax)
     return fig
