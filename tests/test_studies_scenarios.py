@@ -9,6 +9,7 @@ from helpers import tiny_mae
 
 from mae_nb import stats
 from mae_nb.data import synthetic_scene, value_range
+from mae_nb.precision import choose
 from mae_nb.reconstruct import normalization
 from mae_nb.studies.scenarios import (
     STUDY_SCENARIOS,
@@ -68,6 +69,7 @@ def test_compare_masking_scenarios_table_and_verdict(model):
         model, s.image, crops, seeds=(0, 1), valid=s.valid, progress=False, model_name="tiny"
     )
     assert len(cmp.rows) == len(crops) * 2 * 4
+    assert cmp.precision == choose("auto", model)  # the precision that ran, "auto" resolved
     summary = cmp.summary()
     assert list(summary) == list(STUDY_SCENARIOS)
     assert summary["covering 25%"]["masked_share"][0] == 1.0

@@ -41,6 +41,7 @@ import torch
 
 from mae_nb import metrics, stats
 from mae_nb.errors import InputError
+from mae_nb.precision import choose
 from mae_nb.reconstruct import (
     Reconstruction,
     model_geometry,
@@ -310,12 +311,14 @@ class ScenarioComparison:
     (:func:`interpolate_masked` on the same masked pixels), and claim 1's pull terms
     (:func:`training_pull_terms`): pull_num (the model), blur_pull_num (the blur), pull_den (the
     same for both). ``scenarios``: name -> (mask_ratio, iterations, mode). ``model``: what made
-    the predictions (the verdict names it).
+    the predictions (the verdict names it); ``precision``: the precision it ran in
+    (:mod:`mae_nb.precision`).
     """
 
     rows: list[dict]
     scenarios: dict
     model: str = "the model"
+    precision: str = "fp32"
 
     METRICS = (
         "psnr_masked",
@@ -601,6 +604,7 @@ def compare_masking_scenarios(
     norm = normalization(image, kind, valid, mean, std, scene.dtype)
     if data_range is None:  # the whole image's value_range, never a crop's
         data_range = norm.data_range
+    precision = choose(precision, model)
     rows = []
     jobs = [(ci, r0, c0, seed) for ci, (r0, c0) in enumerate(crops) for seed in seeds]
     for ci, r0, c0, seed in tqdm(jobs, desc="scenarios", disable=not progress):
@@ -647,4 +651,4 @@ def compare_masking_scenarios(
                     pull_den=pull_den,
                 )
             )
-    return ScenarioComparison(rows, scenarios, model_name)
+    return ScenarioComparison(rows, scenarios, model_name, precision)
