@@ -8,12 +8,13 @@ SMOKE  ?=
 NB     ?=
 OUT    ?= build
 
-.PHONY: help install run test lab clean course-models
+.PHONY: help install run test lab clean course-models learners
 
 help:
 	@echo "make run    execute every notebook headless (papermill) -> $(OUT)/summary.md"
 	@echo "make test   ruff, the import contract (lint-imports), then the test suite (every notebook in smoke mode)"
 	@echo "make lab    open JupyterLab at the first chapter"
+	@echo "make learners  write the learner edition (solutions stubbed out) to notebooks/learners/"
 	@echo "make clean  remove $(OUT)/ (the .venv stays)"
 	@echo "make course-models  retrain the course's open MAEs from mae_nb/weights/*.yaml (about an hour)"
 
@@ -40,6 +41,11 @@ lab: $(STAMP)
 
 clean:
 	rm -rf $(OUT)
+
+# The learner edition: every chapter with its exercises' solutions replaced by stubs. It is
+# committed (tests/test_editions.py keeps it in sync), so run this after changing a chapter.
+learners: $(STAMP)
+	$(VENV)/bin/mae-nb build learners --out notebooks/learners --overwrite
 
 # The course's open MAEs: each trained by `mae-nb mae pretrain` from its config in mae_nb/weights/
 # (one thread each, both at once: about an hour on 2 cores), then copied into the package with its

@@ -21,6 +21,7 @@ import re
 from pathlib import Path
 from typing import Sequence
 
+from mae_nb.editions import LEARNERS_SUBDIR, lint_exercises
 from mae_nb.errors import InputError
 
 #: GitHub repository and default branch that the launch badges and the Colab install cell use.
@@ -42,29 +43,45 @@ INSTALL_CELL = (
 )
 
 
-def colab_url(notebook: str | Path) -> str:
-    """The Colab link that opens ``notebook`` from the course's repository."""
+def _repository_path(notebook: str | Path, learner: bool) -> str:
+    """The notebook's path in the repository: under notebooks/, or notebooks/learners/."""
+    folder = f"notebooks/{LEARNERS_SUBDIR}" if learner else "notebooks"
+    return f"{folder}/{Path(notebook).name}"
+
+
+def colab_url(notebook: str | Path, *, learner: bool = False) -> str:
+    """The Colab link that opens ``notebook`` (or its learner edition) from the repository."""
     return (
         f"https://colab.research.google.com/github/{REPOSITORY}/blob/{DEFAULT_BRANCH}"
-        f"/notebooks/{Path(notebook).name}"
+        f"/{_repository_path(notebook, learner)}"
     )
 
 
-def binder_url(notebook: str | Path) -> str:
-    """The Binder link that opens ``notebook`` in JupyterLab, built from the repository."""
+def binder_url(notebook: str | Path, *, learner: bool = False) -> str:
+    """The Binder link that opens ``notebook`` (or its learner edition) in JupyterLab."""
+    labpath = _repository_path(notebook, learner).replace("/", "%2F")
+    return f"https://mybinder.org/v2/gh/{REPOSITORY}/{DEFAULT_BRANCH}?labpath={labpath}"
+
+
+def _badge_pair(notebook: str | Path, learner: bool) -> str:
     return (
-        f"https://mybinder.org/v2/gh/{REPOSITORY}/{DEFAULT_BRANCH}"
-        f"?labpath=notebooks%2F{Path(notebook).name}"
+        "[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]"
+        f"({colab_url(notebook, learner=learner)}) "
+        f"[![Binder](https://mybinder.org/badge_logo.svg)]({binder_url(notebook, learner=learner)})"
     )
+
+
+#: The words before each edition's badges in a chapter's header.
+EDITION_LABELS = (
+    "**Instructor edition** (exercises solved):",
+    "**Learner edition** (exercises to fill in):",
+)
 
 
 def badges(notebook: str | Path) -> str:
-    """Markdown for the Colab and Binder badges of ``notebook``."""
-    return (
-        "[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]"
-        f"({colab_url(notebook)}) "
-        f"[![Binder](https://mybinder.org/badge_logo.svg)]({binder_url(notebook)})"
-    )
+    """Markdown for the Colab and Binder badges of ``notebook``'s two editions, on one line."""
+    instructor, learner = EDITION_LABELS
+    return f"{instructor} {_badge_pair(notebook, False)} · {learner} {_badge_pair(notebook, True)}"
 
 
 #: The header's run-time line: run times are measured, so they live in the README's table.
@@ -227,15 +244,16 @@ def lint_notebook(path: str | Path) -> list[str]:
     else:
         first = cells[0].source
         links = _LINK.findall(first)
-        for expected in (colab_url(path), binder_url(path)):
+        expected_links = [
+            url(path, learner=learner)
+            for learner in (False, True)
+            for url in (colab_url, binder_url)
+        ]
+        for expected in expected_links:
             if expected not in links:
                 problems.append(f"first cell lacks the badge link {expected}")
         for link in links:
-            if (
-                link not in (colab_url(path), binder_url(path))
-                and "assets" not in link
-                and "badge" not in link
-            ):
+            if link not in expected_links and "assets" not in link and "badge" not in link:
                 problems.append(f"badge link {link} does not point at this notebook")
         for needed in ("What you will learn", "Estimated run time"):
             if needed not in first:
@@ -257,6 +275,7 @@ def lint_notebook(path: str | Path) -> list[str]:
                     f"markdown cell {i} types a measured number by hand: {text!r} ({reason});"
                     " format it from the run in a code cell (mae_nb.notebook.show_markdown)"
                 )
+    problems.extend(lint_exercises(nb))
     sources = "\n".join(c.source for c in cells if c.cell_type == "code")
     if "record_metrics(" not in sources:
         problems.append("no code cell calls record_metrics (the runner and tests need its metrics)")

@@ -27,6 +27,7 @@ import nbformat
 import pytest
 
 import mae_nb
+from mae_nb.editions import LEARNERS_SUBDIR
 from mae_nb.notebook import INSTALL_CELL, INSTALL_SPEC, INSTALL_SPEC_ENV, binder_url, colab_url
 from mae_nb.runner import list_notebooks
 
@@ -108,31 +109,40 @@ def test_repository_and_default_branch_agree_everywhere():
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_badges_open_this_notebook_on_the_default_branch(path):
-    rel = path.relative_to(ROOT).as_posix()  # notebooks/NN_topic.ipynb
+def test_badges_open_both_editions_of_this_notebook_on_the_default_branch(path):
+    instructor = path.relative_to(ROOT).as_posix()  # notebooks/NN_topic.ipynb
+    learner = f"notebooks/{LEARNERS_SUBDIR}/{path.name}"  # its learner edition
     links = first_cell_links(path)
     colab = [u for u in links if u.startswith("https://colab.research.google.com/github/")]
     binder = [u for u in links if u.startswith("https://mybinder.org/v2/gh/")]
-    assert len(colab) == 1 and len(binder) == 1, (
-        f"expected one Colab and one Binder link, got {links}"
+    assert len(colab) == 2 and len(binder) == 2, (
+        f"expected a Colab and a Binder link for each edition, got {links}"
     )
 
-    m = re.fullmatch(
-        r"https://colab\.research\.google\.com/github/([^/]+/[^/]+)/blob/([^/]+)/(.+)", colab[0]
-    )
-    assert m, f"not a Colab GitHub link: {colab[0]}"
-    assert m.groups() == (homepage_repository(), mae_nb.DEFAULT_BRANCH, rel), colab[0]
+    for rel, colab_link, binder_link, is_learner in zip(
+        (instructor, learner), colab, binder, (False, True)
+    ):
+        m = re.fullmatch(
+            r"https://colab\.research\.google\.com/github/([^/]+/[^/]+)/blob/([^/]+)/(.+)",
+            colab_link,
+        )
+        assert m, f"not a Colab GitHub link: {colab_link}"
+        assert m.groups() == (homepage_repository(), mae_nb.DEFAULT_BRANCH, rel), colab_link
 
-    url = urlsplit(binder[0])
-    parts = url.path.split("/")  # ['', 'v2', 'gh', owner, repo, branch]
-    assert len(parts) == 6, binder[0]
-    assert ("/".join(parts[3:5]), parts[5]) == (homepage_repository(), mae_nb.DEFAULT_BRANCH), (
-        binder[0]
-    )
-    assert [unquote(p) for p in parse_qs(url.query)["labpath"]] == [rel], binder[0]
+        url = urlsplit(binder_link)
+        parts = url.path.split("/")  # ['', 'v2', 'gh', owner, repo, branch]
+        assert len(parts) == 6, binder_link
+        assert ("/".join(parts[3:5]), parts[5]) == (
+            homepage_repository(),
+            mae_nb.DEFAULT_BRANCH,
+        ), binder_link
+        assert [unquote(p) for p in parse_qs(url.query)["labpath"]] == [rel], binder_link
 
-    assert (ROOT / rel).is_file()
-    assert (colab[0], binder[0]) == (colab_url(path), binder_url(path))  # the builders agree
+        assert (ROOT / rel).is_file(), f"{rel} is missing: run `make learners`"
+        assert (colab_link, binder_link) == (  # the builders agree
+            colab_url(path, learner=is_learner),
+            binder_url(path, learner=is_learner),
+        )
     images = [u for u in links if u.endswith(".svg")]
     assert "https://colab.research.google.com/assets/colab-badge.svg" in images
     assert "https://mybinder.org/badge_logo.svg" in images

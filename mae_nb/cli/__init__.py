@@ -14,7 +14,7 @@ from mae_nb import __version__
 from mae_nb.errors import MaeNbError
 
 #: Sub-command modules of ``mae_nb.cli``, in the order ``mae-nb --help`` lists them.
-COMMANDS = ["run", "data", "reconstruct", "mae", "hsi"]
+COMMANDS = ["run", "data", "reconstruct", "mae", "hsi", "build"]
 
 
 def build_parser() -> argparse.ArgumentParser:
