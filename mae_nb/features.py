@@ -213,9 +213,15 @@ class Embeddings:
 
 
 def model_bands(model, sample) -> list[int]:
-    """1-based bands of ``sample`` to feed ``model``: all of them when the counts match, its RGB
-    composite (``sample.rgb``) for a 3-band model."""
+    """1-based bands of ``sample`` to feed ``model``.
+
+    For a :class:`~mae_nb.data.Sample`, :meth:`~mae_nb.data.Sample.bands_for`: its true-colour
+    composite (``sample.rgb``) for a 3-band model, else all bands when the counts match, else an
+    error naming both counts. For an array: all bands when the counts match.
+    """
     in_chans = model_geometry(model).in_chans
+    if hasattr(sample, "bands_for"):  # a Sample: its one rule (true colour first, clear errors)
+        return sample.bands_for(in_chans)
     count = sample.raster.count if hasattr(sample, "raster") else np.asarray(sample).shape[0]
     if count == in_chans:
         return list(range(1, count + 1))

@@ -9,6 +9,7 @@ Public API (chapters 06-07 and ``mae-nb hsi`` build on exactly these names)::
                                       # "synthetic" / "synthetic-hard" by name
     synthetic_hsi(size=96, bands=128, seed=0, preset="default")   # or preset="hard"
     load_mat_scene(cube_path, labels_path, cube_key=None, labels_key=None, ...)
+    load_cube_scene(cube_path, labels_path, ...)  # your own cube: .mat, .npy or GeoTIFF
     load_houston2018(hsi_path, labels_path)       # the GRSS DFC 2018 files, when you have them
     remap_labels(labels, class_ids)   # e.g. Salinas-A's {1, 10, 11, 12, 13, 14} -> 1..6
     Standardizer / fit_standardizer(cube, train_mask)   # per-band mean/std of training pixels
@@ -57,6 +58,7 @@ __all__ = [
     "load_hsi",
     "load_hsi_labels",
     "load_houston2018",
+    "load_cube_scene",
     "load_mat_scene",
     "remap_labels",
     "spatial_split",
@@ -263,7 +265,7 @@ def _read_mat(path: Path) -> dict[str, np.ndarray]:
         with h5py.File(path, "r") as fh:
             # h5py sees MATLAB arrays transposed (column-major)
             return {k: np.asarray(fh[k]).T for k in fh.keys() if hasattr(fh[k], "shape")}
-    except ValueError as exc:
+    except (ValueError, scipy.io.matlab.MatReadError) as exc:
         raise InputError(f"{path} is not a readable .mat file ({exc})") from None
 
 
@@ -323,6 +325,92 @@ def load_mat_scene(
     label = name or cube_path.stem
     cube, labels = _check_finite(cube, labels, label, nan)
     return HyperspectralScene(cube, labels, tuple(class_names), wavelengths, label, "real")
+
+
+def _read_array(path: Path, key: str | None, what: str, ndim: int) -> np.ndarray:
+    """The ``what`` (a cube: ``ndim=3``, a label map: 2) in ``path``: .mat (``key``, or the only
+    variable of that many dimensions), .npy, or a raster GDAL reads ((B, H, W) -> (H, W, B))."""
+    suffix = path.suffix.lower()
+    if suffix == ".mat":
+        variables = _read_mat(path)
+        if key is None:
+            shaped = {k: v for k, v in variables.items() if np.ndim(v) == ndim}
+            if len(shaped) == 1:
+                variables = shaped
+        return np.asarray(_pick(variables, key, path, what))
+    if suffix == ".npy":
+        try:
+            return np.load(path, allow_pickle=False)
+        except ValueError as exc:
+            raise InputError(f"{path} is not a readable .npy array ({exc})") from None
+    from mae_nb.data.geotiff import read_raster
+
+    array = read_raster(path).array  # RasterError names a file that is not a raster
+    return array[0] if ndim == 2 and array.shape[0] == 1 else np.moveaxis(array, 0, -1)
+
+
+def load_cube_scene(
+    cube_path: str | Path,
+    labels_path: str | Path | None,
+    *,
+    cube_key: str | None = None,
+    labels_key: str | None = None,
+    name: str | None = None,
+    nan: str = "raise",
+) -> HyperspectralScene:
+    """Your own hyperspectral scene: a cube and its label map, each .mat, .npy or GeoTIFF.
+
+    The cube is (H, W, B) (a .npy of (B, H, W) is accepted when the label map fixes which
+    axes are spatial; a GeoTIFF's bands are its B); the label map (H, W) integers, 0 =
+    unlabelled, with any class ids (they become 1..K, named ``"class <id>"``). ``cube_key`` /
+    ``labels_key`` name a .mat file's variables (optional when only one variable has the right
+    number of dimensions). Raises :class:`~mae_nb.errors.MissingFileError` for a missing file
+    and :class:`~mae_nb.errors.InputError` for a label map of another spatial shape, before the
+    cube is converted or anything trained.
+    """
+    cube_path = Path(cube_path).expanduser()
+    if labels_path is None or str(labels_path) == "":
+        raise InputError(
+            f"the cube {cube_path.name} needs its label map (H, W; 0 = unlabelled): set LABELS "
+            "(labels=...) to a .mat, .npy or GeoTIFF of the same height and width"
+        )
+    labels_path = Path(labels_path).expanduser()
+    for path, what in ((cube_path, "cube"), (labels_path, "label map")):
+        if not path.is_file():
+            raise MissingFileError(
+                f"no file at {path}: expected the {what} as .mat, .npy or GeoTIFF"
+                + (" (or a registry scene name)" if what == "cube" else "")
+            )
+    cube = _read_array(cube_path, cube_key, "cube", 3)
+    labels = _read_array(labels_path, labels_key, "label map", 2)
+    if cube.ndim != 3:
+        raise InputError(f"the cube in {cube_path} must be (H, W, B), got shape {cube.shape}")
+    if labels.ndim != 2:
+        raise InputError(f"the label map in {labels_path} must be (H, W), got shape {labels.shape}")
+    if labels.shape != cube.shape[:2] and labels.shape == cube.shape[1:]:
+        cube = np.moveaxis(cube, 0, -1)  # a (B, H, W) array
+    if labels.shape != cube.shape[:2]:
+        raise InputError(
+            f"label map {labels.shape} ({labels_path.name}) and cube {cube.shape[:2]} "
+            f"({cube_path.name}) differ in spatial shape (H, W); expected a label map covering "
+            "the cube pixel for pixel: are they from the same scene?"
+        )
+    if not np.issubdtype(labels.dtype, np.integer) and not np.all(np.mod(labels, 1) == 0):
+        raise InputError(
+            f"the label map in {labels_path} holds non-integer values; expected class ids "
+            "(integers, 0 = unlabelled)"
+        )
+    labels = labels.astype(np.int64)
+    if labels.min(initial=0) < 0:
+        raise InputError(f"the label map in {labels_path} has negative ids; 0 means unlabelled")
+    ids = [int(c) for c in np.unique(labels) if c > 0]
+    if not ids:
+        raise InputError(f"the label map in {labels_path} has no labelled pixel (all 0)")
+    labels = remap_labels(labels, ids)
+    label = name or cube_path.stem
+    cube, labels = _check_finite(cube.astype(np.float32), labels, label, nan)
+    names = tuple(f"class {c}" for c in ids)
+    return HyperspectralScene(cube, labels, names, None, label, "real")
 
 
 def load_houston2018(
@@ -548,17 +636,25 @@ def load_hsi(
     seed: int = 0,
     nan: str = "raise",
     quiet: bool = False,
+    labels: str | Path | None = None,
+    cube_key: str | None = None,
+    labels_key: str | None = None,
 ) -> HyperspectralScene:
-    """A registry hyperspectral scene by ``name``, or the synthetic one.
+    """A registry hyperspectral scene by ``name``, your own cube by its path, or the synthetic one.
 
     ``name=None`` or ``"synthetic"`` asks for the synthetic scene directly (``size`` x ``size``
     px, ``bands`` bands, ``seed``); ``"synthetic-hard"`` for its harder preset (12 classes with
     close spectra and mixed pixels, :func:`synthetic_hsi`). When the real scene cannot be had
     (offline, no mirror), a notice is printed and the synthetic scene is returned instead;
     ``.source`` says which you got. Salinas-A's class ids {1, 10, 11, 12, 13, 14} are remapped
-    to 1..6.
+    to 1..6. A path (``.mat``, ``.npy`` or GeoTIFF) is your own cube, with its label map
+    ``labels`` (and ``cube_key``/``labels_key`` for .mat files): :func:`load_cube_scene`.
     """
+    from mae_nb.data.registry import is_path
+
     notice = ""
+    if name is not None and is_path(name):
+        return load_cube_scene(name, labels, cube_key=cube_key, labels_key=labels_key, nan=nan)
     if name in SYNTHETIC_NAMES:
         return synthetic_hsi(size, bands, seed, preset=SYNTHETIC_NAMES[name])
     if name is not None:

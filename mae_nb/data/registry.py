@@ -500,6 +500,28 @@ def get(name: str) -> Dataset:
         ) from None
 
 
+def is_path(value: str | Path) -> bool:
+    """Whether ``value`` names a file of the user's rather than a registry entry.
+
+    A :class:`~pathlib.Path`, or a string that is not a registry name and has a folder
+    separator, a leading ``~``, a file suffix (``scene.tif``, ``cube.mat``) or names an existing
+    file. Registry names have none of these, so a mistyped name still gets the registry's
+    "did you mean" error rather than "no such file".
+    """
+    if isinstance(value, Path):
+        return True
+    text = str(value)
+    if text in REGISTRY:
+        return False
+    return (
+        "/" in text
+        or "\\" in text
+        or text.startswith("~")
+        or Path(text).suffix != ""
+        or Path(text).is_file()
+    )
+
+
 def cache_dir() -> Path:
     """Root of mae-nb's cache: ``$MAE_NB_CACHE`` or ``~/.cache/mae-nb``."""
     root = os.environ.get(CACHE_ENV)
