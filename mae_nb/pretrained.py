@@ -2,7 +2,8 @@
 
 Every chapter and command gets its MAE here, one way:
 
-- :func:`load_mae` loads one by name: a checkpoint of the registry (Meta's
+- :func:`load_mae` loads one by name: ``"auto"`` (:func:`resolve_checkpoint`: Meta's ViT-L when
+  the machine has room for it, else its ViT-B), a checkpoint of the registry (Meta's
   ``"mae_visualize_vit_large"``, fetched from the cache, a mirror folder or Meta's server; the
   course's own ``"mae_tiny_course_rgb"`` and ``"mae_tiny_course_6band"``, shipped inside the
   package), a file (Meta's format or one the course wrote), or ``"chapter03"``, the model
@@ -11,13 +12,17 @@ Every chapter and command gets its MAE here, one way:
   public-domain Landsat scenes and synthetic scenes (``mae_nb/weights/NAME.yaml`` reproduces
   each); :func:`describe_course_model` says in one sentence how one was trained.
 - :func:`train_course_mae` is chapter 03's training recipe in one call: the chapter builds it by
-  hand, then calls this function, and every stand-in is trained by it.
+  hand, then calls this function. :func:`chapter03_recipe` holds chapter 03's parameters (full
+  and smoke) and :func:`train_chapter03_mae` trains chapter 03's model with them, on chapter
+  03's data and seeds: the same model a run of chapter 03 saves.
 - :func:`mae_or_fallback` is what chapters 04-05 call: the checkpoint asked for if it can be had,
-  else the course's open MAE for the image's band count, else chapter 03's model, else a
-  stand-in trained on the chapter's image, with a notice that says which and why.
+  else the course's open MAE for the image's band count, else chapter 03's saved model, else
+  chapter 03's model trained here by :func:`train_chapter03_mae` (and saved, as chapter 03
+  would), with a notice that says which and why.
 - :func:`sst_or_fallback` does the same for chapter 07's spatial-spectral transformer: chapter
   06's pretrained model if it was pretrained on the same scene without the split's test
-  pixels, else a brief pretraining on the split's training and validation blocks.
+  pixels, else one pretrained here with chapter 06's recipe (:func:`chapter06_recipe`, same
+  seeds: the model chapter 06 would save) on the split's training and validation blocks.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -34,7 +39,13 @@ from mae_nb.data import registry
 from mae_nb.data.geotiff import check_bands
 from mae_nb.data.tiling import tile
 from mae_nb.errors import CheckpointError, DataUnavailableError, InputError, MissingFileError
-from mae_nb.finetune import course_sst_path, load_sst, pretrain_on_scene, regions_sha256
+from mae_nb.finetune import (
+    course_sst_path,
+    load_sst,
+    pretrain_on_scene,
+    regions_sha256,
+    save_sst,
+)
 from mae_nb.models.checkpoints import model_from_checkpoint
 from mae_nb.models.mae import MaskedAutoencoderViT, create_mae
 from mae_nb.models.spectral import SpectralTransformer
@@ -42,19 +53,26 @@ from mae_nb.reconstruct import normalization
 from mae_nb.train import History, fit, save_checkpoint, seed_everything
 
 __all__ = [
+    "AUTO",
+    "AUTO_LARGE_MIN_BYTES",
     "CHAPTER03",
     "COURSE_MODELS",
     "ModelChoice",
     "SSTChoice",
     "TrainedMAE",
+    "available_memory",
+    "chapter03_recipe",
+    "chapter06_recipe",
     "course_mae_path",
     "describe_course_model",
     "in_training_units",
     "load_mae",
     "mae_or_fallback",
+    "resolve_checkpoint",
     "save_course_mae",
     "seen_in_training",
     "sst_or_fallback",
+    "train_chapter03_mae",
     "train_course_mae",
 ]
 
@@ -66,6 +84,71 @@ COURSE_MODELS = {3: "mae_tiny_course_rgb", 6: "mae_tiny_course_6band"}
 
 
 # --------------------------------------------------------------------------- loading
+
+#: The checkpoint name that picks Meta's model by the memory this machine has.
+AUTO = "auto"
+
+#: Available memory below which ``"auto"`` takes Meta's ViT-B instead of its ViT-L (the ViT-L
+#: alone peaks at about 2 GB in a kernel, the ViT-B at about 1.2 GB; Binder gives 2 GB).
+AUTO_LARGE_MIN_BYTES = 3 * 1024**3
+
+
+def _cgroup_room() -> int | None:
+    """Bytes this process's cgroup may still take (its limit minus its usage), None if unlimited.
+
+    Containers (Binder, Docker, a Kubernetes pod) cap memory by cgroup while ``psutil`` reports
+    the host's memory, so both are read."""
+    for limit, usage in (
+        ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+        (
+            "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+            "/sys/fs/cgroup/memory/memory.usage_in_bytes",
+        ),
+    ):
+        try:
+            cap = Path(limit).read_text().strip()
+            used = int(Path(usage).read_text().strip())
+        except (OSError, ValueError):
+            continue
+        if cap == "max" or not cap.isdigit() or int(cap) >= 1 << 60:
+            return None
+        return max(int(cap) - used, 0)
+    return None
+
+
+def available_memory() -> int:
+    """Bytes of memory available to this process now: ``psutil``'s available memory, or the
+    room left under the container's cgroup limit when that is smaller."""
+    import psutil
+
+    room = psutil.virtual_memory().available
+    cgroup = _cgroup_room()
+    return room if cgroup is None else min(room, cgroup)
+
+
+def resolve_checkpoint(checkpoint: str | Path = AUTO, *, quiet: bool = False) -> str | Path:
+    """The checkpoint ``"auto"`` stands for on this machine; any other value unchanged.
+
+    ``"auto"``: Meta's ``mae_visualize_vit_large`` when at least
+    :data:`AUTO_LARGE_MIN_BYTES` (about 3 GB) are available (:func:`available_memory`), else
+    ``mae_visualize_vit_base`` (Binder's 2 GB cannot hold the ViT-L next to a notebook). Says
+    which and why (printed unless ``quiet``).
+    """
+    if str(checkpoint) != AUTO:
+        return checkpoint
+    room = available_memory()
+    gb = f"{room / 1024**3:.1f} GB available"
+    floor = f"{AUTO_LARGE_MIN_BYTES / 1024**3:.0f} GB"
+    if room >= AUTO_LARGE_MIN_BYTES:
+        name, why = "mae_visualize_vit_large", f"{gb}, at least the {floor} it needs"
+    else:
+        name, why = (
+            "mae_visualize_vit_base",
+            (f"only {gb}, below the {floor} Meta's ViT-L needs, so its ViT-B instead"),
+        )
+    if not quiet:
+        print(f"checkpoint 'auto': {name} ({why})")
+    return name
 
 
 def course_mae_path() -> Path:
@@ -85,6 +168,7 @@ def load_mae(
 ) -> MaskedAutoencoderViT:
     """An MAE ready to use (eval mode): ``"chapter03"``, a registry name, or a checkpoint file.
 
+    ``"auto"``: Meta's ViT-L or ViT-B, by the memory available (:func:`resolve_checkpoint`).
     ``"chapter03"``: the model chapter 03 saved (:func:`course_mae_path`). A registry name:
     the course's open MAEs (:data:`COURSE_MODELS`, shipped with mae-nb), or Meta's checkpoints
     (``mae_visualize_vit_base``, ``mae_visualize_vit_large``, ``..._ganloss``, ``..._huge``),
@@ -96,6 +180,7 @@ def load_mae(
     image's per-band statistics for chapter 03's). Loading is
     :func:`mae_nb.models.checkpoints.model_from_checkpoint` (memory-mapped: ViT-L within 2 GB).
     """
+    source = resolve_checkpoint(source)
     name = str(source)
     if name == CHAPTER03:
         path = course_mae_path()
@@ -289,6 +374,52 @@ def train_course_mae(
     return TrainedMAE(model, history, train_tiles, val_tiles)
 
 
+def chapter03_recipe(smoke: bool = False) -> dict[str, Any]:
+    """Chapter 03's training recipe: its parameters and derived values, for a full or smoke run.
+
+    ``data`` and ``size``: the sample chapter 03 loads (``load_sample(data, bands=6, size=size,
+    seed=seed)``, the synthetic scene when the real one is not here); the other keys are
+    :func:`train_course_mae`'s arguments. ``tests/test_pretrained.py`` checks that chapter 03's
+    parameters cell gives exactly these values, so the two cannot drift apart.
+    """
+    return dict(
+        data="landsat7-olinda",
+        size=352,
+        seed=0,
+        tile_size=64,
+        stride=32,
+        epochs=1 if smoke else 60,
+        mask_ratio=0.75,
+        lr=5e-4,
+        batch_size=8,
+        val_fraction=0.25,
+        max_tiles=16 if smoke else None,
+    )
+
+
+def train_chapter03_mae(
+    smoke: bool = False, *, save: bool = True, progress: bool = True, quiet: bool = False
+) -> TrainedMAE:
+    """Chapter 03's model, trained here with :func:`chapter03_recipe` (same data, same seeds).
+
+    The result equals what a run of chapter 03 (``SMOKE = smoke``) trains on this machine; with
+    ``save`` it is saved where chapter 03 saves it (:func:`course_mae_path`, with the data
+    source and ``smoke`` in its config), so the next chapter finds it in the cache.
+    """
+    from mae_nb.data import load_sample
+
+    recipe = chapter03_recipe(smoke)
+    data, size = recipe.pop("data"), recipe.pop("size")
+    sample = load_sample(data, bands=6, size=size, seed=recipe["seed"], quiet=quiet)
+    trained = train_course_mae(
+        sample.image, sample.valid, bands=list(sample.rgb), progress=progress, **recipe
+    )
+    trained.model.pretrained_cfg["source"] = "chapter 03's recipe, trained here"
+    if save:
+        save_course_mae(trained.model, trained.history, data=sample.source, smoke=smoke)
+    return trained
+
+
 # --------------------------------------------------------------------------- with a fallback
 
 
@@ -296,7 +427,9 @@ def train_course_mae(
 class ModelChoice:
     """The model a chapter got and why: ``source`` is ``"meta"`` (Meta's checkpoint asked for),
     ``"course model"`` (one of :data:`COURSE_MODELS`), ``"chapter 03"`` (chapter 03's saved
-    model) or ``"trained here"``; ``notice`` says why it is not the one asked for."""
+    model) or ``"trained here"`` (chapter 03's recipe run here, or for a band count chapter 03
+    does not train, a stand-in trained on the image); ``notice`` says why it is not the one
+    asked for."""
 
     model: MaskedAutoencoderViT
     source: str
@@ -305,28 +438,35 @@ class ModelChoice:
 
 
 def mae_or_fallback(
-    checkpoint: str = "mae_visualize_vit_large",
+    checkpoint: str = AUTO,
     image: np.ndarray | None = None,
     valid: np.ndarray | None = None,
     *,
     epochs: int = 5,
     seed: int = 0,
     quiet: bool = False,
+    smoke: bool = False,
 ) -> ModelChoice:
     """The checkpoint asked for if it can be had; else the course's open MAE; else chapter 03's
-    model; else one trained here.
+    model, from the cache or trained here with chapter 03's recipe.
 
-    ``checkpoint``: a registry name (Meta's ``mae_visualize_vit_large``, ``..._base``; the
-    course's ``mae_tiny_course_rgb``), a file, or ``"chapter03"`` to start from chapter 03's
-    model. When a registry checkpoint is not available (offline, no copy in the cache or a
-    mirror), the course's open MAE for the image's band count (:data:`COURSE_MODELS`; RGB
-    without an image) is used; failing that chapter 03's saved model; if chapter 03 has not
-    been run either, the tiny preset is trained for ``epochs`` on ``image`` (C, H, W) with
-    :func:`train_course_mae`. Every fallback prints (unless ``quiet``) and warns its notice,
-    which names the model used and how it was trained. When chapter 03's model meets an
-    ``image`` in other units than it was trained on, the image is standardized by its own
-    per-band statistics instead (said in the notice).
+    ``checkpoint``: ``"auto"`` (Meta's ViT-L, or its ViT-B where less than about 3 GB of memory
+    is available: :func:`resolve_checkpoint`), a registry name (Meta's
+    ``mae_visualize_vit_large``, ``..._base``; the course's ``mae_tiny_course_rgb``), a file, or
+    ``"chapter03"`` to start from chapter 03's model. When a registry checkpoint is not
+    available (offline, no copy in the cache or a mirror), the course's open MAE for the image's
+    band count (:data:`COURSE_MODELS`; RGB without an image) is used; failing that chapter 03's
+    saved model (when it takes the image's band count); if chapter 03 has not been run either,
+    chapter 03's model is trained here with its own recipe (:func:`train_chapter03_mae`,
+    ``smoke`` picks the recipe of chapter 03's smoke run) and saved where chapter 03 saves it,
+    so a learner who starts here gets the model one who ran chapter 03 has. Only an image whose
+    band count chapter 03 does not train (it trains on 3 true-colour bands) gets a stand-in
+    trained for ``epochs`` on the image itself with :func:`train_course_mae`. Every fallback
+    prints (unless ``quiet``) and warns its notice, which names the model used and how it was
+    trained. When chapter 03's model meets an ``image`` in other units than it was trained on,
+    the image is standardized by its own per-band statistics instead (said in the notice).
     """
+    checkpoint = resolve_checkpoint(checkpoint, quiet=quiet)
     first = ""
     if str(checkpoint) != CHAPTER03:
         try:
@@ -352,19 +492,37 @@ def mae_or_fallback(
                     print(notice)
                 warnings.warn(notice, stacklevel=2)
                 return ModelChoice(model, "course model", name, notice)
+    bands = None if image is None else int(np.asarray(image).shape[0])
     try:
         model = load_mae(CHAPTER03)
+        if bands is not None and model.in_chans != bands:
+            raise DataUnavailableError(f"chapter 03's model takes {model.in_chans} bands")
     except DataUnavailableError:
-        if image is None:
-            start = f"{first}, and chapter 03's model" if first else "Chapter 03's model"
-            raise DataUnavailableError(
-                f"{start} was not found; run chapter 03 (`mae-nb run 03`) or pass an image to "
-                "train a stand-in on"
-            ) from None
+        start = first + ", and chapter 03" if first else "Chapter 03"
+        if bands is None or bands == 3:
+            recipe = chapter03_recipe(smoke)
+            notice = (
+                f"NOTICE: {start}'s model was not found in the cache ({course_mae_path()}). "
+                "Training it here with chapter 03's own recipe (`train_chapter03_mae`: "
+                f"{recipe['epochs']} epoch(s) on {recipe['data']!r}, seed {recipe['seed']}"
+                f"{', its smoke run' if smoke else ''}), the model a run of chapter 03 saves, "
+                "and saving it there. Every number below describes this model."
+            )
+            if not quiet:
+                print(notice)
+            trained = train_chapter03_mae(smoke, progress=not quiet, quiet=quiet)
+            warnings.warn(notice, stacklevel=2)
+            model = trained.model
+            units = _adapt_units(model, image, valid) if image is not None else ""
+            if units:
+                notice = f"{notice} {units}"
+                if not quiet:
+                    print(units)
+            return ModelChoice(model, "trained here", "chapter 03's tiny MAE", notice)
         notice = (
-            f"NOTICE: {first + ', and chapter 03' if first else 'Chapter 03'}'s model was not "
-            f"found (run chapter 03 to make it). Training the tiny MAE for {epochs} epoch(s) on "
-            "this image as a stand-in: every number below describes this briefly trained model."
+            f"NOTICE: {start}'s model for {bands} bands was not found (chapter 03 trains on 3 "
+            f"true-colour bands). Training the tiny MAE for {epochs} epoch(s) on this image as "
+            "a stand-in: every number below describes this briefly trained model."
         )
         if not quiet:
             print(notice)
@@ -427,10 +585,12 @@ def _adapt_units(model: MaskedAutoencoderViT, image: np.ndarray, valid: np.ndarr
 
 @dataclass
 class SSTChoice:
-    """What :func:`sst_or_fallback` returns: the model, where it came from (``"chapter 06"``
-    or ``"brief pretraining"``), its config (``config["test_pixels_seen"]``: 0 when its
-    pretraining kept clear of the split's test region, None when unknown) and a notice
-    (``""`` if none; else why chapter 06's model was not used)."""
+    """What :func:`sst_or_fallback` returns: the model, where it came from (``"chapter 06"``:
+    the checkpoint chapter 06 saved; ``"chapter 06's recipe"``: pretrained here exactly as
+    chapter 06 pretrains; ``"brief pretraining"``: pretrained here with a changed recipe),
+    its config (``config["test_pixels_seen"]``: 0 when its pretraining kept clear of the
+    split's test region, None when unknown) and a notice (``""`` if none; else why chapter
+    06's model was not used)."""
 
     model: SpectralTransformer
     source: str
@@ -475,21 +635,42 @@ def _unusable_checkpoint(config: dict, model: SpectralTransformer, scene, split)
     return ""
 
 
+def chapter06_recipe(smoke: bool = False) -> dict[str, Any]:
+    """Chapter 06's masked-pretraining recipe: its parameters and derived values, full or smoke.
+
+    ``patch_size`` and ``seed`` (also the seed of the spatial split, as chapter 07 cuts it),
+    the :class:`~mae_nb.models.spectral.SpectralTransformer` ``model_kwargs``, and the
+    :func:`~mae_nb.finetune.pretrain_on_scene` arguments. ``tests/test_pretrained.py`` checks
+    that chapter 06's parameters cell gives exactly these values.
+    """
+    return dict(
+        patch_size=5,
+        seed=0,
+        model_kwargs=dict(
+            band_block_size=16,
+            embed_dim=32 if smoke else 48,
+            depth=1 if smoke else 3,
+            num_heads=4,
+        ),
+        mask_ratio=0.7,
+        epochs=3 if smoke else 4,
+        batch_size=64,
+        lr=2e-3 if smoke else 1e-3,
+        max_pixels=2048 if smoke else None,
+    )
+
+
 def sst_or_fallback(
     scene,
     *,
     split=None,
-    patch_size: int | None = None,
-    epochs: int = 2,
-    max_pixels: int | None = 2000,
-    batch_size: int = 32,
-    model_kwargs: Mapping | None = None,
-    seed: int = 0,
+    smoke: bool = False,
     progress: bool = True,
     quiet: bool = False,
+    **recipe: Any,
 ) -> SSTChoice:
-    """Chapter 06's pretrained transformer for ``scene``, or a brief pretraining when it cannot
-    be used.
+    """Chapter 06's pretrained transformer for ``scene``, or one pretrained here with chapter
+    06's recipe when it cannot be used.
 
     The checkpoint at :func:`course_sst_path` is used when it was pretrained on this scene
     (same name, source and band count) and, given ``split`` (a
@@ -498,14 +679,27 @@ def sst_or_fallback(
     pixels seen, patches of ``split.patch_size``). Otherwise (missing, another scene, a
     transductive pretraining, another split) a notice says why, and the model is pretrained
     here on ``split``'s pretraining region (every pixel, with a transductive warning, when
-    ``split`` is None) for ``epochs`` on ``max_pixels`` random pixels with ``model_kwargs``
-    (e.g. ``embed_dim``, ``depth``) and ``patch_size`` (default ``split.patch_size``, else 5):
-    short, so it shows the mechanics rather than what a full pretraining gives (``batch_size``
-    32 keeps the peak memory of a notebook kernel well under 2 GB).
+    ``split`` is None) with :func:`chapter06_recipe` (``smoke``: the recipe of chapter 06's
+    smoke run), the same function and seeds as chapter 06, so it is the model chapter 06 saves;
+    with a ``split``, it is then saved where chapter 06 saves it. ``recipe`` overrides keys of
+    the recipe (``epochs``, ``max_pixels``, ``batch_size``, ``lr``, ``mask_ratio``,
+    ``model_kwargs``, ``patch_size``, ``seed``; the default patch size is ``split.patch_size``);
+    a model trained with overrides is not saved.
     """
-    if patch_size is None:
-        patch_size = 5 if split is None else int(split.patch_size)
-    elif split is not None and patch_size != split.patch_size:
+    base = chapter06_recipe(smoke)
+    unknown = sorted(set(recipe) - set(base))
+    if unknown:
+        raise InputError(
+            f"sst_or_fallback got unknown recipe key(s) {unknown}; chapter 06's recipe has "
+            + ", ".join(base)
+        )
+    if split is not None and recipe.get("patch_size") is None:
+        recipe["patch_size"] = int(split.patch_size)
+    recipe = {k: v for k, v in recipe.items() if v is not None or k == "max_pixels"}
+    changed = {k for k, v in recipe.items() if base[k] != v}
+    full = {**base, **recipe}
+    patch_size = int(full["patch_size"])
+    if split is not None and patch_size != split.patch_size:
         raise InputError(
             f"patch_size {patch_size} differs from the split's {split.patch_size} px patches; "
             "build the split with the model's patch size"
@@ -516,6 +710,8 @@ def sst_or_fallback(
         model, config = load_sst(path, with_config=True)
         why = _unusable_checkpoint(config, model, scene, split)
         if not why:
+            if not quiet:
+                print(f"Using chapter 06's pretrained model ({path}).")
             return SSTChoice(model, "chapter 06", config)
         reason = f"the checkpoint at {path}: {why}"
     where = (
@@ -523,11 +719,19 @@ def sst_or_fallback(
         if split is None
         else "the training and validation blocks of the split (no test pixel)"
     )
+    how = f"chapter 06's recipe{' (its smoke run)' if smoke else ''}" + (
+        f" with {', '.join(sorted(changed))} changed" if changed else ""
+    )
+    epochs, max_pixels = full["epochs"], full["max_pixels"]
     notice = (
         f"NOTICE: chapter 06's pretrained model is not usable here: {reason}. Pretraining "
-        f"briefly instead on {where} ({epochs} epoch{'s' * (epochs != 1)} on "
-        f"{max_pixels or 'all'} pixels); run notebook 06_hyperspectral_masked_pretraining "
-        "first for the real thing."
+        f"here instead with {how} on {where} ({epochs} epoch{'s' * (epochs != 1)} on "
+        f"{max_pixels or 'all'} pixels, seed {full['seed']})"
+        + (
+            ", the model a run of chapter 06 saves."
+            if not changed
+            else "; run notebook 06_hyperspectral_masked_pretraining for chapter 06's model."
+        )
     )
     if not quiet:
         print(notice)
@@ -537,9 +741,15 @@ def sst_or_fallback(
         image_size=patch_size,
         epochs=epochs,
         max_pixels=max_pixels,
-        seed=seed,
-        batch_size=batch_size,
-        model_kwargs=dict(model_kwargs or {}),
+        seed=full["seed"],
+        batch_size=full["batch_size"],
+        lr=full["lr"],
+        mask_ratio=full["mask_ratio"],
+        model_kwargs=dict(full["model_kwargs"] or {}),
         progress=progress,
     )
-    return SSTChoice(result.model, "brief pretraining", result.config, notice)
+    source = "chapter 06's recipe" if not changed else "brief pretraining"
+    if split is not None and not changed:
+        result.config["smoke"] = smoke
+        save_sst(path, result, overwrite=True)
+    return SSTChoice(result.model, source, result.config, notice)

@@ -321,22 +321,152 @@ def test_fallback_meta_when_it_can_be_had(tmp_path, offline):
         mae_or_fallback(str(tmp_path / "no_such.pth"), quiet=True)
 
 
-def test_fallback_trains_a_stand_in_when_nothing_is_available(offline):
-    """Offline, no chapter 03 checkpoint: a tiny MAE is trained on the image, with a notice."""
+def test_fallback_trains_chapter_03s_model_with_chapter_03s_recipe(offline, capsys):
+    """Offline, no course weights, no chapter 03 checkpoint: chapter 03's model is trained here
+    with chapter 03's own recipe (its data, its seeds), saved where chapter 03 saves it, and
+    the notice says so; it is the very model chapter 03's recipe makes."""
     from mae_nb.reconstruct import reconstruct
 
     s = synthetic_scene(64, 64, 3, seed=0)
-    with pytest.warns(UserWarning, match="Training the tiny MAE"):
-        choice = mae_or_fallback("mae_visualize_vit_large", s.image, s.valid, epochs=1, quiet=True)
-    assert choice.source == "trained here" and "not available here" in choice.notice
-    assert choice.model.pretrained_cfg["mean"] is not None and not choice.model.training
+    with pytest.warns(UserWarning, match="Training it here with chapter 03's own recipe"):
+        choice = mae_or_fallback("mae_visualize_vit_large", s.image, s.valid, smoke=True)
+    assert choice.source == "trained here" and choice.name == "chapter 03's tiny MAE"
+    assert "not available here" in choice.notice and "its smoke run" in choice.notice
+    assert "chapter 03's own recipe" in capsys.readouterr().out
+    assert pretrained.course_mae_path().is_file()  # saved, as chapter 03 saves it
+    saved = load_mae("chapter03")
+    assert saved.pretrained_cfg["smoke"] is True and saved.in_chans == 3
+    again = pretrained.train_chapter03_mae(smoke=True, save=False, progress=False, quiet=True)
+    for k, v in again.model.state_dict().items():  # same recipe, same seeds: the same model
+        torch.testing.assert_close(saved.state_dict()[k], v)
+    assert not choice.model.training
     r = reconstruct(choice.model, s.image, 0.5)
-    assert r.normalization.kind == "given" and np.isfinite(r.psnr_masked)
-    with pytest.raises(DataUnavailableError, match="run chapter 03"):
-        mae_or_fallback("mae_visualize_vit_large", None, quiet=True)
-    with pytest.warns(UserWarning, match="Chapter 03's model was not found"):
-        choice = mae_or_fallback("chapter03", s.image, s.valid, epochs=1, quiet=True)
-    assert choice.source == "trained here" and "Meta" not in choice.notice
+    assert np.isfinite(r.psnr_masked)
+    # the next chapter finds it in the cache
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        later = mae_or_fallback("mae_visualize_vit_large", s.image, s.valid, quiet=True)
+    assert later.source == "chapter 03"
+
+
+def test_without_an_image_chapter_03s_recipe_is_trained_too(offline, monkeypatch):
+    calls = []
+    monkeypatch.setattr(
+        pretrained,
+        "train_chapter03_mae",
+        lambda smoke, **kw: (
+            calls.append(smoke) or pretrained.TrainedMAE(tiny_mae(), None, None, None)
+        ),
+    )
+    with pytest.warns(UserWarning, match="chapter 03's own recipe"):
+        choice = mae_or_fallback("chapter03", None, quiet=True)
+    assert choice.source == "trained here" and calls == [False]
+    assert "Meta" not in choice.notice and choice.notice.startswith("NOTICE: Chapter 03")
+
+
+def _notebook_parameters(stem, smoke):
+    """The values of a chapter's parameters cell and derived-values cell, run as Python."""
+    import nbformat
+
+    from mae_nb.runner import notebooks_dir
+
+    nb = nbformat.read(notebooks_dir() / f"{stem}.ipynb", as_version=4)
+    i = next(i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", []))
+    values: dict = {}
+    exec(nb.cells[i].source, values)
+    values["SMOKE"] = smoke
+    exec(nb.cells[i + 1].source, values)
+    return values
+
+
+def _code(stem):
+    import nbformat
+
+    from mae_nb.runner import notebooks_dir
+
+    nb = nbformat.read(notebooks_dir() / f"{stem}.ipynb", as_version=4)
+    return "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+
+
+@pytest.mark.parametrize("smoke", [False, True])
+def test_chapter_03s_recipe_is_what_chapter_03_runs(smoke):
+    v = _notebook_parameters("03_mae_from_scratch", smoke)
+    assert pretrained.chapter03_recipe(smoke) == dict(
+        data=v["DATA"],
+        size=352,
+        seed=v["SEED"],
+        tile_size=v["TILE"],
+        stride=v["STRIDE"],
+        epochs=v["EPOCHS"],
+        mask_ratio=v["MASK_RATIO"],
+        lr=v["LR"],
+        batch_size=v["BATCH_SIZE"],
+        val_fraction=0.25,
+        max_tiles=v["TRAIN_TILES"],
+    )
+    assert "size=352, seed=SEED" in _code("03_mae_from_scratch")  # what it loads
+    assert "val_fraction=0.25" in _code("03_mae_from_scratch")
+
+
+@pytest.mark.parametrize("smoke", [False, True])
+def test_chapter_06s_recipe_is_what_chapter_06_runs(smoke):
+    v = _notebook_parameters("06_hyperspectral_masked_pretraining", smoke)
+    assert pretrained.chapter06_recipe(smoke) == dict(
+        patch_size=v["PATCH"],
+        seed=v["SEED"],
+        model_kwargs=dict(
+            band_block_size=v["BAND_BLOCK"], embed_dim=v["EMBED_DIM"], depth=v["DEPTH"], num_heads=4
+        ),
+        mask_ratio=v["MASK_RATIO"],
+        epochs=v["EPOCHS"],
+        batch_size=v["BATCH_SIZE"],
+        lr=v["LR"],
+        max_pixels=v["MAX_PIXELS"],
+    )
+    assert "depth=DEPTH, num_heads=4" in _code("06_hyperspectral_masked_pretraining")
+
+
+def test_chapter_07_without_chapter_06s_model_pretrains_with_chapter_06s_recipe(cache, capsys):
+    """The same function and seeds as chapter 06 (built by hand there): the same weights; saved
+    where chapter 06 saves it, so the next run uses it."""
+    from mae_nb.data.hsi import spatial_split
+    from mae_nb.finetune import course_sst_path, load_sst
+    from mae_nb.models.spectral import SpectralTransformer
+    from mae_nb.train import seed_everything
+
+    scene = synthetic_hsi(size=24, bands=16, seed=0)
+    split = spatial_split(scene.labels, 5, seed=0)
+    pre = pretrained.sst_or_fallback(scene, split=split, smoke=True, progress=False)
+    assert pre.source == "chapter 06's recipe" and pre.leak_free
+    assert "with chapter 06's recipe (its smoke run)" in pre.notice
+    assert "the model a run of chapter 06 saves" in capsys.readouterr().out
+    # chapter 06, section by section: seed, build the model, pretrain it (smoke parameters)
+    r = pretrained.chapter06_recipe(smoke=True)
+    seed_everything(r["seed"])
+    model = SpectralTransformer(
+        scene.n_bands, image_size=5, mask_ratio=r["mask_ratio"], **r["model_kwargs"]
+    )
+    by_hand = pretrain_on_scene(
+        scene,
+        split=split,
+        model=model,
+        image_size=5,
+        epochs=r["epochs"],
+        batch_size=r["batch_size"],
+        lr=r["lr"],
+        mask_ratio=r["mask_ratio"],
+        max_pixels=r["max_pixels"],
+        seed=r["seed"],
+        progress=False,
+    )
+    for k, v in by_hand.model.state_dict().items():
+        torch.testing.assert_close(pre.model.state_dict()[k], v)
+    saved = load_sst(course_sst_path(), with_config=True)[1]
+    assert saved["smoke"] is True and saved["test_pixels_seen"] == 0
+    again = pretrained.sst_or_fallback(scene, split=split, smoke=True, quiet=True)
+    assert again.source == "chapter 06" and again.notice == ""
+    with pytest.raises(InputError, match="unknown recipe key"):
+        pretrained.sst_or_fallback(scene, split=split, epoch=1)
 
 
 def test_fallback_to_course_checkpoint_adapts_units(offline):
@@ -549,3 +679,59 @@ def test_offline_the_shipped_course_models_are_the_fallback(no_network):
         assert model.pretrained_cfg["path"] == str(registry.PACKAGED_DIR / f"{name}.safetensors")
         steps = model.pretrained_cfg["steps"]
         assert f"trained by `mae-nb mae pretrain` for {steps} steps" in choice.notice
+
+
+# ------------------------------------------------------------------ memory-aware checkpoint
+
+
+@pytest.mark.parametrize(
+    "gib, expected",
+    [
+        (1.5, "mae_visualize_vit_base"),
+        (2.9, "mae_visualize_vit_base"),
+        (3.0, "mae_visualize_vit_large"),
+        (16, "mae_visualize_vit_large"),
+    ],
+)
+def test_auto_takes_meta_vit_l_only_where_it_fits(monkeypatch, capsys, gib, expected):
+    monkeypatch.setattr(pretrained, "available_memory", lambda: int(gib * 1024**3))
+    assert pretrained.resolve_checkpoint("auto") == expected
+    said = capsys.readouterr().out
+    assert f"checkpoint 'auto': {expected}" in said and f"{gib:.1f} GB available" in said
+    if expected.endswith("base"):
+        assert "below the 3 GB Meta's ViT-L needs" in said
+    assert pretrained.resolve_checkpoint("mae_tiny_course_rgb") == "mae_tiny_course_rgb"
+
+
+def test_auto_on_a_small_machine_loads_vit_b_or_falls_back_from_it(monkeypatch, course_models):
+    """Binder (2 GB): chapter 04's default asks for the ViT-B; offline, the course model."""
+    monkeypatch.setattr(pretrained, "available_memory", lambda: 2 * 1024**3)
+    with pytest.warns(UserWarning, match="'mae_visualize_vit_base' is not available here"):
+        choice = mae_or_fallback("auto", quiet=True)
+    assert choice.source == "course model" and choice.name == "mae_tiny_course_rgb"
+    with pytest.raises(DataUnavailableError, match="mae_visualize_vit_base"):
+        load_mae("auto")
+
+
+def test_available_memory_is_the_smaller_of_host_and_cgroup(monkeypatch):
+    import psutil
+
+    class Mem:
+        available = 8 * 1024**3
+
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: Mem)
+    monkeypatch.setattr(pretrained, "_cgroup_room", lambda: None)
+    assert pretrained.available_memory() == 8 * 1024**3
+    monkeypatch.setattr(pretrained, "_cgroup_room", lambda: 2 * 1024**3)  # Binder's pod
+    assert pretrained.available_memory() == 2 * 1024**3
+
+
+def test_reconstruct_command_defaults_to_auto():
+    import argparse
+
+    from mae_nb.cli import reconstruct
+
+    parser = argparse.ArgumentParser()
+    reconstruct.add_parser(parser.add_subparsers())
+    args = parser.parse_args(["reconstruct", "in.tif", "out.tif"])
+    assert args.checkpoint == "auto"

@@ -25,10 +25,11 @@ def add_parser(sub) -> None:
     p.add_argument("output", type=Path, metavar="OUT.tif")
     p.add_argument(
         "--checkpoint",
-        required=True,
+        default="auto",
         metavar="NAME_OR_PATH",
         help="a registry name (mae_visualize_vit_large, ...), a checkpoint file (Meta's format or "
-        "one the course wrote), or 'chapter03' for chapter 03's trained model",
+        "one the course wrote), 'chapter03' for chapter 03's trained model, or 'auto' (the "
+        "default): Meta's ViT-L, or its ViT-B where less than about 3 GB of memory is available",
     )
     p.add_argument(
         "--arch",
