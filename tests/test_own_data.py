@@ -7,6 +7,9 @@ an error that says what was wrong and what was expected.
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import nbformat
 import numpy as np
 import pytest
 from rasterio.transform import from_origin
@@ -16,6 +19,7 @@ from mae_nb.data import hsi
 from mae_nb.errors import InputError, MaeNbError, MissingFileError, RasterError
 from tests.helpers import tiny_mae
 
+ROOT = Path(__file__).resolve().parents[1]
 FIVE_BANDS = ["blue", "green", "red", "nir", "swir1"]
 
 
@@ -220,3 +224,59 @@ def test_a_cube_without_labels_or_with_missing_files_is_refused(tmp_path):
     (tmp_path / "bad.mat").write_text("not a mat file")
     with pytest.raises(InputError, match="not a readable .mat"):
         hsi.load_hsi(tmp_path / "bad.mat", labels=tmp_path / "cube.npy")
+
+
+# --------------------------------------------------------------------------- chapters end to end
+
+#: Chapters that take a GeoTIFF as DATA, run in smoke mode on one the test writes.
+OWN_GEOTIFF_CHAPTERS = (
+    "00_spatial_data_tour",
+    "01_vanilla_autoencoders",
+    "03_mae_from_scratch",
+    "04_pretrained_mae_spatial_images",
+    "05_mae_features",
+)
+
+
+@pytest.fixture(scope="module")
+def own_geotiff(tmp_path_factory):
+    """A 5-band uint16 GeoTIFF (blue, green, red, NIR, SWIR1) of 256 x 256 px, the synthetic
+    scene's pixels in another layout, with a nodata collar on its top and left."""
+    scene = data.synthetic_scene(256, 256, bands=5, seed=7)
+    valid = np.ones((256, 256), bool)
+    valid[:12], valid[:, :8] = False, False
+    path = tmp_path_factory.mktemp("own") / "own_scene_5band.tif"
+    data.write_raster(
+        path,
+        np.clip(scene.image * 10000, 1, 10000).astype(np.uint16),
+        crs=scene.crs,
+        transform=scene.transform,
+        nodata=0,
+        valid=valid,
+        band_names=FIVE_BANDS,
+    )
+    return path, float(valid.mean())
+
+
+@pytest.mark.notebook
+@pytest.mark.parametrize("stem", OWN_GEOTIFF_CHAPTERS)
+def test_chapter_runs_on_your_own_five_band_geotiff(stem, own_geotiff, tmp_path, monkeypatch):
+    from mae_nb.runner import run_notebook
+
+    path, valid_share = own_geotiff
+    monkeypatch.setenv("MAE_NB_CACHE", str(tmp_path / "cache"))  # chapter 03 saves its model here
+    notebook = ROOT / "notebooks" / f"{stem}.ipynb"
+    result = run_notebook(notebook, tmp_path / "run", {"DATA": str(path)}, smoke=True, timeout=600)
+    print(f"{stem} on {path.name}: {result.status} in {result.seconds:.1f} s")
+    assert result.status == "ok", result.error
+    assert result.data == "real"
+    executed = nbformat.read(result.output, 4)
+    printed = "\n".join(
+        str(o.get("text", "")) + str(o.get("data", {}).get("text/plain", ""))
+        for c in executed.cells
+        if c.cell_type == "code"
+        for o in c.get("outputs", [])
+    )
+    assert path.name in printed, f"{stem} never printed the file it was given"
+    if stem.startswith("00"):
+        assert result.metrics["valid_fraction"] == pytest.approx(valid_share)
