@@ -7,6 +7,9 @@ STAMP  := $(VENV)/.mae-nb-installed
 SMOKE  ?=
 NB     ?=
 OUT    ?= build
+# `make run RECORD=1` also records each chapter's run time in docs/run_times.json and rewrites the
+# run-time line of its header from it (the only way a run time gets into a notebook).
+RECORD ?=
 
 .PHONY: help install run test lab clean course-models learners
 
@@ -28,7 +31,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 run: $(STAMP)
-	$(VENV)/bin/mae-nb run $(NB) $(if $(SMOKE),--smoke) --out $(OUT)
+	$(VENV)/bin/mae-nb run $(NB) $(if $(SMOKE),--smoke) $(if $(RECORD),--record) --out $(OUT)
 
 # conventions first (seconds), then the suite: the first failure stops with a non-zero exit
 test: $(STAMP)

@@ -8,8 +8,11 @@ package from the repository), then exactly one ``parameters``-tagged cell with a
 
 Prose cannot go stale: markdown cells hold no measured number (``stale_numbers`` lists the
 ones a cell has); a number that comes from the run is formatted into Markdown by a code cell
-(``show_markdown``). Run times are measured figures too, so the header points at the README's
-table of measured figures instead of quoting one.
+(``show_markdown``). Run times are measured figures too: the header's run-time line is written
+by a tool from the record of the last runs (``docs/run_times.json``, which ``mae-nb run --record``
+writes), never by hand: :func:`run_time_line` makes it, :func:`set_run_time_line` puts it in a
+notebook, and only a line of exactly that generated form escapes the stale-number rule (a test
+checks it matches the record). A chapter without a record points at the README's table instead.
 
 ``new_chapter`` builds such a notebook from cells, so authors write prose and code and the
 conventions come for free; ``lint_notebook`` lists what a notebook gets wrong.
@@ -19,7 +22,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 from mae_nb.editions import LEARNERS_SUBDIR, lint_exercises
 from mae_nb.errors import InputError
@@ -92,12 +95,89 @@ RUN_TIME_LINE = (
 )
 
 
-def header(notebook: str | Path, title: str, learn: Sequence[str]) -> str:
-    """The first markdown cell of a chapter."""
+#: Where the record of the last runs lives in the repository (written by ``mae-nb run --record``).
+RUN_TIMES_URL = f"https://github.com/{REPOSITORY}/blob/{DEFAULT_BRANCH}/docs/run_times.json"
+
+_RUN_TIME_START = "**Estimated run time on a laptop CPU:**"
+_RUN_TIME_TEMPLATE = (
+    _RUN_TIME_START + " about {full} (smoke run: about {smoke}), as last recorded by"
+    " `mae-nb run --record` on a {cores}-core CPU ([run times]({url})). Set `SMOKE = True` in the"
+    " parameters cell for the smoke run."
+)
+#: A run-time line exactly as :func:`run_time_line` writes it (the numbers come from the record).
+GENERATED_RUN_TIME = re.compile(
+    "^"
+    + re.escape(_RUN_TIME_TEMPLATE)
+    .replace(re.escape("{full}"), r"\d+ (?:s|min)")
+    .replace(re.escape("{smoke}"), r"\d+ (?:s|min)")
+    .replace(re.escape("{cores}"), r"(?:\d+|\?)")
+    .replace(re.escape("{url}"), re.escape(RUN_TIMES_URL))
+    + "$",
+    re.M,
+)
+
+
+def format_run_time(seconds: float) -> str:
+    """A run time as a header states it: whole seconds below 90 s, else whole minutes."""
+    return f"{max(1, round(seconds))} s" if seconds < 89.5 else f"{round(seconds / 60)} min"
+
+
+def run_time_line(notebook: str | Path, run_times: Mapping | None = None) -> str:
+    """The header's run-time line for ``notebook`` from ``run_times`` (the record
+    ``mae-nb run --record`` writes: ``{"full"|"smoke": {stem: {"seconds", "cores", ...}}}``).
+
+    Without both a full and a smoke record of the chapter: :data:`RUN_TIME_LINE`, which points
+    at the README's measured figures.
+    """
+    stem = Path(notebook).stem
+    full = (run_times or {}).get("full", {}).get(stem)
+    smoke = (run_times or {}).get("smoke", {}).get(stem)
+    if not (full and smoke):
+        return RUN_TIME_LINE
+    return _RUN_TIME_TEMPLATE.format(
+        full=format_run_time(full["seconds"]),
+        smoke=format_run_time(smoke["seconds"]),
+        cores=full.get("cores") or "?",
+        url=RUN_TIMES_URL,
+    )
+
+
+def header_run_time_line(header_source: str) -> str | None:
+    """The run-time line of a chapter's header cell (``None`` if it has none)."""
+    for line in header_source.splitlines():
+        if line.startswith(_RUN_TIME_START):
+            return line
+    return None
+
+
+def set_run_time_line(path: str | Path, run_times: Mapping | None) -> bool:
+    """Rewrite only the run-time line of the header of the notebook at ``path`` from
+    ``run_times`` (:func:`run_time_line`); every other line and cell stays as it is. Returns
+    whether the file changed. A header without a run-time line is an error."""
+    import nbformat
+
+    path = Path(path)
+    nb = nbformat.read(path, as_version=4)
+    first = nb.cells[0].source if nb.cells else ""
+    old = header_run_time_line(first)
+    if old is None:
+        raise InputError(f"{path.name}: the header has no line starting with {_RUN_TIME_START}")
+    new = run_time_line(path, run_times)
+    if new == old:
+        return False
+    nb.cells[0].source = first.replace(old, new, 1)
+    nbformat.write(nb, path)
+    return True
+
+
+def header(
+    notebook: str | Path, title: str, learn: Sequence[str], run_times: Mapping | None = None
+) -> str:
+    """The first markdown cell of a chapter (its run-time line from ``run_times``)."""
     items = "\n".join(f"- {item}" for item in learn)
     return (
         f"# {title}\n\n{badges(notebook)}\n\n**What you will learn**\n\n{items}\n\n"
-        f"{RUN_TIME_LINE}"
+        f"{run_time_line(notebook, run_times)}"
     )
 
 
@@ -192,8 +272,9 @@ STALE_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
 
 
 def prose(markdown: str) -> str:
-    """``markdown`` without what is not prose (code, LaTeX, link targets, HTML tags)."""
-    return _NOT_PROSE.sub(" ", markdown)
+    """``markdown`` without what is not prose (code, LaTeX, link targets, HTML tags, and a
+    header's run-time line of the generated form, :data:`GENERATED_RUN_TIME`)."""
+    return _NOT_PROSE.sub(" ", GENERATED_RUN_TIME.sub(" ", markdown))
 
 
 def stale_numbers(markdown: str) -> list[tuple[str, str]]:

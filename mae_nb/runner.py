@@ -3,7 +3,12 @@
 A notebook records its key numbers with :func:`record_metrics`. Run by the runner, they go
 to ``<out>/<notebook>.metrics.json`` next to the executed copy; the runner's summary
 (``<out>/summary.md`` and ``summary.json``) lists each notebook's status, run time and
-metrics, and ``tests/test_notebooks.py`` compares them with committed baselines.
+metrics, then the expected-results sheet an instructor reads: per chapter, its recorded numbers
+and the verdict lines it printed (:func:`verdict_lines`). ``tests/test_notebooks.py`` compares
+the metrics with committed baselines.
+
+The run times of the last runs are recorded in ``docs/run_times.json`` (:func:`record_run_times`,
+``mae-nb run --record``), from which each chapter's header states its run time.
 
 Parameters given with ``-p`` must exist in the notebook's ``parameters`` cell: an unknown
 name is an error (papermill itself would only warn and the run would silently ignore it).
@@ -14,6 +19,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import resource
 import sys
 import time
@@ -214,6 +220,80 @@ def _kernel_config():
     return Config()
 
 
+def verdict_lines(executed: str | Path) -> list[str]:
+    """The verdict lines an executed notebook showed: each line of its printed or Markdown output
+    that states a verdict of :mod:`mae_nb.stats` (``SUPPORTED``, ``CONTRADICTED``,
+    ``INCONCLUSIVE``), without Markdown emphasis and list marks, in order, each once."""
+    import nbformat
+
+    from mae_nb.stats import VERDICTS
+
+    words = re.compile(r"\b(?:" + "|".join(VERDICTS.values()) + r")\b")
+    nb = nbformat.read(executed, as_version=4)
+    lines: list[str] = []
+    for cell in nb.cells:
+        for out in cell.get("outputs", []) if cell.cell_type == "code" else []:
+            if out.get("output_type") == "stream":
+                text = out.get("text", "") if out.get("name") == "stdout" else ""
+            else:
+                data = out.get("data", {})
+                text = data.get("text/markdown") or ""
+            for line in text.splitlines():
+                clean = re.sub(r"^[\s>*+-]*|\*\*", "", line).strip()
+                if words.search(clean) and clean not in lines:
+                    lines.append(clean)
+    return lines
+
+
+def run_times_path() -> Path:
+    """The record of the last runs' times: ``docs/run_times.json`` beside ``notebooks/``."""
+    return notebooks_dir().parent / "docs" / "run_times.json"
+
+
+def load_run_times(path: str | Path | None = None) -> dict[str, dict[str, dict[str, Any]]]:
+    """The recorded run times: ``{"full"|"smoke": {notebook stem: {"seconds", "cores", "date",
+    "source"}}}`` (empty sections when there is no record)."""
+    path = run_times_path() if path is None else Path(path)
+    record = json.loads(path.read_text()) if path.is_file() else {}
+    return {"full": record.get("full", {}), "smoke": record.get("smoke", {})}
+
+
+def record_run_times(
+    results: Iterable[NotebookResult], *, smoke: bool, path: str | Path | None = None
+) -> Path:
+    """Write each successful run's time into the record (``full`` or ``smoke`` section),
+    replacing that chapter's previous entry and keeping the others."""
+    path = run_times_path() if path is None else Path(path)
+    record = load_run_times(path)
+    section = record["smoke" if smoke else "full"]
+    for r in results:
+        if r.status == "ok":
+            section[r.notebook] = {
+                "seconds": r.seconds,
+                "cores": os.cpu_count(),
+                "date": time.strftime("%Y-%m-%d"),
+                "source": "mae-nb run --record" + (" --smoke" if smoke else ""),
+            }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def recorded_seconds(notebook: str, *, smoke: bool, path: str | Path | None = None) -> float | None:
+    """The recorded run time of ``notebook`` (a stem) in smoke or full mode, None if none."""
+    entry = load_run_times(path)["smoke" if smoke else "full"].get(notebook)
+    return None if entry is None else float(entry["seconds"])
+
+
+def within_factor(
+    seconds: float, recorded: float, factor: float = 2.0, floor: float = 10.0
+) -> bool:
+    """Whether a run time is within ``factor`` of the recorded one (both taken as at least
+    ``floor`` seconds, so that a kernel's start-up jitter does not decide for short runs)."""
+    a, b = max(seconds, floor), max(recorded, floor)
+    return b / factor <= a <= b * factor
+
+
 @dataclass
 class NotebookResult:
     """What happened to one notebook."""
@@ -226,6 +306,7 @@ class NotebookResult:
     data: str | None = None
     peak_memory_mb: float | None = None
     error: str = ""
+    verdicts: list[str] = field(default_factory=list)
 
 
 def run_notebook(
@@ -289,6 +370,8 @@ def run_notebook(
             os.environ[METRICS_ENV] = old
     seconds = time.perf_counter() - start
     result = NotebookResult(path.stem, status, round(seconds, 1), str(output), error=error)
+    if output.is_file():
+        result.verdicts = verdict_lines(output)
     if metrics_file.exists():
         record = json.loads(metrics_file.read_text())
         result.metrics = record.get("metrics", {})
@@ -339,6 +422,35 @@ def run_notebooks(
     return results
 
 
+def expected_results(results: list[NotebookResult]) -> list[str]:
+    """The expected-results sheet (Markdown lines): per notebook, its recorded numbers and the
+    verdict lines it printed, so an instructor sees what learners should see."""
+    lines = [
+        "",
+        "## Expected results",
+        "",
+        "What each chapter recorded and concluded in this run (the numbers a learner's run of the",
+        "same mode and data should come close to; verdicts may differ where the evidence is thin).",
+    ]
+    for r in results:
+        memory = f", peak {r.peak_memory_mb:.0f} MiB" if r.peak_memory_mb else ""
+        lines += [
+            "",
+            f"### {r.notebook}",
+            "",
+            f"{r.status}, {r.seconds:.1f} s{memory}, {r.data or 'unknown'} data.",
+        ]
+        if r.metrics:
+            lines += ["", "| number | value |", "|---|---:|"]
+            lines += [f"| {k} | {v:.4g} |" for k, v in r.metrics.items()]
+        lines += [""] + (
+            ["Verdicts:", ""] + [f"- {v}" for v in r.verdicts]
+            if r.verdicts
+            else ["No verdict lines."]
+        )
+    return lines
+
+
 def write_summary(
     results: list[NotebookResult], out: Path, *, smoke: bool, parameters: Mapping
 ) -> Path:
@@ -375,6 +487,7 @@ def write_summary(
     failed = [r for r in results if r.error]
     if failed:
         lines += ["", "## Failures", ""] + [f"- {r.error}" for r in failed]
+    lines += expected_results(results)
     path = out / "summary.md"
     path.write_text("\n".join(lines) + "\n")
     return path

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from mae_nb.notebook import lint_notebook
-from mae_nb.runner import list_notebooks, run_notebook
+from mae_nb.runner import list_notebooks, recorded_seconds, run_notebook, within_factor
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = list_notebooks(ROOT / "notebooks")
@@ -136,6 +136,11 @@ def test_notebook_runs_in_smoke_mode_and_keeps_its_metrics(path, tmp_path_factor
     result = run_notebook(path, out, smoke=True, timeout=600)
     assert result.status == "ok", result.error
     assert result.seconds < SMOKE_BUDGET_S, f"smoke run took {result.seconds:.0f} s"
+    recorded = recorded_seconds(path.stem, smoke=True)  # docs/run_times.json, as the header says
+    assert recorded is not None and within_factor(result.seconds, recorded), (
+        f"smoke run took {result.seconds:.0f} s, not within a factor of two of the recorded "
+        f"{recorded} s that the header states: record it again (`mae-nb run --smoke --record`)"
+    )
     assert result.peak_memory_mb is not None and result.peak_memory_mb < 2048, (
         f"kernel peak memory {result.peak_memory_mb} MiB exceeds Binder's 2 GB"
     )

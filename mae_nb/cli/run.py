@@ -5,7 +5,16 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mae_nb.runner import DEFAULT_TIMEOUT, parse_value, run_notebooks
+from mae_nb.errors import InputError
+from mae_nb.notebook import set_run_time_line
+from mae_nb.runner import (
+    DEFAULT_TIMEOUT,
+    load_run_times,
+    parse_value,
+    record_run_times,
+    resolve_notebooks,
+    run_notebooks,
+)
 
 
 def add_parser(sub) -> None:
@@ -40,11 +49,22 @@ def add_parser(sub) -> None:
         default=DEFAULT_TIMEOUT,
         help=f"seconds any one cell may run (default: {DEFAULT_TIMEOUT})",
     )
+    p.add_argument(
+        "--record",
+        action="store_true",
+        help="record each chapter's run time (full or smoke) in docs/run_times.json and rewrite "
+        "the run-time line of its header from it (default parameters only)",
+    )
     p.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
     params = {name: parse_value(value) for name, value in args.parameter}
+    if args.record and set(params) - {"SMOKE"}:
+        raise InputError(
+            "--record records the run times of the chapters' default runs; drop the -p "
+            f"parameter(s) {sorted(set(params) - {'SMOKE'})} or --record"
+        )
     results = run_notebooks(
         args.notebooks or None,
         smoke=args.smoke,
@@ -52,6 +72,16 @@ def _run(args: argparse.Namespace) -> int:
         out_dir=args.out,
         timeout=args.timeout,
     )
+    if args.record:
+        smoke = bool(args.smoke or params.get("SMOKE"))
+        where = record_run_times(results, smoke=smoke)
+        run_times = load_run_times(where)
+        changed = [
+            p.stem
+            for p in resolve_notebooks(args.notebooks or None)
+            if set_run_time_line(p, run_times)
+        ]
+        print(f"Recorded run times in {where}; headers rewritten: {', '.join(changed) or 'none'}")
     failed = [r for r in results if r.status != "ok"]
     print(f"Summary: {args.out / 'summary.md'} ({len(results) - len(failed)}/{len(results)} ok)")
     return 1 if failed else 0
