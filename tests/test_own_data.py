@@ -280,3 +280,21 @@ def test_chapter_runs_on_your_own_five_band_geotiff(stem, own_geotiff, tmp_path,
     assert path.name in printed, f"{stem} never printed the file it was given"
     if stem.startswith("00"):
         assert result.metrics["valid_fraction"] == pytest.approx(valid_share)
+
+
+@pytest.mark.parametrize(
+    "stem, names",
+    [
+        *((stem, ("DATA", "RGB_BANDS")) for stem in OWN_GEOTIFF_CHAPTERS),
+        ("06_hyperspectral_masked_pretraining", ("DATA", "LABELS", "CUBE_KEY", "LABELS_KEY")),
+        ("07_hyperspectral_label_efficiency", ("DATA", "LABELS", "CUBE_KEY", "LABELS_KEY")),
+    ],
+)
+def test_chapters_take_your_own_data_as_parameters(stem, names):
+    """papermill (and ``mae-nb run -p``) must see each own-data parameter: a line it cannot parse
+    (two ``=`` on it, e.g. in the comment) would silently drop the name."""
+    from mae_nb.runner import notebook_parameters
+
+    parameters = notebook_parameters(ROOT / "notebooks" / f"{stem}.ipynb")
+    assert set(names) <= set(parameters), sorted(set(names) - set(parameters))
+    assert all(str(parameters[n]) == "None" for n in names if n != "DATA")  # off by default
