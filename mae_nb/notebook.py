@@ -170,6 +170,41 @@ def set_run_time_line(path: str | Path, run_times: Mapping | None) -> bool:
     return True
 
 
+_TRACK_ROW = re.compile(
+    r"^(\| \d+ \| \[(?P<stem>\d\d_[a-z0-9_]+)\]\([^)]*\) \| )(?P<full>[^|]*?)( \| )"
+    r"(?P<smoke>[^|]*?)( \|.*)$",
+    re.M,
+)
+
+
+def track_run_times(markdown: str) -> dict[str, tuple[str, str]]:
+    """``{chapter stem: (full run, smoke run)}`` as the one-day track's table in
+    ``docs/instructors.md`` states them (rows ``| order | [stem](link) | full | smoke | ...``)."""
+    return {m["stem"]: (m["full"], m["smoke"]) for m in _TRACK_ROW.finditer(markdown)}
+
+
+def set_track_run_times(path: str | Path, run_times: Mapping) -> bool:
+    """Rewrite the full- and smoke-run columns of the track table in ``path`` (the instructors'
+    guide) from ``run_times`` (:func:`format_run_time`); rows of chapters without both records
+    stay. Returns whether the file changed."""
+    path = Path(path)
+    text = path.read_text()
+
+    def row(m: re.Match) -> str:
+        full = run_times.get("full", {}).get(m["stem"])
+        smoke = run_times.get("smoke", {}).get(m["stem"])
+        if not (full and smoke):
+            return m.group(0)
+        times = format_run_time(full["seconds"]), format_run_time(smoke["seconds"])
+        return f"{m.group(1)}{times[0]}{m.group(4)}{times[1]}{m.group(6)}"
+
+    new = _TRACK_ROW.sub(row, text)
+    if new == text:
+        return False
+    path.write_text(new)
+    return True
+
+
 def header(
     notebook: str | Path, title: str, learn: Sequence[str], run_times: Mapping | None = None
 ) -> str:

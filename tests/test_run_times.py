@@ -25,7 +25,9 @@ from mae_nb.notebook import (
     new_chapter,
     run_time_line,
     set_run_time_line,
+    set_track_run_times,
     stale_numbers,
+    track_run_times,
 )
 from mae_nb.runner import (
     NotebookResult,
@@ -180,3 +182,30 @@ def test_summary_is_an_expected_results_sheet(tmp_path):
     assert "- gain over blur: SUPPORTED. +1.2 ± 0.3 dB over 5 crops" in part04
     assert "- Claim 2 · 50 % gives more detail: CONTRADICTED (-0.5 dB)" in part04
     assert "No verdict lines." in part00 and "synthetic data" in part00
+
+
+def test_the_instructors_track_states_the_recorded_run_times():
+    """docs/instructors.md's one-day track: every chapter, with the recorded times."""
+    guide = ROOT / "docs" / "instructors.md"
+    run_times = load_run_times()
+    rows = track_run_times(guide.read_text())
+    assert sorted(rows) == [p.stem for p in NOTEBOOKS]
+    for stem, (full, smoke) in rows.items():
+        assert (full, smoke) == (
+            format_run_time(run_times["full"][stem]["seconds"]),
+            format_run_time(run_times["smoke"][stem]["seconds"]),
+        ), f"{stem}: run `make run RECORD=1` (it rewrites the table) or fix the table by hand"
+    assert "(docs/instructors.md)" in (ROOT / "README.md").read_text()
+
+
+def test_set_track_run_times_rewrites_only_the_time_columns(tmp_path):
+    guide = tmp_path / "instructors.md"
+    guide.write_text(
+        "| order | chapter | full run | smoke run | in class |\n|---|---|---|---|---|\n"
+        "| 1 | [00_x](../notebooks/00_x.ipynb) | 1 s | 1 s | 30 min |\n"
+        "| 2 | [01_y](../notebooks/01_y.ipynb) | 5 s | 2 s | 45 min |\n"
+    )
+    assert set_track_run_times(guide, RECORD) is True
+    assert track_run_times(guide.read_text()) == {"00_x": ("8 min", "11 s"), "01_y": ("5 s", "2 s")}
+    assert "| 8 min | 11 s | 30 min |" in guide.read_text()
+    assert set_track_run_times(guide, RECORD) is False

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from mae_nb.errors import InputError
-from mae_nb.notebook import set_run_time_line
+from mae_nb.notebook import set_run_time_line, set_track_run_times
 from mae_nb.runner import (
     DEFAULT_TIMEOUT,
     load_run_times,
@@ -53,7 +53,8 @@ def add_parser(sub) -> None:
         "--record",
         action="store_true",
         help="record each chapter's run time (full or smoke) in docs/run_times.json and rewrite "
-        "the run-time line of its header from it (default parameters only)",
+        "the run-time line of its header and the track table of docs/instructors.md from it "
+        "(default parameters only)",
     )
     p.set_defaults(func=_run)
 
@@ -81,7 +82,10 @@ def _run(args: argparse.Namespace) -> int:
             for p in resolve_notebooks(args.notebooks or None)
             if set_run_time_line(p, run_times)
         ]
-        print(f"Recorded run times in {where}; headers rewritten: {', '.join(changed) or 'none'}")
+        guide = where.parent / "instructors.md"
+        if guide.is_file() and set_track_run_times(guide, run_times):
+            changed.append(str(guide))
+        print(f"Recorded run times in {where}; rewritten: {', '.join(changed) or 'nothing'}")
     failed = [r for r in results if r.status != "ok"]
     print(f"Summary: {args.out / 'summary.md'} ({len(results) - len(failed)}/{len(results)} ok)")
     return 1 if failed else 0
