@@ -228,8 +228,9 @@ def new_chapter(
 
     ``cells`` are ``("md", text)`` or ``("code", source)`` pairs. ``parameters`` is the source
     of the parameters cell; it must assign ``SMOKE``. ``minutes`` is not written anywhere (a run
-    time is a measured figure: the header points at the README's table); it is kept so that
-    existing callers work.
+    time is a measured figure: the header's run-time line comes from the record of the last runs,
+    :func:`run_time_line`, and points at the README until the chapter has one); it is kept so
+    that existing callers work.
     """
     import nbformat
     from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
