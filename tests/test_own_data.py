@@ -232,6 +232,7 @@ def test_a_cube_without_labels_or_with_missing_files_is_refused(tmp_path):
 OWN_GEOTIFF_CHAPTERS = (
     "00_spatial_data_tour",
     "01_vanilla_autoencoders",
+    "02_masked_and_adversarial_autoencoders",
     "03_mae_from_scratch",
     "04_pretrained_mae_spatial_images",
     "05_mae_features",
