@@ -425,6 +425,8 @@ def run_notebooks(
 def expected_results(results: list[NotebookResult]) -> list[str]:
     """The expected-results sheet (Markdown lines): per notebook, its recorded numbers and the
     verdict lines it printed, so an instructor sees what learners should see."""
+    from mae_nb.stats import markdown_table
+
     lines = [
         "",
         "## Expected results",
@@ -441,8 +443,8 @@ def expected_results(results: list[NotebookResult]) -> list[str]:
             f"{r.status}, {r.seconds:.1f} s{memory}, {r.data or 'unknown'} data.",
         ]
         if r.metrics:
-            lines += ["", "| number | value |", "|---|---:|"]
-            lines += [f"| {k} | {v:.4g} |" for k, v in r.metrics.items()]
+            rows = [{"number": k, "value": v} for k, v in r.metrics.items()]
+            lines += ["", markdown_table(rows, floatfmt=".4g")]
         lines += [""] + (
             ["Verdicts:", ""] + [f"- {v}" for v in r.verdicts]
             if r.verdicts
