@@ -80,8 +80,8 @@ def machine() -> None:
 
 
 def real_crops(size: int, count: int) -> list[tuple[str, np.ndarray, float]]:
-    """Up to ``count`` disjoint true-colour crops of each real RGB-capable sample, as uint8-free
-    float arrays with their source's data range; the synthetic scene when none is mirrored."""
+    """Up to ``count`` disjoint true-colour crops of each real sample, with its source's data
+    range, as (name, crop, data range); crops of the synthetic scene when none is mirrored."""
     from mae_nb import data
     from mae_nb.studies.scenarios import pick_crops
 

@@ -143,7 +143,8 @@ def check_precision(precision: str) -> str:
     return precision
 
 
-def _device(model: torch.nn.Module) -> torch.device:
+def model_device(model: torch.nn.Module) -> torch.device:
+    """The device of ``model``'s parameters (the CPU for a model without any)."""
     import torch
 
     try:
@@ -188,7 +189,7 @@ def choose(precision: str, model: torch.nn.Module) -> str:
     import torch
 
     check_precision(precision)
-    device = _device(model)
+    device = model_device(model)
     if device.type == "cuda":
         if precision == "int8":
             raise InputError(
@@ -302,7 +303,7 @@ def running(model: torch.nn.Module, precision: str) -> Iterator[torch.nn.Module]
 
     precision = choose(precision, model)
     runner = model_for(model, precision)
-    device_type = _device(model).type
+    device_type = model_device(model).type
     if precision in _HALF:
         ctx = torch.autocast(device_type=device_type, dtype=getattr(torch, _HALF[precision]))
     else:
@@ -316,7 +317,7 @@ def describe(model: torch.nn.Module, precision: str = "auto") -> str:
     import torch
 
     ran = choose(precision, model)
-    device = _device(model)
+    device = model_device(model)
     if device.type == "cuda":
         where = torch.cuda.get_device_name(device)
     else:

@@ -33,6 +33,7 @@ import torch
 from mae_nb.data.geotiff import check_bands, check_window, open_raster, read_window
 from mae_nb.data.tiling import tile_starts
 from mae_nb.errors import InputError, OutputExistsError
+from mae_nb.precision import model_device
 
 __all__ = [
     "ArrayTiles",
@@ -56,14 +57,6 @@ __all__ = [
 
 
 # --------------------------------------------------------------------------- the model
-
-
-def model_device(model: torch.nn.Module) -> torch.device:
-    """The device of ``model``'s parameters (the CPU for a model without any)."""
-    try:
-        return next(model.parameters()).device
-    except StopIteration:
-        return torch.device("cpu")
 
 
 @contextlib.contextmanager

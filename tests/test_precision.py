@@ -96,7 +96,7 @@ def test_names_and_devices_that_cannot_run_are_refused(machine, model):
 
 
 def test_on_a_gpu_auto_is_bf16_or_fp16_and_int8_is_refused(model, monkeypatch):
-    monkeypatch.setattr(P, "_device", lambda m: torch.device("cuda"))
+    monkeypatch.setattr(P, "model_device", lambda m: torch.device("cuda"))
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
     assert P.choose("auto", model) == "bf16"
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: False)
