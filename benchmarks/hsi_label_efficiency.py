@@ -1,4 +1,4 @@
-"""The label-efficiency table of chapter 07, on Salinas-A and on the hard synthetic scene.
+"""The label-efficiency table of chapter 08, on Salinas-A and on the hard synthetic scene.
 
 Leak-free masked pretraining of the spatial-spectral transformer (SST): only on the training
 and validation blocks of the spatial split, no patch reaching its test region
@@ -188,7 +188,7 @@ def main() -> None:
         "--steps",
         type=int,
         default=30,
-        help="fine-tuning steps per network run (default 30, as chapter 07)",
+        help="fine-tuning steps per network run (default 30, as chapter 08)",
     )
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=3e-3)

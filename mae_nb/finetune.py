@@ -1,12 +1,12 @@
 """Masked pretraining, fine-tuning and evaluation of per-pixel classifiers of hyperspectral scenes.
 
-Chapters 06-07 and ``mae-nb hsi`` build on these::
+Chapters 07-07 and ``mae-nb hsi`` build on these::
 
     pretraining_region(split, patch_size=None) -> (H, W) bool  # train+val, windows clear of test
     pretrain_on_scene(scene, split=split, ...) -> PretrainResult  # masked pretraining there
     pretraining_patches(scene, image_size, region=...) -> (PatchDataset, Standardizer)
     split_record(split) -> dict                          # what a checkpoint records of its split
-    course_sst_path() -> Path                            # where chapter 06 saves its model
+    course_sst_path() -> Path                            # where chapter 07 saves its model
     save_sst(path, result) / load_sst(path=None, num_classes=None) -> SpectralTransformer
     classifier_from_pretrained(pretrained, num_classes) -> SpectralTransformer   # new head
     sst_like(reference, num_classes, **changes)  # same architecture, random init (ablations)
@@ -24,7 +24,7 @@ pixels a model is later scored on: given the split, it uses only :func:`pretrain
 standardizes each band there; without a split it uses every pixel and warns that this is
 transductive. Fine-tuning and evaluation standardize with statistics of the
 pixels of the split's *training region* (labelled or not, never val/test pixels), so every
-label fraction sees the same inputs. Chapter 07's comparison of models and label fractions
+label fraction sees the same inputs. Chapter 08's comparison of models and label fractions
 is :mod:`mae_nb.studies.label_efficiency`.
 """
 
@@ -73,8 +73,8 @@ __all__ = [
     "sst_like",
 ]
 
-#: The file name of chapter 06's pretrained model in the course cache.
-SST_CHECKPOINT_NAME = "sst_pretrained_ch06.safetensors"
+#: The file name of chapter 07's pretrained model in the course cache.
+SST_CHECKPOINT_NAME = "sst_pretrained_ch07.safetensors"
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
@@ -374,7 +374,7 @@ def load_sst_weights(model: nn.Module, state_dict: dict, path: str | Path) -> nn
 
 
 def course_sst_path() -> Path:
-    """Where chapter 06 saves its pretrained transformer: ``<cache>/checkpoints/`` +
+    """Where chapter 07 saves its pretrained transformer: ``<cache>/checkpoints/`` +
     :data:`SST_CHECKPOINT_NAME`."""
     return cache_dir() / "checkpoints" / SST_CHECKPOINT_NAME
 
@@ -408,7 +408,7 @@ def load_sst(
     if not path.is_file():
         raise MissingFileError(
             f"no pretrained spatial-spectral transformer at {path}; run notebook "
-            "06_hyperspectral_masked_pretraining (or mae_nb.finetune.pretrain_on_scene and "
+            "07_hyperspectral_masked_pretraining (or mae_nb.finetune.pretrain_on_scene and "
             "save_sst) first"
         )
     payload = load_checkpoint(path, map_location=map_location)

@@ -19,10 +19,10 @@ Every chapter and command gets its MAE here, one way:
   else the course's open MAE for the image's band count, else chapter 03's saved model, else
   chapter 03's model trained here by :func:`train_chapter03_mae` (and saved, as chapter 03
   would), with a notice that says which and why.
-- :func:`sst_or_fallback` does the same for chapter 07's spatial-spectral transformer: chapter
-  06's pretrained model if it was pretrained on the same scene without the split's test
-  pixels, else one pretrained here with chapter 06's recipe (:func:`chapter06_recipe`, same
-  seeds: the model chapter 06 would save) on the split's training and validation blocks.
+- :func:`sst_or_fallback` does the same for chapter 08's spatial-spectral transformer: chapter
+  07's pretrained model if it was pretrained on the same scene without the split's test
+  pixels, else one pretrained here with chapter 07's recipe (:func:`chapter07_recipe`, same
+  seeds: the model chapter 07 would save) on the split's training and validation blocks.
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ __all__ = [
     "TrainedMAE",
     "available_memory",
     "chapter03_recipe",
-    "chapter06_recipe",
+    "chapter07_recipe",
     "course_mae_path",
     "describe_course_model",
     "in_training_units",
@@ -585,12 +585,12 @@ def _adapt_units(model: MaskedAutoencoderViT, image: np.ndarray, valid: np.ndarr
 
 @dataclass
 class SSTChoice:
-    """What :func:`sst_or_fallback` returns: the model, where it came from (``"chapter 06"``:
-    the checkpoint chapter 06 saved; ``"chapter 06's recipe"``: pretrained here exactly as
-    chapter 06 pretrains; ``"brief pretraining"``: pretrained here with a changed recipe),
+    """What :func:`sst_or_fallback` returns: the model, where it came from (``"chapter 07"``:
+    the checkpoint chapter 07 saved; ``"chapter 07's recipe"``: pretrained here exactly as
+    chapter 07 pretrains; ``"brief pretraining"``: pretrained here with a changed recipe),
     its config (``config["test_pixels_seen"]``: 0 when its pretraining kept clear of the
     split's test region, None when unknown) and a notice (``""`` if none; else why chapter
-    06's model was not used)."""
+    07's model was not used)."""
 
     model: SpectralTransformer
     source: str
@@ -605,7 +605,7 @@ class SSTChoice:
 
 
 def _unusable_checkpoint(config: dict, model: SpectralTransformer, scene, split) -> str:
-    """Why chapter 06's checkpoint (``config``, ``model``) cannot serve ``scene`` and
+    """Why chapter 07's checkpoint (``config``, ``model``) cannot serve ``scene`` and
     ``split``; ``""`` when it can."""
     got = (config.get("scene"), config.get("source"), model.config["in_chans"])
     if got != (scene.name, scene.source, scene.n_bands):
@@ -635,13 +635,13 @@ def _unusable_checkpoint(config: dict, model: SpectralTransformer, scene, split)
     return ""
 
 
-def chapter06_recipe(smoke: bool = False) -> dict[str, Any]:
-    """Chapter 06's masked-pretraining recipe: its parameters and derived values, full or smoke.
+def chapter07_recipe(smoke: bool = False) -> dict[str, Any]:
+    """Chapter 07's masked-pretraining recipe: its parameters and derived values, full or smoke.
 
-    ``patch_size`` and ``seed`` (also the seed of the spatial split, as chapter 07 cuts it),
+    ``patch_size`` and ``seed`` (also the seed of the spatial split, as chapter 08 cuts it),
     the :class:`~mae_nb.models.spectral.SpectralTransformer` ``model_kwargs``, and the
     :func:`~mae_nb.finetune.pretrain_on_scene` arguments. ``tests/test_pretrained.py`` checks
-    that chapter 06's parameters cell gives exactly these values.
+    that chapter 07's parameters cell gives exactly these values.
     """
     return dict(
         patch_size=5,
@@ -669,8 +669,8 @@ def sst_or_fallback(
     quiet: bool = False,
     **recipe: Any,
 ) -> SSTChoice:
-    """Chapter 06's pretrained transformer for ``scene``, or one pretrained here with chapter
-    06's recipe when it cannot be used.
+    """Chapter 07's pretrained transformer for ``scene``, or one pretrained here with chapter
+    07's recipe when it cannot be used.
 
     The checkpoint at :func:`course_sst_path` is used when it was pretrained on this scene
     (same name, source and band count) and, given ``split`` (a
@@ -679,18 +679,18 @@ def sst_or_fallback(
     pixels seen, patches of ``split.patch_size``). Otherwise (missing, another scene, a
     transductive pretraining, another split) a notice says why, and the model is pretrained
     here on ``split``'s pretraining region (every pixel, with a transductive warning, when
-    ``split`` is None) with :func:`chapter06_recipe` (``smoke``: the recipe of chapter 06's
-    smoke run), the same function and seeds as chapter 06, so it is the model chapter 06 saves;
-    with a ``split``, it is then saved where chapter 06 saves it. ``recipe`` overrides keys of
+    ``split`` is None) with :func:`chapter07_recipe` (``smoke``: the recipe of chapter 07's
+    smoke run), the same function and seeds as chapter 07, so it is the model chapter 07 saves;
+    with a ``split``, it is then saved where chapter 07 saves it. ``recipe`` overrides keys of
     the recipe (``epochs``, ``max_pixels``, ``batch_size``, ``lr``, ``mask_ratio``,
     ``model_kwargs``, ``patch_size``, ``seed``; the default patch size is ``split.patch_size``);
     a model trained with overrides is not saved.
     """
-    base = chapter06_recipe(smoke)
+    base = chapter07_recipe(smoke)
     unknown = sorted(set(recipe) - set(base))
     if unknown:
         raise InputError(
-            f"sst_or_fallback got unknown recipe key(s) {unknown}; chapter 06's recipe has "
+            f"sst_or_fallback got unknown recipe key(s) {unknown}; chapter 07's recipe has "
             + ", ".join(base)
         )
     if split is not None and recipe.get("patch_size") is None:
@@ -711,26 +711,26 @@ def sst_or_fallback(
         why = _unusable_checkpoint(config, model, scene, split)
         if not why:
             if not quiet:
-                print(f"Using chapter 06's pretrained model ({path}).")
-            return SSTChoice(model, "chapter 06", config)
+                print(f"Using chapter 07's pretrained model ({path}).")
+            return SSTChoice(model, "chapter 07", config)
         reason = f"the checkpoint at {path}: {why}"
     where = (
         "every pixel"
         if split is None
         else "the training and validation blocks of the split (no test pixel)"
     )
-    how = f"chapter 06's recipe{' (its smoke run)' if smoke else ''}" + (
+    how = f"chapter 07's recipe{' (its smoke run)' if smoke else ''}" + (
         f" with {', '.join(sorted(changed))} changed" if changed else ""
     )
     epochs, max_pixels = full["epochs"], full["max_pixels"]
     notice = (
-        f"NOTICE: chapter 06's pretrained model is not usable here: {reason}. Pretraining "
+        f"NOTICE: chapter 07's pretrained model is not usable here: {reason}. Pretraining "
         f"here instead with {how} on {where} ({epochs} epoch{'s' * (epochs != 1)} on "
         f"{max_pixels or 'all'} pixels, seed {full['seed']})"
         + (
-            ", the model a run of chapter 06 saves."
+            ", the model a run of chapter 07 saves."
             if not changed
-            else "; run notebook 06_hyperspectral_masked_pretraining for chapter 06's model."
+            else "; run notebook 07_hyperspectral_masked_pretraining for chapter 07's model."
         )
     )
     if not quiet:
@@ -748,7 +748,7 @@ def sst_or_fallback(
         model_kwargs=dict(full["model_kwargs"] or {}),
         progress=progress,
     )
-    source = "chapter 06's recipe" if not changed else "brief pretraining"
+    source = "chapter 07's recipe" if not changed else "brief pretraining"
     if split is not None and not changed:
         result.config["smoke"] = smoke
         save_sst(path, result, overwrite=True)

@@ -50,7 +50,7 @@ def seed_everything(seed: int) -> None:
 def release_memory() -> bool:
     """Give the memory freed by finished training runs back to the operating system.
 
-    Many small runs in one process (chapter 07 trains 60) leave glibc's heap fragmented: the
+    Many small runs in one process (chapter 08 trains 60) leave glibc's heap fragmented: the
     freed pages stay in the process, so its resident memory climbs run after run (to over
     Binder's 2 GB) although little is alive. ``malloc_trim`` returns them. Returns whether
     it could (glibc only; elsewhere a no-op that returns False).

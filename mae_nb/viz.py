@@ -487,7 +487,7 @@ def plot_error_map(
     return fig
 
 
-# -------------------------------------------------------- hyperspectral classification (chapter 07)
+# -------------------------------------------------------- hyperspectral classification (chapter 08)
 
 
 def plot_label_efficiency(

@@ -30,7 +30,7 @@ def real_data_dir() -> Path | None:
 
 
 def pytest_collection_modifyitems(config, items):
-    # the browser test last: its chapters then find the checkpoints chapters 03 and 06 left in
+    # the browser test last: its chapters then find the checkpoints chapters 03 and 07 left in
     # the session cache when test_notebooks ran them, as a person working in order would
     items.sort(key=lambda item: "browser" in item.keywords)
     if real_data_dir() is None:

@@ -51,7 +51,7 @@ CHROMIUM_ARGS = [
 REQUIRED_SLIDERS = {
     "02": ("mask.?ratio",),
     "04": ("mask.?ratio", "iteration"),
-    "06": ("mask.?ratio",),
+    "07": ("mask.?ratio",),
 }
 
 NOTEBOOKS = list_notebooks(ROOT / "notebooks")

@@ -244,7 +244,7 @@ TINY_SST = dict(band_block_size=8, embed_dim=16, depth=1, num_heads=2, decoder_d
 @pytest.fixture(scope="module")
 def salinas_shaped():
     """A scene of Salinas-A's shape (83 x 86 px) and its default spatial split for 5 px
-    patches, as chapters 06-07 cut it."""
+    patches, as chapters 07-07 cut it."""
     scene = synthetic_hsi(size=83, width=86, bands=16, seed=0)
     return scene, spatial_split(scene.labels, 5, seed=0)
 
@@ -348,7 +348,7 @@ def test_pretrain_save_and_load(cache):
     assert result.config["pixels"] == 64 and result.config["model"]["in_chans"] == 24
     assert result.config["split"] is None and result.config["test_pixels_seen"] is None
     assert len(result.history.train["loss"]) == 1
-    assert ft.course_sst_path() == cache / "checkpoints" / "sst_pretrained_ch06.safetensors"
+    assert ft.course_sst_path() == cache / "checkpoints" / "sst_pretrained_ch07.safetensors"
     path = ft.save_sst(None, result)
     assert path == ft.course_sst_path()
     with pytest.raises(FileExistsError):
@@ -365,7 +365,7 @@ def test_load_sst_says_what_is_wrong(tmp_path):
     from mae_nb.errors import CheckpointError, MissingFileError
     from mae_nb.train import save_checkpoint
 
-    with pytest.raises(MissingFileError, match="run notebook 06"):
+    with pytest.raises(MissingFileError, match="run notebook 07"):
         ft.load_sst(tmp_path / "nothing.pth")
     path = save_checkpoint(tmp_path / "other.pth", nn.Linear(2, 2), config={"scene": "x"})
     with pytest.raises(CheckpointError, match="has no config\\['model'\\]"):

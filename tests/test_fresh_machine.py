@@ -1,10 +1,10 @@
 """Every chapter stands alone: opened from its badge on a fresh machine (an empty cache), chapters
-04, 05 and 07 run and use the documented model, and say which.
+04, 05 and 08 run and use the documented model, and say which.
 
 The documented model (``mae_nb.pretrained``): chapter 04 takes ``CHECKPOINT = "auto"`` (Meta's
 ViT-L, or its ViT-B where memory is short) when it can be had, else the course's open RGB MAE
-shipped in the package; chapter 05 studies the course's open RGB MAE; chapter 07 uses chapter
-06's model from the cache, else pretrains one with chapter 06's own recipe (and saves it). Each
+shipped in the package; chapter 05 studies the course's open RGB MAE; chapter 08 uses chapter
+07's model from the cache, else pretrains one with chapter 07's own recipe (and saves it). Each
 chapter runs in its own empty cache, as a learner who opens only that chapter would.
 """
 
@@ -71,13 +71,13 @@ def test_chapter_05_on_a_fresh_machine_uses_the_course_model(tmp_path, monkeypat
 
 
 @pytest.mark.notebook
-def test_chapter_07_on_a_fresh_machine_pretrains_with_chapter_06s_recipe(tmp_path, monkeypatch):
+def test_chapter_08_on_a_fresh_machine_pretrains_with_chapter_07s_recipe(tmp_path, monkeypatch):
     from mae_nb.finetune import load_sst
 
-    result, out, cache = run_fresh("07_hyperspectral_label_efficiency", tmp_path, monkeypatch)
-    assert "Pretraining here instead with chapter 06's recipe (its smoke run)" in out, out
-    assert "pretrained model from chapter 06's recipe" in out
-    # saved where chapter 06 saves it, so the next chapter (or run) finds it
+    result, out, cache = run_fresh("08_hyperspectral_label_efficiency", tmp_path, monkeypatch)
+    assert "Pretraining here instead with chapter 07's recipe (its smoke run)" in out, out
+    assert "pretrained model from chapter 07's recipe" in out
+    # saved where chapter 07 saves it, so the next chapter (or run) finds it
     saved = list((cache / "checkpoints").glob("*.safetensors"))
     assert len(saved) == 1
     config = load_sst(saved[0], with_config=True)[1]

@@ -81,8 +81,8 @@ CLAIMED_COMPARISONS: dict[str, tuple[str, ...]] = {
         "probe_f1_tiny_minus_pixels",
         "probe_f1_tiny_minus_untrained",
     ),
-    "06": ("mse_model_minus_visible_mean",),  # masked MSE, model minus visible-mean fill
-    "07": (  # pretrained SST minus random init, and every model minus the majority-class rate
+    "07": ("mse_model_minus_visible_mean",),  # masked MSE, model minus visible-mean fill
+    "08": (  # pretrained SST minus random init, and every model minus the majority-class rate
         "gain_pretraining_low",
         *(f"oa_{m}_minus_majority_low" for m in ("sst_pretrained", "sst_random_init", "vit")),
         *(f"oa_{m}_minus_majority_low" for m in ("3dcnn", "svm", "rf")),

@@ -287,8 +287,8 @@ def test_chapter_runs_on_your_own_five_band_geotiff(stem, own_geotiff, tmp_path,
     "stem, names",
     [
         *((stem, ("DATA", "RGB_BANDS")) for stem in OWN_GEOTIFF_CHAPTERS),
-        ("06_hyperspectral_masked_pretraining", ("DATA", "LABELS", "CUBE_KEY", "LABELS_KEY")),
-        ("07_hyperspectral_label_efficiency", ("DATA", "LABELS", "CUBE_KEY", "LABELS_KEY")),
+        ("07_hyperspectral_masked_pretraining", ("DATA", "LABELS", "CUBE_KEY", "LABELS_KEY")),
+        ("08_hyperspectral_label_efficiency", ("DATA", "LABELS", "CUBE_KEY", "LABELS_KEY")),
     ],
 )
 def test_chapters_take_your_own_data_as_parameters(stem, names):

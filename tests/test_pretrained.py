@@ -409,9 +409,9 @@ def test_chapter_03s_recipe_is_what_chapter_03_runs(smoke):
 
 
 @pytest.mark.parametrize("smoke", [False, True])
-def test_chapter_06s_recipe_is_what_chapter_06_runs(smoke):
-    v = _notebook_parameters("06_hyperspectral_masked_pretraining", smoke)
-    assert pretrained.chapter06_recipe(smoke) == dict(
+def test_chapter_07s_recipe_is_what_chapter_07_runs(smoke):
+    v = _notebook_parameters("07_hyperspectral_masked_pretraining", smoke)
+    assert pretrained.chapter07_recipe(smoke) == dict(
         patch_size=v["PATCH"],
         seed=v["SEED"],
         model_kwargs=dict(
@@ -423,12 +423,12 @@ def test_chapter_06s_recipe_is_what_chapter_06_runs(smoke):
         lr=v["LR"],
         max_pixels=v["MAX_PIXELS"],
     )
-    assert "depth=DEPTH, num_heads=4" in _code("06_hyperspectral_masked_pretraining")
+    assert "depth=DEPTH, num_heads=4" in _code("07_hyperspectral_masked_pretraining")
 
 
-def test_chapter_07_without_chapter_06s_model_pretrains_with_chapter_06s_recipe(cache, capsys):
-    """The same function and seeds as chapter 06 (built by hand there): the same weights; saved
-    where chapter 06 saves it, so the next run uses it."""
+def test_chapter_08_without_chapter_07s_model_pretrains_with_chapter_07s_recipe(cache, capsys):
+    """The same function and seeds as chapter 07 (built by hand there): the same weights; saved
+    where chapter 07 saves it, so the next run uses it."""
     from mae_nb.data.hsi import spatial_split
     from mae_nb.finetune import course_sst_path, load_sst
     from mae_nb.models.spectral import SpectralTransformer
@@ -437,11 +437,11 @@ def test_chapter_07_without_chapter_06s_model_pretrains_with_chapter_06s_recipe(
     scene = synthetic_hsi(size=24, bands=16, seed=0)
     split = spatial_split(scene.labels, 5, seed=0)
     pre = pretrained.sst_or_fallback(scene, split=split, smoke=True, progress=False)
-    assert pre.source == "chapter 06's recipe" and pre.leak_free
-    assert "with chapter 06's recipe (its smoke run)" in pre.notice
-    assert "the model a run of chapter 06 saves" in capsys.readouterr().out
-    # chapter 06, section by section: seed, build the model, pretrain it (smoke parameters)
-    r = pretrained.chapter06_recipe(smoke=True)
+    assert pre.source == "chapter 07's recipe" and pre.leak_free
+    assert "with chapter 07's recipe (its smoke run)" in pre.notice
+    assert "the model a run of chapter 07 saves" in capsys.readouterr().out
+    # chapter 07, section by section: seed, build the model, pretrain it (smoke parameters)
+    r = pretrained.chapter07_recipe(smoke=True)
     seed_everything(r["seed"])
     model = SpectralTransformer(
         scene.n_bands, image_size=5, mask_ratio=r["mask_ratio"], **r["model_kwargs"]
@@ -464,7 +464,7 @@ def test_chapter_07_without_chapter_06s_model_pretrains_with_chapter_06s_recipe(
     saved = load_sst(course_sst_path(), with_config=True)[1]
     assert saved["smoke"] is True and saved["test_pixels_seen"] == 0
     again = pretrained.sst_or_fallback(scene, split=split, smoke=True, quiet=True)
-    assert again.source == "chapter 06" and again.notice == ""
+    assert again.source == "chapter 07" and again.notice == ""
     with pytest.raises(InputError, match="unknown recipe key"):
         pretrained.sst_or_fallback(scene, split=split, epoch=1)
 
@@ -579,7 +579,7 @@ def test_course_weights_missing_from_the_package_fall_back_to_chapter_03(offline
 # ---------------------------------------------------------------------- the spectral transformer
 
 
-def test_sst_or_fallback_uses_chapter_06_or_pretrains_briefly(cache, capsys):
+def test_sst_or_fallback_uses_chapter_07_or_pretrains_briefly(cache, capsys):
     torch.manual_seed(0)
     scene = synthetic_hsi(size=32, bands=16, seed=0)
     tiny_kw = dict(band_block_size=8, embed_dim=16, depth=1, num_heads=2, decoder_dim=16)
@@ -588,7 +588,7 @@ def test_sst_or_fallback_uses_chapter_06_or_pretrains_briefly(cache, capsys):
             scene, epochs=1, max_pixels=64, model_kwargs=tiny_kw, progress=False
         )
     assert pre.source == "brief pretraining" and "there is no checkpoint at" in pre.notice
-    assert "NOTICE: chapter 06's pretrained model is not usable here" in capsys.readouterr().out
+    assert "NOTICE: chapter 07's pretrained model is not usable here" in capsys.readouterr().out
     assert pre.model.config["embed_dim"] == 16 and pre.config["pixels"] == 64
     assert not pre.leak_free
     with pytest.warns(UserWarning, match="transductive"):
@@ -599,7 +599,7 @@ def test_sst_or_fallback_uses_chapter_06_or_pretrains_briefly(cache, capsys):
     again = pretrained.sst_or_fallback(
         scene, epochs=1, max_pixels=64, model_kwargs=tiny_kw, progress=False
     )
-    assert again.source == "chapter 06" and again.notice == ""
+    assert again.source == "chapter 07" and again.notice == ""
     for k, v in result.model.state_dict().items():
         torch.testing.assert_close(again.model.state_dict()[k], v)
     other = synthetic_hsi(size=24, bands=12, seed=1)
@@ -633,7 +633,7 @@ def test_sst_or_fallback_never_uses_a_pretraining_that_saw_the_test_split(cache)
     assert "training and validation blocks" in pre.notice
     assert pre.config["split"]["regions_sha256"] == regions_sha256(split)
     assert pre.config["region_pixels"] == int(pretraining_region(split).sum())
-    # chapter 06 pretrained on every pixel: transductive, so not used for this split
+    # chapter 07 pretrained on every pixel: transductive, so not used for this split
     with pytest.warns(UserWarning, match="transductive"):
         everything = pretrain_on_scene(
             scene, image_size=5, epochs=1, max_pixels=48, model_kwargs=tiny_kw, progress=False
@@ -642,7 +642,7 @@ def test_sst_or_fallback_never_uses_a_pretraining_that_saw_the_test_split(cache)
     refused = pretrained.sst_or_fallback(scene, split=split, **quick)
     assert refused.source == "brief pretraining" and refused.leak_free
     assert "test region included (transductive" in refused.notice
-    # chapter 06 pretrained clear of this split's test region: used
+    # chapter 07 pretrained clear of this split's test region: used
     clear = pretrain_on_scene(
         scene,
         split=split,
@@ -654,7 +654,7 @@ def test_sst_or_fallback_never_uses_a_pretraining_that_saw_the_test_split(cache)
     )
     save_sst(None, clear, overwrite=True)
     used = pretrained.sst_or_fallback(scene, split=split, **quick)
-    assert used.source == "chapter 06" and used.notice == "" and used.leak_free
+    assert used.source == "chapter 07" and used.notice == "" and used.leak_free
     # ... but not for another split of the same scene (its test region may have been seen)
     other = spatial_split(scene.labels, 5, seed=3)
     assert regions_sha256(other) != regions_sha256(split)

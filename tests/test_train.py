@@ -99,7 +99,7 @@ def test_default_device_is_usable():
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="malloc_trim is glibc's")
 def test_release_memory_gives_fragmented_heap_back():
     # many small allocations, most freed, every 50th kept: the freed pages stay resident
-    # until release_memory() (chapter 07's 60 runs climbed past 2 GB this way)
+    # until release_memory() (chapter 08's 60 runs climbed past 2 GB this way)
     script = (
         "from mae_nb.train import release_memory\n"
         "def rss():\n"

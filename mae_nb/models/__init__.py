@@ -6,7 +6,7 @@
   03-05).
 - :mod:`mae_nb.models.checkpoints`: from a state dict or checkpoint file to an MAE, or why not.
 - :mod:`mae_nb.models.spectral`: the spectral transformer for hyperspectral pixels (chapters
-  06-07).
+  07-07).
 - :mod:`mae_nb.models.baselines`: the per-pixel hyperspectral classifiers the spectral
   transformer is compared with.
 

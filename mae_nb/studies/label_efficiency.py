@@ -1,4 +1,4 @@
-"""Chapter 07's study: does masked pretraining help when labels are few?
+"""Chapter 08's study: does masked pretraining help when labels are few?
 
 Every model is fine-tuned at every label fraction for every seed
 (:func:`run_label_efficiency`, on :mod:`mae_nb.finetune`), and the paper's claims are checked
@@ -57,7 +57,7 @@ __all__ = [
     "summarize_runs",
 ]
 
-#: Label fractions of chapter 07's default study (share of each class's training labels; at
+#: Label fractions of chapter 08's default study (share of each class's training labels; at
 #: least one labelled pixel per class, so 0.1 % keeps one or a few per class).
 DEFAULT_FRACTIONS = LABEL_FRACTIONS
 
