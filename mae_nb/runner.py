@@ -30,6 +30,10 @@ from typing import Any, Iterable, Mapping
 from mae_nb.errors import InputError, NotebookError
 
 METRICS_ENV = "MAE_NB_METRICS_FILE"
+#: Set for the kernels the runner starts: the course's sliders then also put a static strip of a
+#: few slider positions in their output (``mae_nb.widgets.static_strip``), which the website of
+#: the course (``mae-nb build book``) shows where no kernel can move a slider.
+STATIC_STRIPS_ENV = "MAE_NB_STATIC_STRIPS"
 KERNEL_NAME = "mae-nb"
 DEFAULT_TIMEOUT = 1800  # seconds any one cell may run
 
@@ -336,7 +340,9 @@ def run_notebook(
     if metrics_file.exists():
         metrics_file.unlink()
     old = os.environ.get(METRICS_ENV)
+    old_strips = os.environ.get(STATIC_STRIPS_ENV)
     os.environ[METRICS_ENV] = str(metrics_file.resolve())
+    os.environ[STATIC_STRIPS_ENV] = "1"
     # OpenMP threads that spin while idle make small torch/BLAS work many times slower on a
     # shared CPU (Binder, a busy laptop); kernels inherit a passive wait unless told otherwise.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -368,6 +374,10 @@ def run_notebook(
             os.environ.pop(METRICS_ENV, None)
         else:
             os.environ[METRICS_ENV] = old
+        if old_strips is None:
+            os.environ.pop(STATIC_STRIPS_ENV, None)
+        else:
+            os.environ[STATIC_STRIPS_ENV] = old_strips
     seconds = time.perf_counter() - start
     result = NotebookResult(path.stem, status, round(seconds, 1), str(output), error=error)
     if output.is_file():

@@ -5,12 +5,24 @@ Each widget only wires ipywidgets to a compute function and a plotting function 
 
 Sliders use ``continuous_update=False``: the model runs when the slider is released, not on
 every pixel of the drag.
+
+A slider needs a live kernel. Run by the course's runner (``mae-nb run``, which sets
+``mae_nb.runner.STATIC_STRIPS_ENV``), each widget's output also holds a static strip: the figure
+its ``draw`` function makes at a few slider positions (:func:`static_strip`), which a page
+without a kernel (the course's website, ``mae-nb build book``) shows instead of the widget.
+JupyterLab shows the live widget and ignores the strip.
 """
 
 from __future__ import annotations
 
+import base64
 import io
-from typing import Any, Callable
+import os
+import re
+from typing import Any, Callable, Mapping, Sequence
+
+from mae_nb.errors import InputError
+from mae_nb.runner import STATIC_STRIPS_ENV
 
 
 def figure_jpeg(fig, dpi: int = 80) -> bytes:
@@ -25,7 +37,84 @@ def figure_jpeg(fig, dpi: int = 80) -> bytes:
     return buffer.getvalue()
 
 
-def explorer(controls: dict[str, Any], draw: Callable[..., tuple[Any, str, Any]], *, dpi: int = 80):
+def _position_label(position: Mapping[str, Any], html: str) -> str:
+    """``mask ratio 0.25 · masked-patch PSNR 21.3 dB``: a strip row's settings and its first
+    readout line, without the HTML."""
+    settings = ", ".join(
+        f"{name.replace('_', ' ')} {value:g}"
+        if isinstance(value, float)
+        else f"{name.replace('_', ' ')} {value}"
+        for name, value in position.items()
+    )
+    first = re.sub(r"<[^>]+>", "", re.split(r"<br\s*/?>", html)[0]).strip()
+    return f"{settings} \u00b7 {first}" if first else settings
+
+
+def static_strip(
+    draw: Callable[..., tuple[Any, str, Any]],
+    values: Mapping[str, Any],
+    positions: Sequence[Mapping[str, Any]],
+    *,
+    dpi: int = 80,
+) -> bytes:
+    """What a widget shows at a few slider positions, one row each, as one JPEG for a static page.
+
+    ``draw`` is the widget's own function (``draw(**values) -> (Figure, html, result)``),
+    ``values`` the controls' values, ``positions`` the settings to show (each a mapping of
+    control name to value, applied over ``values``). Each row is ``draw``'s figure as the slider
+    shows it, titled with its settings and the first line of the widget's readout. A position
+    that ``draw`` cannot run (``ValueError``) is left out; none that can run is an error.
+    """
+    import numpy as np
+    from matplotlib.figure import Figure
+    from PIL import Image
+
+    unknown = sorted({k for p in positions for k in p} - set(values))
+    if unknown:
+        raise InputError(
+            f"strip positions name {unknown}, which are not controls of this widget; "
+            f"its controls are {sorted(values)}"
+        )
+    rows = []
+    for position in positions:
+        try:
+            fig, html, _ = draw(**{**values, **position})
+        except ValueError:
+            continue
+        picture = Image.open(io.BytesIO(figure_jpeg(fig, dpi))).convert("RGB")
+        rows.append((np.asarray(picture), _position_label(position, html)))
+    if not rows:
+        raise InputError(f"none of the strip positions {list(positions)} could be drawn")
+    title_px = 28
+    width = max(a.shape[1] for a, _ in rows)
+    heights = [a.shape[0] + title_px for a, _ in rows]
+    strip = Figure(figsize=(width / dpi, sum(heights) / dpi), dpi=dpi)
+    top = 1.0
+    for picture, label in rows:
+        h, w = picture.shape[:2]
+        share = (h + title_px) / sum(heights)
+        ax = strip.add_axes((0, top - share, w / width, h / sum(heights)))
+        ax.imshow(picture, interpolation="nearest")
+        ax.set_axis_off()
+        strip.text(
+            0.01,
+            top - 0.3 * title_px / sum(heights),
+            label,
+            va="center",
+            fontsize=11,
+            weight="bold",
+        )
+        top -= share
+    return figure_jpeg(strip, dpi)
+
+
+def explorer(
+    controls: dict[str, Any],
+    draw: Callable[..., tuple[Any, str, Any]],
+    *,
+    dpi: int = 80,
+    strip: Sequence[Mapping[str, Any]] = (),
+):
     """Wire ``controls`` (name -> ipywidget) to ``draw(**values) -> (Figure, html, result)``.
 
     Every chapter's sliders are built on this: a change of any control calls ``draw`` with the
@@ -33,6 +122,10 @@ def explorer(controls: dict[str, Any], draw: Callable[..., tuple[Any, str, Any]]
     number that moves). The figure is an ``Image`` widget rather than an ``Output`` widget, on
     which papermill/nbclient can hang (jupyter/nbclient#312). A ``ValueError`` from ``draw``
     (a combination that cannot run) is shown in words instead of the figure.
+
+    ``strip``: slider positions (mappings of control name to value) for the static strip that
+    a run by the course's runner adds to the output (:func:`static_strip`); ``box.strip`` holds
+    its JPEG bytes then, else None.
 
     Returns the widget box, with ``box.update()`` to re-run it by hand, ``box.result`` (the last
     result) and ``box.controls`` (the controls plus ``"score"`` and ``"picture"``).
@@ -63,6 +156,18 @@ def explorer(controls: dict[str, Any], draw: Callable[..., tuple[Any, str, Any]]
     box.update = update
     box.controls = {**controls, "score": score, "picture": picture}
     update()
+    box.strip = None
+    if strip and os.environ.get(STATIC_STRIPS_ENV):
+        values = {name: c.value for name, c in controls.items()}
+        box.strip = static_strip(draw, values, strip, dpi=dpi)
+        live = box._repr_mimebundle_
+        jpeg = base64.b64encode(box.strip).decode("ascii")
+
+        def bundle(**kwargs):  # the live widget, and the strip for a page without a kernel
+            data = live(**kwargs)
+            return {**data, "image/jpeg": jpeg} if isinstance(data, dict) else data
+
+        box._repr_mimebundle_ = bundle
     return box
 
 
@@ -139,6 +244,12 @@ def reconstruction_sliders(
             ),
         },
         draw,
+        strip=[
+            {"mask_ratio": 0.25, "iterations": 1},
+            {"mask_ratio": 0.5, "iterations": 1},
+            {"mask_ratio": 0.75, "iterations": 1},
+            {"mask_ratio": 0.25, "iterations": 3},
+        ],
     )
 
 
@@ -211,6 +322,11 @@ def pca_explorer(
         },
         draw,
         dpi=90,
+        strip=[
+            {"block": 0, "scenario": "none"},
+            {"block": depth - 1, "scenario": "none"},
+            {"block": depth - 1, "scenario": "50%"},
+        ],
     )
 
 
@@ -248,7 +364,9 @@ def mask_ratio_explorer(
         return plot_masked_reconstruction(result, rgb, n), html, result
 
     return explorer(
-        {"mask_ratio": _ratio_slider(mask_ratio, 0.0, 0.9), "seed": _seed_slider(seed)}, draw
+        {"mask_ratio": _ratio_slider(mask_ratio, 0.0, 0.9), "seed": _seed_slider(seed)},
+        draw,
+        strip=[{"mask_ratio": r} for r in (0.25, 0.5, 0.75)],
     )
 
 
@@ -301,5 +419,82 @@ def spectral_mask_explorer(
         return fig, f"MSE on masked values: <b>{rec.loss:.4f}</b> (standardized units)", rec
 
     return explorer(
-        {"mask_ratio": _ratio_slider(mask_ratio, 0.1, 0.95), "seed": _seed_slider(seed)}, draw
+        {"mask_ratio": _ratio_slider(mask_ratio, 0.1, 0.95), "seed": _seed_slider(seed)},
+        draw,
+        strip=[{"mask_ratio": r} for r in (0.3, 0.6, 0.9)],
+    )
+
+
+def attention_explorer(
+    model,
+    image,
+    *,
+    picture=None,
+    block: int = -1,
+    head: int | str = "all",
+    query="cls",
+    mask_ratio: float = 0.0,
+    seed: int = 0,
+):
+    """Sliders for the encoder block, the head (``"all"`` or one) and the query (the class token
+    or a patch, by row and column) over a ViT-MAE's attention on one image.
+
+    ``image``: (C, H, W), the model's input (normalized); ``picture``: (H, W, 3) in [0, 1], what
+    to draw the maps over. Each change runs ``mae_nb.models.attention.attention_maps(model,
+    image, block, heads=..., query=..., mask_ratio=mask_ratio, seed=seed)`` and shows
+    ``mae_nb.viz.plot_attention_maps(result, picture)``: exactly what a cell calling those two
+    shows. Bad arguments raise at once (a block or head out of range, a query outside the grid,
+    a model that is not a ViT-MAE). Returns the widget box; ``box.update()`` re-runs it and
+    ``box.result`` is the last :class:`~mae_nb.models.attention.AttentionMaps`.
+    """
+    import ipywidgets as W
+    import numpy as np
+
+    from mae_nb.models.attention import attention_maps
+    from mae_nb.viz import plot_attention_maps
+
+    heads = None if head == "all" else head
+    first = attention_maps(  # checks every argument before a slider is built
+        model, image, block, heads=heads, query=query, mask_ratio=mask_ratio, seed=seed
+    )
+    depth, n_heads = len(model.blocks), int(model.blocks[first.block].attn.num_heads)
+    (gh, gw), start = first.grid, first.query
+
+    def draw(block, head, query, row, col):
+        att = attention_maps(
+            model,
+            image,
+            block,
+            heads=None if head == "all" else head,
+            query="cls" if query == "class token" else (row, col),
+            mask_ratio=mask_ratio,
+            seed=seed,
+        )
+        lines = [f"query: <b>{att.describe_query()}</b>, block {att.block}"]
+        for h, m, cls in zip(att.heads, att.maps, att.to_cls):
+            r, c = np.unravel_index(np.nanargmax(m), m.shape)
+            lines.append(f"head {h}: {cls:.0%} on the class token, most on patch ({r}, {c})")
+        return plot_attention_maps(att, picture), "<br>".join(lines), att
+
+    def slider(name, value, high):
+        return W.IntSlider(value=value, min=0, max=high, description=name, continuous_update=False)
+
+    return explorer(
+        {
+            "block": slider("block", first.block, depth - 1),
+            "head": W.SelectionSlider(
+                options=["all", *range(n_heads)],
+                value=head if head == "all" else first.heads[0],
+                description="head",
+                continuous_update=False,
+            ),
+            "query": W.ToggleButtons(
+                options=["class token", "patch"],
+                value="class token" if start == "cls" else "patch",
+                description="query",
+            ),
+            "row": slider("row", gh // 2 if start == "cls" else start[0], gh - 1),
+            "col": slider("col", gw // 2 if start == "cls" else start[1], gw - 1),
+        },
+        draw,
     )
