@@ -171,8 +171,11 @@ def load_mae(
     ``"auto"``: Meta's ViT-L or ViT-B, by the memory available (:func:`resolve_checkpoint`).
     ``"chapter03"``: the model chapter 03 saved (:func:`course_mae_path`). A registry name:
     the course's open MAEs (:data:`COURSE_MODELS`, shipped with mae-nb), or Meta's checkpoints
-    (``mae_visualize_vit_base``, ``mae_visualize_vit_large``, ``..._ganloss``, ``..._huge``),
-    fetched with :func:`mae_nb.data.fetch` (cache, mirror folders, then Meta's server). A path:
+    (``mae_visualize_vit_base``, ``mae_visualize_vit_large``, ``..._ganloss``, ``..._huge``;
+    ``mae_pretrain_vit_base_full``, ``..._large_full``, ``..._huge_full``, which were trained
+    with normalized-pixel targets and load with ``model.norm_pix_loss = True``, so
+    :func:`mae_nb.reconstruct.reconstruct` un-normalizes their predictions), fetched with
+    :func:`mae_nb.data.fetch` (cache, mirror folders, then Meta's server). A path:
     a file in Meta's format (``{"model": state_dict}``) or one the course wrote.
     ``arch``: the preset of a Meta file (default: the registry's, or read from its shapes).
     ``model.pretrained_cfg`` holds the architecture, ``source``, and the ``mean``/``std`` the
@@ -197,6 +200,10 @@ def load_mae(
         path = registry.fetch(name)[dataset.files[0].name]
         model = model_from_checkpoint(path, arch or dataset.meta.get("arch"), map_location)
         model.pretrained_cfg["source"] = name
+        if dataset.meta.get("norm_pix_loss"):  # Meta's *_full files: normalized-pixel targets
+            model.norm_pix_loss = True
+            model.pretrained_cfg["norm_pix"] = True
+            model.pretrained_cfg["kwargs"]["norm_pix_loss"] = True
         return model
     path = Path(source).expanduser()
     if not path.exists():
@@ -294,6 +301,7 @@ def train_course_mae(
     val_fraction: float = 0.0,
     max_tiles: int | None = None,
     progress: bool = True,
+    norm_pix_loss: bool = False,
 ) -> TrainedMAE:
     """Train the course's tiny MAE (``mae_vit_tiny_patch8``) on tiles of ``image``: chapter 03.
 
@@ -310,7 +318,10 @@ def train_course_mae(
        fresh random mask and a random rotation and flip; validation uses the same masks every
        epoch (noise drawn from seed 0), so its curve is not noise.
 
-    The same ``seed`` gives the same model. Returns a :class:`TrainedMAE`.
+    ``norm_pix_loss``: train on normalized-pixel targets (each patch standardized by its own mean
+    and variance, as Meta's ``*_full`` checkpoints were); the model's predictions are then
+    normalized patches (:func:`mae_nb.reconstruct.unnormalize_patches`). The same ``seed`` gives
+    the same model. Returns a :class:`TrainedMAE`.
     """
     image = np.asarray(image.detach().cpu() if isinstance(image, torch.Tensor) else image)
     if image.ndim != 3:
@@ -347,7 +358,12 @@ def train_course_mae(
         return model(x, mask_ratio, noise)[0]
 
     seed_everything(seed)
-    model = create_mae("mae_vit_tiny_patch8", img_size=tile_size, in_chans=image.shape[0])
+    model = create_mae(
+        "mae_vit_tiny_patch8",
+        img_size=tile_size,
+        in_chans=image.shape[0],
+        norm_pix_loss=bool(norm_pix_loss),
+    )
     history = fit(
         model,
         train_tiles,
@@ -369,6 +385,7 @@ def train_course_mae(
         tile=tile_size,
         mask_ratio=mask_ratio,
         epochs=epochs,
+        norm_pix=bool(norm_pix_loss),
         source="trained here",
     )
     return TrainedMAE(model, history, train_tiles, val_tiles)

@@ -45,6 +45,14 @@ anything larger use :func:`reconstruct_scene`.
 
 **Nodata.** Pixels that are NaN or not ``valid`` are given the band mean before the model sees
 them, are NaN in every output array, and are left out of every metric.
+
+**Normalized-pixel targets.** A model trained with ``norm_pix_loss`` (Meta's ``*_full.pth``
+checkpoints, ``train_course_mae(..., norm_pix_loss=True)``) predicts each patch standardized by
+that patch's own mean and variance, not pixels. Every path here (:func:`reconstruct`,
+:func:`reconstruct_scene`, the scenarios' embeddings) un-normalizes such a prediction before it
+is pasted, by default with statistics estimated from the *visible* neighbouring patches
+(:func:`unnormalize_patches`, ``how="neighbours"``): the masked patch's own statistics
+(``"own"``) would use the answer. ``norm_pix="none"`` shows the raw normalized values.
 """
 
 from __future__ import annotations
@@ -78,6 +86,117 @@ from mae_nb.scene import (
 )
 
 MODES = ("chained", "covering")
+
+#: How a normalized-pixel prediction is brought back to pixels (:func:`unnormalize_patches`).
+NORM_PIX_DISPLAYS = ("neighbours", "own", "none")
+
+
+# --------------------------------------------------------------------------- normalized pixels
+
+
+def norm_pix_display(model: torch.nn.Module, how: str | None = None) -> str:
+    """The un-normalization to apply to ``model``'s predictions: ``how``, checked against the model.
+
+    ``how=None``: ``"neighbours"`` (the honest estimate, :func:`unnormalize_patches`) for a model
+    trained with ``norm_pix_loss``, ``"none"`` for a model that predicts pixels. Asking for
+    ``"neighbours"`` or ``"own"`` on a model trained without ``norm_pix_loss`` is an
+    :class:`~mae_nb.errors.InputError`: its predictions are pixels already.
+    """
+    trained_normalized = bool(getattr(model, "norm_pix_loss", False))
+    if how is None:
+        return "neighbours" if trained_normalized else "none"
+    if how not in NORM_PIX_DISPLAYS:
+        raise InputError(
+            f"norm_pix must be one of {', '.join(map(repr, NORM_PIX_DISPLAYS))} or None, "
+            f"got {how!r}"
+        )
+    if how != "none" and not trained_normalized:
+        raise InputError(
+            f"norm_pix={how!r} un-normalizes per-patch normalized predictions, but this model was "
+            "trained without norm_pix_loss: it predicts pixels, there is nothing to un-normalize. "
+            "Use norm_pix=None (or 'none') for this model"
+        )
+    return how
+
+
+def _patch_stats(patches: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-patch mean and (unbiased) variance over all pixels and bands, as Meta's forward_loss."""
+    return patches.mean(dim=-1), patches.var(dim=-1)
+
+
+def unnormalize_patches(
+    pred: torch.Tensor,
+    image: torch.Tensor,
+    mask: torch.Tensor,
+    how: str = "neighbours",
+    *,
+    patch_size: int,
+    radius: int = 1,
+    eps: float = 1.0e-6,
+) -> torch.Tensor:
+    """Per-patch normalized predictions back to image units: ``pred * sqrt(var + eps) + mean``.
+
+    pred: (N, L, p*p*C), a ``norm_pix_loss`` model's decoder output; image: (N, C, H, W), the
+    model's input (its units are the output's); mask: (N, L), 1 = masked. ``how`` says where
+    each patch's mean and variance (over its pixels and bands, as the loss computed them) come
+    from:
+
+    - ``"neighbours"`` (honest): a visible patch's own; a masked patch's from the visible
+      patches within ``radius`` patches of it (the mean of their means and of their variances);
+      where none is visible that close, from all visible patches of the image.
+    - ``"own"`` (an oracle): every patch's own, masked ones included. This uses the answer: the
+      hidden patch's mean and contrast are read from the pixels the model was to predict.
+    - ``"none"``: ``pred`` unchanged (normalized values shown as if they were the image's).
+    """
+    if how not in NORM_PIX_DISPLAYS:
+        raise InputError(
+            f"how must be one of {', '.join(map(repr, NORM_PIX_DISPLAYS))}, got {how!r}"
+        )
+    if image.ndim != 4 or pred.ndim != 3:
+        raise InputError(
+            f"pred must be (N, L, p*p*C) and image (N, C, H, W), got {tuple(pred.shape)} and "
+            f"{tuple(image.shape)}"
+        )
+    n, c, h, w = image.shape
+    p = int(patch_size)
+    gh, gw = h // p, w // p
+    if h % p or w % p or pred.shape != (n, gh * gw, p * p * c) or mask.shape != (n, gh * gw):
+        raise InputError(
+            f"for images {tuple(image.shape)} and patch_size {p}, pred must be "
+            f"{(n, gh * gw, p * p * c)} and mask {(n, gh * gw)}; got {tuple(pred.shape)} and "
+            f"{tuple(mask.shape)}"
+        )
+    if isinstance(radius, bool) or int(radius) != radius or radius < 1:
+        raise InputError(f"radius must be a whole number of patches >= 1, got {radius!r}")
+    if how == "none":
+        return pred
+    x = image.float().reshape(n, c, gh, p, gw, p)
+    patches = torch.einsum("nchpwq->nhwpqc", x).reshape(n, gh * gw, p * p * c)
+    mean, var = _patch_stats(patches)
+    if how == "neighbours":
+        vis = 1.0 - mask.float()
+        if bool((vis.sum(dim=1) == 0).any()):
+            raise InputError("every patch is masked: no visible patch to estimate statistics from")
+        k = 2 * int(radius) + 1
+        ones = torch.ones(1, 1, k, k, dtype=mean.dtype, device=mean.device)
+
+        def box(t):
+            return torch.nn.functional.conv2d(
+                t.reshape(n, 1, gh, gw), ones, padding=int(radius)
+            ).reshape(n, gh * gw)
+
+        count = box(vis)
+        near_mean = box(mean * vis) / count.clamp(min=1)
+        near_var = box(var * vis) / count.clamp(min=1)
+        all_vis = vis.sum(dim=1, keepdim=True)
+        far_mean = ((mean * vis).sum(dim=1, keepdim=True) / all_vis).expand_as(mean)
+        far_var = ((var * vis).sum(dim=1, keepdim=True) / all_vis).expand_as(var)
+        est_mean = torch.where(count > 0, near_mean, far_mean)
+        est_var = torch.where(count > 0, near_var, far_var)
+        hidden = mask > 0
+        mean = torch.where(hidden, est_mean, mean)
+        var = torch.where(hidden, est_var, var)
+    return pred * (var[..., None] + eps) ** 0.5 + mean[..., None]
 
 
 # --------------------------------------------------------------------------- normalization
@@ -355,8 +474,11 @@ def _takes_grid(fn) -> bool:
         return False
 
 
-def _run_model(model, x, ratio, noise):
-    """One masked pass: x (N, C, H, W) normalized, noise (N, L) -> pred (N, C, H, W), mask (N, L)"""
+def _run_model(model, x, ratio, noise, norm_pix: str = "none"):
+    """One masked pass: x (N, C, H, W) normalized, noise (N, L) -> pred (N, C, H, W), mask (N, L).
+
+    ``norm_pix``: how a normalized-pixel prediction is un-normalized (:func:`unnormalize_patches`).
+    """
     p = model_geometry(model).patch_size
     grid = (x.shape[2] // p, x.shape[3] // p)
     dec_kw = {"grid_hw": grid} if _takes_grid(model.forward_decoder) else {}
@@ -381,27 +503,31 @@ def run_passes(
 ):
     """Run ``iterations`` masked passes on a batch; the core of :func:`reconstruct`.
 
-    x: (N, C, H, W) normalized. noise: (K, N, L). Returns ``pasted`` (N, C, H, W) (the image
-    after the last pass), ``prediction`` (N, C, H, W) (the model's raw output of the last
-    pass), ``masks`` (K, N, L) (1 = masked in that pass) and ``steps`` (K, N, C, H, W) (the
-    pasted image after each pass).
+    x: (N, C, H, W) normalized. noise: (K, N, L). ``norm_pix``: :func:`norm_pix_display` (by
+    default the honest un-normalization for a ``norm_pix_loss`` model, none otherwise). Returns
+    ``pasted`` (N, C, H, W) (the image after the last pass), ``prediction`` (N, C, H, W) (the
+    model's raw output of the last pass), ``masks`` (K, N, L) (1 = masked in that pass) and
+    ``steps`` (K, N, C, H, W) (the pasted image after each pass).
     """
     geom = model_geometry(model)
     p = geom.patch_size
+        if norm_pix != "none":
+            pred = unnormalize_patches(pred.float(), x, mask, norm_pix, patch_size=p)
     n, _, h, w = x.shape
     gh, gw = h // p, w // p
     # one copy of the model per precision, made once (mae_nb.precision), for all passes
     with running(model, precision) as runner:
-        return _passes(runner, x, iterations, mode, noise, ratios, p, n, gh, gw, h, w)
+        return _passes(runner, x, iterations, mode, noise, ratios, p, n, gh, gw, h, w, how)
 
 
-def _passes(model, x, iterations, mode, noise, ratios, p, n, gh, gw, h, w):
+def _passes(model, x, iterations, mode, noise, ratios, p, n, gh, gw, h, w, norm_pix="none"):
     original = current = x
     steps, masks = [], []
     prediction = None
     for k in range(iterations):
         source = current if mode == "chained" else original
-        pred, mask = _run_model(model, source, ratios[k], noise[k])
+        pred, mask = _run_model(model, source, ratios[k], noise[k], norm_pix)
+    norm_pix: str | None = None,
         expected = noise[k].argsort(dim=1).argsort(dim=1) >= int(mask.shape[1] * (1 - ratios[k]))
         if not torch.equal(mask.bool(), expected.to(mask.device)):
             raise InputError(
@@ -414,6 +540,7 @@ def _passes(model, x, iterations, mode, noise, ratios, p, n, gh, gw, h, w):
         masks.append(mask)
         prediction = pred
     return current, prediction, torch.stack(masks), torch.stack(steps)
+    how = norm_pix_display(model, norm_pix)
 
 
 # --------------------------------------------------------------------------- one image
@@ -460,6 +587,8 @@ class Reconstruction:
     normalization: Normalization
     crop: tuple[int, int] = (0, 0)  # rows, cols cut from the bottom and right
     precision: str = "fp32"
+    - ``norm_pix``: how a ``norm_pix_loss`` model's prediction was un-normalized
+      (:func:`unnormalize_patches`; ``"none"`` for a model that predicts pixels).
     seconds: float = 0.0
 
     @property
@@ -485,6 +614,7 @@ class Reconstruction:
     ) -> dict[str, np.ndarray]:
         """Display images (H, W, 3) in [0, 1] of the four panels, all with the original's stretch.
 
+    norm_pix: str = "none"  # how a norm_pix_loss model's prediction was un-normalized
         ``bands``: 1-based bands for red, green, blue (default 1, 2, 3; a 1-band image is grey).
         Masked patches in ``masked`` are mid-grey; nodata is black.
         """
@@ -593,6 +723,7 @@ def reconstruct(
     if data_range is None and hasattr(image, "raster") and hasattr(image, "data_range"):
         data_range = image.data_range  # a Sample: its source's declared range
     geom = model_geometry(model)
+    norm_pix: str | None = None,
     p = geom.patch_size
     scene = prepare_image(image, geom.in_chans, p, bands=bands, valid=valid)
     (h0, w0), (hc, wc) = scene.shape, (scene.height, scene.width)
@@ -612,14 +743,18 @@ def reconstruct(
     if data_range is not None:
         norm.data_range = metrics.check_data_range(data_range)
 
+    ``norm_pix``: for a model trained with ``norm_pix_loss``, how its normalized predictions
+    become pixels (:func:`unnormalize_patches`: ``"neighbours"``, the default, ``"own"``, an
+    oracle, or ``"none"``); an error for a model that predicts pixels (:func:`norm_pix_display`).
     seed = check_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     noise, ratios = pass_noise(mode, length, ratio, iterations, generator)
     with inference(model) as device:
         x = torch.from_numpy(norm.model_input(image, valid))[None].to(device)
         pasted, pred, masks, steps = run_passes(
-            model, x, ratio, iterations, mode, noise[:, None].to(device), ratios, precision
-        )
+            model, x, ratio, iterations, mode, noise[:, None].to(device), ratios, precision,
+            norm_pix,
+        )  # fmt: skip
 
     gh, gw = hc // p, wc // p
     pass_masks = masks[:, 0].reshape(iterations, gh, gw).bool().cpu().numpy()
@@ -629,6 +764,7 @@ def reconstruct(
 
     def out(t):
         a = norm.invert(t.float().cpu().numpy())
+    norm_pix = norm_pix_display(model, norm_pix)
         return np.where(valid, a, nan).astype(np.float32)
 
     original = np.where(valid[None], image, nan).astype(np.float32)
@@ -642,7 +778,7 @@ def reconstruct(
         patch_error=_patch_mse(pasted_np, original, valid, p), psnr_masked=pm, ssim_masked=sm,
         psnr=pa, ssim=sa, mask_ratio=ratio, iterations=iterations, mode=mode, seed=seed,
         patch_size=p, normalization=norm, crop=scene.crop, precision=precision,
-        seconds=time.perf_counter() - start,
+        seconds=time.perf_counter() - start, norm_pix=norm_pix,
     )  # fmt: skip
 
 

@@ -84,6 +84,7 @@ _EHU_CITE = (
     "Grupo de Inteligencia Computacional (GIC), UPV/EHU, Hyperspectral Remote Sensing Scenes"
 )
 _META_MAE = "https://dl.fbaipublicfiles.com/mae/visualize"
+_META_MAE_PRETRAIN = "https://dl.fbaipublicfiles.com/mae/pretrain"
 _MAE_CITE = "He et al., Masked Autoencoders Are Scalable Vision Learners, CVPR 2022"
 _MAE_LICENCE = "CC BY-NC 4.0 (facebookresearch/mae)"
 
@@ -175,6 +176,28 @@ def _mae_checkpoint(name: str, arch: str, title: str) -> Dataset:
             "Meta's MAE demo checkpoint (encoder and decoder, pixel targets not normalized)."
         ),
         meta={"arch": arch},
+    )
+
+
+def _mae_pretrain_full(name: str, arch: str, title: str) -> Dataset:
+    """One of Meta's ``mae_pretrain_vit_*_full.pth``: the pretraining checkpoint with its decoder,
+    trained with normalized-pixel targets (``norm_pix_loss``). Meta publishes neither size nor
+    checksum, so the size is left unknown and the file is matched by name."""
+    return Dataset(
+        name=name,
+        title=title,
+        kind="checkpoint",
+        files=(RemoteFile(f"{name}.pth", f"{_META_MAE_PRETRAIN}/{name}.pth"),),
+        licence=_MAE_LICENCE,
+        citation=_MAE_CITE,
+        homepage="https://github.com/facebookresearch/mae",
+        description=(
+            "Meta's MAE pretraining checkpoint with its decoder (encoder and decoder), trained "
+            "with normalized-pixel targets (norm_pix_loss): it predicts each masked patch "
+            "standardized by that patch's own mean and variance, so its predictions are "
+            "un-normalized before they are shown (mae_nb.reconstruct.unnormalize_patches)."
+        ),
+        meta={"arch": arch, "norm_pix_loss": True},
     )
 
 
@@ -456,6 +479,21 @@ _DATASETS = [
     ),
     _mae_checkpoint(
         "mae_visualize_vit_huge", "mae_vit_huge_patch14", "Meta MAE ViT-Huge/14 (visualize)"
+    ),
+    _mae_pretrain_full(
+        "mae_pretrain_vit_base_full",
+        "mae_vit_base_patch16",
+        "Meta MAE ViT-Base/16 pretraining checkpoint with decoder (normalized-pixel targets)",
+    ),
+    _mae_pretrain_full(
+        "mae_pretrain_vit_large_full",
+        "mae_vit_large_patch16",
+        "Meta MAE ViT-Large/16 pretraining checkpoint with decoder (normalized-pixel targets)",
+    ),
+    _mae_pretrain_full(
+        "mae_pretrain_vit_huge_full",
+        "mae_vit_huge_patch14",
+        "Meta MAE ViT-Huge/14 pretraining checkpoint with decoder (normalized-pixel targets)",
     ),
     # the course's own MAEs (mae_nb/weights; make course-models retrains them)
     _course_mae(
