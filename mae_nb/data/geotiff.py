@@ -229,11 +229,15 @@ def write_raster(
     valid: np.ndarray | None = None,
     band_names: Sequence[str] | None = None,
     overwrite: bool = False,
+    colormap: dict[int, Sequence[int]] | None = None,
+    tags: dict[str, str] | None = None,
 ) -> Path:
     """Write ``array`` (C, H, W) or (H, W) as a tiled, compressed GeoTIFF.
 
     Georeferencing comes from ``like`` unless given. Where ``valid`` is False, pixels are set
     to ``nodata``. An existing file is never replaced unless ``overwrite=True``.
+    ``colormap``: ``{value: (r, g, b[, a])}`` (0..255), the first band's colour table (uint8
+    or uint16 arrays only, as GeoTIFF allows); ``tags``: metadata written to the file.
     """
     import rasterio
 
@@ -269,11 +273,19 @@ def write_raster(
     )
     if h >= 256 and w >= 256:
         profile.update(tiled=True, blockxsize=256, blockysize=256)
+    if colormap and array.dtype not in (np.uint8, np.uint16):
+        raise RasterError(
+            f"a colour table needs uint8 or uint16 values, the array is {array.dtype}"
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     with rasterio.open(path, "w", **profile) as dst:
         dst.write(array)
         for i, name in enumerate(band_names or [], start=1):
             dst.set_band_description(i, name)
+        if colormap:
+            dst.write_colormap(1, {int(k): tuple(int(c) for c in v) for k, v in colormap.items()})
+        if tags:
+            dst.update_tags(**{str(k): str(v) for k, v in tags.items()})
     return path
 
 

@@ -820,10 +820,13 @@ def dilate(mask: np.ndarray, radius: int) -> np.ndarray:
     ).astype(bool)
 
 
-def _block_ids(h: int, w: int, grid: tuple[int, int]) -> np.ndarray:
+def _block_ids(h: int, w: int, grid: tuple[int, int], block_size: int | None = None) -> np.ndarray:
     gr, gc = grid
-    rows = np.minimum(np.arange(h) * gr // h, gr - 1)
-    cols = np.minimum(np.arange(w) * gc // w, gc - 1)
+    if block_size is not None:  # blocks of block_size px from the top-left corner
+        rows, cols = np.arange(h) // block_size, np.arange(w) // block_size
+    else:
+        rows = np.minimum(np.arange(h) * gr // h, gr - 1)
+        cols = np.minimum(np.arange(w) * gc // w, gc - 1)
     return rows[:, None] * gc + cols[None, :]
 
 
@@ -836,10 +839,10 @@ def _apply_buffer(assign: np.ndarray, blocks: np.ndarray, buffer: int) -> np.nda
     return regions
 
 
-def _best_assignment(labels, grid, fr, buffer, seed, attempts, present, n_classes):
+def _best_assignment(labels, grid, fr, buffer, seed, attempts, present, n_classes, block_size=None):
     """Seeded random block assignments: (key, regions, missing, blocks, grid) of the best."""
     h, w = labels.shape
-    blocks = _block_ids(h, w, grid)
+    blocks = _block_ids(h, w, grid, block_size)
     n_blocks = grid[0] * grid[1]
     counts = np.zeros((n_blocks, n_classes + 1), np.int64)  # labelled pixels per (block, class)
     np.add.at(counts, (blocks.ravel(), labels.ravel().astype(np.int64)), 1)
@@ -885,6 +888,7 @@ def spatial_split(
     seed: int = 0,
     attempts: int = 200,
     require_all_classes: bool = True,
+    block_size: int | None = None,
 ) -> SpatialSplit:
     """Cut the scene into a ``grid`` of blocks and assign whole blocks to train/val/test.
 
@@ -894,7 +898,10 @@ def spatial_split(
     ``max(3 * patch_size, min(H, W) / 6)`` px wide. ``buffer`` (default ``patch_size // 2``):
     pixels removed around the training region (and between val and test), so that no val/test
     pixel falls inside a training patch; ``buffer = patch_size - 1`` makes even the input
-    windows disjoint.
+    windows disjoint. ``block_size`` (px, instead of ``grid``): square blocks aligned at the
+    top-left pixel (the last row and column of blocks may be narrower); with a multiple of a
+    model's tile size, every tile of the aligned tile grid lies in one block, so a model that
+    reads whole tiles never mixes regions (use ``patch_size=1`` for a buffer of 0 px).
 
     Among ``attempts`` seeded random assignments, the one whose per-class shares are closest
     to ``fractions`` and that puts every class in train and test is kept. If none does, a
@@ -921,7 +928,17 @@ def spatial_split(
     if buffer < 0:
         raise InputError(f"buffer must be >= 0, got {buffer}")
     h, w = labels.shape
-    if isinstance(grid, str):
+    if block_size is not None:
+        if int(block_size) != block_size or block_size < 1:
+            raise InputError(f"block_size must be a whole number of pixels >= 1, got {block_size}")
+        block_size = int(block_size)
+        grids = [(-(-h // block_size), -(-w // block_size))]
+        if grids[0][0] * grids[0][1] < 2:
+            raise InputError(
+                f"block_size {block_size} px makes one block of the {h} x {w} scene; a spatial "
+                "split needs at least 2 blocks: give a smaller block_size"
+            )
+    elif isinstance(grid, str):
         if grid != "auto":
             raise InputError(f"grid must be 'auto' or (rows, cols), got {grid!r}")
         # from coarse to fine blocks (never narrower than two patches): the first that works
@@ -940,7 +957,9 @@ def spatial_split(
     present = np.unique(labels[labels > 0])
     best = None
     for g in dict.fromkeys(grids):
-        found = _best_assignment(labels, g, fr, buffer, seed, attempts, present, n_classes)
+        found = _best_assignment(
+            labels, g, fr, buffer, seed, attempts, present, n_classes, block_size
+        )
         if best is None or found[0] < best[0]:
             best = found
         if found[0][0] == 0:
@@ -995,14 +1014,25 @@ def subsample_labels(
     *,
     seed: int = 0,
     min_per_class: int = 1,
+    class_names: Sequence[str] | None = None,
 ) -> np.ndarray:
     """Keep ``fraction`` of the training labels of each class: (H, W) bool.
+
+    ``train_mask`` and ``labels`` may have any shape, the same for both (e.g. (N, gh, gw) for
+    the patches of N tiles); the result has that shape.
 
     Per class ``max(min_per_class, round(fraction * n_c))`` pixels are drawn (seeded). The
     subsets are nested: for one seed, a smaller fraction's pixels are a subset of a larger
     one's. A class with no training pixel, or a fraction that would leave a class with none
-    (``min_per_class=0``), raises a ``ValueError`` naming the class.
+    (``min_per_class=0``), raises a ``ValueError`` naming the class (and its name from
+    ``class_names``, where ``class_names[k - 1]`` names label ``k``).
     """
+
+    def name(c: int) -> str:
+        if class_names is not None and 1 <= c <= len(class_names):
+            return f"class {c} ({class_names[c - 1]})"
+        return f"class {c}"
+
     fraction = float(fraction)
     if not 0.0 < fraction <= 1.0:
         raise InputError(
@@ -1018,19 +1048,19 @@ def subsample_labels(
         rc = np.argwhere(train_mask & (labels == c))
         if len(rc) == 0:
             raise InputError(
-                f"class {int(c)} has no training pixel, so no label fraction can include it; "
-                "choose another split (seed, grid) or drop the class"
+                f"{name(int(c))} has no training pixel, so no label fraction (here {fraction:g}) "
+                "can include it; choose another split (seed, grid or block size) or drop the class"
             )
         k = max(int(min_per_class), int(round(fraction * len(rc))))
         if k == 0:
             raise InputError(
-                f"fraction {fraction} leaves class {int(c)} with no pixel (it has {len(rc)} "
+                f"fraction {fraction} leaves {name(int(c))} with no pixel (it has {len(rc)} "
                 "training pixels); use a larger fraction or min_per_class=1"
             )
         # one permutation per (seed, class) so subsets are nested across fractions
         perm = np.random.default_rng([seed, int(c)]).permutation(len(rc))
         pick = rc[perm[: min(k, len(rc))]]
-        out[pick[:, 0], pick[:, 1]] = True
+        out[tuple(pick.T)] = True
     return out
 
 
