@@ -1140,3 +1140,72 @@ def plot_split(regions: np.ndarray, labels: np.ndarray, title: str | None = None
     ax.set_title(title or "spatially disjoint split (pale: unlabelled)", fontsize=10)
     _no_axes(ax)
     return fig
+
+
+def plot_attention_maps(
+    att,
+    picture: np.ndarray | None = None,
+    *,
+    size: float = 2.6,
+    alpha: float = 0.6,
+    title: str | None = None,
+) -> Figure:
+    """Attention maps (:class:`mae_nb.models.attention.AttentionMaps`) over the image, per head.
+
+    ``picture``: (H, W, 3) in [0, 1] (or (H, W)), the image the model read, drawn under every
+    map; without it the maps are drawn alone. The first panel is the picture with the query
+    patch outlined; then one panel per head, each with its own colour scale (0 to its largest
+    weight) and its share of attention on the class token in the title. Patches hidden by the
+    mask (no token) are grey.
+    """
+    import matplotlib
+    from matplotlib.patches import Rectangle
+
+    maps = np.asarray(att.maps)
+    gh, gw = maps.shape[1:]
+    p = att.patch_size
+    extent = _grid_extent((gh, gw), p)
+    if picture is not None:
+        picture = np.clip(np.asarray(picture, dtype=np.float32), 0, 1)
+        if picture.shape[:2] != (gh * p, gw * p):
+            raise InputError(
+                f"picture {picture.shape[:2]} must be the model's input size "
+                f"({gh * p}, {gw * p}): {gh} x {gw} patches of {p} px"
+            )
+    cmap = matplotlib.colormaps["inferno"].with_extremes(bad=(0.5, 0.5, 0.5, 0.9))
+    panels = len(maps) + (picture is not None)
+    fig, axes = _figure(1, panels, size)
+    axes = axes[0]
+
+    def mark(ax):
+        if att.query != "cls":
+            r, c = att.query
+            ax.add_patch(Rectangle((c * p, r * p), p, p, fill=False, ec="cyan", lw=2))
+
+    if picture is not None:
+        ax = axes[0]
+        ax.imshow(picture, cmap="gray", extent=extent)
+        mark(ax)
+        ax.set_title(f"query: {att.describe_query()}", fontsize=9)
+        _no_axes(ax)
+    for ax, head, m, cls in zip(axes[panels - len(maps) :], att.heads, maps, att.to_cls):
+        if picture is not None:
+            ax.imshow(picture, cmap="gray", extent=extent)
+        vmax = float(np.nanmax(m)) if np.isfinite(m).any() else 1.0
+        ax.imshow(
+            np.ma.masked_invalid(m),
+            cmap=cmap,
+            vmin=0,
+            vmax=vmax,
+            alpha=alpha if picture is not None else 1.0,
+            extent=extent,
+            interpolation="nearest",
+        )
+        mark(ax)
+        ax.set_title(f"head {head}: {cls:.0%} on the class token", fontsize=9)
+        _no_axes(ax)
+    fig.suptitle(
+        title or f"block {att.block}: where {att.describe_query()} looks (brighter = more)",
+        fontsize=10,
+    )
+    return fig

@@ -497,4 +497,9 @@ def attention_explorer(
             "col": slider("col", gw // 2 if start == "cls" else start[1], gw - 1),
         },
         draw,
+        strip=[
+            {"block": 0, "head": "all", "query": "class token"},
+            {"block": depth - 1, "head": "all", "query": "class token"},
+            {"block": depth - 1, "head": "all", "query": "patch"},
+        ],
     )
