@@ -376,6 +376,31 @@ def model_normalization(model, normalize: str = "auto", mean=None, std=None):
     return normalize, m, s
 
 
+def check_model_bands(model, count: int, bands: Sequence[int] | None = None, what="the image"):
+    """Raise a clear error when a model that names its bands cannot take those chosen.
+
+    ``count``: the image's band count; ``bands``: the 1-based bands chosen (None: all). A model
+    that names its bands (``pretrained_cfg["band_names"]``, e.g. Prithvi's six HLS bands) gets
+    an error naming them, in order, and how to choose them with ``--bands``; for other models
+    :func:`~mae_nb.scene.prepare_image` reports a band count that does not fit.
+    """
+    chosen = count if bands is None else len(bands)
+    in_chans = int(model_geometry(model).in_chans)
+    if chosen == in_chans:
+        return
+    names = (getattr(model, "pretrained_cfg", None) or {}).get("band_names")
+    if not names:
+        return  # prepare_image's error (in_chans, how to pick bands) says it for other models
+    took = f"{what} has {count} bands" + (f" and {chosen} were chosen" if bands else "")
+    expected = f"{in_chans} bands, in this order: {', '.join(names)}"
+    how = (
+        f"choose them with --bands ({in_chans} 1-based band indices in that order, e.g. "
+        "--bands 1 2 3 4 5 7 for a Landsat 7 ETM+ file, 2 3 4 5 6 7 for Landsat 8/9, or the "
+        "indices of B02 B03 B04 B8A B11 B12 in a Sentinel-2 stack)"
+    )
+    raise InputError(f"the model takes {expected}; {took}: {how}")
+
+
 # --------------------------------------------------------------------------- passes
 
 
@@ -486,6 +511,8 @@ def _run_model(model, x, ratio, noise, norm_pix: str = "none"):
     latent, mask, ids_restore = model.forward_encoder(x, ratio, noise=noise)
     pred = model.forward_decoder(latent, ids_restore, **dec_kw)
     with torch.autocast(device_type=x.device.type, enabled=False):
+        if norm_pix != "none":
+            pred = unnormalize_patches(pred.float(), x, mask, norm_pix, patch_size=p)
         pred = model.unpatchify(pred.float(), **unp_kw)
     return pred, mask.float()
 
@@ -500,6 +527,7 @@ def run_passes(
     noise: torch.Tensor,
     ratios: Sequence[float],
     precision: str = "auto",
+    norm_pix: str | None = None,
 ):
     """Run ``iterations`` masked passes on a batch; the core of :func:`reconstruct`.
 
@@ -511,10 +539,9 @@ def run_passes(
     """
     geom = model_geometry(model)
     p = geom.patch_size
-        if norm_pix != "none":
-            pred = unnormalize_patches(pred.float(), x, mask, norm_pix, patch_size=p)
     n, _, h, w = x.shape
     gh, gw = h // p, w // p
+    how = norm_pix_display(model, norm_pix)
     # one copy of the model per precision, made once (mae_nb.precision), for all passes
     with running(model, precision) as runner:
         return _passes(runner, x, iterations, mode, noise, ratios, p, n, gh, gw, h, w, how)
@@ -527,7 +554,6 @@ def _passes(model, x, iterations, mode, noise, ratios, p, n, gh, gw, h, w, norm_
     for k in range(iterations):
         source = current if mode == "chained" else original
         pred, mask = _run_model(model, source, ratios[k], noise[k], norm_pix)
-    norm_pix: str | None = None,
         expected = noise[k].argsort(dim=1).argsort(dim=1) >= int(mask.shape[1] * (1 - ratios[k]))
         if not torch.equal(mask.bool(), expected.to(mask.device)):
             raise InputError(
@@ -540,7 +566,6 @@ def _passes(model, x, iterations, mode, noise, ratios, p, n, gh, gw, h, w, norm_
         masks.append(mask)
         prediction = pred
     return current, prediction, torch.stack(masks), torch.stack(steps)
-    how = norm_pix_display(model, norm_pix)
 
 
 # --------------------------------------------------------------------------- one image
@@ -563,6 +588,8 @@ class Reconstruction:
     - ``psnr_masked``/``ssim_masked``: ``pasted`` vs ``original`` on valid pixels of masked
       patches (NaN if none; SSIM's map computed on the whole images, see :func:`masked_scores`);
       ``psnr``/``ssim``: on all valid pixels of the crop. All with ``data_range``, the source's.
+    - ``norm_pix``: how a ``norm_pix_loss`` model's prediction was un-normalized
+      (:func:`unnormalize_patches`; ``"none"`` for a model that predicts pixels).
     """
 
     original: np.ndarray
@@ -587,9 +614,8 @@ class Reconstruction:
     normalization: Normalization
     crop: tuple[int, int] = (0, 0)  # rows, cols cut from the bottom and right
     precision: str = "fp32"
-    - ``norm_pix``: how a ``norm_pix_loss`` model's prediction was un-normalized
-      (:func:`unnormalize_patches`; ``"none"`` for a model that predicts pixels).
     seconds: float = 0.0
+    norm_pix: str = "none"  # how a norm_pix_loss model's prediction was un-normalized
 
     @property
     def data_range(self) -> float:
@@ -614,7 +640,6 @@ class Reconstruction:
     ) -> dict[str, np.ndarray]:
         """Display images (H, W, 3) in [0, 1] of the four panels, all with the original's stretch.
 
-    norm_pix: str = "none"  # how a norm_pix_loss model's prediction was un-normalized
         ``bands``: 1-based bands for red, green, blue (default 1, 2, 3; a 1-band image is grey).
         Masked patches in ``masked`` are mid-grey; nodata is black.
         """
@@ -699,6 +724,7 @@ def reconstruct(
     normalize: str = "auto",
     precision: str = "auto",
     data_range: float | None = None,
+    norm_pix: str | None = None,
 ) -> Reconstruction:
     """Mask ``mask_ratio`` of ``image``'s patches and let ``model`` predict them, pass by pass.
 
@@ -718,12 +744,14 @@ def reconstruct(
     ``image.data_range`` for a ``Sample``, else :func:`mae_nb.data.value_range` of ``image``,
     which is right only when ``image`` is the whole source: pass ``sample.data_range`` when
     scoring a crop of it.
+    ``norm_pix``: for a model trained with ``norm_pix_loss``, how its normalized predictions
+    become pixels (:func:`unnormalize_patches`: ``"neighbours"``, the default, ``"own"``, an
+    oracle, or ``"none"``); an error for a model that predicts pixels (:func:`norm_pix_display`).
     """
     start = time.perf_counter()
     if data_range is None and hasattr(image, "raster") and hasattr(image, "data_range"):
         data_range = image.data_range  # a Sample: its source's declared range
     geom = model_geometry(model)
-    norm_pix: str | None = None,
     p = geom.patch_size
     scene = prepare_image(image, geom.in_chans, p, bands=bands, valid=valid)
     (h0, w0), (hc, wc) = scene.shape, (scene.height, scene.width)
@@ -736,6 +764,7 @@ def reconstruct(
         )
     length = (hc // p) * (wc // p)
     ratio, iterations, _ = check_passes(mask_ratio, iterations, mode, precision, length)
+    norm_pix = norm_pix_display(model, norm_pix)
     precision = choose(precision, model)
     image, valid = scene.array, scene.valid
     normalize, mean, std = model_normalization(model, normalize, mean, std)
@@ -743,9 +772,6 @@ def reconstruct(
     if data_range is not None:
         norm.data_range = metrics.check_data_range(data_range)
 
-    ``norm_pix``: for a model trained with ``norm_pix_loss``, how its normalized predictions
-    become pixels (:func:`unnormalize_patches`: ``"neighbours"``, the default, ``"own"``, an
-    oracle, or ``"none"``); an error for a model that predicts pixels (:func:`norm_pix_display`).
     seed = check_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     noise, ratios = pass_noise(mode, length, ratio, iterations, generator)
@@ -764,7 +790,6 @@ def reconstruct(
 
     def out(t):
         a = norm.invert(t.float().cpu().numpy())
-    norm_pix = norm_pix_display(model, norm_pix)
         return np.where(valid, a, nan).astype(np.float32)
 
     original = np.where(valid[None], image, nan).astype(np.float32)

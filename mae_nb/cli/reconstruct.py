@@ -27,9 +27,10 @@ def add_parser(sub) -> None:
         "--checkpoint",
         default="auto",
         metavar="NAME_OR_PATH",
-        help="a registry name (mae_visualize_vit_large, ...), a checkpoint file (Meta's format or "
-        "one the course wrote), 'chapter03' for chapter 03's trained model, or 'auto' (the "
-        "default): Meta's ViT-L, or its ViT-B where less than about 3 GB of memory is available",
+        help="a registry name (mae_visualize_vit_large, prithvi_eo_v2_300m, ...), a checkpoint "
+        "file (Meta's format, Prithvi's, or one the course wrote), 'chapter03' for chapter 03's "
+        "trained model, or 'auto' (the default): Meta's ViT-L, or its ViT-B where less than "
+        "about 3 GB of memory is available",
     )
     p.add_argument(
         "--arch",
@@ -61,7 +62,8 @@ def add_parser(sub) -> None:
         nargs="+",
         default=None,
         metavar="B",
-        help="1-based bands to use, e.g. --bands 3 2 1 for RGB from a Landsat file",
+        help="1-based bands to use, e.g. --bands 3 2 1 for RGB from a Landsat file; Prithvi takes "
+        "six (blue, green, red, narrow NIR, SWIR1, SWIR2): --bands 1 2 3 4 5 7 for Landsat 7",
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
@@ -128,10 +130,11 @@ def _reconstruct(args: argparse.Namespace) -> int:
     from mae_nb.data.geotiff import open_raster
     from mae_nb.masking import check_mask_ratio
     from mae_nb.pretrained import load_mae
-    from mae_nb.reconstruct import reconstruct_scene
+    from mae_nb.reconstruct import check_model_bands, reconstruct_scene
 
     # cheap checks first, so a typo or a damaged file does not wait for a large checkpoint
-    open_raster(args.input).close()
+    with open_raster(args.input) as src:
+        count = src.count
     if args.iterations is not None and args.iterations < 1:
         raise InputError(f"--iterations must be at least 1, got {args.iterations}")
     check_mask_ratio(args.mask_ratio)
@@ -143,6 +146,7 @@ def _reconstruct(args: argparse.Namespace) -> int:
         if path.exists() and not args.overwrite:
             raise OutputExistsError(f"{path} already exists; pass --overwrite to replace it")
     model = load_mae(args.checkpoint, arch=args.arch)
+    check_model_bands(model, count, args.bands, str(args.input))
     result = reconstruct_scene(
         model,
         args.input,

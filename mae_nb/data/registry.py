@@ -201,6 +201,31 @@ def _mae_pretrain_full(name: str, arch: str, title: str) -> Dataset:
     )
 
 
+_HF = "https://huggingface.co/ibm-nasa-geospatial"
+
+
+def _prithvi_checkpoint(name: str, repo: str, file: str, title: str, citation: str, about: str):
+    """One of NASA/IBM's Prithvi MAEs (encoder and decoder), a ``torch.save``'d state dict on
+    Hugging Face; no checksum is published beside the file, so it is checked by name, as
+    Meta's are."""
+    return Dataset(
+        name=name,
+        title=title,
+        kind="checkpoint",
+        files=(RemoteFile(file, f"{_HF}/{repo}/resolve/main/{file}"),),
+        licence="Apache-2.0 (ibm-nasa-geospatial on Hugging Face)",
+        citation=citation,
+        homepage=f"{_HF}/{repo}",
+        description=(
+            "NASA/IBM's Prithvi: an MAE ViT pretrained on Harmonized Landsat Sentinel-2 (HLS) "
+            "surface reflectance x 10000 in six bands (blue, green, red, narrow NIR, SWIR1, "
+            f"SWIR2), with its decoder. {about} The course uses it with one time step "
+            "(mae_nb.models.prithvi)."
+        ),
+        meta={"arch": name, "band_names": ["blue", "green", "red", "nir", "swir1", "swir2"]},
+    )
+
+
 #: Licence of the course's own MAEs: the project's, on training data free of restrictions.
 _COURSE_LICENCE = (
     "MIT (mae-nb); trained on USGS Landsat 7 (public domain, CC0 / Apache-2.0 samples) and "
@@ -494,6 +519,27 @@ _DATASETS = [
         "mae_pretrain_vit_huge_full",
         "mae_vit_huge_patch14",
         "Meta MAE ViT-Huge/14 pretraining checkpoint with decoder (normalized-pixel targets)",
+    ),
+    # NASA/IBM's Prithvi (six HLS bands; mae_nb.models.prithvi maps its files)
+    _prithvi_checkpoint(
+        "prithvi_eo_v1_100m",
+        "Prithvi-EO-1.0-100M",
+        "Prithvi_EO_V1_100M.pt",
+        "Prithvi-EO-1.0-100M (NASA/IBM, HLS over the contiguous US)",
+        "Jakubik et al., Foundation Models for Generalist Geospatial Artificial Intelligence, "
+        "arXiv:2310.18660, 2023",
+        "ViT-B/16 (768-dim x 12 blocks, decoder 512-dim x 8), 3 time steps, 224 px; about "
+        "0.45 GB.",
+    ),
+    _prithvi_checkpoint(
+        "prithvi_eo_v2_300m",
+        "Prithvi-EO-2.0-300M",
+        "Prithvi_EO_V2_300M.pt",
+        "Prithvi-EO-2.0-300M (NASA/IBM, global HLS)",
+        "Szwarcman et al., Prithvi-EO-2.0: A Versatile Multi-Temporal Foundation Model for "
+        "Earth Observation Applications, arXiv:2412.02732, 2024",
+        "ViT-L/16 (1024-dim x 24 blocks, decoder 512-dim x 8), 4 time steps, 224 px; about "
+        "1.3 GB.",
     ),
     # the course's own MAEs (mae_nb/weights; make course-models retrains them)
     _course_mae(

@@ -32,6 +32,7 @@ from mae_nb.models.mae import (
     MaskedAutoencoderViT,
     create_mae,
 )
+from mae_nb.models.prithvi import PRITHVI_CONFIGS, PrithviMAE, from_published, is_prithvi_state_dict
 
 __all__ = [
     "build_for_state_dict",
@@ -71,6 +72,8 @@ def build_from_config(
         kwargs["img_size"] = tuple(kwargs["img_size"])
     arch = config.get("arch")
     with torch.device(device if device is not None else "cpu"):
+        if config.get("pos_embed") == "3d-sincos":  # Prithvi's position tables
+            return PrithviMAE(**kwargs)
         return create_mae(arch, **kwargs) if arch else MaskedAutoencoderViT(**kwargs)
 
 
@@ -369,7 +372,10 @@ def model_from_checkpoint(
     ``*_full.pth`` / ``mae_pretrain_*`` files predict per-patch normalized pixels: they load with
     ``norm_pix_loss=True`` and a warning. Chapter 03's files (``{"model", "config", "history"}``)
     are rebuilt from their config, whose ``mean``/``std`` (the per-band statistics the model was
-    trained with) go to ``pretrained_cfg``; their ``source`` is ``"course"``.
+    trained with) go to ``pretrained_cfg``; their ``source`` is ``"course"``. Prithvi's files
+    (a bare state dict with ``encoder.``/``decoder.`` keys or a ``Conv3d`` patch embedding; or
+    ``arch`` a :data:`~mae_nb.models.prithvi.PRITHVI_CONFIGS` name) load with
+    :func:`mae_nb.models.prithvi.from_published`, used at one time step.
     """
     path = Path(path).expanduser()
     payload = _read(path, map_location, mmap=True)
@@ -382,6 +388,10 @@ def model_from_checkpoint(
         )
         model.pretrained_cfg.update(source="course", path=str(path))
         return model.eval()
+    if arch in PRITHVI_CONFIGS or is_prithvi_state_dict(state_dict):  # NASA/IBM's Prithvi
+        model = from_published(state_dict, arch if arch in PRITHVI_CONFIGS else None, f"{path}")
+        model.pretrained_cfg.update(source=str(path), path=str(path))
+        return model
     norm_pix = _predicts_normalized_pixels(path)
     try:
         model = build_for_state_dict(state_dict, arch, norm_pix_loss=norm_pix)

@@ -43,7 +43,9 @@ from mae_nb import metrics, stats
 from mae_nb.errors import InputError
 from mae_nb.precision import choose
 from mae_nb.reconstruct import (
+    Normalization,
     Reconstruction,
+    masked_scores,
     model_geometry,
     model_normalization,
     normalization,
@@ -53,9 +55,11 @@ from mae_nb.scene import prepare_image
 
 __all__ = [
     "STUDY_SCENARIOS",
+    "ModelComparison",
     "ScenarioComparison",
     "baseline_passes",
     "compare_masking_scenarios",
+    "compare_models",
     "detail_ratio",
     "interpolate_masked",
     "mask_seed",
@@ -579,6 +583,9 @@ def compare_masking_scenarios(
     precision: str = "auto",
     model_name: str = "the model",
     progress: bool = True,
+    score: Sequence[int] | None = None,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
 ) -> ScenarioComparison:
     """Run every scenario on every crop and seed and score it (the study's measured comparison).
 
@@ -589,7 +596,11 @@ def compare_masking_scenarios(
     them, which pairs them). ``data_range``: the span every PSNR/SSIM uses, the data source's
     (a notebook passes ``sample.data_range``); default: :func:`mae_nb.data.value_range` of the
     whole image given, never of a crop. The normalization is computed once from the whole image,
-    so every crop is seen the same way.
+    so every crop is seen the same way (``mean``/``std``, in the image's units, replace the
+    model's own, e.g. to standardize an image in other units by its own statistics).
+    ``score``: 1-based positions among the model's input bands to score (default all), so a
+    six-band model is scored on the same true-colour bands as an RGB one
+    (:func:`compare_models`); PSNR, SSIM, detail and the pull use only those bands.
     """
     from tqdm.auto import tqdm
 
@@ -600,8 +611,15 @@ def compare_masking_scenarios(
     if data_range is not None:
         data_range = metrics.check_data_range(data_range)
     size = int(size or (geom.built_size[0] if geom.built_size else 224))
-    kind, mean, std = model_normalization(model)
+    kind, mean, std = model_normalization(model, mean=mean, std=std)
     norm = normalization(image, kind, valid, mean, std, scene.dtype)
+    idx = list(range(geom.in_chans)) if score is None else [int(b) - 1 for b in score]
+    if not idx or min(idx) < 0 or max(idx) >= geom.in_chans:
+        raise InputError(
+            f"score must list 1-based positions among the model's {geom.in_chans} input bands, "
+            f"got {list(score or [])}"
+        )
+    scored = Normalization(norm.mean[idx], norm.std[idx], norm.data_range, norm.kind)
     if data_range is None:  # the whole image's value_range, never a crop's
         data_range = norm.data_range
     precision = choose(precision, model)
@@ -630,9 +648,15 @@ def compare_masking_scenarios(
                 data_range=data_range,
             )
             region = r.pixel_mask & r.valid
-            base = baseline_passes(r, sigma=geom.patch_size / 2)
-            pull_num, pull_den = training_pull_terms(r.pasted, r.original, region, norm)
-            blur_num, _ = training_pull_terms(base, r.original, region, norm)
+            base = baseline_passes(r, sigma=geom.patch_size / 2)[idx]
+            pasted, original = r.pasted[idx], r.original[idx]
+            sc = (
+                r.scores()
+                if score is None
+                else masked_scores(pasted, original, r.pixel_mask, data_range, r.valid)
+            )
+            pull_num, pull_den = training_pull_terms(pasted, original, region, scored)
+            blur_num, _ = training_pull_terms(base, original, region, scored)
             rows.append(
                 dict(
                     scenario=name,
@@ -640,15 +664,227 @@ def compare_masking_scenarios(
                     seed=int(seed),
                     mask_seed=run_seed,
                     masked_share=r.masked_share,
-                    psnr_masked=r.psnr_masked,
-                    ssim_masked=r.ssim_masked,
-                    psnr=r.psnr,
-                    ssim=r.ssim,
-                    detail=detail_ratio(r.pasted, r.original, region),
-                    baseline_psnr_masked=metrics.psnr(base, r.original, data_range, valid=region),
+                    psnr_masked=sc["psnr_masked"],
+                    ssim_masked=sc["ssim_masked"],
+                    psnr=sc["psnr"],
+                    ssim=sc["ssim"],
+                    detail=detail_ratio(pasted, original, region),
+                    baseline_psnr_masked=metrics.psnr(base, original, data_range, valid=region),
                     pull_num=pull_num,
                     blur_pull_num=blur_num,
                     pull_den=pull_den,
                 )
             )
     return ScenarioComparison(rows, scenarios, model_name, precision)
+
+
+# --------------------------------------------------------------------------- several models
+
+
+@dataclass
+class ModelComparison:
+    """The study's scenarios run by several models on the same crops, seeds and scored bands.
+
+    ``comparisons``: model name -> its :class:`ScenarioComparison` (same crops, seeds and mask
+    seeds; each model's masks lie on its own patch grid, so models with the same patch size got
+    the same masks). ``trained_on``: model name -> its training data in words; ``imagenet``: the
+    models trained on ImageNet photographs (the rest on satellite scenes). ``missing``: model
+    name -> why it could not be run here. ``scored``: the bands every model was scored on.
+    ``notices``: how each model was fed (its normalization, its bands).
+    """
+
+    comparisons: dict[str, ScenarioComparison]
+    trained_on: dict[str, str]
+    imagenet: tuple[str, ...] = ()
+    missing: dict | None = None
+    scored: str = "all bands"
+    notices: tuple[str, ...] = ()
+
+    def models(self) -> list[str]:
+        """The names of the models that ran, in order."""
+        return list(self.comparisons)
+
+    def basis(self) -> str:
+        """The crops and seeds every model ran on, and the standard errors' clustering."""
+        return next(iter(self.comparisons.values())).basis() if self.comparisons else "no runs"
+
+    def table(self) -> str:
+        """Masked-patch PSNR and SSIM of every model and scenario, with the blur on the same
+        patches and the model's paired gain over it (± two standard errors, clustered by crop)."""
+        rows = []
+        for name, comp in self.comparisons.items():
+            summary = comp.summary()
+            for s in comp.scenarios:
+                if s not in summary:
+                    continue
+                rows.append(
+                    {
+                        "model": name,
+                        "trained on": self.trained_on.get(name, "?"),
+                        "scenario": s,
+                        "PSNR masked (dB)": f"{summary[s]['psnr_masked'][0]:.2f}",
+                        "SSIM masked": f"{summary[s]['ssim_masked'][0]:.3f}",
+                        "blur PSNR masked (dB)": f"{summary[s]['baseline_psnr_masked'][0]:.2f}",
+                        "gain over blur": comp.gain_over_baseline(s).describe(" dB"),
+                    }
+                )
+        return (
+            stats.markdown_table(rows)
+            + f"\n\nScored on {self.scored}; means over {self.basis()}; the gain is paired "
+            "(same crop, seed and masks) ± two standard errors."
+        )
+
+    def pull_difference(self, a: str, b: str, scenario: str = "25%") -> stats.Estimate:
+        """Claim 1's pull of model ``a`` minus model ``b`` on the same crops and seeds.
+
+        Each pull is a ratio of sums (:meth:`ScenarioComparison.pull`); the difference's standard
+        error is the delta method's, from the per-run linearized terms of both, clustered by crop.
+        """
+        ca, cb = self.comparisons[a], self.comparisons[b]
+        keys = [[(r["crop"], r["seed"]) for r in c._rows(scenario)] for c in (ca, cb)]
+        if keys[0] != keys[1] or not keys[0]:
+            raise InputError(f"models {a!r} and {b!r} did not run {scenario!r} on the same runs")
+        terms = []
+        for c in (ca, cb):
+            num, den = c.values(scenario, "pull_num"), c.values(scenario, "pull_den")
+            r = float(np.nansum(num) / np.nansum(den))
+            terms.append((r, (num - r * den) / np.nanmean(den)))
+        spread = stats.mean_se(terms[0][1] - terms[1][1], ca.crops(scenario))
+        return stats.Estimate(terms[0][0] - terms[1][0], spread.se, spread.n, spread.clusters)
+
+    def pull_table(self, scenario: str = "25%") -> str:
+        """Claim 1's reading for each model at ``scenario``: its pull towards its own training
+        data's statistics, the blur's on the same pixels, the difference, and the verdict."""
+        rows = [
+            {
+                "model": name,
+                "trained on": self.trained_on.get(name, "?"),
+                "pull of the model": comp.pull(scenario).describe("", ".3f"),
+                "pull of the blur": comp.pull(scenario, "blur").describe("", ".3f"),
+                "model − blur": comp.pull_over_blur(scenario).describe("", ".3f"),
+                "claim 1": stats.VERDICTS[comp.claim1(scenario)],
+            }
+            for name, comp in self.comparisons.items()
+        ]
+        return (
+            stats.markdown_table(rows)
+            + f"\n\nAt {scenario}: pull of the masked patches' per-band mean and standard "
+            "deviation towards each model's training data (0 = the true patches', 1 = the "
+            f"training data's), ± two standard errors ({self.basis()}); scored on {self.scored}."
+        )
+
+    def verdict(self, scenario: str = "25%") -> list[str]:
+        """Whether the reconstruction follows the training data, model by model and across
+        training data (ImageNet vs satellite), in sentences decided from the numbers."""
+        out = []
+        for name, comp in self.comparisons.items():
+            word = comp.claim1(scenario)
+            out.append(
+                f"{name} (trained on {self.trained_on.get(name, '?')}): claim 1 "
+                f"{stats.VERDICTS[word]}; pull beyond the blur "
+                f"{comp.pull_over_blur(scenario).describe('', '.3f')}."
+            )
+        photos = [m for m in self.comparisons if m in self.imagenet]
+        satellite = [m for m in self.comparisons if m not in self.imagenet]
+        for a in photos:
+            for b in satellite:
+                est = self.pull_difference(a, b, scenario)
+                word = stats.judge(est)
+                reading = {
+                    "supported": "the ImageNet model's predictions move further towards its "
+                    "training statistics than the satellite model's: the result follows the "
+                    "training data",
+                    "contradicted": "the satellite model's predictions move further towards its "
+                    "training statistics than the ImageNet model's",
+                    "inconclusive": "no clear difference between photographs and satellite "
+                    "pretraining",
+                }[word]
+                out.append(
+                    f"Across training data at {scenario}: pull of {a} minus pull of {b} = "
+                    f"{est.describe('', '.3f')} ({reading}; {self.basis()})."
+                )
+        if not photos or not satellite:
+            have = "ImageNet" if photos else "satellite"
+            lack = "a satellite-pretrained" if photos else "an ImageNet-pretrained"
+            out.append(
+                f"Across training data: only {have}-pretrained models ran here, so the "
+                f"comparison with {lack} model is not made"
+                + (f" (missing: {', '.join(self.missing)})." if self.missing else ".")
+            )
+        return out
+
+
+def compare_models(
+    models: dict,
+    image,
+    crops: Sequence[tuple[int, int]],
+    seeds: Sequence[int] = (0, 1, 2, 3, 4),
+    scenarios: dict | None = None,
+    *,
+    score_bands: Sequence[int],
+    size: int,
+    valid: np.ndarray | None = None,
+    data_range: float | None = None,
+    band_names: Sequence[str] | None = None,
+    trained_on: dict | None = None,
+    imagenet: Sequence[str] = (),
+    missing: dict | None = None,
+    precision: str = "auto",
+    progress: bool = True,
+    quiet: bool = False,
+) -> ModelComparison:
+    """:func:`compare_masking_scenarios` for several models on the same crops, seeds and bands.
+
+    ``models``: name -> ``(model, bands)``, ``bands`` the 1-based bands of ``image`` the model
+    takes, in its order (``[3, 2, 1]`` for Meta's RGB model on a Landsat file; six bands for
+    Prithvi). Every model is scored on ``score_bands`` (1-based bands of ``image``, e.g. the
+    true-colour ones; each must be among the model's bands), with the same ``data_range``, crops
+    of ``size`` px (a multiple of every model's patch size) and mask seeds. A model whose
+    normalization constants are in other units than the image (:func:`in_training_units`, e.g.
+    Prithvi's HLS reflectance x 10000 and an 8-bit Landsat file) gets the image standardized by
+    its own per-band statistics instead, said in a notice. ``trained_on``, ``imagenet`` and
+    ``missing`` (name -> why it did not run) go to the :class:`ModelComparison`.
+    """
+    from mae_nb.pretrained import in_training_units
+
+    scene = prepare_image(image, bands=None, valid=valid)
+    names = (
+        list(band_names)
+        if band_names
+        else [f"band {b}" for b in range(1, scene.array.shape[0] + 1)]
+    )
+    comparisons, notices = {}, []
+    for name, (model, bands) in models.items():
+        bands = list(bands)
+        missing_score = [b for b in score_bands if b not in bands]
+        if missing_score:
+            raise InputError(
+                f"{name} takes bands {bands} of the image; the scored bands {missing_score} are "
+                "not among them"
+            )
+        mean = std = None
+        kind, m, s = model_normalization(model)
+        if m is not None:
+            own = normalization(scene.array[[b - 1 for b in bands]], "per-band", scene.valid)
+            if not in_training_units(model, own.mean, own.std):
+                mean, std = own.mean.tolist(), own.std.tolist()
+                notices.append(
+                    f"{name}: the image is not in the units of its normalization constants "
+                    f"(its band means {np.round(m, 1).tolist()}, the image's "
+                    f"{np.round(own.mean, 1).tolist()}), so each band is standardized by the "
+                    "image's own statistics."
+                )
+        comparisons[name] = compare_masking_scenarios(
+            model, scene.array, crops, seeds, scenarios, size=size, valid=scene.valid,
+            bands=bands, data_range=data_range, precision=precision, model_name=name,
+            progress=progress, score=[bands.index(b) + 1 for b in score_bands], mean=mean,
+            std=std,
+        )  # fmt: skip
+    for line in notices:
+        if not quiet:
+            print("NOTICE: " + line)
+    scored = ", ".join(names[b - 1] for b in score_bands)
+    return ModelComparison(
+        comparisons, dict(trained_on or {}), tuple(imagenet), dict(missing or {}), scored,
+        tuple(notices),
+    )  # fmt: skip
