@@ -209,3 +209,29 @@ def test_tiny_helper_model_works_too():
     att = attention_maps(model, np.zeros((3, 32, 32), np.float32), 0)
     assert att.maps.shape == (2, 4, 4)
     np.testing.assert_allclose(att.maps.sum(axis=(1, 2)) + att.to_cls, 1.0, atol=1e-5)
+
+
+def test_mean_attention_distance_weighs_distances_by_attention(model, image):
+    from mae_nb.models.attention import mean_attention_distance
+
+    per_head, uniform = mean_attention_distance(model, image, 1)
+    rows, cols = np.mgrid[0:4, 0:6]
+    expected, flat = [], []
+    for r in range(4):
+        for c in range(6):
+            att = attention_maps(model, image, 1, query=(r, c))
+            share = att.maps / att.maps.sum(axis=(1, 2), keepdims=True)  # without the class token
+            d = np.hypot(rows - r, cols - c)
+            expected.append((share * d).sum(axis=(1, 2)))
+            flat.append(d.mean())
+    np.testing.assert_allclose(per_head, np.mean(expected, axis=0), rtol=1e-5)
+    assert uniform == pytest.approx(np.mean(flat)) and per_head.shape == (3,)
+    with torch.no_grad():  # q = k = 0: every score equal, attention uniform
+        model.blocks[1].attn.qkv.weight.zero_()
+        model.blocks[1].attn.qkv.bias.zero_()
+    np.testing.assert_allclose(mean_attention_distance(model, image, 1)[0], uniform, rtol=1e-5)
+    masked, masked_uniform = mean_attention_distance(model, image, 1, mask_ratio=0.5, seed=3)
+    assert masked_uniform != pytest.approx(uniform)  # only the visible patches count
+    np.testing.assert_allclose(masked, masked_uniform, rtol=1e-5)
+    with pytest.raises(InputError, match=r"block must be in \[0, 2\]"):
+        mean_attention_distance(model, image, 7)

@@ -19,10 +19,10 @@ import numpy as np
 import torch
 
 from mae_nb.errors import InputError, InputTypeError
-from mae_nb.masking import check_mask_ratio, random_masking
+from mae_nb.masking import check_mask_ratio
 from mae_nb.models.mae import MaskedAutoencoderViT
 
-__all__ = ["AttentionMaps", "attention_maps"]
+__all__ = ["AttentionMaps", "attention_maps", "mean_attention_distance"]
 
 
 @dataclass
@@ -134,6 +134,48 @@ def _query_patch(query, grid: tuple[int, int]) -> int | None:
     return int(query)
 
 
+def _weights(model, image, block, mask_ratio: float, seed: int) -> dict:
+    """One encoder block's attention weights (heads, T, T), recomputed, and what places them."""
+    _check_model(model)
+    depth = len(model.blocks)
+    block = _index("block", block, depth, f"the encoder has {depth} blocks")
+    imgs = _as_batch(model, image)
+    gh, gw = model.check_imgs(imgs)
+    n_patches = gh * gw
+    check_mask_ratio(mask_ratio, n_patches)
+    if mask_ratio == 0:
+        noise = torch.arange(n_patches, dtype=torch.float32)[None]  # every patch, in order
+    else:
+        noise = torch.rand(1, n_patches, generator=torch.Generator().manual_seed(int(seed)))
+    noise = noise.to(imgs.device)
+    blk = model.blocks[block]
+    attn = blk.attn
+    with torch.no_grad():  # forward_encoder's steps, stopping where the block starts
+        pos = model.position_embeddings((gh, gw))
+        x = model.patch_embed(imgs) + pos[:, 1:, :]
+        x, mask, _ = model.random_masking(x, mask_ratio, noise)
+        x = torch.cat([(model.cls_token + pos[:, :1, :]).expand(len(x), -1, -1), x], dim=1)
+        for earlier in model.blocks[:block]:
+            x = earlier(x)
+        x = blk.norm1(x)  # (1, T, D): what the block's attention reads
+        n, t, _ = x.shape
+        qkv = attn.qkv(x).reshape(n, t, 3, attn.num_heads, attn.head_dim).permute(2, 0, 3, 1, 4)
+        q, k, _ = qkv.unbind(0)  # (1, heads, T, head_dim)
+        q, k = attn.q_norm(q), attn.k_norm(k)
+        weights = ((q * attn.scale) @ k.transpose(-2, -1)).softmax(dim=-1)  # (1, heads, T, T)
+    ids_keep = torch.argsort(noise, dim=1)[0, : t - 1]  # the visible patches, in token order
+    return dict(
+        block=block,
+        grid=(gh, gw),
+        weights=weights[0].float().cpu().numpy(),
+        q=q[0].float().cpu().numpy(),
+        k=k[0].float().cpu().numpy(),
+        scale=float(attn.scale),
+        token_patches=np.concatenate([[-1], ids_keep.cpu().numpy()]),
+        mask=mask[0].cpu().numpy().astype(bool).reshape(gh, gw),
+    )
+
+
 def attention_maps(
     model: MaskedAutoencoderViT,
     image,
@@ -158,12 +200,7 @@ def attention_maps(
     _check_model(model)
     depth = len(model.blocks)
     block = _index("block", block, depth, f"the encoder has {depth} blocks")
-    imgs = _as_batch(model, image)
-    gh, gw = model.check_imgs(imgs)
-    n_patches = gh * gw
-    blk = model.blocks[block]
-    attn = blk.attn
-    n_heads = int(attn.num_heads)
+    n_heads = int(model.blocks[block].attn.num_heads)
     wanted = (
         range(n_heads)
         if heads is None
@@ -176,14 +213,10 @@ def attention_maps(
     )
     if not head_ids:
         raise InputError(f"heads must name at least one head in [0, {n_heads - 1}], got none")
+    gh, gw = model.check_imgs(_as_batch(model, image))
     query_patch = _query_patch(query, (gh, gw))
-    check_mask_ratio(mask_ratio, n_patches)
-    if mask_ratio == 0:
-        noise = torch.arange(n_patches, dtype=torch.float32)[None]  # every patch, in order
-    else:
-        noise = torch.rand(1, n_patches, generator=torch.Generator().manual_seed(int(seed)))
-    _, mask, _, ids_keep = random_masking(torch.zeros(1, n_patches, 1), mask_ratio, noise=noise)
-    token_patches = np.concatenate([[-1], ids_keep[0].numpy()])
+    w = _weights(model, image, block, mask_ratio, seed)
+    token_patches = w["token_patches"]
     if query_patch is None:
         query_token = 0
     else:
@@ -195,23 +228,9 @@ def attention_maps(
                 f"seed={seed}): it is not a token; choose a visible patch or mask_ratio=0"
             )
         query_token = int(where[0])
-
-    with torch.no_grad():  # forward_encoder's steps, stopping where the block starts
-        pos = model.position_embeddings((gh, gw))
-        x = model.patch_embed(imgs) + pos[:, 1:, :]
-        x, _, _ = model.random_masking(x, mask_ratio, noise.to(imgs.device))
-        x = torch.cat([(model.cls_token + pos[:, :1, :]).expand(len(x), -1, -1), x], dim=1)
-        for earlier in model.blocks[:block]:
-            x = earlier(x)
-        x = blk.norm1(x)  # (1, T, D): what the block's attention reads
-        n, t, _ = x.shape
-        qkv = attn.qkv(x).reshape(n, t, 3, n_heads, attn.head_dim).permute(2, 0, 3, 1, 4)
-        q, k, _ = qkv.unbind(0)  # (1, heads, T, head_dim)
-        q, k = attn.q_norm(q), attn.k_norm(k)
-        weights = ((q * attn.scale) @ k.transpose(-2, -1)).softmax(dim=-1)  # (1, heads, T, T)
     idx = list(head_ids)
-    row = weights[0, idx, query_token].float().cpu().numpy()  # (h, T)
-    maps = np.full((len(idx), n_patches), np.nan, np.float32)
+    row = w["weights"][idx, query_token]  # (h, T)
+    maps = np.full((len(idx), gh * gw), np.nan, np.float32)
     maps[:, token_patches[1:]] = row[:, 1:]
     return AttentionMaps(
         maps=maps.reshape(len(idx), gh, gw),
@@ -219,11 +238,38 @@ def attention_maps(
         heads=head_ids,
         block=block,
         query="cls" if query_patch is None else divmod(query_patch, gw),
-        mask=mask[0].numpy().astype(bool).reshape(gh, gw),
+        mask=w["mask"],
         patch_size=int(model.patch_size),
-        q=q[0, idx].float().cpu().numpy(),
-        k=k[0, idx].float().cpu().numpy(),
-        scale=float(attn.scale),
+        q=w["q"][idx],
+        k=w["k"][idx],
+        scale=w["scale"],
         token_patches=token_patches,
         query_token=query_token,
     )
+
+
+def mean_attention_distance(
+    model: MaskedAutoencoderViT,
+    image,
+    block: int = -1,
+    *,
+    mask_ratio: float = 0.0,
+    seed: int = 0,
+) -> tuple[np.ndarray, float]:
+    """How far each head of encoder ``block`` looks: the mean distance, in patches, from a query
+    patch to the patches it attends to, weighted by attention and averaged over query patches.
+
+    The ViT paper's "mean attention distance" (Dosovitskiy et al. 2021, there in pixels: multiply
+    by the patch size). The class token is left out as query and as key (each row's weights
+    over the patches are renormalized to sum to 1). Returns (heads,) distances and the distance
+    uniform attention over the same patches would give, the yardstick: a head below it looks
+    nearby, a head at it looks everywhere alike.
+    """
+    w = _weights(model, image, block, mask_ratio, seed)
+    gw = w["grid"][1]
+    rows, cols = np.divmod(w["token_patches"][1:], gw)
+    dist = np.hypot(rows[:, None] - rows[None], cols[:, None] - cols[None])  # (P, P) visible
+    patches = w["weights"][:, 1:, 1:].astype(np.float64)  # (heads, P, P): patch to patch
+    patches /= patches.sum(axis=-1, keepdims=True)
+    per_head = (patches * dist).sum(axis=-1).mean(axis=-1)
+    return per_head.astype(np.float32), float(dist.mean())
