@@ -11,27 +11,33 @@ OUT    ?= build
 # run-time line of its header from it (the only way a run time gets into a notebook).
 RECORD ?=
 
-.PHONY: help install run test lab clean course-models learners
+.PHONY: help install run test lab clean course-models learners book
 
 help:
 	@echo "make run    execute every notebook headless (papermill) -> $(OUT)/summary.md"
 	@echo "make test   ruff, the import contract (lint-imports), then the test suite (every notebook in smoke mode)"
+	@echo "make book   the course as a static website from the last make run -> $(OUT)/book/index.html"
 	@echo "make lab    open JupyterLab at the first chapter"
 	@echo "make learners  write the learner edition (solutions stubbed out) to notebooks/learners/"
-	@echo "make clean  remove $(OUT)/ (the .venv stays)"
+	@echo "make clean  remove $(OUT)/ (executed run, site and screenshots; the .venv stays)"
 	@echo "make course-models  retrain the course's open MAEs from mae_nb/weights/*.yaml (about an hour)"
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "mae-nb needs Python >= 3.10, found " + sys.version.split()[0]'
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[test]"
+	$(PY) -m pip install --quiet -e ".[test,docs]"
 	@touch $(STAMP)
 
 install: $(STAMP)
 
 run: $(STAMP)
 	$(VENV)/bin/mae-nb run $(NB) $(if $(SMOKE),--smoke) $(if $(RECORD),--record) --out $(OUT)
+
+# The course as a website, rendered from the executed chapters of the last `make run` (executes
+# nothing; fails with a message when there is no run, or a chapter is missing or failed).
+book: $(STAMP)
+	$(VENV)/bin/mae-nb build book --executed $(OUT)/executed --out $(OUT)/book
 
 # conventions first (seconds), then the suite: the first failure stops with a non-zero exit
 test: $(STAMP)

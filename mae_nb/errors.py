@@ -59,3 +59,7 @@ class ChecksumError(MaeNbError):
 
 class NotebookError(MaeNbError):
     """A notebook that is missing, has a bad parameter, or failed while running."""
+
+
+class BookError(MaeNbError):
+    """The course's website cannot be built: no executed run, a failed chapter, a broken page."""

@@ -32,7 +32,10 @@ def real_data_dir() -> Path | None:
 def pytest_collection_modifyitems(config, items):
     # the browser test last: its chapters then find the checkpoints chapters 03 and 07 left in
     # the session cache when test_notebooks ran them, as a person working in order would
-    items.sort(key=lambda item: "browser" in item.keywords)
+    # and the course's website after the smoke runs it is built from (the smoke_book fixture)
+    items.sort(
+        key=lambda item: 2 if "browser" in item.keywords else "smoke_book" in item.fixturenames
+    )
     if real_data_dir() is None:
         skip = pytest.mark.skip(
             reason="real samples not mirrored (set MAE_NB_DATA_MIRRORS, as CI does)"
@@ -40,6 +43,34 @@ def pytest_collection_modifyitems(config, items):
         for item in items:
             if "realdata" in item.keywords:
                 item.add_marker(skip)
+
+
+# The smoke run of the session: tests/test_notebooks.py executes each chapter into
+# SMOKE_RUN/executed, and the course's website is built from those copies (no second execution).
+SMOKE_RUN = Path(tempfile.mkdtemp(prefix="mae-nb-smoke-run-"))
+
+
+@pytest.fixture(scope="session")
+def smoke_run() -> Path:
+    """The session's smoke run folder (``executed/`` holds the chapters run so far)."""
+    return SMOKE_RUN
+
+
+@pytest.fixture(scope="session")
+def smoke_book(smoke_run):
+    """The course's website built from the session's smoke run: (BookReport, executed folder).
+
+    Chapters test_notebooks did not run in this session (a selection of tests) are run here
+    first, in smoke mode, so the site always has every chapter."""
+    from mae_nb.book import build_book
+    from mae_nb.runner import list_notebooks, run_notebook
+
+    executed = smoke_run / "executed"
+    for path in list_notebooks(ROOT / "notebooks"):
+        if not (executed / path.name).is_file():
+            result = run_notebook(path, executed, smoke=True, timeout=600)
+            assert result.status == "ok", result.error
+    return build_book(executed, smoke_run / "book", folder=ROOT / "notebooks"), executed
 
 
 @pytest.fixture

@@ -31,7 +31,7 @@ class ViTClassifier(nn.Module):
     """Standard vision transformer on hyperspectral patches.
 
     imgs (N, B, p, p) -> p*p tokens, each the full spectrum (B values) of one pixel embedded
-    by one shared linear map; learned positional embeddings; ``depth`` timm ``Block``s
+    by one shared linear map; learned positional embeddings; ``depth`` timm ``Block`` layers
     (fused attention); the centre pixel's token -> LayerNorm -> linear head.
     """
 
