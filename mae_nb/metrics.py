@@ -199,3 +199,30 @@ def classification_report(
         "confusion": cm,
         "per_class": per_class,
     }
+
+
+def multilabel_report(targets, scores, threshold: float = 0.5) -> dict:
+    """Multi-label scores of ``scores`` (N, K) probabilities against ``targets`` (N, K) 0/1.
+
+    ``"map"``: the mean over labels of the average precision (scikit-learn), over the labels
+    with at least one positive target (average precision is undefined without one; NaN when
+    none has); ``"sample_f1"``: the mean over samples of the F1 of the labels above
+    ``threshold``; ``"micro_f1"``; ``"n_labels"``: the labels that count in ``"map"``.
+    """
+    from sklearn.metrics import average_precision_score, f1_score
+
+    y, s = np.asarray(_np(targets)), np.asarray(_np(scores), np.float64)
+    if y.ndim != 2 or y.shape != s.shape:
+        raise InputError(f"targets and scores must both be (N, K), got {y.shape} and {s.shape}")
+    if not np.isin(y, (0, 1)).all():
+        raise InputError("targets must be 0 or 1 (each label present or not)")
+    y = y.astype(int)
+    pos = y.sum(0) > 0
+    ap = [average_precision_score(y[:, k], s[:, k]) for k in np.flatnonzero(pos)]
+    pred = (s >= threshold).astype(int)
+    return {
+        "map": float(np.mean(ap)) if ap else float("nan"),
+        "sample_f1": float(f1_score(y, pred, average="samples", zero_division=0)),
+        "micro_f1": float(f1_score(y, pred, average="micro", zero_division=0)),
+        "n_labels": int(pos.sum()),
+    }
