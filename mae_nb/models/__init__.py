@@ -4,6 +4,8 @@
   autoencoders for image tiles (chapters 01-02).
 - :mod:`mae_nb.models.mae`: the masked autoencoder ViT, with Meta's parameter names (chapters
   03-05).
+- :mod:`mae_nb.models.attention`: what a ViT-MAE's encoder attends to: one block's attention
+  weights, recomputed (timm's fused attention keeps none), as maps per head (chapter 03).
 - :mod:`mae_nb.models.checkpoints`: from a state dict or checkpoint file to an MAE, or why not.
 - :mod:`mae_nb.models.spectral`: the spectral transformer for hyperspectral pixels (chapters
   07-07).
