@@ -194,18 +194,28 @@ class _Links:
         return self.LINK.sub(swap, text)
 
 
-def _launch_html(chapter: str) -> str:
+def _launch_html(chapter: str, strip: bool) -> str:
+    what = (
+        "Above, what it shows at a few positions, drawn by the run."
+        if strip
+        else "The run that made this page left no static strip of it (it did not go through "
+        "<code>mae-nb run</code>)."
+    )
     return (
         '<p class="mae-nb-launch"><strong>A slider: it moves in a live notebook.</strong> '
-        "Above, what it shows at a few positions, drawn by the run. Launch the chapter to move it "
-        f'yourself: <a href="{binder_url(chapter)}">Binder</a> · '
-        f'<a href="{colab_url(chapter)}">Colab</a></p>'
+        f"{what} Launch the chapter to move it yourself: "
+        f'<a href="{binder_url(chapter)}">Binder</a> · <a href="{colab_url(chapter)}">Colab</a></p>'
     )
 
 
+#: The text a widget shows without a kernel: its Python repr (``VBox(children=...)``).
+_WIDGET_REPR = re.compile(r"^\w+\((?:children|value|description)=")
+
+
 def page_notebook(chapter: Chapter, links: _Links):
-    """The executed copy as the site shows it: links rewritten for the site, and each widget
-    replaced by its static strip and a line that launches the chapter to interact."""
+    """The executed copy as the site shows it: links rewritten for the site, each widget replaced
+    by its static strip and a line that launches the chapter to interact, progress bars left out
+    (a widget's last state is not saved: a bar would show 0 %)."""
     import nbformat
 
     nb = nbformat.read(chapter.executed, as_version=4)
@@ -223,18 +233,14 @@ def page_notebook(chapter: Chapter, links: _Links):
                 outputs.append(out)
                 continue
             data.pop(WIDGET_MIME)
-            data.pop("text/plain", None)  # "VBox(children=...)": a widget's repr, never shown
-            if not any(m in data for m in IMAGE_MIMES):
-                data["text/html"] = (
-                    "<p><em>No static strip of this slider: the run that made this page did "
-                    "not go through <code>mae-nb run</code>.</em></p>"
-                )
-            outputs.append(out)
-            outputs.append(
-                nbformat.v4.new_output(
-                    "display_data", data={"text/html": _launch_html(chapter.source.name)}
-                )
-            )
+            plain = data.pop("text/plain", "")  # "VBox(children=...)": a repr, never shown
+            strip = any(m in data for m in IMAGE_MIMES)
+            if not strip and not _WIDGET_REPR.match(plain):
+                continue  # a progress bar: its last state is not saved, so it would show 0 %
+            if strip:
+                outputs.append(out)
+            launch = _launch_html(chapter.source.name, strip)
+            outputs.append(nbformat.v4.new_output("display_data", data={"text/html": launch}))
         cell.outputs = outputs
     return nb
 

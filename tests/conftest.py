@@ -47,7 +47,8 @@ def pytest_collection_modifyitems(config, items):
 
 # The smoke run of the session: tests/test_notebooks.py executes each chapter into
 # SMOKE_RUN/executed, and the course's website is built from those copies (no second execution).
-SMOKE_RUN = Path(tempfile.mkdtemp(prefix="mae-nb-smoke-run-"))
+# MAE_NB_SMOKE_RUN names an existing run to reuse (e.g. `build` after `make run SMOKE=1`).
+SMOKE_RUN = Path(os.environ.get("MAE_NB_SMOKE_RUN") or tempfile.mkdtemp(prefix="mae-nb-smoke-run-"))
 
 
 @pytest.fixture(scope="session")

@@ -132,8 +132,16 @@ def test_a_widget_becomes_its_strip_and_a_launch_line(course, tmp_path):
     # a widget that left no strip says so, in words, and never as VBox(...) text
     nbformat.write(chapter_nb("B", name="01_b.ipynb", widget="bare"), executed / "01_b.ipynb")
     nb = page_notebook(chapters[1], links)
-    assert "No static strip" in nb.cells[1].outputs[2].data["text/html"]
+    assert "left no static strip" in nb.cells[1].outputs[2].data["text/html"]
     assert "VBox" not in nbformat.writes(nb)
+    # a progress bar (tqdm's widget) is left out: only its first state, 0 %, was saved
+    bar = nbformat.read(executed / "01_b.ipynb", as_version=4)
+    bar.cells[1].outputs[2].data["text/plain"] = (
+        "training:   0%|          | 0/66 [00:00<?, ?batch/s]"
+    )
+    nbformat.write(bar, executed / "01_b.ipynb")
+    nb = page_notebook(chapters[1], links)
+    assert len(nb.cells[1].outputs) == 2 and "0/66" not in nbformat.writes(nb)
 
 
 def test_links_stay_on_the_site_or_go_to_github(course, tmp_path):

@@ -455,3 +455,75 @@ def test_chapter_runs_in_jupyterlab_and_its_sliders_redraw(path, lab, browser, t
     finally:
         page.close()
         shutdown_kernels(lab)
+
+
+# --------------------------------------------------------------------------- the course's website
+
+_LOCAL_IMAGES = (
+    "() => Array.from(document.images).filter(i => i.src.startsWith(location.origin))"
+    ".map(i => [i.src, i.complete, i.naturalWidth])"
+)
+
+
+@pytest.fixture(scope="module")
+def book_server(smoke_book):
+    """The website built from the session's smoke run (``smoke_book``), served over HTTP on
+    127.0.0.1 as a static host would serve it."""
+    import functools
+    import http.server
+    import threading
+
+    report, _ = smoke_book
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):  # no line per request in the test's output
+            pass
+
+    handler = functools.partial(Quiet, directory=str(report.out))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", report
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_the_course_website_shows_its_images_in_a_browser(book_server, browser, tmp_path):
+    """The landing page and a slider chapter of the site (built from the smoke run) in Chromium:
+    every image of the site itself is decoded (naturalWidth > 0; launch badges from other hosts
+    are not part of the site), the chapter shows at least the images its run produced, and its
+    slider shows as the run's strip with a line to launch it. Screenshots: ``book_index.png``,
+    ``book_<NN>.png`` and ``book_<NN>_slider.png``."""
+    url, report = book_server
+    chapter = CHAPTERS[0]
+    nn = chapter.stem[:2]
+    for old in _keep_dir().glob("book_*.png"):
+        old.unlink()
+    page = browser.new_page()
+    try:
+        for name, path, wanted in (
+            ("book_index.png", "/index.html", 1),
+            (f"book_{nn}.png", f"/notebooks/{chapter.stem}.html", report.images[chapter.stem]),
+        ):
+            page.goto(url + path, wait_until="domcontentloaded")
+            page.wait_for_function(
+                "() => Array.from(document.images).filter(i => i.src.startsWith(location.origin))"
+                ".every(i => i.complete)",
+                timeout=30_000,
+            )
+            images = page.evaluate(_LOCAL_IMAGES)
+            broken = [src for src, _, width in images if width == 0]
+            assert broken == [], f"{path}: images that did not decode: {broken}"
+            assert len(images) >= wanted, f"{path}: {len(images)} images, expected {wanted}"
+            assert "VBox(children" not in page.inner_text("body")
+            shot(page, name, tmp_path)
+        if has_sliders(chapter):
+            launch = page.locator(".mae-nb-launch").first
+            strip = launch.locator("xpath=ancestor::div[contains(@class, 'cell_output')][1]")
+            strip.scroll_into_view_if_needed()
+            assert strip.locator("img").count() >= 1, "the slider shows no strip on the site"
+            shot(strip, f"book_{nn}_slider.png", tmp_path)
+        print(f"website: index and chapter {nn} decoded ({len(images)} images on the chapter page)")
+    finally:
+        page.close()
