@@ -219,3 +219,26 @@ def test_compare_models_refuses_unscored_bands_and_standardizes_other_units(pfil
                          score_bands=[3, 2, 1], quiet=True, **kw)  # fmt: skip
     assert len(cmp.notices) == 1 and "standardized by the image's own statistics" in cmp.notices[0]
     assert "not made" in cmp.verdict()[-1]
+
+
+@pytest.mark.realdata
+def test_bigearthnet_gives_prithvis_six_bands_on_the_10_m_grid():
+    from mae_nb.data.bigearthnet import BIGEARTHNET_PRITHVI, load_bigearthnet
+
+    six = load_bigearthnet(BIGEARTHNET_PRITHVI, download=False)
+    ten = load_bigearthnet(("B02", "B8A"), download=False)
+    assert six.images.shape == (6, 6, 120, 120) and six.bands == BIGEARTHNET_PRITHVI
+    # a 20 m pixel covers 2 x 2 pixels of the 10 m grid; the grid is the 10 m bands'
+    b8a = six.images[:, 3]
+    np.testing.assert_array_equal(b8a[:, ::2, ::2], b8a[:, 1::2, 1::2])
+    np.testing.assert_array_equal(ten.images[:, 1], b8a)
+    assert six.transforms[0].a == 10.0
+    # in reflectance x 10000, the units of Prithvi's normalization constants
+    model = PrithviMAE(img_size=32, patch_size=8, in_chans=6, embed_dim=32, depth=1, num_heads=2,
+                       decoder_embed_dim=16, decoder_depth=1, decoder_num_heads=1)  # fmt: skip
+    cfg = PRITHVI_CONFIGS["prithvi_eo_v2_300m"]
+    model.pretrained_cfg.update(mean=cfg["mean"], std=cfg["std"])
+    from mae_nb.pretrained import in_training_units
+
+    pixels = six.images.transpose(1, 0, 2, 3).reshape(6, -1)
+    assert in_training_units(model, pixels.mean(1), pixels.std(1))

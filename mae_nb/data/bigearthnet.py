@@ -22,13 +22,26 @@ from mae_nb.data.geotiff import read_raster
 from mae_nb.data.registry import fetch
 from mae_nb.errors import InputError
 
-__all__ = ["BIGEARTHNET", "BIGEARTHNET_BANDS", "BigEarthNetPatches", "load_bigearthnet"]
+__all__ = [
+    "BIGEARTHNET",
+    "BIGEARTHNET_20M",
+    "BIGEARTHNET_BANDS",
+    "BIGEARTHNET_PRITHVI",
+    "BigEarthNetPatches",
+    "load_bigearthnet",
+]
 
 #: The registry name of the example patches.
 BIGEARTHNET = "bigearthnet-s2-examples"
 
 #: The bands the registry holds for each patch (10 m): blue, green, red, near-infrared.
 BIGEARTHNET_BANDS = ("B02", "B03", "B04", "B08")
+
+#: The 20 m bands it holds too (narrow NIR, SWIR1, SWIR2), brought to the 10 m grid on reading.
+BIGEARTHNET_20M = ("B8A", "B11", "B12")
+
+#: Prithvi's six HLS bands (blue, green, red, narrow NIR, SWIR1, SWIR2) among Sentinel-2's.
+BIGEARTHNET_PRITHVI = ("B02", "B03", "B04", "B8A", "B11", "B12")
 
 
 @dataclass
@@ -65,13 +78,15 @@ def load_bigearthnet(bands=("B04", "B03", "B02"), *, download: bool = True) -> B
     """The six BigEarthNet-S2 example patches with ``bands`` (default true colour: red,
     green, blue) and their labels, from a mirror folder or the cache
     (:func:`mae_nb.data.registry.fetch`; :class:`~mae_nb.errors.DataUnavailableError` says how
-    to get them when they are missing)."""
+    to get them when they are missing). The 20 m bands (:data:`BIGEARTHNET_20M`) are brought
+    to the 10 m grid by repeating each pixel over the 2 x 2 pixels it covers;
+    ``bands=BIGEARTHNET_PRITHVI`` gives the six bands Prithvi takes, in its order."""
     bands = tuple(bands)
-    bad = [b for b in bands if b not in BIGEARTHNET_BANDS]
+    bad = [b for b in bands if b not in BIGEARTHNET_BANDS + BIGEARTHNET_20M]
     if bad or not bands:
         raise InputError(
-            f"bands must be among {list(BIGEARTHNET_BANDS)} (the 10 m bands the course has), "
-            f"got {list(bands)}"
+            f"bands must be among {list(BIGEARTHNET_BANDS + BIGEARTHNET_20M)} (the 10 m and "
+            f"20 m bands the course has), got {list(bands)}"
         )
     files = fetch(BIGEARTHNET, download=download, progress=False)
     patches = sorted({name.split("/")[0] for name in files})
@@ -80,9 +95,13 @@ def load_bigearthnet(bands=("B04", "B03", "B02"), *, download: bool = True) -> B
         stack = []
         for band in bands:
             raster = read_raster(Path(files[f"{patch}/{patch}_{band}.tif"]))
-            stack.append(raster.array[0].astype(np.float32))
-        crs.append(raster.crs)
-        transforms.append(raster.transform)
+            array = raster.array[0].astype(np.float32)
+            if band in BIGEARTHNET_20M:  # 60 x 60 at 20 m -> 120 x 120 at 10 m
+                array = np.repeat(np.repeat(array, 2, axis=0), 2, axis=1)
+            stack.append(array)
+        grid = read_raster(Path(files[f"{patch}/{patch}_B02.tif"]))  # the 10 m grid
+        crs.append(grid.crs)
+        transforms.append(grid.transform)
         images.append(np.stack(stack))
         meta = json.loads(Path(files[f"{patch}/{patch}_labels_metadata.json"]).read_text())
         labels.append(list(meta["labels"]))

@@ -134,12 +134,48 @@ _BEN_PATCHES = {
     ),
 }
 
+_BEN_20M = {
+    # patch name: sha256 of B8A, B11, B12 (60 x 60 px at 20 m)
+    "S2A_MSIL2A_20170613T101031_87_48": (
+        "c24de8364eb991fc450baa285d798bfe3cf3ddc3e5aac7a5b8cd3b3e53f460af",
+        "75b7bc4e871e847e3011f82dce79bb69dbb93746ed2c28ddd83834c559fd343b",
+        "37ee04bf3d449692a76ebbfd84b5d76073c3f44ebf98665b353cee11d24524c1",
+    ),
+    "S2A_MSIL2A_20170617T113321_36_85": (
+        "895a199719947c2f14fb0fb8d12a5a9ebbf596c079e1a7ce7125c08008392d37",
+        "c211690eab27758a9f144ec94bf222fdcf9c5aea15ca68b55aa08d56a1fa6d85",
+        "b724a1517132811b0a2a33618dddc66e2af87c362ef1702fb309af3ee9074821",
+    ),
+    "S2A_MSIL2A_20170617T113321_4_55": (
+        "da638e64753e185127ae6acc1bc8ba854c1454d40689193a42de48bc51f4fca2",
+        "83a8e04fbf1f7c03c5b3facaf3f76f460c7162983fd4fefe708ee42459a6aff5",
+        "0a21c89ff279faaff5ea427e239ea8a48b8d60e023b06822982cbeaee8e1aedc",
+    ),
+    "S2A_MSIL2A_20171221T112501_56_35": (
+        "4df05411b699b02984a46c91a609e2078a411ec835420c43bf3a068e10c3c2c1",
+        "85bba9533c8b6a457b6b3e9019892dcb787829b715248cbb4e105a2156b129b4",
+        "c0784c1937eaeb8ac9a571f9c7bcc27198ae1838240250aaa30115ee31e097c2",
+    ),
+    "S2B_MSIL2A_20170924T93020_69_24": (
+        "1a73d498c5ca1ac3c23866af08dccc0b1a789976963baf68fc7e1ead211ff43d",
+        "cde444eb789cb87cc8ecb65afcdf17324006605b924e4caf1fb030e1d819b807",
+        "5d6d995430a52e2614346faa9bc2bcaebbb09dcfd210e48527228f25e0b2f852",
+    ),
+    "S2B_MSIL2A_20180204T94161_57_38": (
+        "ec279366324749430f03009db3c706015652d3de4dcc44d20f6215602a8f56a8",
+        "b701eaea79ed0c115051d69752e95a3a88fa8625e6d7d57ada185366adb1aa19",
+        "cc58d2404bb307ea3204085559df87a18d38c02aa5aaf1108e7919500cdf5af5",
+    ),
+}
+
 
 def _bigearthnet_files() -> tuple[RemoteFile, ...]:
     files = []
     for patch, hashes in _BEN_PATCHES.items():
         for band, digest in zip(("B02", "B03", "B04", "B08"), hashes[:4]):
             files.append(RemoteFile(f"{patch}/{patch}_{band}.tif", None, digest, 29192))
+        for band, digest in zip(("B8A", "B11", "B12"), _BEN_20M[patch]):
+            files.append(RemoteFile(f"{patch}/{patch}_{band}.tif", None, digest, 7560))
         files.append(RemoteFile(f"{patch}/{patch}_labels_metadata.json", None, hashes[4]))
     return tuple(files)
 
@@ -309,11 +345,13 @@ _DATASETS = [
         homepage="https://bigearth.net",
         description=(
             "6 Sentinel-2 L2A patches, 120 x 120 px at 10 m, bands B02/B03/B04/B08 (uint16 "
-            "reflectance x 10000), CORINE labels. Distributed only inside the BigEarthNet "
+            "reflectance x 10000) and B8A/B11/B12 at 20 m (60 x 60 px; with B02-B04 the six "
+            "bands Prithvi takes), CORINE labels. Distributed only inside the BigEarthNet "
             "archive: use a mirror folder."
         ),
         meta={
             "band_names": ["B02", "B03", "B04", "B08"],
+            "bands_20m": ["B8A", "B11", "B12"],
             "rgb": [3, 2, 1],
             "patches": list(_BEN_PATCHES),
             "value_range": [0, 10000],  # surface reflectance x 10000
@@ -528,8 +566,7 @@ _DATASETS = [
         "Prithvi-EO-1.0-100M (NASA/IBM, HLS over the contiguous US)",
         "Jakubik et al., Foundation Models for Generalist Geospatial Artificial Intelligence, "
         "arXiv:2310.18660, 2023",
-        "ViT-B/16 (768-dim x 12 blocks, decoder 512-dim x 8), 3 time steps, 224 px; about "
-        "0.45 GB.",
+        "ViT-B/16 (768-dim x 12 blocks, decoder 512-dim x 8), 3 time steps, 224 px; about 0.45 GB.",
     ),
     _prithvi_checkpoint(
         "prithvi_eo_v2_300m",
@@ -538,8 +575,7 @@ _DATASETS = [
         "Prithvi-EO-2.0-300M (NASA/IBM, global HLS)",
         "Szwarcman et al., Prithvi-EO-2.0: A Versatile Multi-Temporal Foundation Model for "
         "Earth Observation Applications, arXiv:2412.02732, 2024",
-        "ViT-L/16 (1024-dim x 24 blocks, decoder 512-dim x 8), 4 time steps, 224 px; about "
-        "1.3 GB.",
+        "ViT-L/16 (1024-dim x 24 blocks, decoder 512-dim x 8), 4 time steps, 224 px; about 1.3 GB.",
     ),
     # the course's own MAEs (mae_nb/weights; make course-models retrains them)
     _course_mae(
