@@ -148,13 +148,17 @@ def write_json(path: Path, payload: dict) -> None:
     path.write_text(json.dumps(payload, indent=2, default=float) + "\n")
 
 
-def write_default_config(out: Path, defaults: dict, command: str, overwrite: bool) -> int:
-    """Write ``defaults`` to ``out`` as YAML with a header saying how to run ``command``."""
+def write_default_config(
+    out: Path, defaults: dict, command: str, overwrite: bool, actions: str | None = None
+) -> int:
+    """Write ``defaults`` to ``out`` as YAML with a header saying how to run ``command``
+    (``actions``: the actions the config drives, e.g. ``"finetune"``; default: all of them)."""
     import yaml
 
     if out.exists() and not overwrite:
         raise OutputExistsError(f"{out} already exists; pass --overwrite to replace it")
-    actions = {"hsi": "pretrain|finetune|evaluate", "mae": "pretrain|evaluate"}[command]
+    if actions is None:
+        actions = {"hsi": "pretrain|finetune|evaluate", "mae": "pretrain|evaluate"}[command]
     text = (
         f"# mae-nb {command} config: every key with its default. Remove what you do not change.\n"
         f"# Run: mae-nb {command} {actions} --config THIS.yaml"

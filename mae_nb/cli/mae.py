@@ -8,6 +8,9 @@ schema and its checks are :mod:`mae_nb.cli.mae_config`)::
     mae-nb mae pretrain --config run.yaml --resume   # go on from OUTPUT/state.safetensors
     mae-nb mae evaluate --config run.yaml    # held-out crops vs blur and mean fill
     #                                            -> OUTPUT/evaluation.json
+    mae-nb mae finetune --config ft.yaml     # land cover from a GeoTIFF and its label raster
+    #                                            (its own config: mae-nb mae config --finetune;
+    #                                            :mod:`mae_nb.cli.mae_finetune`)
 
 Any preset of :mod:`mae_nb.models.mae`, any band count and band selection; crops drawn on the
 fly with windowed reads (:mod:`mae_nb.pretraining`). The same commands run data-parallel under
@@ -30,7 +33,9 @@ from mae_nb.cli.config import (
     write_default_config,
     write_json,
 )
+from mae_nb.cli.finetune_config import FINETUNE_DEFAULTS, load_finetune_config
 from mae_nb.cli.mae_config import MAE_DEFAULTS, load_mae_config, mae_output_paths
+from mae_nb.cli.mae_finetune import finetune_command
 from mae_nb.errors import CheckpointError, InputError, MissingFileError
 
 
@@ -288,7 +293,7 @@ def _evaluate(config: dict, args: argparse.Namespace, dist) -> int:
 def add_parser(sub) -> None:
     p = sub.add_parser(
         "mae",
-        help="pretrain a masked autoencoder on your GeoTIFFs, and evaluate it",
+        help="pretrain a masked autoencoder on your GeoTIFFs, evaluate it, fine-tune it",
         description="Masked-autoencoder pretraining of any mae_nb.models.mae preset on GeoTIFF "
         "files, folders, registry samples and synthetic scenes (any band count), and its "
         "evaluation on held-out crops, driven by one YAML config. Runs data-parallel under "
@@ -313,12 +318,32 @@ def add_parser(sub) -> None:
         "--checkpoint", default=None, help="a model file (default OUTPUT/model.safetensors)"
     )
     e.set_defaults(func=_run(_evaluate))
+    f = msub.add_parser(
+        "finetune",
+        help="fine-tune an MAE encoder for land cover on a GeoTIFF and its label raster",
+        description="Fine-tune an MAE encoder (probe, partial, full, or the same architecture "
+        "from scratch) on a GeoTIFF with a label raster; writes OUTPUT/model.safetensors, "
+        "config.json, metrics.json (OA, macro-F1) and classes.tif (the map, on the image's "
+        "grid). Config: mae-nb mae config OUT.yaml --finetune.",
+    )
+    f.add_argument("--config", type=Path, required=True, metavar="CONFIG.yaml")
+    f.add_argument("--overwrite", action="store_true", help="replace a run in OUTPUT")
+    f.set_defaults(func=config_command(finetune_command, load_finetune_config))
     c = msub.add_parser("config", help="write the default config to a YAML file to edit")
     c.add_argument("out", type=Path, metavar="OUT.yaml")
     c.add_argument("--overwrite", action="store_true", help="replace OUT.yaml if it exists")
-    c.set_defaults(
-        func=lambda args: write_default_config(args.out, MAE_DEFAULTS, "mae", args.overwrite)
+    c.add_argument(
+        "--finetune", action="store_true", help="the config of `mae-nb mae finetune` instead"
     )
+    c.set_defaults(func=_write_config)
+
+
+def _write_config(args: argparse.Namespace) -> int:
+    if args.finetune:
+        return write_default_config(
+            args.out, FINETUNE_DEFAULTS, "mae", args.overwrite, actions="finetune"
+        )
+    return write_default_config(args.out, MAE_DEFAULTS, "mae", args.overwrite)
 
 
 def _run(action):
