@@ -1202,7 +1202,7 @@ def plot_attention_maps(
             interpolation="nearest",
         )
         mark(ax)
-        ax.set_title(f"head {head}: {cls:.0%} on the class token", fontsize=9)
+        ax.set_title(f"head {head}: {cls:.1%} on the class token", fontsize=9)
         _no_axes(ax)
     fig.suptitle(
         title or f"block {att.block}: where {att.describe_query()} looks (brighter = more)",

@@ -473,7 +473,7 @@ def attention_explorer(
         lines = [f"query: <b>{att.describe_query()}</b>, block {att.block}"]
         for h, m, cls in zip(att.heads, att.maps, att.to_cls):
             r, c = np.unravel_index(np.nanargmax(m), m.shape)
-            lines.append(f"head {h}: {cls:.0%} on the class token, most on patch ({r}, {c})")
+            lines.append(f"head {h}: {cls:.1%} on the class token, most on patch ({r}, {c})")
         return plot_attention_maps(att, picture), "<br>".join(lines), att
 
     def slider(name, value, high):

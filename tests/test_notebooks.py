@@ -75,6 +75,8 @@ CLAIMED_COMPARISONS: dict[str, tuple[str, ...]] = {
         "heldout_course_minus_chapter03_25",
         "heldout_course_minus_blur_25",
         "heldout_course_minus_mean_fill_75",
+        # and the course model's mean attention distance (most local block) below uniform's
+        "attention_distance_uniform_minus_course",
     ),
     "04": ("gain_over_blur_25",),  # model minus blur at 25 %, masked-patch PSNR
     "05": (  # the course model's features minus raw pixels and minus its untrained copy, macro-F1
