@@ -156,11 +156,11 @@ class MaskRatioStudy:
             )
         return out
 
-    def _best(self, score: Callable[[float], float], values, unit: str, fmt: str) -> dict:
+    def _best(self, score: Callable[[float], float], values, unit, fmt, margin) -> dict:
         means = {t: score(t) for t in self.train_ratios}
         best = max(means, key=lambda t: -np.inf if np.isnan(means[t]) else means[t])
         gaps = self._paired(values, best)
-        verdicts = {t: stats.judge(e) for t, e in gaps.items()}
+        verdicts = {t: stats.judge(e, margin) for t, e in gaps.items()}
         overall = (
             "supported"
             if verdicts and all(v == "supported" for v in verdicts.values())
@@ -174,11 +174,12 @@ class MaskRatioStudy:
             best=best, means=means, gaps=gaps, verdicts=verdicts, verdict=overall, text=text
         )
 
-    def best_reconstruction(self) -> dict:
+    def best_reconstruction(self, margin: float = 0.1) -> dict:
         """The training ratio with the highest masked-patch PSNR averaged over the test ratios,
         and its paired gain over each other training ratio (per crop and test ratio, clustered by
         crop): ``best``, ``means``, ``gaps`` (ratio -> Estimate), ``verdicts``, ``verdict``
-        (``"supported"`` when it beats every other clearly), ``text``."""
+        (``"supported"`` when it beats every other by more than two standard errors and
+        ``margin`` dB, :func:`mae_nb.stats.judge`), ``text``."""
 
         def values(t):
             return {
@@ -190,12 +191,12 @@ class MaskRatioStudy:
         def score(t):
             return float(np.nanmean(list(values(t).values())))
 
-        return self._best(score, values, " dB", ".2f")
+        return self._best(score, values, " dB", ".2f", margin)
 
-    def best_features(self) -> dict:
+    def best_features(self, margin: float = 0.02) -> dict:
         """The training ratio whose encoder's features gave the highest land-cover probe accuracy,
         and its paired gain over each other (per block, clustered by block); as
-        :meth:`best_reconstruction`."""
+        :meth:`best_reconstruction`, with ``margin`` in accuracy."""
 
         def values(t):
             return {
@@ -204,7 +205,7 @@ class MaskRatioStudy:
                 if r["source"] == ratio_name(t)
             }
 
-        return self._best(self.accuracy, values, "", ".3f")
+        return self._best(self.accuracy, values, "", ".3f", margin)
 
     def verdict(self) -> str:
         """The study's answer in two sentences, computed from the measurements."""
@@ -216,7 +217,8 @@ class MaskRatioStudy:
             f"at {q * 100:.0f}% the model {ratio_name(t)}" for q, t in best_at.items()
         )
         out = (
-            f"Best reconstruction: the model {ratio_name(rec['best'])} "
+            f"Best reconstruction (a clear winner must lead by more than two standard errors and "
+            f"0.1 dB): the model {ratio_name(rec['best'])} "
             f"({rec['means'][rec['best']]:.2f} dB averaged over the test ratios; "
             f"{rec['text']}): {stats.VERDICTS[rec['verdict']]} as the best. Per test ratio the "
             f"best is: {where}."
@@ -224,7 +226,8 @@ class MaskRatioStudy:
         if self.probe:
             feat = self.best_features()
             out += (
-                f" Best features (land-cover probe accuracy): the model {ratio_name(feat['best'])}"
+                " Best features (land-cover probe accuracy; a clear winner leads by more than two"
+                f" standard errors and 0.02): the model {ratio_name(feat['best'])}"
                 f" ({feat['means'][feat['best']]:.3f}; {feat['text']}): "
                 f"{stats.VERDICTS[feat['verdict']]} as the best."
             )
