@@ -83,6 +83,10 @@ CLAIMED_COMPARISONS: dict[str, tuple[str, ...]] = {
         "probe_f1_tiny_minus_pixels",
         "probe_f1_tiny_minus_untrained",
     ),
+    "06": (  # the full fine-tuned and the probed MAE encoder minus the best constant answer, test OA
+        "oa_full_minus_majority_low",
+        "oa_probe_minus_majority_low",
+    ),
     "07": ("mse_model_minus_visible_mean",),  # masked MSE, model minus visible-mean fill
     "08": (  # pretrained SST minus random init, and every model minus the majority-class rate
         "gain_pretraining_low",
