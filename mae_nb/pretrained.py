@@ -567,14 +567,17 @@ def mae_or_fallback(
 def in_training_units(model: MaskedAutoencoderViT, mean, std) -> bool:
     """Whether an image with per-band ``mean`` and ``std`` is in the units ``model`` was trained
     on (its ``pretrained_cfg["mean"/"std"]``): every band's mean within 2 training standard
-    deviations, and its spread within a factor 3. False for a model without such statistics."""
+    deviations, and its spread within a factor 3 (``pretrained_cfg["spread_factor"]`` where the
+    constants span far more than one scene: Prithvi's, over all HLS scenes, allow 20). False for
+    a model without such statistics."""
     cfg = model.pretrained_cfg
     if cfg.get("mean") is None or cfg.get("std") is None or len(cfg["mean"]) != len(mean):
         return False
     saved_mean, saved_std = np.asarray(cfg["mean"], np.float64), np.asarray(cfg["std"], np.float64)
     off = np.abs(np.asarray(mean, np.float64) - saved_mean) / saved_std
     ratio = np.asarray(std, np.float64) / saved_std
-    return bool(off.max() < 2 and ratio.min() > 0.33 and ratio.max() < 3)
+    factor = float(cfg.get("spread_factor") or 3.0)
+    return bool(off.max() < 2 and ratio.min() > 1 / factor and ratio.max() < factor)
 
 
 def _adapt_units(model: MaskedAutoencoderViT, image: np.ndarray, valid: np.ndarray | None) -> str:

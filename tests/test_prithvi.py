@@ -242,3 +242,25 @@ def test_bigearthnet_gives_prithvis_six_bands_on_the_10_m_grid():
 
     pixels = six.images.transpose(1, 0, 2, 3).reshape(6, -1)
     assert in_training_units(model, pixels.mean(1), pixels.std(1))
+
+
+def test_cli_standardizes_a_file_in_other_units_than_prithvis_constants(
+    tmp_path, monkeypatch, capsys
+):
+    from mae_nb.cli import main
+    from mae_nb.data.geotiff import write_raster
+
+    mirror = tmp_path / "usb"
+    mirror.mkdir()
+    write_prithvi(mirror / "Prithvi_EO_V2_300M.pt", frames=4)
+    monkeypatch.setenv("MAE_NB_DATA_MIRRORS", str(mirror))
+    monkeypatch.setenv("MAE_NB_CACHE", str(tmp_path / "cache"))
+    hls = synthetic_scene(40, 40, 6, seed=0)  # reflectance x 10000, as HLS
+    hls.to_geotiff(tmp_path / "hls.tif")
+    counts = (np.clip(hls.image / 40, 0, 255)).astype(np.uint8)  # 8-bit counts, as Landsat 7's
+    write_raster(tmp_path / "counts.tif", counts, crs=hls.crs, transform=hls.transform)
+    for name, notice in (("hls.tif", False), ("counts.tif", True)):
+        args = ["reconstruct", str(tmp_path / name), str(tmp_path / f"out_{name}")]
+        assert main(args + ["--checkpoint", "prithvi_eo_v2_300m", "--precision", "fp32"]) == 0
+        out = capsys.readouterr().out
+        assert ("standardized by the file's own statistics" in out) == notice, out

@@ -126,6 +126,32 @@ def declared_range(path: Path) -> float | None:
     return None
 
 
+def _normalize_for(model, path: Path, bands) -> str:
+    """``"per-band"`` when ``model``'s normalization constants are in stated units (Prithvi's:
+    HLS reflectance x 10000) that the file at ``path`` is not in (e.g. 8-bit Landsat counts):
+    the file is then standardized by its own per-band statistics, with a notice. Else
+    ``"auto"`` (the model's own normalization)."""
+    from mae_nb.data.geotiff import read_raster
+    from mae_nb.pretrained import in_training_units
+    from mae_nb.reconstruct import model_normalization, normalization
+
+    units = model.pretrained_cfg.get("units")
+    _, mean, _ = model_normalization(model)
+    if not units or mean is None:
+        return "auto"
+    raster = read_raster(path, bands=bands)
+    own = normalization(raster.array, "per-band", raster.valid)
+    if in_training_units(model, own.mean, own.std):
+        return "auto"
+    print(
+        f"NOTICE: {path.name} is not in the units of the model's normalization constants "
+        f"({units}: band means {[round(m) for m in mean]}, the file's "
+        f"{[round(float(m), 1) for m in own.mean]}); each band is standardized by the file's "
+        "own statistics instead."
+    )
+    return "per-band"
+
+
 def _reconstruct(args: argparse.Namespace) -> int:
     from mae_nb.data.geotiff import open_raster
     from mae_nb.masking import check_mask_ratio
@@ -147,6 +173,7 @@ def _reconstruct(args: argparse.Namespace) -> int:
             raise OutputExistsError(f"{path} already exists; pass --overwrite to replace it")
     model = load_mae(args.checkpoint, arch=args.arch)
     check_model_bands(model, count, args.bands, str(args.input))
+    normalize = _normalize_for(model, args.input, args.bands)
     result = reconstruct_scene(
         model,
         args.input,
@@ -163,6 +190,7 @@ def _reconstruct(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         progress=True,
         data_range=data_range,
+        normalize=normalize,
     )
     h, w = result.shape
     print(f"wrote {result.out_path} ({len(result.bands)} bands, {h} x {w}) and {result.error_path}")

@@ -201,9 +201,10 @@ class PrithviMAE(MaskedAutoencoderViT):
 
 
 def is_prithvi_state_dict(state_dict: dict[str, torch.Tensor]) -> bool:
-    """Whether a state dict is in Prithvi's published layout (``encoder.``/``decoder.`` keys, or
-    a 5-D ``Conv3d`` patch embedding)."""
-    if any(k.startswith(("encoder.patch_embed.", "decoder.decoder_")) for k in state_dict):
+    """Whether a state dict is in Prithvi's published layout: ``encoder.patch_embed`` (Prithvi-EO)
+    or a 5-D ``Conv3d`` patch embedding (the first release). Hugging Face's ViTMAE files, whose
+    decoder keys also start with ``decoder.decoder_``, are not."""
+    if any(k.startswith("encoder.patch_embed.") for k in state_dict):
         return True
     w = state_dict.get("patch_embed.proj.weight")
     return w is not None and w.ndim == 5
@@ -422,5 +423,8 @@ def from_published(
         mean=list(config["mean"]) if config and "mean" in config else None,
         std=list(config["std"]) if config and "std" in config else None,
         units="HLS surface reflectance x 10000" if config and "mean" in config else None,
+        # the constants span every HLS scene: one scene's spread is far smaller (8-bit counts,
+        # about 1/100 of it, are still told apart; mae_nb.pretrained.in_training_units)
+        spread_factor=20.0,
     )
     return model.eval()
