@@ -264,3 +264,17 @@ def test_cli_standardizes_a_file_in_other_units_than_prithvis_constants(
         assert main(args + ["--checkpoint", "prithvi_eo_v2_300m", "--precision", "fp32"]) == 0
         out = capsys.readouterr().out
         assert ("standardized by the file's own statistics" in out) == notice, out
+
+
+def test_features_of_prithvi_are_its_encoder_tokens(pfile):
+    from mae_nb.features import embed_image
+    from mae_nb.reconstruct import normalization
+
+    model = load_mae(pfile)
+    crop = synthetic_scene(32, 32, 6, seed=3).image
+    emb = embed_image(model, crop, precision="fp32")
+    assert emb.shape == (4, 4, 64)
+    x = torch.from_numpy(normalization(crop, "per-band").apply(crop))[None]
+    with torch.no_grad():
+        tokens = model.forward_features(x)[0, 1:].reshape(4, 4, 64).numpy()
+    np.testing.assert_allclose(emb, tokens, atol=1e-4)
