@@ -408,7 +408,7 @@ def from_published(
             continue
         key = _course_name(key)
         if key == "patch_embed.proj.weight":
-            tensor = tensor[:, :, 0]
+            tensor = tensor[:, :, 0].contiguous()
         elif key in ("pos_embed", "decoder_pos_embed"):
             tensor = tensor[:, :tokens]
         ours[key] = tensor.float() if tensor.is_floating_point() else tensor
