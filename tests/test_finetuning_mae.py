@@ -305,3 +305,21 @@ def test_study_rows_table_and_verdict(encoder, toy):
     assert sf.compare_modes(one_seed, "a", "b")["by_fraction"][0.1]["verdict"] == "inconclusive"
     with pytest.raises(InputError, match="no rows of mode"):
         sf.compare_modes(fake, "a", "c")
+
+
+def test_a_prithvi_encoder_keeps_its_3d_positions_on_other_grids():
+    from mae_nb.models.prithvi import PrithviMAE
+
+    torch.manual_seed(0)
+    kw = dict(img_size=16, patch_size=4, in_chans=6, embed_dim=32, depth=2, num_heads=2)
+    kw.update(decoder_embed_dim=16, decoder_depth=1, decoder_num_heads=2)
+    prithvi = PrithviMAE(**kw)
+    model = ft.mae_classifier(prithvi, 3)
+    x = torch.randn(1, 6, 24, 32)  # another grid than the built one: positions recomputed
+    with torch.no_grad():
+        assert torch.allclose(model.forward_features(x), prithvi.forward_features(x), atol=1e-5)
+        plain = create_mae("mae_vit_tiny_patch8", **kw)
+        plain.load_state_dict(prithvi.state_dict())  # same weights, 2-D sin-cos positions
+        assert not torch.allclose(
+            ft.mae_classifier(plain, 3).forward_features(x), model.forward_features(x), atol=1e-3
+        )

@@ -51,11 +51,16 @@ def layer_id(name: str, depth: int) -> int:
     return int(depth) + 1
 
 
+def _sincos_2d(dim: int, grid: tuple[int, int]) -> torch.Tensor:
+    return get_2d_sincos_pos_embed(dim, grid, cls_token=True)
+
+
 class MAEClassifier(nn.Module):
     """The encoder of ``encoder`` (copied, no decoder, no masking) with a linear head.
 
-    ``encoder``: a :class:`~mae_nb.models.mae.MaskedAutoencoderViT` (its weights are copied,
-    the original is left untouched). ``num_classes``: K. ``task``: ``"patch"`` (logits (N, K,
+    ``encoder``: a :class:`~mae_nb.models.mae.MaskedAutoencoderViT` (or a subclass such as
+    Prithvi's, whose position table it keeps; its weights are copied, the original is left
+    untouched). ``num_classes``: K. ``task``: ``"patch"`` (logits (N, K,
     gh, gw), one per patch token) or ``"image"`` (logits (N, K) from the mean patch token).
     Images (N, C, H, W) of any size that is a multiple of the patch size work (the fixed
     sin-cos positions are recomputed for another grid). The head starts near zero (weights
@@ -83,6 +88,8 @@ class MAEClassifier(nn.Module):
         self.patch_embed = copy.deepcopy(encoder.patch_embed)
         self.cls_token = nn.Parameter(encoder.cls_token.detach().clone())
         self.pos_embed = nn.Parameter(encoder.pos_embed.detach().clone(), requires_grad=False)
+        # the encoder's own position table for other grids (2-D sin-cos; Prithvi's 3-D at t=0)
+        self._pos_table = getattr(type(encoder), "_table", None) or _sincos_2d
         self.blocks = copy.deepcopy(encoder.blocks)
         self.norm = copy.deepcopy(encoder.norm)
         dim = encoder.cls_token.shape[-1]
@@ -130,7 +137,7 @@ class MAEClassifier(nn.Module):
         """The fixed sin-cos positions (1, 1 + gh*gw, D) of a patch grid, cls position first."""
         if tuple(grid) == tuple(self.grid_size):
             return self.pos_embed
-        pos = get_2d_sincos_pos_embed(self.pos_embed.shape[-1], tuple(grid), cls_token=True)
+        pos = self._pos_table(self.pos_embed.shape[-1], tuple(grid))
         return pos[None].to(device=self.pos_embed.device, dtype=self.pos_embed.dtype)
 
     def forward_features(self, imgs: torch.Tensor) -> torch.Tensor:
