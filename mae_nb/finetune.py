@@ -1160,12 +1160,18 @@ def evaluate_tiles(model: nn.Module, tiles: TileSet, test, *, batch_size: int = 
 
 
 def classification_map(
-    model: nn.Module, x: np.ndarray, *, valid: np.ndarray | None = None, batch_size: int = 32
+    model: nn.Module,
+    x: np.ndarray,
+    *,
+    valid: np.ndarray | None = None,
+    batch_size: int = 32,
+    tile_size: int | None = None,
 ) -> np.ndarray:
     """(H, W) int64 class map 1..K of a whole scene ``x`` (C, H, W) in the model's units.
 
-    The scene is cut into tiles of the model's size (the last ones flush with the bottom and
-    right edges, so every pixel is covered); every pixel gets the class of its patch. 0 where
+    The scene is cut into tiles of ``tile_size`` px (default the model's input size; a multiple
+    of its patch size, as the tiles it was fine-tuned on), the last ones flush with the bottom
+    and right edges, so every pixel is covered; every pixel gets the class of its patch. 0 where
     ``valid`` (H, W) is False. Write it with :func:`mae_nb.data.labels.write_class_map` (or
     :func:`mae_nb.data.geotiff.write_raster` with ``like=`` the scene) for a GeoTIFF on the
     scene's grid.
@@ -1178,7 +1184,10 @@ def classification_map(
     x = np.asarray(x, np.float32)
     if x.ndim != 3 or x.shape[0] != m.in_chans:
         raise InputError(f"x must be ({m.in_chans}, H, W), got shape {x.shape}")
-    t, p = int(m.img_size[0]), m.patch_size
+    p = m.patch_size
+    t = int(m.img_size[0] if tile_size is None else tile_size)
+    if t < p or t % p:
+        raise InputError(f"tile_size must be a multiple of the patch size {p}, got {tile_size}")
     h, w = x.shape[1:]
     if h < t or w < t:
         raise InputError(f"the scene ({h} x {w} px) is smaller than one {t} x {t} px tile")

@@ -238,6 +238,10 @@ def test_classification_map_is_georeferenced_like_the_scene(encoder, toy, tmp_pa
     grid = ft.predict_tiles(model, x[None, :, :T, :T])[0]
     np.testing.assert_array_equal(cmap[:T:P, :T:P], grid)
     assert (cmap[:T, :T] == np.kron(grid, np.ones((P, P), int))).all()
+    bigger = ft.classification_map(model, x[:, :60, :90], tile_size=2 * T)  # other tiles
+    assert bigger.shape == (60, 90) and (bigger > 0).all()
+    with pytest.raises(InputError, match="multiple of the patch size"):
+        ft.classification_map(model, x, tile_size=T + 1)
     transform = from_origin(500000, 4000000, 10, 10)
     like = Raster(x[:, :60, :90], valid[:60, :90], "EPSG:32633", transform)
     lm = LabelMap(labels[:60, :90], [10, 20, 30], ["a", "b", "c"], like.crs, transform)
