@@ -402,8 +402,9 @@ def model_from_checkpoint(
         warnings.warn(
             f"{path.name} was trained with norm_pix_loss: it predicts each patch's pixels "
             "normalized by that patch's own mean and variance, not pixels. It loads "
-            "(norm_pix_loss=True) but a reconstruction must be de-normalized, e.g. with the "
-            "visible patches' statistics; for pictures use mae_visualize_vit_*.",
+            "(norm_pix_loss=True), and mae_nb.reconstruct un-normalizes its predictions with the "
+            "visible neighbouring patches' statistics (norm_pix='neighbours'); for pictures of "
+            "pixel predictions use mae_visualize_vit_*.",
             stacklevel=2,
         )
     rgb = model.in_chans == 3
