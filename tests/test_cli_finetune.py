@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -169,6 +170,46 @@ def test_any_band_count_probe_with_a_course_format_file(tmp_path, scenes):
     with rasterio.open(scenes / "four.tif") as img, rasterio.open(out / "classes.tif") as m:
         assert m.crs == img.crs and m.transform == img.transform
     assert main(["mae", "finetune", "--config", str(config), "--overwrite"]) == 0
+
+
+def test_prithvi_picks_its_six_bands_by_name_and_refuses_them_out_of_order(
+    tmp_path, scenes, capsys
+):
+    """A random-weight file in Prithvi's published layout (32 px, patch 8, six HLS bands)."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from prithvi_files import write_prithvi
+
+    pfile = write_prithvi(tmp_path / "Prithvi_tiny.pt", frames=1)
+    synthetic_scene(128, 128, 6, seed=1).to_geotiff(tmp_path / "six.tif", tmp_path / "six_l.tif")
+    data = {"image": str(tmp_path / "six.tif"), "labels": str(tmp_path / "six_l.tif"),
+            "classes": None, "min_fraction": 0.2}  # fmt: skip
+    config = write_config(
+        tmp_path, scenes, data={**data, "bands": [3, 2, 1, 4, 5, 6]},
+        model={"checkpoint": str(pfile), "mode": "partial"}, train={"epochs": 1},
+    )  # fmt: skip
+    err = _refused(config, capsys)
+    assert "takes 6 bands, in this order: blue, green, red, narrow NIR, SWIR1, SWIR2" in err
+    assert "bands [3, 2, 1, 4, 5, 6] of six.tif are red, green, blue" in err
+    assert "set data.bands: [1, 2, 3, 4, 5, 6]" in err
+    config = write_config(
+        tmp_path, scenes, data=data, model={"checkpoint": str(pfile), "mode": "partial"},
+        train={"epochs": 1},
+    )  # fmt: skip
+    assert main(["mae", "finetune", "--config", str(config)]) == 0
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert metrics["mode"] == "partial" and 0 <= metrics["macro_f1"] <= 1
+
+
+def test_the_documented_example_runs_on_the_synthetic_scene(tmp_path, scenes):
+    example = Path(__file__).parents[1] / "docs" / "finetune_example.yaml"
+    config = yaml.safe_load(example.read_text())
+    for name in ("scene.tif", "scene_labels.tif"):  # what `mae-nb data synth` writes
+        (tmp_path / name).symlink_to(scenes / name.replace("scene", "rgb"))
+    config.update(output=str(tmp_path / "out"), device="cpu")
+    config["train"]["epochs"] = 2
+    (tmp_path / "ft.yaml").write_text(yaml.safe_dump(config))  # relative paths: this folder
+    assert main(["mae", "finetune", "--config", str(tmp_path / "ft.yaml")]) == 0
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == OUTPUTS
 
 
 # --------------------------------------------------------------------------- bad inputs

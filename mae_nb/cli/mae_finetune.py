@@ -76,17 +76,19 @@ def _choose_bands(model, name: str, raster_path: Path, bands: list[int] | None) 
     expected = _expected_bands(model, name)
     words = [_band_word(d) for d in descriptions]
     where = {w: i + 1 for i, w in enumerate(words) if w is not None}
+    ewords = [_band_word(e) for e in expected] if expected else None
+    named = bool(ewords) and all(ewords) and all(e in where for e in ewords)
     wanted = f"{in_chans} bands" + (f", in this order: {', '.join(expected)}" if expected else "")
     fix = (
-        f"set data.bands: {[where[b] for b in expected]}"
-        if expected and all(b in where for b in expected)
+        f"set data.bands: {[where[e] for e in ewords]}"
+        if named
         else f"set data.bands to {in_chans} 1-based band numbers of the image"
         + (" in that order" if expected else "")
         + ", or choose a checkpoint for this image's bands"
     )
     if bands is None:
-        if count != in_chans and expected and all(b in where for b in expected):
-            return [where[b] for b in expected]  # named bands: pick them in the model's order
+        if count != in_chans and named:
+            return [where[e] for e in ewords]  # named bands: picked in the model's order
         if count != in_chans:
             raise InputError(
                 f"the checkpoint {name} takes {wanted}; {raster_path.name} has {count} band(s): "
@@ -100,10 +102,10 @@ def _choose_bands(model, name: str, raster_path: Path, bands: list[int] | None) 
             f"{raster_path.name}: {fix}"
         )
     chosen = [words[b - 1] for b in bands]
-    if expected and all(chosen) and all(e in _BAND_WORDS for e in expected) and chosen != expected:
+    if ewords and all(ewords) and all(chosen) and chosen != ewords:
         raise InputError(
             f"the checkpoint {name} takes {wanted}; bands {bands} of {raster_path.name} are "
-            f"{', '.join(c or '?' for c in chosen)}: {fix}"
+            f"{', '.join(descriptions[b - 1] for b in bands)}: {fix}"
         )
     return bands
 
