@@ -172,6 +172,18 @@ def test_any_band_count_probe_with_a_course_format_file(tmp_path, scenes):
     assert main(["mae", "finetune", "--config", str(config), "--overwrite"]) == 0
 
 
+def test_tiles_smaller_than_the_models_input(tmp_path, scenes):
+    config = write_config(
+        tmp_path, scenes, data={"tile_size": 32}, model={"mode": "probe"}, train={"epochs": 1}
+    )
+    assert main(["mae", "finetune", "--config", str(config)]) == 0
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert sum(metrics["split"]["tiles"].values()) == (256 // 32) ** 2
+    assert metrics["split"]["block_px"] == 32
+    with rasterio.open(tmp_path / "out" / "classes.tif") as m:
+        assert (m.read(1) > 0).mean() > 0.99
+
+
 def test_prithvi_picks_its_six_bands_by_name_and_refuses_them_out_of_order(
     tmp_path, scenes, capsys
 ):

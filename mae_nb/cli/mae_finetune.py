@@ -269,7 +269,7 @@ def _finetune(config: dict, args: argparse.Namespace, dist) -> int:
                 }  # fmt: skip
         baseline = majority_baseline(tiles, masks["test"])
         raster = p["raster"]
-        classes = classification_map(classifier, p["x"], valid=raster.valid)
+        classes = classification_map(classifier, p["x"], valid=raster.valid, tile_size=p["tile"])
         write_class_map(paths["map"], classes, labels, raster, overwrite=True)
         cfg = {
             **{k: v for k, v in classifier.pretrained_cfg.items() if k != "mae_config"},
