@@ -83,7 +83,7 @@ CLAIMED_COMPARISONS: dict[str, tuple[str, ...]] = {
         "probe_f1_tiny_minus_pixels",
         "probe_f1_tiny_minus_untrained",
     ),
-    "06": (  # the full fine-tuned and the probed MAE encoder minus the best constant answer, test OA
+    "06": (  # full fine-tuning and the linear probe minus the best constant answer, test OA
         "oa_full_minus_majority_low",
         "oa_probe_minus_majority_low",
     ),
