@@ -141,6 +141,28 @@ def test_truncated_download_without_hash_is_caught_by_size(cache, server, regist
     assert not registry.cached_path(ds, ds.files[0]).exists()
 
 
+def test_download_without_published_hash_records_its_sha256_and_checks_it_later(
+    cache, server, register, no_mirrors, capsys
+):
+    """Meta's and Prithvi's files publish no checksum: the first download records its sha256,
+    and a cached copy damaged afterwards is no longer used but fetched again."""
+    base, www = server
+    (www / "fake.tif").write_bytes(PAYLOAD)
+    ds = register(fake_dataset(url=f"{base}/fake.tif", sha=None, size=None))
+    path = registry.fetch("fake-sample", progress=False)["fake.tif"]
+    record = registry.recorded_sha256_path(path)
+    assert record.read_text().split()[0] == DIGEST
+    assert "recorded this download's sha256 " + DIGEST in capsys.readouterr().out
+    assert registry.status("fake-sample") == "cached"
+    path.write_bytes(PAYLOAD[:-1] + b"!")  # same size, damaged after the download
+    assert registry.locate("fake-sample") is None
+    with pytest.warns(UserWarning, match="downloading it again"):
+        again = registry.fetch("fake-sample", progress=False)["fake.tif"]
+    assert again.read_bytes() == PAYLOAD and record.read_text().split()[0] == DIGEST
+    registry.remove_from_cache("fake-sample")
+    assert not record.exists() and not registry.cached_path(ds, ds.files[0]).exists()
+
+
 def test_fetch_file_gets_one_file_and_refuses_to_download_when_told(
     cache, server, register, no_mirrors
 ):

@@ -664,10 +664,30 @@ def sha256sum(path: str | Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+def recorded_sha256_path(path: str | Path) -> Path:
+    """Where the sha256 of a downloaded file without a published checksum is recorded.
+
+    Meta's and Prithvi's checkpoints publish no checksum: their first download records its
+    sha256 in ``<file>.sha256`` beside it, and every later use checks the file against it, so a
+    cached copy damaged after the download is noticed (and fetched again) instead of loaded.
+    """
+    path = Path(path)
+    return path.with_name(path.name + ".sha256")
+
+
+def _recorded_sha256(path: Path) -> str | None:
+    record = recorded_sha256_path(path)
+    if not record.is_file():
+        return None
+    words = record.read_text().split()
+    return words[0] if words else None
+
+
 def _matches(path: Path, f: RemoteFile) -> bool:
     if f.size is not None and path.stat().st_size != f.size:
         return False
-    return f.sha256 is None or sha256sum(path) == f.sha256
+    expected = f.sha256 or _recorded_sha256(path)
+    return expected is None or sha256sum(path) == expected
 
 
 def packaged_path(f: RemoteFile) -> Path | None:
@@ -795,6 +815,13 @@ def _download(dataset: Dataset, f: RemoteFile, progress: bool) -> Path:
             f"the download of {f.name} from {f.url} has {size} bytes, expected {f.size}; "
             "it was removed from the cache. Try again."
         )
+    if f.sha256 is None:  # none published: record this download's, checked at every later use
+        digest = sha256sum(path)
+        recorded_sha256_path(path).write_text(f"{digest}  {f.url}\n")
+        print(
+            f"{f.name}: no checksum is published; recorded this download's sha256 {digest} in "
+            f"{recorded_sha256_path(path)} (later uses of the cached file are checked against it)."
+        )
     return path
 
 
@@ -870,6 +897,9 @@ def remove_from_cache(name: str) -> list[Path]:
         if p.exists():
             p.unlink()
             removed.append(p)
+        record = recorded_sha256_path(p)
+        if record.exists():
+            record.unlink()
     folder = cache_dir() / "downloads" / dataset.name
     if folder.is_dir() and not any(folder.iterdir()):
         shutil.rmtree(folder)
