@@ -218,7 +218,8 @@ def _mae_checkpoint(name: str, arch: str, title: str) -> Dataset:
 def _mae_pretrain_full(name: str, arch: str, title: str) -> Dataset:
     """One of Meta's ``mae_pretrain_vit_*_full.pth``: the pretraining checkpoint with its decoder,
     trained with normalized-pixel targets (``norm_pix_loss``). Meta publishes neither size nor
-    checksum, so the size is left unknown and the file is matched by name."""
+    checksum, so the size is left unknown, a mirror's copy is matched by name and a download
+    records its sha256 (:func:`recorded_sha256_path`)."""
     return Dataset(
         name=name,
         title=title,
@@ -242,8 +243,8 @@ _HF = "https://huggingface.co/ibm-nasa-geospatial"
 
 def _prithvi_checkpoint(name: str, repo: str, file: str, title: str, citation: str, about: str):
     """One of NASA/IBM's Prithvi MAEs (encoder and decoder), a ``torch.save``'d state dict on
-    Hugging Face; no checksum is published beside the file, so it is checked by name, as
-    Meta's are."""
+    Hugging Face; no checksum is published beside the file, so, as for Meta's, a mirror's copy
+    is matched by name and a download records its sha256 (:func:`recorded_sha256_path`)."""
     return Dataset(
         name=name,
         title=title,
