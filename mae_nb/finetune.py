@@ -1,6 +1,6 @@
-"""Masked pretraining, fine-tuning and evaluation of per-pixel classifiers of hyperspectral scenes.
+"""Hyperspectral masked pretraining, and the one fine-tuning loop (hyperspectral pixels, MAE tiles).
 
-Chapters 07-07 and ``mae-nb hsi`` build on these::
+Chapters 07-08 and ``mae-nb hsi`` build on these::
 
     pretraining_region(split, patch_size=None) -> (H, W) bool  # train+val, windows clear of test
     pretrain_on_scene(scene, split=split, ...) -> PretrainResult  # masked pretraining there

@@ -244,7 +244,7 @@ TINY_SST = dict(band_block_size=8, embed_dim=16, depth=1, num_heads=2, decoder_d
 @pytest.fixture(scope="module")
 def salinas_shaped():
     """A scene of Salinas-A's shape (83 x 86 px) and its default spatial split for 5 px
-    patches, as chapters 07-07 cut it."""
+    patches, as chapters 07-08 cut it."""
     scene = synthetic_hsi(size=83, width=86, bands=16, seed=0)
     return scene, spatial_split(scene.labels, 5, seed=0)
 

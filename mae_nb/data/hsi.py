@@ -1,6 +1,6 @@
 """Hyperspectral scenes: loaders, per-band standardization, leak-free spatial splits, patches.
 
-Public API (chapters 07-07 and ``mae-nb hsi`` build on exactly these names)::
+Public API (chapters 07-08 and ``mae-nb hsi`` build on exactly these names)::
 
     HSI_DATASETS                      # registry names of the .mat scenes
     HyperspectralScene                # cube (H, W, B) float32, labels (H, W) int64 (0: unlabelled),

@@ -8,7 +8,7 @@
   weights, recomputed (timm's fused attention keeps none), as maps per head (chapter 03).
 - :mod:`mae_nb.models.checkpoints`: from a state dict or checkpoint file to an MAE, or why not.
 - :mod:`mae_nb.models.spectral`: the spectral transformer for hyperspectral pixels (chapters
-  07-07).
+  07-08).
 - :mod:`mae_nb.models.baselines`: the per-pixel hyperspectral classifiers the spectral
   transformer is compared with.
 

@@ -1,6 +1,6 @@
 """The spatial-spectral transformer of Scheibenreif, Mommert & Borth (CVPR 2023 EarthVision).
 
-Public API (chapters 07-07 and ``mae-nb hsi`` build on exactly these names)::
+Public API (chapters 07-08 and ``mae-nb hsi`` build on exactly these names)::
 
     SpectralTransformer(in_chans, image_size=7, band_block_size=16, ...)   # the model
         .forward(imgs) -> logits (N, num_classes)      # class of the centre pixel
