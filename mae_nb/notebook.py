@@ -343,6 +343,33 @@ def show_markdown(text: str) -> None:
 _LINK = re.compile(r"\((https://(?:colab\.research\.google\.com|mybinder\.org)/[^)\s]+)\)")
 
 
+def unshown_figures(source: str) -> list[str]:
+    """The ``viz.plot_*(...)`` calls of a code cell whose figure a reader would never see.
+
+    A figure returned by a call shows only as the cell's last expression: one in the middle of a
+    cell, or inside a loop or an ``if``, is drawn and dropped. Assign it or wrap it in
+    ``display(...)``. A cell that does not parse (IPython magics) has nothing to report.
+    """
+    import ast
+
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return []
+    last = tree.body[-1] if tree.body else None
+    found = []
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Expr) and isinstance(node.value, ast.Call)):
+            continue
+        name = ast.unparse(node.value.func)
+        if name.startswith("viz.plot") and node is not last:
+            found.append(
+                f"line {node.lineno}: the figure of {name}(...) is never shown (it is not the "
+                "cell's last expression); wrap it in display(...)"
+            )
+    return found
+
+
 def lint_notebook(path: str | Path) -> list[str]:
     """Problems with a chapter notebook; an empty list means it follows the conventions."""
     import nbformat
@@ -393,6 +420,9 @@ def lint_notebook(path: str | Path) -> list[str]:
                     " format it from the run in a code cell (mae_nb.notebook.show_markdown)"
                 )
     problems.extend(lint_exercises(nb))
+    for i, c in enumerate(cells):
+        if c.cell_type == "code":
+            problems.extend(f"code cell {i}: {p}" for p in unshown_figures(c.source))
     sources = "\n".join(c.source for c in cells if c.cell_type == "code")
     if "record_metrics(" not in sources:
         problems.append("no code cell calls record_metrics (the runner and tests need its metrics)")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from mae_nb.notebook import lint_notebook
+from mae_nb.notebook import lint_notebook, unshown_figures
 from mae_nb.runner import list_notebooks, recorded_seconds, run_notebook, within_factor
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -187,3 +187,18 @@ def test_chapter_04_default_run_with_the_base_model_fits_binder(tmp_path):
     assert result.peak_memory_mb is not None and result.peak_memory_mb < 2048, (
         f"chapter 04 with the base model peaked at {result.peak_memory_mb} MiB, over Binder's 2 GB"
     )
+
+
+def test_lint_finds_a_figure_that_is_drawn_and_never_shown():
+    """A viz.plot_* call in the middle of a cell (or in a loop or an if) returns a figure nobody
+    sees; the last expression, an assignment or display(...) are fine."""
+    hidden = "x = 1\nviz.plot_split(a, b)\nprint(x)"
+    assert unshown_figures(hidden) == [
+        "line 2: the figure of viz.plot_split(...) is never shown (it is not the cell's last "
+        "expression); wrap it in display(...)"
+    ]
+    assert len(unshown_figures("if ok:\n    viz.plot_loss_curve(h)\nelse:\n    print(1)")) == 1
+    assert unshown_figures("x = 1\nviz.plot_split(a, b)") == []
+    assert unshown_figures("display(viz.plot_split(a, b))\nprint(1)") == []
+    assert unshown_figures("fig = viz.plot_split(a, b)\nprint(1)") == []
+    assert unshown_figures("%matplotlib inline\nviz.plot_split(a, b)\nx = 1") == []
