@@ -573,6 +573,7 @@ def adversarial_train_step(
     1. reconstruction: encoder + decoder minimise the MSE over valid pixels;
     2. regularisation, discriminator: tell prior samples (label 1) from codes (label 0);
     3. regularisation, generator: the encoder changes its codes so the discriminator says 1.
+
     Returns ``loss`` (reconstruction), ``disc_loss``, ``gen_loss`` and ``disc_acc``.
     """
     if not isinstance(optimizer, AAEOptimizers):
