@@ -189,3 +189,19 @@ def config_command(action: Callable, load: Callable[[Any], dict]) -> Callable:
         return code
 
     return run
+
+
+def with_train_threads(config: dict, run: Callable[[], int]) -> int:
+    """Run ``run()`` with torch's thread count set from ``train.threads`` (0 or unset: unchanged).
+
+    The previous count is restored afterwards, so a notebook or test process keeps its own.
+    """
+    import torch
+
+    threads = torch.get_num_threads()
+    try:
+        if config["train"].get("threads"):
+            torch.set_num_threads(config["train"]["threads"])
+        return run()
+    finally:
+        torch.set_num_threads(threads)

@@ -30,6 +30,7 @@ from pathlib import Path
 from mae_nb.cli.config import (
     config_command,
     refuse_existing,
+    with_train_threads,
     write_default_config,
     write_json,
 )
@@ -101,15 +102,7 @@ def _check_resume(state: dict, model, path: Path) -> None:
 
 
 def _pretrain(config: dict, args: argparse.Namespace, dist) -> int:
-    import torch
-
-    threads = torch.get_num_threads()
-    try:
-        if config["train"]["threads"]:
-            torch.set_num_threads(config["train"]["threads"])
-        return _pretrain_run(config, args, dist)
-    finally:
-        torch.set_num_threads(threads)  # a notebook or test process keeps its own setting
+    return with_train_threads(config, lambda: _pretrain_run(config, args, dist))
 
 
 def _pretrain_run(config: dict, args: argparse.Namespace, dist) -> int:

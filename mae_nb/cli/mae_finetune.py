@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mae_nb.cli.config import refuse_existing, write_json
+from mae_nb.cli.config import refuse_existing, with_train_threads, write_json
 from mae_nb.cli.finetune_config import finetune_output_paths
 from mae_nb.errors import CheckpointError, InputError
 
@@ -208,15 +208,7 @@ def _prepare(config: dict):
 
 def finetune_command(config: dict, args: argparse.Namespace, dist) -> int:
     """``mae-nb mae finetune``: check everything, fine-tune, score, write the four outputs."""
-    import torch
-
-    threads = torch.get_num_threads()
-    try:
-        if config["train"]["threads"]:
-            torch.set_num_threads(config["train"]["threads"])
-        return _finetune(config, args, dist)
-    finally:
-        torch.set_num_threads(threads)  # a notebook or test process keeps its own setting
+    return with_train_threads(config, lambda: _finetune(config, args, dist))
 
 
 def _finetune(config: dict, args: argparse.Namespace, dist) -> int:
