@@ -26,6 +26,21 @@ def test_data_list_sees_the_mirror(cache, capsys):
     assert any(line.startswith("landsat7-rgb") and " mirror " in line for line in out.splitlines())
 
 
+def test_output_piped_into_a_reader_that_stops_early_is_no_traceback(cache, no_mirrors):
+    """``mae-nb data list | head -1``: the reader has gone before the listing is written."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from mae_nb.cli import main; sys.exit(main())"]
+        + ["data", "list"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    proc.stdout.close()  # closed long before the command has imported torch and printed
+    err = proc.stderr.read()
+    assert proc.wait(60) == 1
+    assert err == ""
+
+
 def test_fetch_of_an_unknown_dataset_is_one_clear_line(capsys):
     assert main(["data", "fetch", "landsat9"]) == 2
     err = capsys.readouterr().err
