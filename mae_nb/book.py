@@ -249,19 +249,9 @@ def _cell(value) -> str:
     return str(value).replace("|", "\\|").replace("\n", " ")
 
 
-def _human_size(size: int | None) -> str:
-    if size is None:
-        return "unknown"
-    for unit in ("B", "kB", "MB", "GB"):
-        if size < 1000 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1000
-    return ""  # pragma: no cover
-
-
 def registry_page() -> str:
     """The data registry as a Markdown page: names, sources, licences, sizes and citations."""
-    from mae_nb.data.registry import REGISTRY
+    from mae_nb.data.registry import REGISTRY, size_text
     from mae_nb.stats import markdown_table
 
     rows = [
@@ -270,7 +260,7 @@ def registry_page() -> str:
             "what": _cell(d.title),
             "kind": d.kind,
             "files": len(d.files),
-            "size": _human_size(d.size),
+            "size": size_text(d.size),
             "licence": _cell(d.licence),
             "source": f"[{_cell(urlsplit(d.homepage).netloc or d.homepage)}]({d.homepage})"
             if d.homepage

@@ -72,6 +72,26 @@ def test_every_entry_is_complete():
     )
 
 
+def test_meta_checkpoints_come_from_their_folder_and_say_their_targets():
+    demo, full = (
+        registry.get("mae_visualize_vit_large"),
+        registry.get("mae_pretrain_vit_large_full"),
+    )
+    assert "/visualize/" in demo.files[0].url and "/pretrain/" in full.files[0].url
+    assert demo.meta == {"arch": "mae_vit_large_patch16"}
+    assert full.meta == {"arch": "mae_vit_large_patch16", "norm_pix_loss": True}
+    assert "not normalized" in demo.description and "norm_pix_loss" in full.description
+
+
+def test_sizes_read_as_people_write_them():
+    assert registry.size_text(None) == "unknown"
+    assert registry.size_text(999) == "999 B"
+    assert registry.size_text(1000) == "1.0 kB"
+    assert registry.size_text(1_234_567) == "1.2 MB"
+    assert registry.size_text(1_300_000_000) == "1.3 GB"
+    assert registry.size_text(4_000_000_000_000) == "4000.0 GB"
+
+
 def test_cache_dir_follows_the_environment(cache):
     assert registry.cache_dir() == cache
 

@@ -38,20 +38,12 @@ def add_parser(sub) -> None:
     sy.set_defaults(func=_synth)
 
 
-def _size(n: int | None) -> str:
-    if n is None:
-        return "?"
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return "?"
-
-
 def _list(args: argparse.Namespace) -> int:
     rows = [("name", "kind", "size", "here", "licence")]
     for d in registry.REGISTRY.values():
-        rows.append((d.name, d.kind, _size(d.size), registry.status(d.name), d.licence))
+        rows.append(
+            (d.name, d.kind, registry.size_text(d.size), registry.status(d.name), d.licence)
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r[:4], widths)) + "  " + r[4])

@@ -199,42 +199,37 @@ def _hsi(name, title, cube, cube_url, cube_key, gt, gt_url, gt_key, classes, sha
     )
 
 
-def _mae_checkpoint(name: str, arch: str, title: str) -> Dataset:
+def _meta_mae(name: str, arch: str, title: str, *, norm_pix_loss: bool = False) -> Dataset:
+    """One of Meta's MAE checkpoints with its decoder: a ``mae_visualize_vit_*`` demo file (pixel
+    targets) or, with ``norm_pix_loss``, a ``mae_pretrain_vit_*_full`` pretraining file trained
+    with normalized-pixel targets. Meta publishes neither size nor checksum, so the size is left
+    unknown, a mirror's copy is matched by name and a download records its sha256
+    (:func:`recorded_sha256_path`)."""
+    if norm_pix_loss:
+        folder, about = (
+            _META_MAE_PRETRAIN,
+            (
+                "Meta's MAE pretraining checkpoint with its decoder (encoder and decoder), trained "
+                "with normalized-pixel targets (norm_pix_loss): it predicts each masked patch "
+                "standardized by that patch's own mean and variance, so its predictions are "
+                "un-normalized before they are shown (mae_nb.reconstruct.unnormalize_patches)."
+            ),
+        )
+    else:
+        folder, about = (
+            _META_MAE,
+            ("Meta's MAE demo checkpoint (encoder and decoder, pixel targets not normalized)."),
+        )
     return Dataset(
         name=name,
         title=title,
         kind="checkpoint",
-        files=(RemoteFile(f"{name}.pth", f"{_META_MAE}/{name}.pth"),),
+        files=(RemoteFile(f"{name}.pth", f"{folder}/{name}.pth"),),
         licence=_MAE_LICENCE,
         citation=_MAE_CITE,
         homepage="https://github.com/facebookresearch/mae",
-        description=(
-            "Meta's MAE demo checkpoint (encoder and decoder, pixel targets not normalized)."
-        ),
-        meta={"arch": arch},
-    )
-
-
-def _mae_pretrain_full(name: str, arch: str, title: str) -> Dataset:
-    """One of Meta's ``mae_pretrain_vit_*_full.pth``: the pretraining checkpoint with its decoder,
-    trained with normalized-pixel targets (``norm_pix_loss``). Meta publishes neither size nor
-    checksum, so the size is left unknown, a mirror's copy is matched by name and a download
-    records its sha256 (:func:`recorded_sha256_path`)."""
-    return Dataset(
-        name=name,
-        title=title,
-        kind="checkpoint",
-        files=(RemoteFile(f"{name}.pth", f"{_META_MAE_PRETRAIN}/{name}.pth"),),
-        licence=_MAE_LICENCE,
-        citation=_MAE_CITE,
-        homepage="https://github.com/facebookresearch/mae",
-        description=(
-            "Meta's MAE pretraining checkpoint with its decoder (encoder and decoder), trained "
-            "with normalized-pixel targets (norm_pix_loss): it predicts each masked patch "
-            "standardized by that patch's own mean and variance, so its predictions are "
-            "un-normalized before they are shown (mae_nb.reconstruct.unnormalize_patches)."
-        ),
-        meta={"arch": arch, "norm_pix_loss": True},
+        description=about,
+        meta={"arch": arch, **({"norm_pix_loss": True} if norm_pix_loss else {})},
     )
 
 
@@ -530,34 +525,33 @@ _DATASETS = [
         (1476, 256, 145),
         description="1476 x 256 px, 145 bands, 30 m, 14 classes.",
     ),
-    _mae_checkpoint(
-        "mae_visualize_vit_base", "mae_vit_base_patch16", "Meta MAE ViT-Base/16 (visualize)"
-    ),
-    _mae_checkpoint(
+    _meta_mae("mae_visualize_vit_base", "mae_vit_base_patch16", "Meta MAE ViT-Base/16 (visualize)"),
+    _meta_mae(
         "mae_visualize_vit_large", "mae_vit_large_patch16", "Meta MAE ViT-Large/16 (visualize)"
     ),
-    _mae_checkpoint(
+    _meta_mae(
         "mae_visualize_vit_large_ganloss",
         "mae_vit_large_patch16",
         "Meta MAE ViT-Large/16 with GAN loss (visualize)",
     ),
-    _mae_checkpoint(
-        "mae_visualize_vit_huge", "mae_vit_huge_patch14", "Meta MAE ViT-Huge/14 (visualize)"
-    ),
-    _mae_pretrain_full(
+    _meta_mae("mae_visualize_vit_huge", "mae_vit_huge_patch14", "Meta MAE ViT-Huge/14 (visualize)"),
+    _meta_mae(
         "mae_pretrain_vit_base_full",
         "mae_vit_base_patch16",
         "Meta MAE ViT-Base/16 pretraining checkpoint with decoder (normalized-pixel targets)",
+        norm_pix_loss=True,
     ),
-    _mae_pretrain_full(
+    _meta_mae(
         "mae_pretrain_vit_large_full",
         "mae_vit_large_patch16",
         "Meta MAE ViT-Large/16 pretraining checkpoint with decoder (normalized-pixel targets)",
+        norm_pix_loss=True,
     ),
-    _mae_pretrain_full(
+    _meta_mae(
         "mae_pretrain_vit_huge_full",
         "mae_vit_huge_patch14",
         "Meta MAE ViT-Huge/14 pretraining checkpoint with decoder (normalized-pixel targets)",
+        norm_pix_loss=True,
     ),
     # NASA/IBM's Prithvi (six HLS bands; mae_nb.models.prithvi maps its files)
     _prithvi_checkpoint(
@@ -747,6 +741,18 @@ def locate(name: str) -> dict[str, Path] | None:
             return None
         paths[f.name] = m
     return paths
+
+
+def size_text(size: int | None) -> str:
+    """A file size as people read it (``"1.2 MB"``, decimal units), ``"unknown"`` when the
+    source publishes none."""
+    if size is None:
+        return "unknown"
+    for unit in ("B", "kB", "MB"):
+        if size < 1000:
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{size:.1f} GB"
 
 
 def status(name: str) -> str:
