@@ -193,18 +193,20 @@ def test_every_error_raised_on_purpose_is_a_mae_nb_error():
     assert not problems, "\n".join(problems)
 
 
-def test_the_command_catches_only_mae_nb_errors_and_interrupts():
+def test_the_command_catches_only_mae_nb_errors_interrupts_and_a_closed_stdout():
     tree = _tree(_path_of("mae_nb.cli"))
     imports = _imported_names("mae_nb.cli", tree)
     namespace = vars(mae_nb.cli)
+    main = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "main")
     caught = []
-    for node in ast.walk(tree):
+    for node in ast.walk(main):  # what a command's error meets (helpers may probe and recover)
         if isinstance(node, ast.ExceptHandler):
             names = node.type.elts if isinstance(node.type, ast.Tuple) else [node.type]
             for name in names:
                 value = None if name is None else _resolve(name, namespace, imports)
                 caught.append((node.lineno, value))
-    allowed = (MaeNbError, KeyboardInterrupt)
+    # BrokenPipeError: only when the reader of stdout has gone (`| head`), else it is re-raised
+    allowed = (MaeNbError, KeyboardInterrupt, BrokenPipeError)
     wrong = [f"line {line}: {value}" for line, value in caught if value not in allowed]
     assert not wrong, f"mae_nb/cli/__init__.py catches more than {allowed}: {wrong}"
 
@@ -238,6 +240,13 @@ def test_any_other_exception_in_a_command_shows_its_traceback(command):
     # a bug (here a ValueError from deep inside numpy or torch) must not pass for a user error
     command.append(ValueError("operands could not be broadcast together"))
     with pytest.raises(ValueError, match="broadcast"):
+        mae_nb.cli.main(["boom"])
+
+
+def test_a_broken_pipe_that_is_not_stdout_shows_its_traceback(command):
+    # stdout is fine here: the pipe that broke is the command's own (a worker's, a socket's)
+    command.append(BrokenPipeError(32, "Broken pipe"))
+    with pytest.raises(BrokenPipeError):
         mae_nb.cli.main(["boom"])
 
 

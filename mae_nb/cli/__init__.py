@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import select
 import sys
 
 from mae_nb import __version__
@@ -42,11 +43,20 @@ def main(argv: list[str] | None = None) -> int:
         print("mae-nb: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
+        if not _stdout_gone():
+            raise  # a pipe of the command's own (a worker, a socket) broke: a bug, traceback
         # whoever read the output stopped reading (`mae-nb data list | head -3`): nothing to
         # report; stdout goes to /dev/null so that Python's flush at exit stays quiet too
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
 
 
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+def _stdout_gone() -> bool:
+    """Whether the reader of standard output has closed it (a pipe with no reader: POLLERR)."""
+    try:
+        fd = sys.stdout.fileno()
+        poller = select.poll()  # POSIX; elsewhere the error keeps its traceback
+    except (AttributeError, OSError, ValueError):
+        return False
+    poller.register(fd, select.POLLOUT)
+    return any(events & select.POLLERR for _, events in poller.poll(0))
