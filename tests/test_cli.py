@@ -29,8 +29,7 @@ def test_data_list_sees_the_mirror(cache, capsys):
 def test_output_piped_into_a_reader_that_stops_early_is_no_traceback(cache, no_mirrors):
     """``mae-nb data list | head -1``: the reader has gone before the listing is written."""
     proc = subprocess.Popen(
-        [sys.executable, "-c", "import sys; from mae_nb.cli import main; sys.exit(main())"]
-        + ["data", "list"],
+        [sys.executable, "-m", "mae_nb", "data", "list"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

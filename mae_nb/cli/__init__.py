@@ -60,3 +60,7 @@ def _stdout_gone() -> bool:
         return False
     poller.register(fd, select.POLLOUT)
     return any(events & select.POLLERR for _, events in poller.poll(0))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -205,21 +205,15 @@ def _meta_mae(name: str, arch: str, title: str, *, norm_pix_loss: bool = False) 
     with normalized-pixel targets. Meta publishes neither size nor checksum, so the size is left
     unknown, a mirror's copy is matched by name and a download records its sha256
     (:func:`recorded_sha256_path`)."""
-    if norm_pix_loss:
-        folder, about = (
-            _META_MAE_PRETRAIN,
-            (
-                "Meta's MAE pretraining checkpoint with its decoder (encoder and decoder), trained "
-                "with normalized-pixel targets (norm_pix_loss): it predicts each masked patch "
-                "standardized by that patch's own mean and variance, so its predictions are "
-                "un-normalized before they are shown (mae_nb.reconstruct.unnormalize_patches)."
-            ),
-        )
-    else:
-        folder, about = (
-            _META_MAE,
-            ("Meta's MAE demo checkpoint (encoder and decoder, pixel targets not normalized)."),
-        )
+    about = (
+        "Meta's MAE pretraining checkpoint with its decoder (encoder and decoder), trained with "
+        "normalized-pixel targets (norm_pix_loss): it predicts each masked patch standardized by "
+        "that patch's own mean and variance, so its predictions are un-normalized before they are "
+        "shown (mae_nb.reconstruct.unnormalize_patches)."
+        if norm_pix_loss
+        else "Meta's MAE demo checkpoint (encoder and decoder, pixel targets not normalized)."
+    )
+    folder = _META_MAE_PRETRAIN if norm_pix_loss else _META_MAE
     return Dataset(
         name=name,
         title=title,
